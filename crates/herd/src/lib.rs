@@ -1,0 +1,13 @@
+//! herd: run any server program on every CPU core.
+//!
+//! One small primary process owns the listening sockets and supervises N worker
+//! processes. The lifecycle rules live in [`supervisor`], a pure state machine with
+//! no I/O; [`driver`] is the thin tokio layer that turns signals, child exits and
+//! notify datagrams into supervisor events and carries out the actions it returns.
+
+pub mod channel;
+pub mod config;
+pub mod driver;
+pub mod listen;
+pub mod observe;
+pub mod supervisor;

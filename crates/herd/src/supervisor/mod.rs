@@ -1,1 +1,757 @@
-//! TODO
+//! The lifecycle of one app's workers, as a pure state machine.
+//!
+//! Theory of operation: the supervisor holds the desired state (how many slots, which
+//! generation of the program) and the actual state (which worker process serves each
+//! slot, and in what state it is). [`Supervisor::step`] takes one [`Event`] and the current
+//! time and returns the [`Action`]s that move the actual state one safe step toward the
+//! desired one. It never spawns, signals, sleeps or reads a clock: time comes in as `now`,
+//! timers go out as [`Action::Wake`]. Every lifecycle rule (restart backoff, the errored
+//! state, readiness, rolling reload, scaling, shutdown) is therefore unit-tested with
+//! simulated time in `tests.rs`; the driver only does the I/O.
+//!
+//! A worker lives through `Spawning` (asked for, no pid yet) → `Starting` (running, not
+//! yet ready) → `Ready` → `Stopping` → gone. A slot has at most one current worker, plus,
+//! during a rolling reload, one replacement that takes over once it is ready.
+
+mod backoff;
+mod events;
+mod reload;
+#[cfg(test)]
+mod tests;
+
+pub use backoff::{Backoff, BackoffPolicy, Jitter, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
+pub use events::{
+    Action, Event, ExitStatus, Log, NotifyMsg, Outcome, ReadyHow, StopReason, WorkerId,
+};
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How herd decides that a new worker is ready to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Wait for `READY=1` on the notify socket, up to the listen timeout.
+    Notify,
+    /// Ready this long after the process started.
+    Delay(Duration),
+    /// `READY=1` if the worker sends it; otherwise assumed ready after a short delay.
+    /// Once any worker of the app has sent `READY=1`, later workers are waited for like `Notify`.
+    Auto,
+}
+
+/// Why 10 s: PM2's `listen_timeout` default (3 s) is too short for cold JVM or Rails boots,
+/// and a reload stalls at most this long per slot when a new worker hangs.
+pub const DEFAULT_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why 10 s: long enough for in-flight requests of a typical web app to finish, and under
+/// Kubernetes' default 30 s termination grace period with room to spare.
+pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why 500 ms: `auto` readiness for programs that send no `READY=1`. The primary keeps the
+/// socket, so connections that arrive before the worker accepts queue rather than fail; the
+/// delay only needs to cover the start of a typical interpreter.
+pub const DEFAULT_AUTO_READY_DELAY: Duration = Duration::from_millis(500);
+/// Why 5 s: a worker that dies sooner most likely failed its start-up, which is what the
+/// errored state guards against; one that ran longer resets its slot's backoff.
+pub const DEFAULT_MIN_UPTIME: Duration = Duration::from_secs(5);
+/// Unstable restarts allowed within [`DEFAULT_RESTART_WINDOW`] before the app is errored.
+pub const DEFAULT_MAX_RESTARTS: usize = 10;
+/// Why 60 s: with the default backoff a single crash-looping slot reaches the limit in
+/// about 40 s, so the window catches it; sporadic crashes spread over hours never do.
+pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// The lifecycle knobs of one app.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Number of slots at start.
+    pub instances: usize,
+    pub readiness: Readiness,
+    pub listen_timeout: Duration,
+    pub auto_ready_delay: Duration,
+    pub kill_timeout: Duration,
+    pub backoff: BackoffPolicy,
+    pub min_uptime: Duration,
+    pub max_restarts: usize,
+    pub restart_window: Duration,
+    /// Slots replaced at the same time during a rolling reload.
+    pub reload_parallel: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            instances: 1,
+            readiness: Readiness::Auto,
+            listen_timeout: DEFAULT_LISTEN_TIMEOUT,
+            auto_ready_delay: DEFAULT_AUTO_READY_DELAY,
+            kill_timeout: DEFAULT_KILL_TIMEOUT,
+            backoff: BackoffPolicy::default(),
+            min_uptime: DEFAULT_MIN_UPTIME,
+            max_restarts: DEFAULT_MAX_RESTARTS,
+            restart_window: DEFAULT_RESTART_WINDOW,
+            reload_parallel: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Spawning,
+    Starting {
+        deadline: Instant,
+    },
+    Ready,
+    Stopping {
+        reason: StopReason,
+        kill_at: Instant,
+        killed: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Worker {
+    slot: usize,
+    generation: u64,
+    pid: Option<u32>,
+    started: Instant,
+    state: State,
+    /// The worker said `STOPPING=1`: no new connections for it.
+    draining: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    current: Option<WorkerId>,
+    replacement: Option<WorkerId>,
+    restart_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+#[derive(Debug, Clone)]
+struct ReloadPlan {
+    pending: VecDeque<usize>,
+    total: usize,
+    done: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Running,
+    ShuttingDown { forced: bool },
+}
+
+/// The lifecycle state machine of one app. See the module documentation.
+#[derive(Debug)]
+pub struct Supervisor {
+    policy: Policy,
+    slots: Vec<Slot>,
+    workers: BTreeMap<WorkerId, Worker>,
+    next_id: WorkerId,
+    generation: u64,
+    mode: Mode,
+    errored: bool,
+    any_killed: bool,
+    /// Some worker of this app has sent `READY=1` (`auto` then waits for it).
+    speaks_notify: bool,
+    unstable: VecDeque<Instant>,
+    reload: Option<ReloadPlan>,
+    last_route: Option<Vec<usize>>,
+    last_wake: Option<Instant>,
+    exited: bool,
+    jitter: Jitter,
+}
+
+impl Supervisor {
+    /// A supervisor for an app with `policy`; `seed` feeds the restart jitter.
+    pub fn new(policy: Policy, seed: u64) -> Self {
+        Supervisor {
+            policy,
+            slots: Vec::new(),
+            workers: BTreeMap::new(),
+            next_id: 1,
+            generation: 0,
+            mode: Mode::Running,
+            errored: false,
+            any_killed: false,
+            speaks_notify: false,
+            unstable: VecDeque::new(),
+            reload: None,
+            last_route: None,
+            last_wake: None,
+            exited: false,
+            jitter: Jitter::new(seed),
+        }
+    }
+
+    /// Feeds one event in at time `now`; returns what the driver must do, in order.
+    pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.exited {
+            return out;
+        }
+        match event {
+            Event::Start => self.on_start(now, &mut out),
+            Event::Spawned { worker, pid } => self.on_spawned(worker, pid, now, &mut out),
+            Event::SpawnFailed { worker, error } => {
+                self.on_spawn_failed(worker, error, now, &mut out)
+            }
+            Event::Exited { pid, status } => self.on_exited(pid, status, now, &mut out),
+            Event::Notify { pid, msg } => self.on_notify(pid, msg, now, &mut out),
+            Event::Timer => {}
+            Event::Shutdown => self.on_shutdown(now, &mut out),
+            Event::Reload => self.on_reload(now, &mut out),
+            Event::ScaleUp => self.on_scale_up(now, &mut out),
+            Event::ScaleDown => self.on_scale_down(now, &mut out),
+        }
+        self.fire_due(now, &mut out);
+        self.advance_reload(now, &mut out);
+        self.finish(&mut out);
+        out
+    }
+
+    /// Number of slots wanted now.
+    pub fn instances(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Worker processes alive or being started, whatever their state.
+    pub fn live_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Workers that serve or are about to (not stopping).
+    pub fn active_workers(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| !matches!(w.state, State::Stopping { .. }))
+            .count()
+    }
+
+    /// The app crashed too often and is no longer restarted.
+    pub fn is_errored(&self) -> bool {
+        self.errored
+    }
+
+    /// A rolling reload is under way.
+    pub fn is_reloading(&self) -> bool {
+        self.reload.is_some()
+    }
+
+    /// The slot and generation of the worker with this pid, if it is one of ours.
+    pub fn worker_of_pid(&self, pid: u32) -> Option<(usize, u64)> {
+        self.workers
+            .values()
+            .find(|w| w.pid == Some(pid))
+            .map(|w| (w.slot, w.generation))
+    }
+
+    fn on_start(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !self.slots.is_empty() {
+            return;
+        }
+        for slot in 0..self.policy.instances.max(1) {
+            self.slots.push(Slot::default());
+            let id = self.spawn(slot, out);
+            self.slots[slot].current = Some(id);
+        }
+        let _ = now;
+    }
+
+    fn spawn(&mut self, slot: usize, out: &mut Vec<Action>) -> WorkerId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let generation = self.generation;
+        self.workers.insert(
+            id,
+            Worker {
+                slot,
+                generation,
+                pid: None,
+                // Replaced by the real start time in `on_spawned`.
+                started: Instant::now(),
+                state: State::Spawning,
+                draining: false,
+            },
+        );
+        out.push(Action::Log(Log::Spawning {
+            slot,
+            worker: id,
+            generation,
+        }));
+        out.push(Action::Spawn {
+            worker: id,
+            slot,
+            generation,
+        });
+        id
+    }
+
+    fn ready_deadline(&self, started: Instant) -> Instant {
+        match self.policy.readiness {
+            Readiness::Notify => started + self.policy.listen_timeout,
+            Readiness::Delay(d) => started + d,
+            Readiness::Auto if self.speaks_notify => started + self.policy.listen_timeout,
+            Readiness::Auto => started + self.policy.auto_ready_delay,
+        }
+    }
+
+    fn on_spawned(&mut self, id: WorkerId, pid: u32, now: Instant, out: &mut Vec<Action>) {
+        let deadline = self.ready_deadline(now);
+        let kill_at = now + self.policy.kill_timeout;
+        let mode = self.mode;
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        // A worker can be unwanted before its pid is known (scale-down, reload cancelled).
+        let unwanted = match w.state {
+            State::Stopping { reason, .. } => Some(reason),
+            _ => None,
+        };
+        w.pid = Some(pid);
+        w.started = now;
+        w.state = State::Starting { deadline };
+        out.push(Action::Log(Log::Spawned { slot: w.slot, pid }));
+        let reason = match (mode, unwanted) {
+            (Mode::ShuttingDown { .. }, _) => StopReason::Shutdown,
+            (Mode::Running, Some(reason)) => reason,
+            (Mode::Running, None) => return,
+        };
+        let forced = mode == Mode::ShuttingDown { forced: true };
+        w.state = State::Stopping {
+            reason,
+            kill_at,
+            killed: forced,
+        };
+        out.push(Action::Log(Log::Stopping {
+            slot: w.slot,
+            pid,
+            reason,
+        }));
+        if forced {
+            self.any_killed = true;
+            out.push(Action::Kill { pid });
+        } else {
+            out.push(Action::Stop { pid });
+        }
+    }
+
+    fn on_spawn_failed(
+        &mut self,
+        id: WorkerId,
+        error: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        out.push(Action::Log(Log::SpawnFailed {
+            slot: w.slot,
+            error: error.clone(),
+        }));
+        self.worker_gone(id, &w, now, out, Some(error));
+    }
+
+    fn on_exited(&mut self, pid: u32, status: ExitStatus, now: Instant, out: &mut Vec<Action>) {
+        let Some(id) = self.id_of_pid(pid) else {
+            return;
+        };
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        let expected = matches!(self.mode, Mode::ShuttingDown { .. })
+            || matches!(w.state, State::Stopping { reason, .. } if reason != StopReason::NotReady);
+        out.push(Action::Log(Log::Exited {
+            slot: w.slot,
+            pid,
+            status,
+            uptime: now.saturating_duration_since(w.started),
+            expected,
+        }));
+        let why = match status {
+            ExitStatus::Code(c) => {
+                format!("new worker (pid {pid}) exited with code {c} before it was ready")
+            }
+            ExitStatus::Signal(s) => {
+                format!("new worker (pid {pid}) was killed by signal {s} before it was ready")
+            }
+        };
+        self.worker_gone(id, &w, now, out, Some(why));
+    }
+
+    /// A worker is gone (exited, or never started): decide what its slot needs.
+    fn worker_gone(
+        &mut self,
+        id: WorkerId,
+        w: &Worker,
+        now: Instant,
+        out: &mut Vec<Action>,
+        why: Option<String>,
+    ) {
+        if self.mode != Mode::Running {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(w.slot) else {
+            return;
+        };
+        if slot.replacement == Some(id) {
+            slot.replacement = None;
+            if !matches!(w.state, State::Stopping { .. }) {
+                let reason = why.unwrap_or_else(|| "new worker failed".into());
+                self.abort_reload(w.slot, reason, now, out);
+            }
+            return;
+        }
+        if slot.current != Some(id) {
+            return;
+        }
+        slot.current = None;
+        if self.errored {
+            return;
+        }
+        let uptime = now.saturating_duration_since(w.started);
+        let stable = w.pid.is_some() && uptime >= self.policy.min_uptime;
+        if stable {
+            slot.backoff.reset();
+        } else {
+            self.unstable.push_back(now);
+            while let Some(&t) = self.unstable.front() {
+                if now.saturating_duration_since(t) > self.policy.restart_window {
+                    self.unstable.pop_front();
+                } else {
+                    break;
+                }
+            }
+            if self.unstable.len() > self.policy.max_restarts {
+                self.errored = true;
+                for s in &mut self.slots {
+                    s.restart_at = None;
+                }
+                out.push(Action::Log(Log::Errored {
+                    unstable: self.unstable.len(),
+                    window: self.policy.restart_window,
+                }));
+                return;
+            }
+        }
+        let unit = self.jitter.unit();
+        let slot = &mut self.slots[w.slot];
+        let delay = slot.backoff.next(&self.policy.backoff, unit);
+        slot.restart_at = Some(now + delay);
+        out.push(Action::Log(Log::Restarting {
+            slot: w.slot,
+            delay,
+            unstable: self.unstable.len(),
+        }));
+    }
+
+    fn on_notify(&mut self, pid: u32, msg: NotifyMsg, now: Instant, out: &mut Vec<Action>) {
+        let Some(id) = self.id_of_pid(pid) else {
+            out.push(Action::Log(Log::UnknownNotify { pid }));
+            return;
+        };
+        match msg {
+            NotifyMsg::Ready => {
+                if !self.speaks_notify && self.policy.readiness == Readiness::Auto {
+                    self.speaks_notify = true;
+                    // From now on `auto` waits for READY=1: give the others the full timeout.
+                    let timeout = self.policy.listen_timeout;
+                    for w in self.workers.values_mut() {
+                        if let State::Starting { deadline } = &mut w.state {
+                            *deadline = w.started + timeout;
+                        }
+                    }
+                }
+                if matches!(self.workers[&id].state, State::Starting { .. }) {
+                    self.become_ready(id, ReadyHow::Notify, now, out);
+                }
+            }
+            NotifyMsg::Stopping => {
+                let w = self.workers.get_mut(&id).expect("looked up above");
+                if !w.draining {
+                    w.draining = true;
+                    out.push(Action::Log(Log::WorkerStopping { slot: w.slot, pid }));
+                }
+            }
+            NotifyMsg::Status(text) => {
+                let slot = self.workers[&id].slot;
+                out.push(Action::Log(Log::Status { slot, pid, text }));
+            }
+            NotifyMsg::Watchdog => {}
+        }
+    }
+
+    fn become_ready(&mut self, id: WorkerId, how: ReadyHow, now: Instant, out: &mut Vec<Action>) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.state = State::Ready;
+        let (slot, pid) = (w.slot, w.pid.unwrap_or(0));
+        out.push(Action::Log(Log::Ready {
+            slot,
+            pid,
+            after: now.saturating_duration_since(w.started),
+            how,
+        }));
+        if self.slots.get(slot).and_then(|s| s.replacement) == Some(id) {
+            self.promote(slot, now, out);
+        }
+    }
+
+    fn on_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.mode {
+            Mode::Running => {
+                self.mode = Mode::ShuttingDown { forced: false };
+                self.reload = None;
+                for s in &mut self.slots {
+                    s.restart_at = None;
+                }
+                out.push(Action::Log(Log::ShutdownStarted {
+                    workers: self.workers.len(),
+                }));
+                let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+                for id in ids {
+                    self.stop(id, StopReason::Shutdown, now, out);
+                }
+            }
+            Mode::ShuttingDown { forced: false } => {
+                self.mode = Mode::ShuttingDown { forced: true };
+                out.push(Action::Log(Log::ShutdownForced {
+                    workers: self.workers.len(),
+                }));
+                for w in self.workers.values_mut() {
+                    if let (Some(pid), State::Stopping { killed, .. }) = (w.pid, &mut w.state) {
+                        if !*killed {
+                            *killed = true;
+                            self.any_killed = true;
+                            out.push(Action::Kill { pid });
+                        }
+                    }
+                }
+            }
+            Mode::ShuttingDown { forced: true } => {}
+        }
+    }
+
+    /// Asks a worker to stop gracefully. A worker not spawned yet is stopped once it is.
+    fn stop(&mut self, id: WorkerId, reason: StopReason, now: Instant, out: &mut Vec<Action>) {
+        let kill_at = now + self.policy.kill_timeout;
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if matches!(w.state, State::Stopping { .. }) {
+            return;
+        }
+        if let Some(pid) = w.pid {
+            w.state = State::Stopping {
+                reason,
+                kill_at,
+                killed: false,
+            };
+            out.push(Action::Log(Log::Stopping {
+                slot: w.slot,
+                pid,
+                reason,
+            }));
+            out.push(Action::Stop { pid });
+        }
+        // A worker still in Spawning is handled in `on_spawned` (shutdown) or by the
+        // replacement bookkeeping (it is no longer referenced by its slot).
+    }
+
+    fn on_scale_up(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.mode != Mode::Running {
+            out.push(Action::Log(Log::Ignored {
+                what: "scale up",
+                why: "shutting down",
+            }));
+            return;
+        }
+        let from = self.slots.len();
+        self.slots.push(Slot::default());
+        out.push(Action::Log(Log::Scaled { from, to: from + 1 }));
+        if !self.errored {
+            self.slots[from].restart_at = Some(now);
+        }
+    }
+
+    fn on_scale_down(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.mode != Mode::Running {
+            out.push(Action::Log(Log::Ignored {
+                what: "scale down",
+                why: "shutting down",
+            }));
+            return;
+        }
+        if self.slots.len() <= 1 {
+            out.push(Action::Log(Log::Ignored {
+                what: "scale down",
+                why: "one worker is the minimum",
+            }));
+            return;
+        }
+        let from = self.slots.len();
+        let slot = self.slots.pop().expect("len checked above");
+        out.push(Action::Log(Log::Scaled { from, to: from - 1 }));
+        for id in [slot.current, slot.replacement].into_iter().flatten() {
+            self.stop_or_forget(id, StopReason::ScaleDown, now, out);
+        }
+    }
+
+    /// Stops a worker that no slot references any more; one still spawning is marked so
+    /// that it is stopped as soon as its pid is known.
+    fn stop_or_forget(
+        &mut self,
+        id: WorkerId,
+        reason: StopReason,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let kill_at = now + self.policy.kill_timeout;
+        if let Some(w) = self.workers.get_mut(&id) {
+            if w.pid.is_none() {
+                w.state = State::Stopping {
+                    reason,
+                    kill_at,
+                    killed: false,
+                };
+                return;
+            }
+        }
+        self.stop(id, reason, now, out);
+    }
+
+    /// Handles every deadline that has passed: readiness, kill timeouts, restarts.
+    fn fire_due(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let due: Vec<(WorkerId, State)> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| match w.state {
+                State::Starting { deadline } => deadline <= now,
+                State::Stopping {
+                    kill_at, killed, ..
+                } => w.pid.is_some() && !killed && kill_at <= now,
+                _ => false,
+            })
+            .map(|(id, w)| (*id, w.state))
+            .collect();
+        for (id, state) in due {
+            match state {
+                State::Starting { .. } => self.ready_deadline_passed(id, now, out),
+                State::Stopping { .. } => {
+                    let timeout = self.policy.kill_timeout;
+                    let w = self.workers.get_mut(&id).expect("collected above");
+                    if let State::Stopping { killed, .. } = &mut w.state {
+                        *killed = true;
+                    }
+                    let pid = w.pid.unwrap_or(0);
+                    out.push(Action::Log(Log::KillTimeout {
+                        slot: w.slot,
+                        pid,
+                        timeout,
+                    }));
+                    out.push(Action::Kill { pid });
+                    if self.mode != Mode::Running {
+                        self.any_killed = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.mode != Mode::Running || self.errored {
+            return;
+        }
+        for slot in 0..self.slots.len() {
+            if matches!(self.slots[slot].restart_at, Some(t) if t <= now) {
+                self.slots[slot].restart_at = None;
+                let id = self.spawn(slot, out);
+                self.slots[slot].current = Some(id);
+            }
+        }
+    }
+
+    fn ready_deadline_passed(&mut self, id: WorkerId, now: Instant, out: &mut Vec<Action>) {
+        let readiness = self.policy.readiness;
+        match readiness {
+            Readiness::Delay(_) => self.become_ready(id, ReadyHow::Delay, now, out),
+            Readiness::Auto if !self.speaks_notify => {
+                self.become_ready(id, ReadyHow::Assumed, now, out)
+            }
+            _ => {
+                let w = &self.workers[&id];
+                let (slot, pid) = (w.slot, w.pid.unwrap_or(0));
+                out.push(Action::Log(Log::NotReady {
+                    slot,
+                    pid,
+                    timeout: self.policy.listen_timeout,
+                }));
+                if self.slots.get(slot).and_then(|s| s.replacement) == Some(id) {
+                    let reason = format!(
+                        "new worker (pid {pid}) was not ready within the listen timeout ({:?})",
+                        self.policy.listen_timeout
+                    );
+                    self.abort_reload(slot, reason, now, out);
+                } else {
+                    self.stop(id, StopReason::NotReady, now, out);
+                }
+            }
+        }
+    }
+
+    /// Ends the step: the route if it changed, the exit if nothing is left, the next wake-up.
+    fn finish(&mut self, out: &mut Vec<Action>) {
+        let route: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.current
+                    .and_then(|id| self.workers.get(&id))
+                    .is_some_and(|w| w.state == State::Ready && !w.draining)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if self.last_route.as_ref() != Some(&route) {
+            self.last_route = Some(route.clone());
+            out.push(Action::Route(route));
+        }
+        let outcome = match self.mode {
+            Mode::ShuttingDown { .. } if self.workers.is_empty() => Some(if self.any_killed {
+                Outcome::Killed
+            } else {
+                Outcome::Clean
+            }),
+            Mode::Running if self.errored && self.workers.is_empty() => Some(Outcome::Errored),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            self.exited = true;
+            out.push(Action::Exit(outcome));
+            return;
+        }
+        let next = self.next_deadline();
+        if next.is_some() && next != self.last_wake {
+            self.last_wake = next;
+            out.push(Action::Wake(next.expect("checked")));
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let workers = self.workers.values().filter_map(|w| match w.state {
+            State::Starting { deadline } => Some(deadline),
+            State::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } => Some(kill_at),
+            _ => None,
+        });
+        let slots = self.slots.iter().filter_map(|s| s.restart_at);
+        workers.chain(slots).min()
+    }
+
+    fn id_of_pid(&self, pid: u32) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .find(|(_, w)| w.pid == Some(pid))
+            .map(|(id, _)| *id)
+    }
+}

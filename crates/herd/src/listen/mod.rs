@@ -1,1 +1,259 @@
-//! TODO
+//! The primary's listening sockets: parses the addresses to listen on, binds them all before
+//! any worker starts, says which fds (and LISTEN_FDNAMES names) each worker slot inherits, and
+//! steers new connections away from slots whose worker is not ready.
+//!
+//! Two ways to spread connections, both with no work for the primary per connection
+//! ([`Balance`]): `reuseport` gives every slot its own SO_REUSEPORT socket on the same address
+//! (the kernel spreads connections over them), `shared` gives every worker the same socket.
+//! Sockets are kept open until [`Listeners`] is dropped, even while a slot has no worker: the
+//! connections queued on a reuseport socket wait for the slot's replacement, and the kernel's
+//! reuseport group keeps the order that makes slot = group index for [`Listeners::steer`].
+//!
+//! This module does not spawn workers, place fds at 3.. or set LISTEN_FDS (the driver does),
+//! and does not accept connections (the `balance` modes where the primary accepts do).
+
+mod addr;
+mod bind;
+mod error;
+mod steer;
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::Socket;
+
+pub use addr::{Balance, ListenAddr};
+pub use bind::{BACKLOG, UNIX_PATH_MAX};
+pub use error::ListenError;
+
+/// Longest LISTEN_FDNAMES entry systemd accepts.
+const FDNAME_MAX: usize = 255;
+
+/// Every listening socket of one app, in the order of its addresses.
+#[derive(Debug)]
+pub struct Listeners {
+    balance: Balance,
+    groups: Vec<Group>,
+}
+
+/// The socket(s) of one address.
+#[derive(Debug)]
+struct Group {
+    /// The bound address, with the kernel's port when port 0 was asked.
+    local: ListenAddr,
+    /// This address's LISTEN_FDNAMES entry.
+    name: String,
+    /// One socket per slot (index = slot = position in the kernel's reuseport group) for TCP
+    /// in reuseport mode; otherwise a single socket shared by every slot.
+    sockets: Vec<Socket>,
+    per_slot: bool,
+    /// The unix socket file this process created, removed when the group is dropped.
+    _file: Option<bind::SocketFile>,
+}
+
+impl Group {
+    fn socket_for(&self, slot: usize) -> &Socket {
+        if self.per_slot {
+            &self.sockets[slot]
+        } else {
+            &self.sockets[0]
+        }
+    }
+}
+
+impl Listeners {
+    /// Binds every address before any worker starts. `slots` is the initial worker count.
+    ///
+    /// ReusePort: for each TCP address, one SO_REUSEPORT socket per slot (at least one), all on
+    /// the same port; when port 0 was given, the first socket's kernel-chosen port is reused for
+    /// the others. A port another process already listens on is refused even if that process
+    /// used SO_REUSEPORT too, so two herds never silently split one port.
+    /// Shared: one socket per address, inherited by all workers. Unix addresses are always one
+    /// shared socket (SO_REUSEPORT means nothing for them). A stale unix socket file (connect
+    /// refused) is removed and rebound; a live one is an error.
+    pub fn bind(
+        addrs: &[ListenAddr],
+        balance: Balance,
+        slots: usize,
+    ) -> Result<Listeners, ListenError> {
+        let mut groups: Vec<Group> = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            // Listed twice: a second bind would fail as "in use" (shared) or silently join the
+            // first address's reuseport group and break slot = group index.
+            let explicit = !matches!(addr, ListenAddr::Tcp(a) if a.port() == 0);
+            if explicit && addrs.iter().filter(|other| *other == addr).count() > 1 {
+                return Err(ListenError::Duplicate { addr: addr.clone() });
+            }
+            groups.push(match addr {
+                ListenAddr::Tcp(asked) if balance == Balance::ReusePort => {
+                    if asked.port() != 0 {
+                        bind::ensure_unused(*asked)?;
+                    }
+                    let first = bind::tcp(*asked, true)?;
+                    let local = bound_addr(&first, *asked)?;
+                    let mut sockets = vec![first];
+                    for _ in 1..slots {
+                        sockets.push(bind::tcp(local, true)?);
+                    }
+                    Group {
+                        local: ListenAddr::Tcp(local),
+                        name: fd_name(&ListenAddr::Tcp(local)),
+                        sockets,
+                        per_slot: true,
+                        _file: None,
+                    }
+                }
+                ListenAddr::Tcp(asked) => {
+                    let socket = bind::tcp(*asked, false)?;
+                    let local = ListenAddr::Tcp(bound_addr(&socket, *asked)?);
+                    Group {
+                        name: fd_name(&local),
+                        local,
+                        sockets: vec![socket],
+                        per_slot: false,
+                        _file: None,
+                    }
+                }
+                ListenAddr::Unix(path) => {
+                    let (socket, file) = bind::unix(path)?;
+                    Group {
+                        local: addr.clone(),
+                        name: fd_name(addr),
+                        sockets: vec![socket],
+                        per_slot: false,
+                        _file: Some(file),
+                    }
+                }
+            });
+        }
+        Ok(Listeners { balance, groups })
+    }
+
+    /// The listening fds a worker of `slot` inherits, in address order, each with its
+    /// LISTEN_FDNAMES name (`tcp-3000`, `unix-app.sock`; never a ':', systemd's separator).
+    ///
+    /// In reuseport mode, binds the sockets of the slots up to `slot` not bound yet (scale up).
+    /// They start receiving connections at once unless a steering program keeps them away:
+    /// call [`Listeners::steer`] with the ready slots after scaling. The fds stay owned by
+    /// `self` and open until it is dropped.
+    pub fn for_slot(&mut self, slot: usize) -> Result<Vec<(RawFd, String)>, ListenError> {
+        for group in self.groups.iter_mut().filter(|g| g.per_slot) {
+            let ListenAddr::Tcp(local) = group.local else {
+                continue;
+            };
+            // In slot order, so a socket's position in the reuseport group is its slot.
+            while group.sockets.len() <= slot {
+                group.sockets.push(bind::tcp(local, true)?);
+            }
+        }
+        Ok(self
+            .groups
+            .iter()
+            .map(|g| (g.socket_for(slot).as_raw_fd(), g.name.clone()))
+            .collect())
+    }
+
+    /// Steers new TCP connections to the given slots only (the ones whose worker is ready),
+    /// with a classic BPF program attached to each reuseport group. An empty list, or one that
+    /// names every bound slot, removes the program (the kernel's hash spreads connections
+    /// over all sockets). After a scale down, pass the remaining ready slots: the sockets of
+    /// the removed slots stay bound and would otherwise keep receiving connections.
+    /// Slots not bound yet are ignored. No-op in shared mode.
+    pub fn steer(&self, ready_slots: &[usize]) -> Result<(), ListenError> {
+        for group in self.groups.iter().filter(|g| g.per_slot) {
+            let bound = group.sockets.len();
+            let mut ready: Vec<u32> = ready_slots
+                .iter()
+                .filter(|slot| **slot < bound)
+                .filter_map(|slot| u32::try_from(*slot).ok())
+                .collect();
+            ready.sort_unstable();
+            ready.dedup();
+            let steer_err = |source| ListenError::Steer {
+                addr: group.local.clone(),
+                source,
+            };
+            // The program belongs to the group: attaching through its first socket is enough.
+            let socket = &group.sockets[0];
+            if ready.is_empty() || ready.len() == bound {
+                match steer::detach(socket) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+                        // Kernel older than 5.3: a program over every slot does the same.
+                        let all: Vec<u32> =
+                            (0..bound).filter_map(|s| u32::try_from(s).ok()).collect();
+                        let prog = steer::program(&all).map_err(steer_err)?;
+                        steer::attach(socket, &prog).map_err(steer_err)?;
+                    }
+                    other => other.map_err(steer_err)?,
+                }
+            } else {
+                let prog = steer::program(&ready).map_err(steer_err)?;
+                steer::attach(socket, &prog).map_err(steer_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bound addresses, for the "listening on …" log line (the actual port when 0 was
+    /// asked), in the order given to [`Listeners::bind`].
+    pub fn local_addrs(&self) -> Vec<ListenAddr> {
+        self.groups.iter().map(|g| g.local.clone()).collect()
+    }
+
+    /// The port to put in the worker's PORT variable: the first TCP address's actual port.
+    pub fn port(&self) -> Option<u16> {
+        self.groups.iter().find_map(|g| match g.local {
+            ListenAddr::Tcp(addr) => Some(addr.port()),
+            ListenAddr::Unix(_) => None,
+        })
+    }
+
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+}
+
+/// The address `socket` is bound to (the kernel's port when 0 was asked).
+fn bound_addr(
+    socket: &Socket,
+    asked: std::net::SocketAddr,
+) -> Result<std::net::SocketAddr, ListenError> {
+    let io_err = |source| ListenError::Io {
+        addr: ListenAddr::Tcp(asked),
+        source,
+    };
+    socket
+        .local_addr()
+        .map_err(io_err)?
+        .as_socket()
+        .ok_or_else(|| {
+            io_err(std::io::Error::other(
+                "the socket is not bound to an IP address",
+            ))
+        })
+}
+
+/// The LISTEN_FDNAMES entry of an address: `tcp-PORT` or `unix-FILENAME`, with every character
+/// systemd would refuse (':' separates the names; only printable ASCII) replaced by '_'.
+fn fd_name(addr: &ListenAddr) -> String {
+    let raw = match addr {
+        ListenAddr::Tcp(a) => format!("tcp-{}", a.port()),
+        ListenAddr::Unix(path) => format!(
+            "unix-{}",
+            path.file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy()
+        ),
+    };
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(FDNAME_MAX)
+        .collect()
+}

@@ -1,0 +1,543 @@
+//! What `-i max` means: how many CPUs this process may really use, honouring the affinity mask
+//! (taskset, cpuset) and the cgroup CPU quota (docker `--cpus`, Kubernetes `limits.cpu`), and
+//! the `-i` value itself ([`Instances`]). Reading /proc and /sys is kept to [`cpu_budget`];
+//! every rule is a pure function over the files' text, tested with strings.
+//!
+//! Simplifications: cgroup v2 is assumed mounted at /sys/fs/cgroup and the v1 `cpu` controller
+//! at /sys/fs/cgroup/cpu or /sys/fs/cgroup/cpu,cpuacct (where every distribution and container
+//! runtime puts them); mountinfo is not read.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where cgroup v2 is mounted.
+const CGROUP2_ROOT: &str = "/sys/fs/cgroup";
+/// Where the cgroup v1 `cpu` controller may be mounted, in the order tried.
+const CGROUP1_CPU_ROOTS: [&str; 2] = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"];
+
+/// How many CPUs this process may use, and why, e.g. "max = 2: cgroup quota 2.0 of 16 cores",
+/// "max = 4: affinity mask allows 4 of 8 cores" or "max = 8: 8 cores".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuBudget {
+    /// At least 1.
+    pub count: usize,
+    pub reason: String,
+}
+
+/// This process's CPU budget: the cores it may run on (affinity), capped by the cgroup CPU
+/// quota of its cgroup and every ancestor (v2 and v1), rounded up.
+pub fn cpu_budget() -> CpuBudget {
+    let cores = online_cores();
+    let allowed = affinity_count();
+    let quota = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|text| {
+            let paths = parse_proc_cgroup(&text);
+            let v2 = paths
+                .v2
+                .as_deref()
+                .and_then(|p| tightest(Path::new(CGROUP2_ROOT), p, read_v2));
+            let v1 = paths.v1_cpu.as_deref().and_then(|p| {
+                CGROUP1_CPU_ROOTS
+                    .iter()
+                    .map(Path::new)
+                    .filter(|root| root.is_dir())
+                    .find_map(|root| tightest(root, p, read_v1))
+            });
+            [v2, v1].into_iter().flatten().min()
+        });
+    decide(cores, allowed, quota)
+}
+
+/// Online cores of the machine (the "of N cores" in the reason).
+fn online_cores() -> Option<usize> {
+    use nix::unistd::{sysconf, SysconfVar};
+    match sysconf(SysconfVar::_NPROCESSORS_ONLN) {
+        Ok(Some(n)) => usize::try_from(n).ok().filter(|n| *n > 0),
+        _ => None,
+    }
+}
+
+/// Cores the affinity mask lets this process run on.
+fn affinity_count() -> Option<usize> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let n = (0..CpuSet::count())
+        .filter(|cpu| set.is_set(*cpu).unwrap_or(false))
+        .count();
+    (n > 0).then_some(n)
+}
+
+/// A CFS bandwidth limit: `quota` µs of CPU time per `period` µs, i.e. quota/period CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Quota {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+impl Quota {
+    /// Whole CPUs this quota is worth, rounded up (1.5 → 2), at least 1.
+    pub(crate) fn cpus(self) -> usize {
+        let whole = self.quota_us.div_ceil(self.period_us).max(1);
+        usize::try_from(whole).unwrap_or(usize::MAX)
+    }
+}
+
+impl Ord for Quota {
+    /// The tighter limit is the smaller one: compares quota/period exactly (cross-multiplied).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let lhs = u128::from(self.quota_us) * u128::from(other.period_us);
+        let rhs = u128::from(other.quota_us) * u128::from(self.period_us);
+        lhs.cmp(&rhs).then(self.period_us.cmp(&other.period_us))
+    }
+}
+
+impl PartialOrd for Quota {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Quota {
+    /// As a number of CPUs with at least one decimal: "2.0", "1.5", "0.25".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cpus = self.quota_us as f64 / self.period_us as f64;
+        let text = format!("{cpus:.2}");
+        let text = text.trim_end_matches('0');
+        if text.ends_with('.') {
+            write!(f, "{text}0")
+        } else {
+            f.write_str(text)
+        }
+    }
+}
+
+/// This process's cgroups, from /proc/self/cgroup.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct CgroupPaths {
+    /// The unified (v2) hierarchy's path: the `0::/path` line.
+    pub v2: Option<String>,
+    /// The path in the v1 hierarchy that has the `cpu` controller.
+    pub v1_cpu: Option<String>,
+}
+
+/// Parses /proc/self/cgroup: `hierarchy-id:controllers:path` lines.
+pub(crate) fn parse_proc_cgroup(text: &str) -> CgroupPaths {
+    let mut paths = CgroupPaths::default();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            paths.v2 = Some(path.to_string());
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            paths.v1_cpu = Some(path.to_string());
+        }
+    }
+    paths
+}
+
+/// Parses a v2 `cpu.max`: "max 100000" (no limit) or "200000 100000".
+pub(crate) fn parse_cpu_max(text: &str) -> Option<Quota> {
+    let mut fields = text.split_whitespace();
+    let quota = fields.next()?;
+    if quota == "max" {
+        return None;
+    }
+    let quota_us = quota.parse().ok()?;
+    // The period is optional when written; the kernel's default is 100 ms.
+    let period_us = fields.next().map_or(Some(100_000), |p| p.parse().ok())?;
+    valid(quota_us, period_us)
+}
+
+/// Parses v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us`; a quota of -1 means no limit.
+pub(crate) fn parse_cfs(quota: &str, period: &str) -> Option<Quota> {
+    let quota_us: i64 = quota.trim().parse().ok()?;
+    let period_us: u64 = period.trim().parse().ok()?;
+    valid(u64::try_from(quota_us).ok()?, period_us)
+}
+
+fn valid(quota_us: u64, period_us: u64) -> Option<Quota> {
+    (quota_us > 0 && period_us > 0).then_some(Quota {
+        quota_us,
+        period_us,
+    })
+}
+
+fn read_v2(dir: &Path) -> Option<Quota> {
+    parse_cpu_max(&std::fs::read_to_string(dir.join("cpu.max")).ok()?)
+}
+
+fn read_v1(dir: &Path) -> Option<Quota> {
+    let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?;
+    let period = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?;
+    parse_cfs(&quota, &period)
+}
+
+/// The directories whose limits apply to the cgroup `path` under `root`: the cgroup itself and
+/// each ancestor up to the root, as std's `available_parallelism` walks them. Missing ones
+/// (a container that sees its host's path) are simply not found by the reader.
+pub(crate) fn cgroup_dirs(root: &Path, path: &str) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut dir = root.join(path.trim_start_matches('/'));
+    while dir.starts_with(root) {
+        dirs.push(dir.clone());
+        if !dir.pop() {
+            break;
+        }
+    }
+    dirs
+}
+
+/// The tightest quota among `path` and its ancestors.
+fn tightest(root: &Path, path: &str, read: fn(&Path) -> Option<Quota>) -> Option<Quota> {
+    cgroup_dirs(root, path).iter().filter_map(|d| read(d)).min()
+}
+
+/// The budget from the machine's cores, the affinity mask's count and the cgroup quota (each
+/// unknown = not limiting).
+pub(crate) fn decide(
+    cores: Option<usize>,
+    allowed: Option<usize>,
+    quota: Option<Quota>,
+) -> CpuBudget {
+    let cores = cores.or(allowed).unwrap_or(1).max(1);
+    let allowed = allowed.unwrap_or(cores).clamp(1, cores);
+    let of_cores = format!("of {}", plural(cores, "core"));
+    match quota {
+        Some(q) if q.cpus() < allowed => {
+            let note = if q.quota_us < q.period_us {
+                ", at least 1"
+            } else if q.quota_us % q.period_us != 0 {
+                ", rounded up"
+            } else {
+                ""
+            };
+            CpuBudget {
+                count: q.cpus(),
+                reason: format!("max = {}: cgroup quota {q} {of_cores}{note}", q.cpus()),
+            }
+        }
+        _ if allowed < cores => CpuBudget {
+            count: allowed,
+            reason: format!("max = {allowed}: affinity mask allows {allowed} {of_cores}"),
+        },
+        _ => CpuBudget {
+            count: cores,
+            reason: format!("max = {cores}: {}", plural(cores, "core")),
+        },
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The `-i` / `instances` value: how many workers to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    /// Exactly this many (at least 1).
+    Count(usize),
+    /// One per CPU of the [`CpuBudget`].
+    Max,
+    /// One per CPU of the budget minus K, at least 1 (`-1` leaves a core to the rest).
+    MaxMinus(usize),
+}
+
+impl FromStr for Instances {
+    type Err = String;
+
+    /// "4", "max", "-1". "0" means max, as in PM2 (`-i 0` = as many as CPUs).
+    fn from_str(value: &str) -> Result<Self, String> {
+        let err = || format!("`{value}` is not a number of instances: expected N, max or -K");
+        if value.eq_ignore_ascii_case("max") {
+            return Ok(Instances::Max);
+        }
+        let digits = |s: &str| -> Result<usize, String> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            s.parse().map_err(|_| err())
+        };
+        match value.strip_prefix('-') {
+            Some(k) => match digits(k)? {
+                0 => Ok(Instances::Max),
+                k => Ok(Instances::MaxMinus(k)),
+            },
+            None => match digits(value)? {
+                0 => Ok(Instances::Max),
+                n => Ok(Instances::Count(n)),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Instances {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Instances::Count(n) => write!(f, "{n}"),
+            Instances::Max => f.write_str("max"),
+            Instances::MaxMinus(k) => write!(f, "-{k}"),
+        }
+    }
+}
+
+impl Instances {
+    /// The number of workers, at least 1, and the explanation for the log line, e.g.
+    /// "-i -1 = 1 worker: max = 2: 2 cores, minus 1".
+    pub fn resolve(self, budget: &CpuBudget) -> (usize, String) {
+        let max = budget.count.max(1);
+        match self {
+            Instances::Count(n) => {
+                let n = n.max(1);
+                let mut why = format!("-i {n} = {}", plural(n, "worker"));
+                if n > max {
+                    why.push_str(&format!(" (more than {})", budget.reason));
+                }
+                (n, why)
+            }
+            Instances::Max => (
+                max,
+                format!("-i max = {}: {}", plural(max, "worker"), budget.reason),
+            ),
+            Instances::MaxMinus(k) => {
+                let n = max.saturating_sub(k).max(1);
+                let floor = if max <= k { ", at least 1" } else { "" };
+                (
+                    n,
+                    format!(
+                        "-i -{k} = {}: {}, minus {k}{floor}",
+                        plural(n, "worker"),
+                        budget.reason
+                    ),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(quota_us: u64, period_us: u64) -> Quota {
+        Quota {
+            quota_us,
+            period_us,
+        }
+    }
+
+    #[test]
+    fn parses_cgroup_v2_cpu_max() {
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("150000 100000\n"), Some(q(150_000, 100_000)));
+        assert_eq!(parse_cpu_max("200000"), Some(q(200_000, 100_000)));
+        assert_eq!(parse_cpu_max(""), None);
+        assert_eq!(parse_cpu_max("garbage 100000"), None);
+        assert_eq!(parse_cpu_max("100000 0"), None);
+    }
+
+    #[test]
+    fn parses_cgroup_v1_cfs_files() {
+        assert_eq!(parse_cfs("-1\n", "100000\n"), None);
+        assert_eq!(parse_cfs("50000\n", "100000\n"), Some(q(50_000, 100_000)));
+        assert_eq!(parse_cfs("400000", "100000"), Some(q(400_000, 100_000)));
+        assert_eq!(parse_cfs("", "100000"), None);
+        assert_eq!(parse_cfs("100000", "0"), None);
+    }
+
+    #[test]
+    fn parses_proc_self_cgroup_v1_v2_and_hybrid() {
+        let v2 = parse_proc_cgroup("0::/system.slice/app.service\n");
+        assert_eq!(v2.v2.as_deref(), Some("/system.slice/app.service"));
+        assert_eq!(v2.v1_cpu, None);
+
+        let hybrid = "9:name=systemd:/\n4:memory:/x\n2:cpu,cpuacct:/docker/abc\n1:cpuset:/\n0::/\n";
+        let paths = parse_proc_cgroup(hybrid);
+        assert_eq!(paths.v1_cpu.as_deref(), Some("/docker/abc"));
+        assert_eq!(paths.v2.as_deref(), Some("/"));
+
+        // "cpuacct" and "cpuset" alone are not the cpu controller.
+        let paths = parse_proc_cgroup("2:cpuacct:/a\n3:cpuset:/b\n1:cpu:/c\n");
+        assert_eq!(paths.v1_cpu.as_deref(), Some("/c"));
+        // A ':' in the path is kept.
+        let paths = parse_proc_cgroup("0::/a:b\n");
+        assert_eq!(paths.v2.as_deref(), Some("/a:b"));
+    }
+
+    #[test]
+    fn walks_from_the_cgroup_up_to_the_root() {
+        let root = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            cgroup_dirs(root, "/kubepods/pod1/c1"),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1"),
+                PathBuf::from("/sys/fs/cgroup/kubepods/pod1"),
+                PathBuf::from("/sys/fs/cgroup/kubepods"),
+                PathBuf::from("/sys/fs/cgroup"),
+            ]
+        );
+        assert_eq!(
+            cgroup_dirs(root, "/"),
+            vec![PathBuf::from("/sys/fs/cgroup")]
+        );
+    }
+
+    #[test]
+    fn the_tightest_quota_of_the_cgroup_and_its_ancestors_wins() {
+        let root = std::env::temp_dir().join(format!("herd-cpus-{}", std::process::id()));
+        let leaf = root.join("kubepods/pod1/c1");
+        std::fs::create_dir_all(&leaf).unwrap();
+        std::fs::write(root.join("kubepods/cpu.max"), "150000 100000\n").unwrap();
+        std::fs::write(leaf.join("cpu.max"), "max 100000\n").unwrap();
+        std::fs::write(leaf.join("cpu.cfs_quota_us"), "-1\n").unwrap();
+        std::fs::write(leaf.join("cpu.cfs_period_us"), "100000\n").unwrap();
+        std::fs::write(root.join("kubepods/pod1/cpu.cfs_quota_us"), "300000\n").unwrap();
+        std::fs::write(root.join("kubepods/pod1/cpu.cfs_period_us"), "100000\n").unwrap();
+        let v2 = tightest(&root, "/kubepods/pod1/c1", read_v2);
+        let v1 = tightest(&root, "/kubepods/pod1/c1", read_v1);
+        // A path this view of the hierarchy does not have finds nothing, not an error.
+        let elsewhere = tightest(&root, "/docker/abc", read_v2);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(v2, Some(q(150_000, 100_000)));
+        assert_eq!(v1, Some(q(300_000, 100_000)));
+        assert_eq!(elsewhere, None);
+    }
+
+    #[test]
+    fn quota_rounds_up_never_below_one_and_compares_exactly() {
+        assert_eq!(q(150_000, 100_000).cpus(), 2);
+        assert_eq!(q(200_000, 100_000).cpus(), 2);
+        assert_eq!(q(10_000, 100_000).cpus(), 1);
+        assert!(q(50_000, 100_000) < q(100_000, 100_000));
+        assert!(q(1_000, 1_000) < q(150_000, 100_000));
+        assert_eq!(
+            [q(300_000, 100_000), q(150_000, 100_000)].into_iter().min(),
+            Some(q(150_000, 100_000))
+        );
+        assert_eq!(q(200_000, 100_000).to_string(), "2.0");
+        assert_eq!(q(150_000, 100_000).to_string(), "1.5");
+        assert_eq!(q(25_000, 100_000).to_string(), "0.25");
+    }
+
+    #[test]
+    fn budget_explains_what_limits_it() {
+        assert_eq!(
+            decide(Some(16), Some(16), Some(q(200_000, 100_000))),
+            CpuBudget {
+                count: 2,
+                reason: "max = 2: cgroup quota 2.0 of 16 cores".into()
+            }
+        );
+        assert_eq!(
+            decide(Some(16), Some(16), Some(q(150_000, 100_000))).reason,
+            "max = 2: cgroup quota 1.5 of 16 cores, rounded up"
+        );
+        assert_eq!(
+            decide(Some(8), Some(8), Some(q(50_000, 100_000))).reason,
+            "max = 1: cgroup quota 0.5 of 8 cores, at least 1"
+        );
+        assert_eq!(
+            decide(Some(8), Some(4), None),
+            CpuBudget {
+                count: 4,
+                reason: "max = 4: affinity mask allows 4 of 8 cores".into()
+            }
+        );
+        // The quota only counts when it is tighter than the affinity mask.
+        assert_eq!(decide(Some(8), Some(4), Some(q(600_000, 100_000))).count, 4);
+        assert_eq!(
+            decide(Some(8), Some(8), None),
+            CpuBudget {
+                count: 8,
+                reason: "max = 8: 8 cores".into()
+            }
+        );
+        assert_eq!(decide(Some(1), None, None).reason, "max = 1: 1 core");
+        assert_eq!(decide(None, None, None).count, 1);
+    }
+
+    #[test]
+    fn budget_of_this_process_is_sane() {
+        let budget = cpu_budget();
+        assert!(budget.count >= 1);
+        assert!(budget
+            .reason
+            .starts_with(&format!("max = {}: ", budget.count)));
+        if let Some(allowed) = affinity_count() {
+            assert!(budget.count <= allowed, "{}", budget.reason);
+        }
+    }
+
+    #[test]
+    fn parses_instances() {
+        assert_eq!("4".parse(), Ok(Instances::Count(4)));
+        assert_eq!("max".parse(), Ok(Instances::Max));
+        assert_eq!("MAX".parse(), Ok(Instances::Max));
+        assert_eq!("-1".parse(), Ok(Instances::MaxMinus(1)));
+        assert_eq!("0".parse(), Ok(Instances::Max), "PM2: 0 = max");
+        assert_eq!("-0".parse(), Ok(Instances::Max));
+        for bad in [
+            "abc",
+            "1.5",
+            "",
+            "-",
+            "+3",
+            " 4",
+            "--1",
+            "-max",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                bad.parse::<Instances>(),
+                Err(format!(
+                    "`{bad}` is not a number of instances: expected N, max or -K"
+                )),
+                "{bad:?}"
+            );
+        }
+        for text in ["4", "max", "-1"] {
+            assert_eq!(text.parse::<Instances>().unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn resolves_instances_against_the_budget() {
+        let two = CpuBudget {
+            count: 2,
+            reason: "max = 2: 2 cores".into(),
+        };
+        assert_eq!(
+            Instances::MaxMinus(1).resolve(&two),
+            (1, "-i -1 = 1 worker: max = 2: 2 cores, minus 1".into())
+        );
+        assert_eq!(
+            Instances::MaxMinus(5).resolve(&two),
+            (
+                1,
+                "-i -5 = 1 worker: max = 2: 2 cores, minus 5, at least 1".into()
+            )
+        );
+        assert_eq!(
+            Instances::Max.resolve(&two),
+            (2, "-i max = 2 workers: max = 2: 2 cores".into())
+        );
+        assert_eq!(
+            Instances::Count(4).resolve(&two),
+            (4, "-i 4 = 4 workers (more than max = 2: 2 cores)".into())
+        );
+        assert_eq!(
+            Instances::Count(1).resolve(&two),
+            (1, "-i 1 = 1 worker".into())
+        );
+        assert_eq!(Instances::Count(0).resolve(&two).0, 1);
+    }
+}

@@ -634,6 +634,11 @@ impl Supervisor {
             .map(|(id, w)| (*id, w.state))
             .collect();
         for (id, state) in due {
+            // An earlier entry of this loop may have changed this worker (a promotion stops
+            // the slot's old worker): act only on what is still true.
+            if self.workers.get(&id).map(|w| w.state) != Some(state) {
+                continue;
+            }
             match state {
                 State::Starting { .. } => self.ready_deadline_passed(id, now, out),
                 State::Stopping { .. } => {
@@ -660,7 +665,8 @@ impl Supervisor {
             return;
         }
         for slot in 0..self.slots.len() {
-            if matches!(self.slots[slot].restart_at, Some(t) if t <= now) {
+            let s = &self.slots[slot];
+            if s.current.is_none() && matches!(s.restart_at, Some(t) if t <= now) {
                 self.slots[slot].restart_at = None;
                 let id = self.spawn(slot, out);
                 self.slots[slot].current = Some(id);
@@ -728,9 +734,11 @@ impl Supervisor {
             return;
         }
         let next = self.next_deadline();
-        if next.is_some() && next != self.last_wake {
-            self.last_wake = next;
-            out.push(Action::Wake(next.expect("checked")));
+        if let Some(at) = next {
+            if next != self.last_wake {
+                self.last_wake = next;
+                out.push(Action::Wake(at));
+            }
         }
     }
 

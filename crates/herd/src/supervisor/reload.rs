@@ -102,6 +102,8 @@ impl Supervisor {
             return;
         };
         let old = s.current.replace(new);
+        // The slot may have been empty, waiting for a restart: the replacement is that restart.
+        s.restart_at = None;
         s.backoff.reset();
         if let Some(old) = old {
             self.stop_or_forget(old, StopReason::Replaced, now, out);

@@ -377,15 +377,15 @@ fn rolling_reload_replaces_one_slot_at_a_time() {
     }
     let acts = sim.step(Event::Reload);
     assert_eq!(spawns(&acts), vec![0]);
-    for slot in 0..3 {
+    for old_pid in old {
         let new = sim.spawn_all();
         assert_eq!(new.len(), 1);
         assert!(sim.sup.active_workers() <= 4);
         // Nothing is stopped before the new one is ready.
         let acts = sim.ready(new[0]);
-        assert_eq!(stops(&acts), vec![old[slot]]);
+        assert_eq!(stops(&acts), vec![old_pid]);
         assert_eq!(last_route(&sim), vec![0, 1, 2]);
-        sim.exit(old[slot], ExitStatus::Code(0));
+        sim.exit(old_pid, ExitStatus::Code(0));
     }
     assert!(sim
         .log

@@ -1,1 +1,12 @@
-//! TODO
+//! What the user asked for: command-line flags parsed in two stages, as ripgrep does —
+//! raw clap arguments ([`cli`]), then a validated [`RunPlan`] ([`plan`]) in which the
+//! command is resolved, durations and signals are typed, and every error names the flag
+//! and value at fault. Nothing here binds a socket or starts a process.
+
+pub mod cli;
+pub mod plan;
+mod values;
+
+pub use cli::{Cli, Command, LogFormat, RunArgs};
+pub use plan::{PlanError, RunPlan};
+pub use values::{parse_duration, parse_readiness, parse_signal};

@@ -1,1 +1,362 @@
-//! TODO
+//! The thin async layer around the [`Supervisor`]: it turns signals, child exits, notify
+//! datagrams and timers into supervisor events, and carries out the actions that come
+//! back (spawn, stop, kill, steer, log, wake, exit). It makes no lifecycle decision itself.
+//!
+//! One current-thread tokio runtime drives everything; spawning happens on a dedicated
+//! long-lived thread ([`spawn`]) and output writing on another ([`output`]), so neither a
+//! slow `fork` nor a slow terminal delays the supervisor.
+
+pub mod output;
+pub mod reap;
+pub mod signals;
+pub mod spawn;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::channel::notify::{Datagram, NotifySocket};
+use crate::config::RunPlan;
+use crate::listen::Listeners;
+use crate::observe::lifecycle;
+use crate::supervisor::{Action, Event, Outcome, Supervisor, WorkerId};
+use output::{Output, Stream};
+use signals::Intent;
+use spawn::{SpawnRequest, SpawnResult, Spawner};
+
+/// How long herd waits, after the last worker exited, for output still in the pipes
+/// (held open by a grandchild, say) before it exits anyway.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs the plan to its end; the outcome decides herd's exit code.
+pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let driver = Driver::new(plan)?;
+        driver.run().await
+    })
+}
+
+/// One input of the main loop.
+enum Input {
+    Intent(Intent),
+    Spawned(SpawnResult),
+    ChildExited,
+    Notify(std::io::Result<Datagram>),
+    Timer,
+}
+
+struct Driver {
+    plan: RunPlan,
+    listeners: Listeners,
+    notify: NotifySocket,
+    spawner: Spawner,
+    spawned: mpsc::UnboundedReceiver<SpawnResult>,
+    intents: mpsc::UnboundedReceiver<Intent>,
+    sigchld: tokio::signal::unix::Signal,
+    reap_lock: Arc<Mutex<()>>,
+    output: Output,
+    output_thread: std::thread::JoinHandle<()>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    sup: Supervisor,
+    /// Slot of each spawn not answered yet.
+    spawning: HashMap<WorkerId, usize>,
+    /// Process groups of live workers (= their pids).
+    groups: HashSet<u32>,
+    wake: Option<Instant>,
+    queue: VecDeque<Event>,
+}
+
+impl Driver {
+    fn new(plan: RunPlan) -> anyhow::Result<Driver> {
+        // Everything that can fail because of the user's input fails here, before any
+        // worker starts.
+        let listeners = Listeners::bind(&plan.listen, plan.balance, plan.policy.instances)?;
+        // Handlers first: a child that exits at once must not be missed.
+        let intents = signals::intents().context("cannot install signal handlers")?;
+        let sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
+        if let Err(e) = reap::become_subreaper() {
+            warn!("cannot become a child subreaper ({e}): orphans of workers will be re-parented to init");
+        }
+        let notify = NotifySocket::bind(&std::env::temp_dir()).with_context(|| {
+            format!(
+                "cannot create the notify socket in {}",
+                std::env::temp_dir().display()
+            )
+        })?;
+        let reap_lock = Arc::new(Mutex::new(()));
+        let (done_tx, spawned) = mpsc::unbounded_channel();
+        let spawner = Spawner::start(done_tx, reap_lock.clone())
+            .context("cannot start the spawner thread")?;
+        let (output, output_thread) = Output::start(plan.name.clone(), plan.log_format)
+            .context("cannot start the output thread")?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            ^ u64::from(std::process::id());
+        let sup = Supervisor::new(plan.policy.clone(), seed);
+        Ok(Driver {
+            plan,
+            listeners,
+            notify,
+            spawner,
+            spawned,
+            intents,
+            sigchld,
+            reap_lock,
+            output,
+            output_thread,
+            readers: Vec::new(),
+            sup,
+            spawning: HashMap::new(),
+            groups: HashSet::new(),
+            wake: None,
+            queue: VecDeque::new(),
+        })
+    }
+
+    async fn run(mut self) -> anyhow::Result<Outcome> {
+        for addr in self.listeners.local_addrs() {
+            info!(app = %self.plan.name, addr = %addr, balance = %self.plan.balance,
+                "listening on {addr} ({})", self.plan.balance);
+        }
+        info!(app = %self.plan.name, instances = self.plan.policy.instances,
+            "starting {} workers of {}: {}", self.plan.policy.instances,
+            self.plan.program.display(), self.plan.instances_reason);
+        self.queue.push_back(Event::Start);
+        let outcome = loop {
+            if let Some(outcome) = self.drain_queue() {
+                break outcome;
+            }
+            let input = self.next_input().await;
+            self.handle(input);
+        };
+        self.finish().await;
+        Ok(outcome)
+    }
+
+    async fn next_input(&mut self) -> Input {
+        let wake = self.wake;
+        let sleep = async move {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(i) = self.intents.recv() => Input::Intent(i),
+            Some(r) = self.spawned.recv() => Input::Spawned(r),
+            _ = self.sigchld.recv() => Input::ChildExited,
+            d = self.notify.recv() => Input::Notify(d),
+            _ = sleep => Input::Timer,
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Intent(i) => {
+                match i {
+                    Intent::Shutdown(sig) | Intent::Reload(sig) => {
+                        info!(signal = sig, "received {sig}")
+                    }
+                    _ => {}
+                }
+                self.queue.push_back(i.event());
+            }
+            Input::Spawned(SpawnResult { worker, result }) => {
+                let slot = self.spawning.remove(&worker).unwrap_or(0);
+                match result {
+                    Ok(child) => {
+                        self.readers.push(self.output.follow(
+                            child.stdout,
+                            slot,
+                            child.pid,
+                            Stream::Stdout,
+                        ));
+                        self.readers.push(self.output.follow(
+                            child.stderr,
+                            slot,
+                            child.pid,
+                            Stream::Stderr,
+                        ));
+                        self.readers.retain(|r| !r.is_finished());
+                        self.groups.insert(child.pid);
+                        self.queue.push_back(Event::Spawned {
+                            worker,
+                            pid: child.pid,
+                        });
+                    }
+                    Err(e) => self.queue.push_back(Event::SpawnFailed {
+                        worker,
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Input::ChildExited => {
+                for (pid, status) in reap::reap_all(&self.reap_lock) {
+                    if self.groups.remove(&pid) {
+                        // Whatever the worker left running in its group goes with it.
+                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        self.queue.push_back(Event::Exited { pid, status });
+                    } else {
+                        debug!(pid, "reaped an orphan process");
+                    }
+                }
+            }
+            Input::Notify(Ok(d)) => self.on_datagram(d),
+            Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
+            Input::Timer => {
+                self.wake = None;
+                self.queue.push_back(Event::Timer);
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, d: Datagram) {
+        let Some(sender) = d.pid else {
+            warn!("notify datagram without sender credentials: ignored");
+            return;
+        };
+        // A worker's child (a shell wrapper's program, say) speaks for the worker.
+        let pid = if self.groups.contains(&sender) {
+            sender
+        } else {
+            match nix::unistd::getpgid(Some(Pid::from_raw(sender as i32))) {
+                Ok(pg) if self.groups.contains(&(pg.as_raw() as u32)) => pg.as_raw() as u32,
+                _ => sender,
+            }
+        };
+        for g in &d.garbage {
+            let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
+            warn!(
+                pid = sender,
+                slot, "garbage on NOTIFY_SOCKET from pid {sender}: {g}"
+            );
+        }
+        for msg in d.messages {
+            self.queue.push_back(Event::Notify { pid, msg });
+        }
+    }
+
+    /// Feeds queued events to the supervisor and carries out its actions.
+    fn drain_queue(&mut self) -> Option<Outcome> {
+        while let Some(event) = self.queue.pop_front() {
+            let now = Instant::now().into_std();
+            for action in self.sup.step(event, now) {
+                if let Some(outcome) = self.apply(action) {
+                    return Some(outcome);
+                }
+            }
+        }
+        None
+    }
+
+    fn apply(&mut self, action: Action) -> Option<Outcome> {
+        match action {
+            Action::Spawn {
+                worker,
+                slot,
+                generation,
+            } => self.spawn(worker, slot, generation),
+            Action::Stop { pid } => self.signal(pid, self.plan.stop_signal),
+            Action::Kill { pid } => self.signal(pid, Signal::SIGKILL),
+            Action::Log(l) => lifecycle::write(&self.plan.name, &l),
+            Action::Wake(at) => self.wake = Some(Instant::from_std(at)),
+            Action::Route(slots) => {
+                if let Err(e) = self.listeners.steer(&slots) {
+                    warn!("cannot steer connections to slots {slots:?}: {e}");
+                }
+            }
+            Action::Exit(outcome) => return Some(outcome),
+        }
+        None
+    }
+
+    fn spawn(&mut self, worker: WorkerId, slot: usize, generation: u64) {
+        let fds = match self.listeners.for_slot(slot) {
+            Ok(fds) => fds,
+            Err(e) => {
+                self.queue.push_back(Event::SpawnFailed {
+                    worker,
+                    error: e.to_string(),
+                });
+                return;
+            }
+        };
+        let mut env = vec![
+            ("HERD_WORKER_ID".to_string(), slot.to_string()),
+            ("NODE_APP_INSTANCE".to_string(), slot.to_string()),
+            ("HERD_APP".to_string(), self.plan.name.clone()),
+            ("HERD_GENERATION".to_string(), generation.to_string()),
+            (
+                "NOTIFY_SOCKET".to_string(),
+                self.notify.path().display().to_string(),
+            ),
+        ];
+        if let Some(port) = self.listeners.port() {
+            env.push(("PORT".to_string(), port.to_string()));
+        }
+        if !fds.is_empty() {
+            env.push(("LISTEN_FDS".to_string(), fds.len().to_string()));
+            let names: Vec<&str> = fds.iter().map(|(_, n)| n.as_str()).collect();
+            env.push(("LISTEN_FDNAMES".to_string(), names.join(":")));
+        }
+        let req = SpawnRequest {
+            worker,
+            program: self.plan.program.clone(),
+            args: self.plan.args.clone(),
+            env,
+            fds: fds.iter().map(|(fd, _)| *fd).collect(),
+        };
+        self.spawning.insert(worker, slot);
+        if self.spawner.spawn(req).is_err() {
+            self.spawning.remove(&worker);
+            self.queue.push_back(Event::SpawnFailed {
+                worker,
+                error: "the spawner thread is gone".into(),
+            });
+        }
+    }
+
+    fn signal(&self, pid: u32, sig: Signal) {
+        // The worker's process group: the worker and everything it started.
+        if let Err(e) = killpg(Pid::from_raw(pid as i32), sig) {
+            debug!(pid, "{} to process group {pid} failed: {e}", sig.as_str());
+        }
+    }
+
+    /// After the last exit: let the output readers reach EOF, then flush.
+    async fn finish(mut self) {
+        // Anything still alive in a group we started does not outlive herd.
+        for pid in &self.groups {
+            let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + OUTPUT_DRAIN;
+        let mut complete = true;
+        for r in &mut self.readers {
+            if tokio::time::timeout_at(deadline, &mut *r).await.is_err() {
+                complete = false;
+                r.abort();
+            }
+        }
+        if !complete {
+            warn!("some worker output pipes were still open {} s after the last worker exited; not waiting longer",
+                OUTPUT_DRAIN.as_secs());
+        }
+        self.output.close().await;
+        let _ = self.output_thread.join();
+        drop(self.notify);
+    }
+}

@@ -1,4 +1,6 @@
-//! Watching workers from the outside: /proc sampling, the CPU budget behind `-i max`,
-//! metrics, health endpoints, status tables and logs. Reads the system; decides nothing.
+//! Watching workers from the outside: the CPU budget behind `-i max` and the lifecycle
+//! log (later: /proc sampling, metrics, health endpoints, status tables). Reads the
+//! system and reports; decides nothing.
 
 pub mod cpus;
+pub mod lifecycle;

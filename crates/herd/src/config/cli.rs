@@ -1,0 +1,121 @@
+//! The raw command line, as clap sees it. Usage errors exit with code 2 (clap's default).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nix::sys::signal::Signal;
+
+use super::values::{parse_duration, parse_readiness, parse_signal};
+use crate::listen::{Balance, ListenAddr};
+use crate::observe::cpus::Instances;
+use crate::supervisor::{self, Readiness};
+
+/// herd runs any server program on every CPU core.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run N workers of a program in the foreground, sharing the listening sockets.
+    ///
+    /// Signals: SIGTERM/SIGINT drain and exit (a second one kills at once), SIGHUP/SIGUSR2
+    /// reload with zero downtime, SIGTTIN/SIGTTOU add/remove one worker.
+    Run(RunArgs),
+}
+
+/// Output format of herd's own log and of the workers' lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `herd run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of workers: N, `max` (the CPUs this process may use, after cgroup quota and
+    /// affinity) or -K (max minus K, at least 1). 0 means max, as in PM2.
+    #[arg(
+        short,
+        long,
+        value_name = "N|max|-K",
+        default_value = "max",
+        allow_hyphen_values = true
+    )]
+    pub instances: Instances,
+
+    /// Listen on this TCP port on all interfaces (same as --listen 0.0.0.0:PORT).
+    #[arg(short, long)]
+    pub port: Option<u16>,
+
+    /// Listen on this address: host:port, [v6]:port or unix:/path. Repeatable; workers get
+    /// the sockets from fd 3 in this order (after the one of --port).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<ListenAddr>,
+
+    /// How connections reach workers: `reuseport` (one SO_REUSEPORT socket per worker slot,
+    /// steered away from slots that are not ready) or `shared` (one socket for all).
+    #[arg(long, default_value = "reuseport", value_name = "MODE")]
+    pub balance: Balance,
+
+    /// When a new worker counts as ready: `auto` (READY=1 if it sends it, else after a short
+    /// delay), `notify` (wait for READY=1 on NOTIFY_SOCKET) or `delay:DURATION`.
+    #[arg(long, default_value = "auto", value_parser = parse_readiness, value_name = "POLICY")]
+    pub ready: Readiness,
+
+    /// Longest wait for a new worker to become ready.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub listen_timeout: Duration,
+
+    /// Longest wait for a worker to exit after the stop signal, before SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub kill_timeout: Duration,
+
+    /// Signal that asks a worker to stop gracefully.
+    #[arg(long, default_value = "SIGTERM", value_parser = parse_signal, value_name = "SIGNAL")]
+    pub stop_signal: Signal,
+
+    /// A worker that ran this long was stable: its slot's restart delay starts over.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_uptime: Duration,
+
+    /// Unstable restarts (exits before --min-uptime) allowed within --restart-window before
+    /// the app is marked errored and no longer restarted.
+    #[arg(long, default_value_t = supervisor::DEFAULT_MAX_RESTARTS, value_name = "N")]
+    pub max_restarts: usize,
+
+    /// Window over which --max-restarts counts.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_window: Duration,
+
+    /// First restart delay of a crashed slot; it doubles on each unstable restart.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_delay: Duration,
+
+    /// Longest restart delay.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_delay_max: Duration,
+
+    /// Slots replaced at the same time during a rolling reload.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub reload_parallel: usize,
+
+    /// Name of the app in logs (default: the program's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Format of herd's log and the workers' output lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+
+    /// The program to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}

@@ -1,0 +1,182 @@
+//! The validated plan of a `herd run`: everything resolved and typed before anything starts.
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+use super::cli::{LogFormat, RunArgs};
+use crate::listen::{Balance, ListenAddr};
+use crate::observe::cpus::CpuBudget;
+use crate::supervisor::{BackoffPolicy, Policy};
+
+/// A value of the command line that cannot work, found before any worker starts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("command `{0}` not found in PATH")]
+    CommandNotFound(String),
+    #[error("command `{path}` cannot be run: {why}")]
+    NotExecutable { path: String, why: String },
+    #[error("--reload-parallel must be at least 1")]
+    ReloadParallel,
+    #[error("--restart-delay ({initial:?}) must not exceed --restart-delay-max ({max:?})")]
+    RestartDelay {
+        initial: std::time::Duration,
+        max: std::time::Duration,
+    },
+    #[error("--name must not be empty")]
+    EmptyName,
+}
+
+/// Everything `herd run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// App name for log prefixes.
+    pub name: String,
+    /// The program, resolved against PATH.
+    pub program: PathBuf,
+    /// Arguments after the program.
+    pub args: Vec<OsString>,
+    /// Addresses in the order workers receive them.
+    pub listen: Vec<ListenAddr>,
+    pub balance: Balance,
+    /// Lifecycle knobs; `policy.instances` is resolved.
+    pub policy: Policy,
+    /// How `policy.instances` was chosen, for the log.
+    pub instances_reason: String,
+    pub stop_signal: Signal,
+    pub log_format: LogFormat,
+}
+
+impl RunPlan {
+    /// Validates raw flags into a plan; `budget` is what `max` means on this machine.
+    pub fn from_args(args: RunArgs, budget: &CpuBudget) -> Result<RunPlan, PlanError> {
+        let (program_arg, rest) = args.command.split_first().expect("clap requires a command");
+        let program = resolve_program(program_arg, std::env::var_os("PATH").as_deref())?;
+        if args.reload_parallel == 0 {
+            return Err(PlanError::ReloadParallel);
+        }
+        if args.restart_delay > args.restart_delay_max {
+            return Err(PlanError::RestartDelay {
+                initial: args.restart_delay,
+                max: args.restart_delay_max,
+            });
+        }
+        let name = match args.name {
+            Some(n) if n.trim().is_empty() => return Err(PlanError::EmptyName),
+            Some(n) => n,
+            None => Path::new(program_arg)
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| program_arg.clone()),
+        };
+        let mut listen = Vec::new();
+        if let Some(port) = args.port {
+            listen.push(ListenAddr::any_port(port));
+        }
+        listen.extend(args.listen);
+        let (instances, instances_reason) = args.instances.resolve(budget);
+        let policy = Policy {
+            instances,
+            readiness: args.ready,
+            listen_timeout: args.listen_timeout,
+            kill_timeout: args.kill_timeout,
+            min_uptime: args.min_uptime,
+            max_restarts: args.max_restarts,
+            restart_window: args.restart_window,
+            reload_parallel: args.reload_parallel,
+            backoff: BackoffPolicy {
+                initial: args.restart_delay,
+                max: args.restart_delay_max,
+                ..BackoffPolicy::default()
+            },
+            ..Policy::default()
+        };
+        Ok(RunPlan {
+            name,
+            program,
+            args: rest.iter().map(OsString::from).collect(),
+            listen,
+            balance: args.balance,
+            policy,
+            instances_reason,
+            stop_signal: args.stop_signal,
+            log_format: args.log_format,
+        })
+    }
+}
+
+/// Finds `program` the way execvp would, so a typo is reported before any worker starts.
+pub fn resolve_program(
+    program: &str,
+    path_var: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf, PlanError> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        check_executable(&p)?;
+        return Ok(p);
+    }
+    let mut last_err = None;
+    for dir in std::env::split_paths(path_var.unwrap_or_default()) {
+        let candidate = dir.join(program);
+        if candidate.exists() {
+            match check_executable(&candidate) {
+                Ok(()) => return Ok(candidate),
+                Err(e) => last_err = Some(e),
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| PlanError::CommandNotFound(program.to_string())))
+}
+
+fn check_executable(p: &Path) -> Result<(), PlanError> {
+    let bad = |why: &str| PlanError::NotExecutable {
+        path: p.display().to_string(),
+        why: why.into(),
+    };
+    let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => bad("no such file"),
+        _ => bad(&e.to_string()),
+    })?;
+    if meta.is_dir() {
+        return Err(bad("it is a directory"));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(bad(
+            "it is not executable (chmod +x, or name its interpreter first)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_programs_in_path() {
+        let p = resolve_program("sh", Some("/nonexistent:/bin:/usr/bin".as_ref())).unwrap();
+        assert!(p.ends_with("sh"));
+        assert_eq!(
+            resolve_program("no-such-program-herd", Some("/bin".as_ref())),
+            Err(PlanError::CommandNotFound("no-such-program-herd".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_paths_that_cannot_run() {
+        let dir = std::env::temp_dir();
+        let err = resolve_program(dir.to_str().unwrap(), None).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        let f = dir.join(format!("herd-plan-test-{}", std::process::id()));
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        let err = resolve_program(f.to_str().unwrap(), None).unwrap_err();
+        assert!(err.to_string().contains("not executable"), "{err}");
+        std::fs::remove_file(&f).unwrap();
+        assert!(resolve_program("./definitely/missing", None)
+            .unwrap_err()
+            .to_string()
+            .contains("no such file"));
+    }
+}

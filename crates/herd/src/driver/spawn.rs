@@ -1,0 +1,296 @@
+//! Starting worker processes with the worker contract in place.
+//!
+//! All spawns happen on one thread that lives as long as herd: PR_SET_PDEATHSIG fires when
+//! the *thread* that forked a child exits, so a short-lived spawning thread would kill its
+//! workers with it. Between fork and exec (in `pre_exec`, where only async-signal-safe
+//! calls are allowed) the child:
+//! - asks for SIGKILL when herd dies, and kills itself if herd already died (the race
+//!   that PR_SET_PDEATHSIG alone leaves open);
+//! - moves the listening sockets to fds 3, 4, …;
+//! - writes its own pid into `LISTEN_PID`, which std's `Command` cannot know before fork
+//!   (strict consumers such as libsystemd ignore the fds when it is not theirs).
+//!
+//! The spawn holds the reaper lock so that the reaper's `waitpid(-1)` cannot steal the
+//! exit status std's `spawn` waits for when `exec` fails.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::supervisor::WorkerId;
+
+/// Room for the widest pid (u32::MAX has 10 digits).
+const PID_PLACEHOLDER: &str = "0000000000";
+
+/// What the spawner thread needs for one worker.
+#[derive(Debug)]
+pub struct SpawnRequest {
+    pub worker: WorkerId,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Variables added to herd's own environment (LISTEN_PID is added here).
+    pub env: Vec<(String, String)>,
+    /// Listening sockets to place at fds 3, 4, … (owned by the driver's `Listeners`, which
+    /// outlives every spawn).
+    pub fds: Vec<RawFd>,
+}
+
+/// A started worker process.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: u32,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// The answer to one [`SpawnRequest`].
+#[derive(Debug)]
+pub struct SpawnResult {
+    pub worker: WorkerId,
+    pub result: io::Result<Child>,
+}
+
+/// Handle to the long-lived spawning thread.
+#[derive(Debug, Clone)]
+pub struct Spawner {
+    tx: mpsc::Sender<SpawnRequest>,
+}
+
+/// Variables of herd's own environment a worker must not inherit: they describe herd's
+/// sockets, not the worker's.
+const SCRUBBED: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+impl Spawner {
+    /// Starts the spawning thread; results are sent on `done`. `reap_lock` is shared with the reaper.
+    pub fn start(
+        done: tokio::sync::mpsc::UnboundedSender<SpawnResult>,
+        reap_lock: Arc<Mutex<()>>,
+    ) -> io::Result<Spawner> {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let parent = std::process::id();
+        std::thread::Builder::new()
+            .name("herd-spawner".into())
+            .spawn(move || {
+                for req in rx {
+                    let worker = req.worker;
+                    let result = {
+                        let _guard = reap_lock.lock().unwrap_or_else(|e| e.into_inner());
+                        spawn_one(req, parent)
+                    };
+                    if done.send(SpawnResult { worker, result }).is_err() {
+                        break;
+                    }
+                }
+                // The driver is gone: herd is exiting. Park until the process ends so that the
+                // death signal of the children is tied to the process, not to this thread.
+                loop {
+                    std::thread::park();
+                }
+            })?;
+        Ok(Spawner { tx })
+    }
+
+    /// Queues a spawn; the result arrives on the `done` channel.
+    pub fn spawn(&self, req: SpawnRequest) -> Result<(), SpawnRequest> {
+        self.tx.send(req).map_err(|e| e.0)
+    }
+}
+
+/// Longest argv or environment herd passes (pointer arrays live on the child's stack).
+const MAX_STRINGS: usize = 4096;
+
+/// argv and envp as NUL-terminated byte strings, prepared before fork.
+struct ExecStrings {
+    program: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+    /// Index in `envp` of `LISTEN_PID=0000000000`, rewritten in the child.
+    listen_pid: Option<usize>,
+}
+
+fn nul_terminated(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    if bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "argument or variable contains a NUL byte",
+        ));
+    }
+    let mut v = Vec::with_capacity(bytes.len() + 1);
+    v.extend_from_slice(bytes);
+    v.push(0);
+    Ok(v)
+}
+
+fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
+    use std::os::unix::ffi::OsStrExt;
+    let program = nul_terminated(req.program.as_os_str().as_bytes())?;
+    let mut argv = vec![program.clone()];
+    for a in &req.args {
+        argv.push(nul_terminated(a.as_bytes())?);
+    }
+    let ours: Vec<&str> = req.env.iter().map(|(k, _)| k.as_str()).collect();
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let key = k.as_bytes();
+        if SCRUBBED.iter().any(|s| s.as_bytes() == key) || ours.iter().any(|s| s.as_bytes() == key)
+        {
+            continue;
+        }
+        envp.push(nul_terminated(&[key, b"=", v.as_bytes()].concat())?);
+    }
+    for (k, v) in &req.env {
+        envp.push(nul_terminated(format!("{k}={v}").as_bytes())?);
+    }
+    let mut listen_pid = None;
+    if !req.fds.is_empty() {
+        listen_pid = Some(envp.len());
+        envp.push(nul_terminated(
+            format!("LISTEN_PID={PID_PLACEHOLDER}").as_bytes(),
+        )?);
+    }
+    if argv.len() >= MAX_STRINGS || envp.len() >= MAX_STRINGS {
+        return Err(io::Error::other(format!(
+            "more than {MAX_STRINGS} arguments or environment variables"
+        )));
+    }
+    Ok(ExecStrings {
+        program,
+        argv,
+        envp,
+        listen_pid,
+    })
+}
+
+fn spawn_one(req: SpawnRequest, parent: u32) -> io::Result<Child> {
+    let mut strings = exec_strings(&req)?;
+    let mut cmd = Command::new(&req.program);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Its own process group, so that stop and kill reach everything the worker started.
+    cmd.process_group(0);
+    let fds = req.fds;
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe calls (prctl, getppid, fcntl, dup2, getpid, execve, _exit) and
+    // writes to memory the child owns; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            child_setup(parent, &fds)?;
+            exec(&mut strings)
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let stdout = child
+        .stdout
+        .take()
+        .map(OwnedFd::from)
+        .ok_or_else(|| io::Error::other("no stdout pipe"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .map(OwnedFd::from)
+        .ok_or_else(|| io::Error::other("no stderr pipe"))?;
+    // `child` is dropped without waiting: the reaper collects every exit with waitpid(-1).
+    Ok(Child {
+        pid,
+        stdout,
+        stderr,
+    })
+}
+
+/// Runs in the forked child. See the module documentation.
+fn child_setup(parent: u32, fds: &[RawFd]) -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and changes only this process.
+    // Arguments are passed as unsigned long, the width the kernel reads.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } as u32 != parent {
+        // herd died between fork and prctl: nobody would kill us later.
+        // SAFETY: _exit ends this process at once, which is what we want.
+        unsafe { libc::_exit(1) };
+    }
+    let n = fds.len() as RawFd;
+    if n == 0 {
+        return Ok(());
+    }
+    // Two passes: first copy every socket above the target range (fds 3..3+n), so that
+    // placing one cannot overwrite a source still to be placed.
+    let mut high = [0 as RawFd; 64];
+    if fds.len() > high.len() {
+        return Err(io::Error::other("too many listening sockets (64 at most)"));
+    }
+    for (i, fd) in fds.iter().enumerate() {
+        // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd >= 3+n or -1.
+        let h = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3 + n) };
+        if h < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        high[i] = h;
+    }
+    for (i, h) in high[..fds.len()].iter().enumerate() {
+        // SAFETY: dup2 onto 3+i; the copy has no CLOEXEC so it survives exec. The high
+        // copies keep CLOEXEC and vanish at exec.
+        if unsafe { libc::dup2(*h, 3 + i as RawFd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Writes our pid into LISTEN_PID and execs; returns only on failure.
+fn exec(s: &mut ExecStrings) -> io::Result<()> {
+    if let Some(i) = s.listen_pid {
+        // SAFETY: getpid cannot fail.
+        let mut pid = unsafe { libc::getpid() } as u32;
+        let mut digits = [0u8; 10];
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (pid % 10) as u8;
+            len += 1;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        let value = &mut s.envp[i]["LISTEN_PID=".len()..];
+        for k in 0..len {
+            value[k] = digits[len - 1 - k];
+        }
+        value[len] = 0;
+    }
+    let mut argv = [std::ptr::null::<libc::c_char>(); MAX_STRINGS];
+    let mut envp = [std::ptr::null::<libc::c_char>(); MAX_STRINGS];
+    for (slot, a) in argv.iter_mut().zip(&s.argv) {
+        *slot = a.as_ptr().cast();
+    }
+    for (slot, e) in envp.iter_mut().zip(&s.envp) {
+        *slot = e.as_ptr().cast();
+    }
+    // SAFETY: every pointer is to a NUL-terminated string that lives until exec replaces
+    // the process; both arrays are NULL-terminated (fewer than MAX_STRINGS entries).
+    unsafe { libc::execve(s.program.as_ptr().cast(), argv.as_ptr(), envp.as_ptr()) };
+    Err(io::Error::last_os_error())
+}

@@ -6,6 +6,7 @@
 //! long-lived thread ([`spawn`]) and output writing on another ([`output`]), so neither a
 //! slow `fork` nor a slow terminal delays the supervisor.
 
+pub mod guardian;
 pub mod output;
 pub mod reap;
 pub mod signals;
@@ -38,12 +39,20 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs the plan to its end; the outcome decides herd's exit code.
 pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
+    // Before any thread exists: the guardian is forked.
+    let guardian = match guardian::Guardian::start() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            warn!("no guardian process ({e}): if herd is SIGKILLed, grandchildren of workers may survive it");
+            None
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let driver = Driver::new(plan)?;
+        let driver = Driver::new(plan, guardian)?;
         driver.run().await
     })
 }
@@ -76,10 +85,11 @@ struct Driver {
     groups: HashSet<u32>,
     wake: Option<Instant>,
     queue: VecDeque<Event>,
+    guardian: Option<guardian::Guardian>,
 }
 
 impl Driver {
-    fn new(plan: RunPlan) -> anyhow::Result<Driver> {
+    fn new(plan: RunPlan, guardian: Option<guardian::Guardian>) -> anyhow::Result<Driver> {
         // Everything that can fail because of the user's input fails here, before any
         // worker starts.
         let listeners = Listeners::bind(&plan.listen, plan.balance, plan.policy.instances)?;
@@ -124,6 +134,7 @@ impl Driver {
             groups: HashSet::new(),
             wake: None,
             queue: VecDeque::new(),
+            guardian,
         })
     }
 
@@ -193,6 +204,9 @@ impl Driver {
                         ));
                         self.readers.retain(|r| !r.is_finished());
                         self.groups.insert(child.pid);
+                        if let Some(g) = &mut self.guardian {
+                            g.register(child.pid);
+                        }
                         self.queue.push_back(Event::Spawned {
                             worker,
                             pid: child.pid,
@@ -209,6 +223,9 @@ impl Driver {
                     if self.groups.remove(&pid) {
                         // Whatever the worker left running in its group goes with it.
                         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        if let Some(g) = &mut self.guardian {
+                            g.unregister(pid);
+                        }
                         self.queue.push_back(Event::Exited { pid, status });
                     } else {
                         debug!(pid, "reaped an orphan process");

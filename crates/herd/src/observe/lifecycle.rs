@@ -62,6 +62,9 @@ pub fn write(app: &str, log: &Log) {
             } else if *status == ExitStatus::Signal(libc::SIGKILL) {
                 warn!(app, slot, pid, status = %what, uptime_ms,
                     "worker {app}:{slot} (pid {pid}) was killed by SIGKILL after {uptime_ms} ms (possibly the kernel's OOM killer)")
+            } else if *status == ExitStatus::Code(0) {
+                warn!(app, slot, pid, status = %what, uptime_ms,
+                    "worker {app}:{slot} (pid {pid}) exited unexpectedly with {what} after {uptime_ms} ms")
             } else {
                 warn!(app, slot, pid, status = %what, uptime_ms,
                     "worker {app}:{slot} (pid {pid}) crashed with {what} after {uptime_ms} ms")

@@ -15,6 +15,9 @@ use crate::config::LogFormat;
 /// Longest line kept whole; longer ones are cut into pieces of this size (a worker that
 /// writes megabytes without a newline must not grow herd's memory).
 const MAX_LINE: usize = 64 * 1024;
+/// Read buffer per pipe: small, because a primary with 64 workers has 128 of them; longer
+/// lines are gathered across reads up to MAX_LINE.
+const READ_BUFFER: usize = 4096;
 /// Lines buffered between the readers and the writer thread.
 const QUEUE: usize = 4096;
 
@@ -89,7 +92,7 @@ impl Output {
             let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
                 return;
             };
-            let mut reader = tokio::io::BufReader::with_capacity(MAX_LINE, pipe);
+            let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER, pipe);
             loop {
                 let mut text = Vec::new();
                 match read_line(&mut reader, &mut text).await {

@@ -1,0 +1,687 @@
+//! Test harness for herd's integration tests: runs the real `herd` binary with piped
+//! output, collects every line on background threads, and offers polling helpers
+//! (log lines, HTTP answers, process states) that fail with herd's captured output.
+//!
+//! Every helper that waits polls for an event with a generous bound; nothing sleeps to
+//! "let things settle".
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+/// Default bound for anything we wait for (a noisy 2-core machine, tests in parallel).
+pub const T: Duration = Duration::from_secs(20);
+
+pub fn herd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herd")
+}
+
+pub fn worker_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herd-testworker")
+}
+
+/// The app name herd derives from the test worker's file name.
+pub const APP: &str = "herd-testworker";
+
+/// Which of herd's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Out {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Default)]
+struct State {
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+    /// (slot, pid) from every "spawned as pid N" line, in order.
+    spawned: Vec<(usize, u32)>,
+    /// Start time (/proc stat field 22) of each spawned pid, read when its line arrived,
+    /// so Drop never kills a recycled pid.
+    starttimes: HashMap<u32, u64>,
+    eof: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+/// A unique path in the temp folder for this test process.
+pub fn temp_path(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    std::env::temp_dir().join(format!("herd-it-{}-{n}-{tag}", std::process::id()))
+}
+
+/// Removes a file or folder when dropped.
+pub struct TempPath(pub PathBuf);
+
+impl TempPath {
+    pub fn new(tag: &str) -> TempPath {
+        TempPath(temp_path(tag))
+    }
+    pub fn s(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running herd. Dropping it SIGKILLs herd's process group, then every worker pid
+/// learned from the log (only if that pid still belongs to the same process).
+pub struct Herd {
+    child: Child,
+    shared: Arc<Shared>,
+    exit: Option<ExitStatus>,
+    /// False when herd runs in another pid namespace (its logged pids are not ours).
+    learn_pids: bool,
+    merged: bool,
+    started: Instant,
+}
+
+impl Herd {
+    /// `herd <args>` with stdout and stderr piped separately.
+    pub fn start(args: &[&str]) -> Herd {
+        let mut cmd = Command::new(herd_bin());
+        cmd.args(args);
+        Herd::spawn(cmd, false, true)
+    }
+
+    /// `herd <args>` with stdout and stderr on one pipe (2>&1), so the order of worker
+    /// lines and herd's own log lines can be compared. Both `Out`s see every line.
+    pub fn start_merged(args: &[&str]) -> Herd {
+        let mut cmd = Command::new(herd_bin());
+        cmd.args(args);
+        Herd::spawn(cmd, true, true)
+    }
+
+    /// Any command that runs herd (a wrapper such as setpriv or unshare).
+    pub fn spawn(mut cmd: Command, merged: bool, learn_pids: bool) -> Herd {
+        cmd.stdin(Stdio::null());
+        // Its own group: Drop kills herd (and a wrapper) without touching the test runner.
+        cmd.process_group(0);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+        });
+        let child;
+        if merged {
+            let (r, w) = nix::unistd::pipe().expect("pipe");
+            let w2: OwnedFd = w.try_clone().expect("dup");
+            cmd.stdout(Stdio::from(w)).stderr(Stdio::from(w2));
+            child = cmd.spawn().expect("cannot start herd");
+            drop(cmd); // closes our copies of the write end
+            reader(std::fs::File::from(r), shared.clone(), None, learn_pids);
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut c = cmd.spawn().expect("cannot start herd");
+            let out = c.stdout.take().unwrap();
+            let err = c.stderr.take().unwrap();
+            reader(out, shared.clone(), Some(Out::Stdout), learn_pids);
+            reader(err, shared.clone(), Some(Out::Stderr), learn_pids);
+            child = c;
+        }
+        Herd {
+            child,
+            shared,
+            exit: None,
+            learn_pids,
+            merged,
+            started: Instant::now(),
+        }
+    }
+
+    /// herd's pid (or its wrapper's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// All lines of a stream so far.
+    pub fn lines(&self, out: Out) -> Vec<String> {
+        let st = self.shared.state.lock().unwrap();
+        match out {
+            Out::Stdout => st.stdout.clone(),
+            Out::Stderr => st.stderr.clone(),
+        }
+    }
+
+    /// Number of lines of a stream so far: a position for `wait_line`.
+    pub fn mark(&self, out: Out) -> usize {
+        let st = self.shared.state.lock().unwrap();
+        match out {
+            Out::Stdout => st.stdout.len(),
+            Out::Stderr => st.stderr.len(),
+        }
+    }
+
+    /// herd's captured output, for failure messages.
+    pub fn dump(&self) -> String {
+        let st = self.shared.state.lock().unwrap();
+        let tail = |v: &Vec<String>| {
+            let skip = v.len().saturating_sub(200);
+            let mut s = String::new();
+            if skip > 0 {
+                s.push_str(&format!("  [... {skip} earlier lines]\n"));
+            }
+            for l in &v[skip..] {
+                s.push_str("  ");
+                s.push_str(l);
+                s.push('\n');
+            }
+            s
+        };
+        format!(
+            "--- herd stderr ---\n{}--- herd stdout ---\n{}---",
+            tail(&st.stderr),
+            tail(&st.stdout)
+        )
+    }
+
+    /// Panics with `msg` and herd's output.
+    pub fn fail(&self, msg: &str) -> ! {
+        panic!(
+            "{msg}\n(after {:.1} s)\n{}",
+            self.started.elapsed().as_secs_f64(),
+            self.dump()
+        )
+    }
+
+    /// Waits for the first line at index >= `from` of `out` that satisfies `pred`;
+    /// returns its index and text.
+    pub fn wait_line_from(
+        &self,
+        out: Out,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> (usize, String) {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state.lock().unwrap();
+        loop {
+            let v = match out {
+                Out::Stdout => &st.stdout,
+                Out::Stderr => &st.stderr,
+            };
+            if let Some((i, l)) = v.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
+                return (i, l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(st);
+                self.fail(&format!(
+                    "timed out after {timeout:?} waiting for a {out:?} line: {what}"
+                ));
+            }
+            // A bounded wait so an exited herd (eof) still reaches the timeout check.
+            st = self
+                .shared
+                .cv
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(200)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits for a line of stderr containing `needle`, from index `from`.
+    pub fn wait_log_from(&self, from: usize, needle: &str) -> (usize, String) {
+        self.wait_line_from(
+            Out::Stderr,
+            from,
+            &format!("containing {needle:?}"),
+            |l| l.contains(needle),
+            T,
+        )
+    }
+
+    /// Waits for the first stderr line containing `needle`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_from(0, needle).1
+    }
+
+    /// Waits for the `n`th (1-based) line of `out` satisfying `pred`.
+    pub fn wait_nth(
+        &self,
+        out: Out,
+        n: usize,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> String {
+        let mut from = 0;
+        let mut line = String::new();
+        for k in 1..=n {
+            let (i, l) = self.wait_line_from(
+                out,
+                from,
+                &format!("occurrence {k} of {n} of {what}"),
+                &pred,
+                timeout,
+            );
+            from = i + 1;
+            line = l;
+        }
+        line
+    }
+
+    /// Lines of stderr containing `needle` so far.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.lines(Out::Stderr)
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `n` workers have logged they are ready (counted over the whole run).
+    pub fn wait_ready(&self, n: usize) {
+        self.wait_nth(
+            Out::Stderr,
+            n,
+            "a worker ready line",
+            |l| l.contains(") ready after "),
+            T,
+        );
+    }
+
+    /// The TCP port from `listening on 127.0.0.1:PORT`.
+    pub fn port(&self) -> u16 {
+        let line = self.wait_log("listening on 127.0.0.1:");
+        let rest = &line[line.find("listening on 127.0.0.1:").unwrap() + 23..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits.parse().unwrap_or_else(|_| {
+            self.fail(&format!("no port in the line {line:?}"));
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port())
+    }
+
+    /// GET on a fresh connection; fails the test on a transport error.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = self.url(path);
+        http_get(&url).unwrap_or_else(|e| self.fail(&format!("GET {url} failed: {e}")))
+    }
+
+    /// GET `/` on a fresh connection, expecting 200; returns (pid, slot) of the worker.
+    pub fn who(&self) -> (u32, usize) {
+        let (status, body) = self.get("/");
+        if status != 200 {
+            self.fail(&format!("GET / answered {status}: {body:?}"));
+        }
+        ident(&body).unwrap_or_else(|| self.fail(&format!("unexpected body of /: {body:?}")))
+    }
+
+    /// Makes fresh-connection requests to `/` until `pred(pid, slot)` holds (at most
+    /// `tries` requests and `T`); returns the matching (pid, slot).
+    pub fn who_until(
+        &self,
+        what: &str,
+        tries: usize,
+        pred: impl Fn(u32, usize) -> bool,
+    ) -> (u32, usize) {
+        let deadline = Instant::now() + T;
+        let mut seen = Vec::new();
+        for _ in 0..tries {
+            let (pid, slot) = self.who();
+            if pred(pid, slot) {
+                return (pid, slot);
+            }
+            seen.push((pid, slot));
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        self.fail(&format!(
+            "no answer from {what} in {} requests; answers (pid, slot): {seen:?}",
+            seen.len()
+        ))
+    }
+
+    /// Sends `sig` to herd (the direct child).
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), sig)
+            .unwrap_or_else(|e| self.fail(&format!("cannot send {sig} to herd: {e}")));
+    }
+
+    /// herd's exit status if it has exited (reaps it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().expect("try_wait");
+        }
+        self.exit
+    }
+
+    /// Waits for herd to exit and returns its exit code (fails if it died by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_exit() {
+                self.wait_eof(Duration::from_secs(5));
+                return st
+                    .code()
+                    .unwrap_or_else(|| self.fail(&format!("herd died by a signal: {st:?}")));
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("herd did not exit within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until herd's output pipes are closed (every line collected).
+    pub fn wait_eof(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state.lock().unwrap();
+        let pipes = if self.merged { 1 } else { 2 };
+        while st.eof < pipes {
+            let now = Instant::now();
+            if now >= deadline {
+                return; // a grandchild may hold a pipe; the lines so far are what we have
+            }
+            st = self.shared.cv.wait_timeout(st, deadline - now).unwrap().0;
+        }
+    }
+
+    /// (slot, pid) of every worker spawned so far, in order.
+    pub fn spawned(&self) -> Vec<(usize, u32)> {
+        self.shared.state.lock().unwrap().spawned.clone()
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.spawned().into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Waits until the `n`th spawn (1-based, over the whole run) is logged; returns it.
+    pub fn wait_spawned(&self, n: usize) -> (usize, u32) {
+        self.wait_nth(
+            Out::Stderr,
+            n,
+            "a spawned line",
+            |l| l.contains(" spawned as pid "),
+            T,
+        );
+        self.spawned()[n - 1]
+    }
+
+    /// Polls `cond` until true, or fails with `what` and herd's output.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if cond() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("timed out after {timeout:?} waiting until {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Asserts that no worker process was ever started.
+    pub fn assert_no_spawn(&self) {
+        if self.count_log("spawned") > 0 || !self.spawned().is_empty() {
+            self.fail("a worker was started although the input was bad");
+        }
+    }
+
+    /// Waits until every pid in `pids` is gone (no process, not even a zombie).
+    pub fn wait_gone(&self, pids: &[u32], timeout: Duration) {
+        self.wait_until(
+            &format!(
+                "the processes {pids:?} are gone (states: {:?})",
+                states(pids)
+            ),
+            timeout,
+            || pids.iter().all(|p| proc_state(*p).is_none()),
+        );
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        if self.try_exit().is_none() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+        if self.learn_pids {
+            let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            for (&wpid, &start) in &st.starttimes {
+                if stat(wpid).map(|s| s.starttime) == Some(start) {
+                    let _ = killpg(Pid::from_raw(wpid as i32), Signal::SIGKILL);
+                    let _ = kill(Pid::from_raw(wpid as i32), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn reader(pipe: impl Read + Send + 'static, shared: Arc<Shared>, out: Option<Out>, learn: bool) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            let line = String::from_utf8_lossy(&buf).into_owned();
+            let mut st = shared.state.lock().unwrap();
+            if out != Some(Out::Stdout) {
+                if let Some((slot, pid)) = parse_spawned(&line) {
+                    st.spawned.push((slot, pid));
+                    if learn {
+                        if let Some(s) = stat(pid) {
+                            st.starttimes.insert(pid, s.starttime);
+                        }
+                    }
+                }
+            }
+            match out {
+                Some(Out::Stdout) => st.stdout.push(line),
+                Some(Out::Stderr) => st.stderr.push(line),
+                None => {
+                    st.stdout.push(line.clone());
+                    st.stderr.push(line);
+                }
+            }
+            drop(st);
+            shared.cv.notify_all();
+        }
+        shared.state.lock().unwrap().eof += 1;
+        shared.cv.notify_all();
+    });
+}
+
+/// (slot, pid) of a `worker APP:SLOT spawned as pid PID` line (text or JSON).
+pub fn parse_spawned(line: &str) -> Option<(usize, u32)> {
+    let i = line.find(" spawned as pid ")?;
+    let pid: String = line[i + 16..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let head = &line[..i];
+    let w = head.rfind("worker ")?;
+    let slot = head[w..].rsplit(':').next()?.parse().ok()?;
+    Some((slot, pid.parse().ok()?))
+}
+
+/// (pid, slot) from the test worker's `pid=P slot=S gen=G` body.
+pub fn ident(body: &str) -> Option<(u32, usize)> {
+    let mut pid = None;
+    let mut slot = None;
+    for kv in body.split_whitespace() {
+        if let Some(v) = kv.strip_prefix("pid=") {
+            pid = v.parse().ok();
+        } else if let Some(v) = kv.strip_prefix("slot=") {
+            slot = v.parse().ok();
+        }
+    }
+    Some((pid?, slot?))
+}
+
+/// `KEY=VALUE` lines of a body as a map.
+pub fn kv(body: &str) -> HashMap<String, String> {
+    body.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// GET on a fresh connection with timeouts. Non-2xx statuses are answers, not errors.
+pub fn http_get(url: &str) -> Result<(u16, String), String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build();
+    agent_get(&agent, url)
+}
+
+/// GET with a given agent (whose pool may reuse a keep-alive connection).
+pub fn agent_get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String> {
+    match agent.get(url).call() {
+        Ok(r) => {
+            let status = r.status();
+            let body = r.into_string().map_err(|e| format!("reading body: {e}"))?;
+            Ok((status, body))
+        }
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A raw HTTP/1.1 exchange over any stream: writes `request`, reads to EOF.
+pub fn raw_exchange(mut s: impl Read + Write, request: &str) -> std::io::Result<String> {
+    s.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The parts of /proc/PID/stat the tests use.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    pub pid: u32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub starttime: u64,
+}
+
+/// Parses /proc/PID/stat; None if there is no such process.
+pub fn stat(pid: u32) -> Option<Stat> {
+    stat_at(Path::new(&format!("/proc/{pid}/stat")), pid)
+}
+
+fn stat_at(path: &Path, pid: u32) -> Option<Stat> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s[open + 1..close].to_string();
+    let f: Vec<&str> = s[close + 1..].split_whitespace().collect();
+    Some(Stat {
+        pid,
+        comm,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        starttime: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// The process state letter (R, S, Z, …), or None if there is no such process.
+pub fn proc_state(pid: u32) -> Option<char> {
+    stat(pid).map(|s| s.state)
+}
+
+/// Alive = exists and is not a zombie. A zombie (dead but unreaped) counts as not alive;
+/// `proc_state` tells the two apart.
+pub fn pid_alive(pid: u32) -> bool {
+    matches!(proc_state(pid), Some(c) if c != 'Z')
+}
+
+pub fn states(pids: &[u32]) -> Vec<(u32, Option<char>)> {
+    pids.iter().map(|p| (*p, proc_state(*p))).collect()
+}
+
+/// Every process on the machine.
+pub fn all_procs() -> Vec<Stat> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                if let Some(s) = stat(pid) {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Processes whose parent is `pid` (zombies included).
+pub fn children_of(pid: u32) -> Vec<Stat> {
+    all_procs().into_iter().filter(|s| s.ppid == pid).collect()
+}
+
+/// Processes in any of the process groups `groups`.
+pub fn in_groups(groups: &[u32]) -> Vec<Stat> {
+    let set: HashSet<u32> = groups.iter().copied().collect();
+    all_procs()
+        .into_iter()
+        .filter(|s| set.contains(&s.pgrp))
+        .collect()
+}
+
+/// True if some thread of `pid` named `conn` (the test worker's connection threads) is
+/// sleeping in nanosleep, i.e. serving `/slow`.
+pub fn worker_in_slow_request(pid: u32) -> bool {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    for e in rd.flatten() {
+        let dir = e.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "conn" {
+            continue;
+        }
+        let sys = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
+        let nr: Option<i64> = sys.split_whitespace().next().and_then(|n| n.parse().ok());
+        if nr == Some(libc::SYS_clock_nanosleep) || nr == Some(libc::SYS_nanosleep) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A path to `name` in PATH, if any.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

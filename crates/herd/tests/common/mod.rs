@@ -329,29 +329,22 @@ impl Herd {
         ident(&body).unwrap_or_else(|| self.fail(&format!("unexpected body of /: {body:?}")))
     }
 
-    /// Makes fresh-connection requests to `/` until `pred(pid, slot)` holds (at most
-    /// `tries` requests and `T`); returns the matching (pid, slot).
-    pub fn who_until(
-        &self,
-        what: &str,
-        tries: usize,
-        pred: impl Fn(u32, usize) -> bool,
-    ) -> (u32, usize) {
+    /// Makes fresh-connection requests to `/` until `pred(pid, slot)` holds (for at most
+    /// `T`); returns the matching (pid, slot).
+    pub fn who_until(&self, what: &str, pred: impl Fn(u32, usize) -> bool) -> (u32, usize) {
         let deadline = Instant::now() + T;
-        let mut seen = Vec::new();
-        for _ in 0..tries {
+        let mut seen: HashMap<(u32, usize), usize> = HashMap::new();
+        let mut n = 0;
+        while Instant::now() < deadline {
             let (pid, slot) = self.who();
             if pred(pid, slot) {
                 return (pid, slot);
             }
-            seen.push((pid, slot));
-            if Instant::now() > deadline {
-                break;
-            }
+            n += 1;
+            *seen.entry((pid, slot)).or_default() += 1;
         }
         self.fail(&format!(
-            "no answer from {what} in {} requests; answers (pid, slot): {seen:?}",
-            seen.len()
+            "no answer from {what} in {n} requests over {T:?}; answers ((pid, slot) -> count): {seen:?}"
         ))
     }
 

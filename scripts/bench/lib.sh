@@ -1,0 +1,117 @@
+# Shared helpers for the scripts in scripts/bench/ (sourced, not run).
+#
+# Provides: ROOT, HERD, TW (herd-testworker), WORK (temp dir, removed at exit),
+# bench_build, need_wrk, free_port, track PID, start_herd, wait_ready, stop_pid,
+# wait_port, median. Every process started through these helpers is killed by
+# the EXIT trap.
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERD=$ROOT/target/release/herd
+TW=$ROOT/target/release/herd-testworker
+WORK=$(mktemp -d /tmp/herd-bench.XXXXXX)
+_TRACKED=()
+
+log() { printf '%s\n' "$*" >&2; }
+
+bench_build() {
+    log "# cargo build --release"
+    (cd "$ROOT" && cargo build --release -q) || { log "build failed"; exit 1; }
+}
+
+need_wrk() {
+    command -v wrk >/dev/null 2>&1 && return 0
+    log "# installing wrk"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1; }
+    command -v wrk >/dev/null 2>&1 || { log "wrk not available"; exit 1; }
+}
+
+free_port() {
+    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+track() { _TRACKED+=("$1"); }
+
+_cleanup() {
+    local p
+    for p in "${_TRACKED[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 0.3
+    for p in "${_TRACKED[@]}"; do
+        kill -KILL "$p" 2>/dev/null
+        # herd puts each worker in its own process group: kill leftovers too.
+        pkill -KILL -P "$p" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap _cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_herd LOGFILE HERD-RUN-ARGS... ; sets HERD_PID
+start_herd() {
+    local logf=$1; shift
+    "$HERD" run "$@" >"$logf" 2>&1 &
+    HERD_PID=$!
+    track "$HERD_PID"
+}
+
+# wait_ready LOGFILE N [TIMEOUT_S]: waits until herd logged N "ready after"
+# lines. Prints the seconds waited. Returns 1 on timeout.
+wait_ready() {
+    local logf=$1 n=$2 t=${3:-30} start now c
+    start=$(date +%s.%N)
+    while :; do
+        c=$(grep -c 'ready after' "$logf" 2>/dev/null)
+        [ "${c:-0}" -ge "$n" ] && break
+        now=$(date +%s.%N)
+        if awk -v a="$start" -v b="$now" -v t="$t" 'BEGIN{exit !(b-a>t)}'; then
+            log "!! only ${c:-0}/$n workers ready after ${t}s ($(grep -c 'not a worker' "$logf") notify messages ignored)"
+            return 1
+        fi
+        sleep 0.02
+    done
+    now=$(date +%s.%N)
+    awk -v a="$start" -v b="$now" 'BEGIN{printf "%.2f\n", b-a}'
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (max 10 s).
+wait_port() {
+    local i
+    for i in $(seq 1 500); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+# stop_pid PID: SIGTERM, wait up to 5 s, then SIGKILL.
+stop_pid() {
+    local p=$1 i
+    kill -TERM "$p" 2>/dev/null || return 0
+    for i in $(seq 1 250); do kill -0 "$p" 2>/dev/null || break; sleep 0.02; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    return 0
+}
+
+# median of the numbers on stdin
+median() {
+    python3 -c 'import sys,statistics;v=[float(x) for x in sys.stdin.read().split()];print(statistics.median(v) if v else "nan")'
+}
+
+# start_herd_ready LOGFILE N HERD-RUN-ARGS...: start_herd, then wait until N
+# workers are ready. herd sometimes drops a worker's READY=1 at start-up (the
+# worker then waits for the 10 s listen timeout); after 3 s the herd is
+# stopped and started again (up to 5 times). Sets HERD_PID and HERD_RESTARTS.
+HERD_RESTARTS=0
+start_herd_ready() {
+    local logf=$1 n=$2 a; shift 2
+    for a in 1 2 3 4 5; do
+        start_herd "$logf" "$@"
+        wait_ready "$logf" "$n" 3 >/dev/null 2>&1 && return 0
+        log "   !! not all $n workers ready in 3 s ($(grep -c 'not a worker' "$logf") notify messages from workers ignored by herd): restarting herd (attempt $a)"
+        HERD_RESTARTS=$((HERD_RESTARTS + 1))
+        stop_pid "$HERD_PID"
+    done
+    log "herd never got $n workers ready"; exit 1
+}

@@ -1,0 +1,358 @@
+//! Rolling reload (SIGHUP) under load, failed reloads (a new worker that cannot start,
+//! one that never becomes ready), and scaling with SIGTTIN / SIGTTOU.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+#[derive(Debug, Default)]
+struct LoadResult {
+    ok: usize,
+    failures: Vec<String>,
+}
+
+/// Client threads requesting `/` continuously until stopped: one reuses a keep-alive
+/// connection (ureq's pool), one opens a new connection per request.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(&'static str, JoinHandle<LoadResult>)>,
+}
+
+impl Load {
+    fn start(url: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let t0 = Instant::now();
+        let mut threads = Vec::new();
+        for kind in ["keep-alive", "new-connection"] {
+            let stop = stop.clone();
+            let url = url.clone();
+            let h = std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout_connect(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(10))
+                    .build();
+                let mut r = LoadResult::default();
+                while !stop.load(Ordering::SeqCst) {
+                    let got = if kind == "keep-alive" {
+                        agent_get(&agent, &url)
+                    } else {
+                        http_get(&url)
+                    };
+                    match got {
+                        Ok((200, body)) if ident(&body).is_some() => r.ok += 1,
+                        other => r.failures.push(format!(
+                            "{kind} request at {:.3} s: {other:?}",
+                            t0.elapsed().as_secs_f64()
+                        )),
+                    }
+                }
+                r
+            });
+            threads.push((kind, h));
+        }
+        Load { stop, threads }
+    }
+
+    fn finish(self) -> Vec<(&'static str, LoadResult)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .map(|(k, h)| (k, h.join().unwrap()))
+            .collect()
+    }
+}
+
+/// herd with `--ready notify` and workers that send READY=1. `--startup-ms 100` in the
+/// callers keeps these tests clear of the READY=1-before-spawn-result race (shown by
+/// `run.rs::every_ready_notification_counts`) and makes the old and new generations overlap.
+fn notify_herd(extra: &[&str], worker_args: &[&str]) -> Herd {
+    let mut args = vec![
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.push(worker_bin());
+    args.extend_from_slice(worker_args);
+    Herd::start(&args)
+}
+
+/// Pids answering `n` fresh-connection requests.
+fn answering(herd: &Herd, n: usize) -> HashSet<u32> {
+    (0..n).map(|_| herd.who().0).collect()
+}
+
+#[test]
+fn rolling_reload_under_load_loses_no_request() {
+    let herd = notify_herd(&[], &["--notify", "--startup-ms", "100"]);
+    herd.wait_ready(2);
+    let old: HashSet<u32> = herd.worker_pids().into_iter().collect();
+    let load = Load::start(herd.url("/"));
+    // Some traffic before the reload.
+    let stderr_mark = herd.mark(Out::Stderr);
+    herd.wait_until("the load is running", T, || !load.threads.is_empty());
+    herd.who();
+    herd.signal(Signal::SIGHUP);
+    herd.wait_log_from(stderr_mark, &format!("reload of {APP} done"));
+    // Keep the load on for a few requests after the switch.
+    herd.who();
+    let results = load.finish();
+    let new: HashSet<u32> = herd
+        .worker_pids()
+        .into_iter()
+        .filter(|p| !old.contains(p))
+        .collect();
+    let total: usize = results.iter().map(|(_, r)| r.ok).sum();
+    let failures: Vec<&String> = results.iter().flat_map(|(_, r)| &r.failures).collect();
+    if !failures.is_empty() {
+        herd.fail(&format!(
+            "{} failed requests during the reload ({} succeeded): {failures:#?}",
+            failures.len(),
+            total
+        ));
+    }
+    assert!(total > 20, "the load made requests: {results:?}");
+    assert_eq!(new.len(), 2, "two new workers: {:?}", herd.spawned());
+    let now = answering(&herd, 40);
+    if !now.is_subset(&new) || !now.is_disjoint(&old) {
+        herd.fail(&format!(
+            "after the reload only new workers {new:?} may answer; got {now:?} (old {old:?})"
+        ));
+    }
+    for p in &old {
+        assert!(!pid_alive(*p), "old worker {p} still alive");
+    }
+}
+
+#[test]
+fn failed_reload_keeps_the_old_workers_then_succeeds() {
+    let flag = TempPath::new("fail-flag");
+    let herd = notify_herd(
+        &[],
+        &[
+            "--notify",
+            "--startup-ms",
+            "100",
+            "--fail-if-file",
+            flag.s(),
+        ],
+    );
+    herd.wait_ready(2);
+    let old: HashSet<u32> = herd.worker_pids().into_iter().collect();
+    std::fs::write(&flag.0, "x").unwrap();
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGHUP);
+    herd.wait_log_from(mark, &format!("reload of {APP} aborted"));
+    let mut herd = herd;
+    if let Some(st) = herd.try_exit() {
+        herd.fail(&format!("herd exited after a failed reload: {st:?}"));
+    }
+    let now = answering(&herd, 40);
+    if now != old {
+        herd.fail(&format!(
+            "after the aborted reload the old workers {old:?} should answer; got {now:?}"
+        ));
+    }
+    for (slot, pid) in herd.spawned() {
+        if !old.contains(&pid) {
+            assert!(
+                !pid_alive(pid),
+                "failed new worker {slot}/{pid} still alive"
+            );
+        }
+    }
+
+    std::fs::remove_file(&flag.0).unwrap();
+    let mark = herd.mark(Out::Stderr);
+    let before: HashSet<u32> = herd.worker_pids().into_iter().collect();
+    herd.signal(Signal::SIGHUP);
+    herd.wait_log_from(mark, &format!("reload of {APP} done"));
+    let new: HashSet<u32> = herd
+        .worker_pids()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    let now = answering(&herd, 40);
+    if !now.is_subset(&new) || now.is_empty() {
+        herd.fail(&format!(
+            "after the second reload only new workers {new:?} may answer; got {now:?}"
+        ));
+    }
+}
+
+#[test]
+fn reload_with_a_never_ready_worker_is_aborted() {
+    // The options come from a file read at each start, so the new generation can differ.
+    let opts = TempPath::new("opts");
+    std::fs::write(&opts.0, "--notify --startup-ms 100\n").unwrap();
+    let herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "--listen-timeout",
+        "2s",
+        "--name",
+        APP,
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        "/bin/sh",
+        "-c",
+        r#"exec "$0" $(cat "$1")"#,
+        worker_bin(),
+        opts.s(),
+    ]);
+    herd.wait_ready(2);
+    let old: HashSet<u32> = herd.worker_pids().into_iter().collect();
+    std::fs::write(&opts.0, "--notify --never-ready\n").unwrap();
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGHUP);
+    herd.wait_log_from(mark, "not ready within the listen timeout");
+    herd.wait_log_from(mark, &format!("reload of {APP} aborted"));
+    let now = answering(&herd, 40);
+    if now != old {
+        herd.fail(&format!(
+            "after the aborted reload the old workers {old:?} should answer; got {now:?}"
+        ));
+    }
+    let never_ready: Vec<u32> = herd
+        .worker_pids()
+        .into_iter()
+        .filter(|p| !old.contains(p))
+        .collect();
+    assert!(!never_ready.is_empty());
+    herd.wait_gone(&never_ready, T);
+}
+
+#[test]
+fn sigttin_adds_slot_2_and_sigttou_removes_it() {
+    let herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+    ]);
+    herd.wait_ready(2);
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGTTIN);
+    herd.wait_log_from(mark, &format!("scaled {APP} from 2 to 3"));
+    let (_, line) = herd.wait_log_from(mark, &format!("worker {APP}:2 spawned as pid "));
+    let third = parse_spawned(&line).unwrap().1;
+    herd.wait_log_from(mark, &format!("(pid {third}) ready after "));
+    herd.who_until(&format!("slot 2 (pid {third})"), |p, s| {
+        p == third && s == 2
+    });
+
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGTTOU);
+    herd.wait_log_from(mark, &format!("scaled {APP} from 3 to 2"));
+    herd.wait_gone(&[third], T);
+    let slots: HashSet<usize> = (0..40).map(|_| herd.who().1).collect();
+    assert!(
+        !slots.contains(&2),
+        "slot 2 still answers after scale down: {slots:?}"
+    );
+}
+
+/// herd running `-i 2` workers through a shell wrapper that reads the worker's options
+/// from `opts` at each start; scaled up (SIGTTIN) once the two are ready, with the third
+/// worker started as `--notify --never-ready` (it serves but never says READY=1).
+/// Returns herd and the third worker's pid, once that worker is listening.
+fn scaled_up_with_a_never_ready_third(opts: &TempPath) -> (Herd, u32) {
+    std::fs::write(&opts.0, "--notify\n").unwrap();
+    let herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "--listen-timeout",
+        "60s",
+        "--name",
+        APP,
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        "/bin/sh",
+        "-c",
+        r#"exec "$0" $(cat "$1")"#,
+        worker_bin(),
+        opts.s(),
+    ]);
+    herd.wait_ready(2);
+    std::fs::write(&opts.0, "--notify --never-ready\n").unwrap();
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGTTIN);
+    let (_, line) = herd.wait_log_from(mark, &format!("worker {APP}:2 spawned as pid "));
+    let third = parse_spawned(&line).unwrap().1;
+    herd.wait_until("the third worker is listening", T, || {
+        herd.lines(Out::Stdout)
+            .iter()
+            .any(|l| l.contains(&format!("testworker pid={third} slot=2 listening")))
+    });
+    (herd, third)
+}
+
+/// A scaled-up worker that is not ready yet gets no connection (its socket exists and it
+/// accepts: only steering keeps connections away).
+#[test]
+fn scaled_up_worker_gets_no_connection_before_ready() {
+    let opts = TempPath::new("opts");
+    let (herd, _third) = scaled_up_with_a_never_ready_third(&opts);
+    let answers: Vec<(u32, usize)> = (0..60).map(|_| herd.who()).collect();
+    if answers.iter().any(|(_, s)| *s == 2) {
+        herd.fail(&format!(
+            "slot 2 is not ready but received connections: answers {answers:?}"
+        ));
+    }
+}
+
+/// Scaled down again before it became ready: no connection may be left waiting on the
+/// removed slot's socket, which herd keeps bound.
+#[test]
+fn scale_down_before_ready_leaves_no_connection_hanging() {
+    let opts = TempPath::new("opts");
+    let (herd, third) = scaled_up_with_a_never_ready_third(&opts);
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGTTOU);
+    herd.wait_log_from(mark, &format!("scaled {APP} from 3 to 2"));
+    herd.wait_gone(&[third], T);
+    let url = herd.url("/");
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build();
+    let mut lost = Vec::new();
+    for i in 0..60 {
+        if lost.len() == 2 {
+            break; // enough evidence; each loss costs the 2 s timeout
+        }
+        // Connection: close keeps ureq from pooling: a fresh connection each time.
+        match agent.get(&url).set("Connection", "close").call() {
+            Ok(r) if r.status() == 200 => {}
+            other => lost.push(format!("request {i}: {:?}", other.map(|r| r.status()))),
+        }
+    }
+    if !lost.is_empty() {
+        herd.fail(&format!(
+            "after scaling down, connections were not answered within 2 s \
+             (left in the removed slot 2's socket backlog): {lost:?}"
+        ));
+    }
+}

@@ -362,21 +362,26 @@ impl Herd {
         self.exit
     }
 
-    /// Waits for herd to exit and returns its exit code (fails if it died by a signal).
-    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+    /// Waits for herd to end (reaps it) and for its output pipes to close.
+    pub fn wait_status(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = self.try_exit() {
                 self.wait_eof(Duration::from_secs(5));
-                return st
-                    .code()
-                    .unwrap_or_else(|| self.fail(&format!("herd died by a signal: {st:?}")));
+                return st;
             }
             if Instant::now() >= deadline {
                 self.fail(&format!("herd did not exit within {timeout:?}"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits for herd to exit and returns its exit code (fails if it died by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let st = self.wait_status(timeout);
+        st.code()
+            .unwrap_or_else(|| self.fail(&format!("herd died by a signal: {st:?}")))
     }
 
     /// Waits until herd's output pipes are closed (every line collected).

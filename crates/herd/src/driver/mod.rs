@@ -13,7 +13,7 @@ pub mod signals;
 pub mod spawn;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,7 +28,7 @@ use crate::channel::notify::{Datagram, NotifySocket};
 use crate::config::RunPlan;
 use crate::listen::Listeners;
 use crate::observe::lifecycle;
-use crate::supervisor::{Action, Event, Outcome, Supervisor, WorkerId};
+use crate::supervisor::{Action, Event, ExitStatus, Outcome, Supervisor, WorkerId};
 use output::{Output, Stream};
 use signals::Intent;
 use spawn::{SpawnRequest, SpawnResult, Spawner};
@@ -74,7 +74,9 @@ struct Driver {
     spawned: mpsc::UnboundedReceiver<SpawnResult>,
     intents: mpsc::UnboundedReceiver<Intent>,
     sigchld: tokio::signal::unix::Signal,
-    reap_lock: Arc<Mutex<()>>,
+    children: Arc<reap::Children>,
+    /// Exits of workers reaped before their spawn result was handled (a worker that exits at once).
+    early_exits: HashMap<u32, ExitStatus>,
     output: Output,
     output_thread: std::thread::JoinHandle<()>,
     readers: Vec<tokio::task::JoinHandle<()>>,
@@ -105,10 +107,10 @@ impl Driver {
                 std::env::temp_dir().display()
             )
         })?;
-        let reap_lock = Arc::new(Mutex::new(()));
+        let children = Arc::new(reap::Children::default());
         let (done_tx, spawned) = mpsc::unbounded_channel();
-        let spawner = Spawner::start(done_tx, reap_lock.clone())
-            .context("cannot start the spawner thread")?;
+        let spawner =
+            Spawner::start(done_tx, children.clone()).context("cannot start the spawner thread")?;
         let (output, output_thread) = Output::start(plan.name.clone(), plan.log_format)
             .context("cannot start the output thread")?;
         let seed = std::time::SystemTime::now()
@@ -125,7 +127,8 @@ impl Driver {
             spawned,
             intents,
             sigchld,
-            reap_lock,
+            children,
+            early_exits: HashMap::new(),
             output,
             output_thread,
             readers: Vec::new(),
@@ -211,6 +214,9 @@ impl Driver {
                             worker,
                             pid: child.pid,
                         });
+                        if let Some(status) = self.early_exits.remove(&child.pid) {
+                            self.worker_exited(child.pid, status);
+                        }
                     }
                     Err(e) => self.queue.push_back(Event::SpawnFailed {
                         worker,
@@ -219,16 +225,14 @@ impl Driver {
                 }
             }
             Input::ChildExited => {
-                for (pid, status) in reap::reap_all(&self.reap_lock) {
-                    if self.groups.remove(&pid) {
-                        // Whatever the worker left running in its group goes with it.
-                        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                        if let Some(g) = &mut self.guardian {
-                            g.unregister(pid);
-                        }
-                        self.queue.push_back(Event::Exited { pid, status });
+                for r in reap::reap_all(&self.children) {
+                    if !r.worker {
+                        debug!(pid = r.pid, "reaped an orphan process");
+                    } else if self.groups.contains(&r.pid) {
+                        self.worker_exited(r.pid, r.status);
                     } else {
-                        debug!(pid, "reaped an orphan process");
+                        // Its spawn result is still in the channel: handled with it.
+                        self.early_exits.insert(r.pid, r.status);
                     }
                 }
             }
@@ -239,6 +243,16 @@ impl Driver {
                 self.queue.push_back(Event::Timer);
             }
         }
+    }
+
+    fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
+        self.groups.remove(&pid);
+        // Whatever the worker left running in its group goes with it.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Some(g) = &mut self.guardian {
+            g.unregister(pid);
+        }
+        self.queue.push_back(Event::Exited { pid, status });
     }
 
     fn on_datagram(&mut self, d: Datagram) {

@@ -2,6 +2,7 @@
 //! re-parented to herd (herd is a child subreaper, or PID 1 in a container), so no zombie
 //! is ever left behind.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use nix::errno::Errno;
@@ -10,25 +11,45 @@ use nix::unistd::Pid;
 
 use crate::supervisor::ExitStatus;
 
+/// The pids of live workers, shared by the spawner (which adds a pid under the lock, in
+/// the same critical section as the fork) and the reaper (which removes it when it reaps
+/// it). Holding the lock while spawning also keeps `waitpid(-1)` from stealing the status
+/// std's `spawn` waits for when `exec` fails.
+pub type Children = Mutex<HashSet<u32>>;
+
+/// One reaped process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub pid: u32,
+    pub status: ExitStatus,
+    /// A worker herd spawned (not an orphan re-parented to herd).
+    pub worker: bool,
+}
+
 /// Reaps every child that has exited so far; never blocks on a running child.
-/// `lock` is the spawner's: see `spawn.rs`.
-pub fn reap_all(lock: &Mutex<()>) -> Vec<(u32, ExitStatus)> {
-    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+pub fn reap_all(children: &Children) -> Vec<Reaped> {
+    let mut workers = children.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = Vec::new();
+    let mut push = |pid: Pid, status| {
+        let pid = pid.as_raw() as u32;
+        out.push(Reaped {
+            pid,
+            status,
+            worker: workers.remove(&pid),
+        });
+    };
+    // Not `while let`: EINTR and stop/continue reports must not end the loop.
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                out.push((pid.as_raw() as u32, ExitStatus::Code(code)))
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _core)) => {
-                out.push((pid.as_raw() as u32, ExitStatus::Signal(sig as i32)))
-            }
+            Ok(WaitStatus::Exited(pid, code)) => push(pid, ExitStatus::Code(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _core)) => push(pid, ExitStatus::Signal(sig as i32)),
             Ok(WaitStatus::StillAlive) => break,
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
             Err(_) => break, // ECHILD: no children left
         }
     }
+
     out
 }
 

@@ -19,7 +19,9 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
+
+use super::reap::Children;
 
 use crate::supervisor::WorkerId;
 
@@ -72,10 +74,11 @@ const SCRUBBED: &[&str] = &[
 ];
 
 impl Spawner {
-    /// Starts the spawning thread; results are sent on `done`. `reap_lock` is shared with the reaper.
+    /// Starts the spawning thread; results are sent on `done`. `children` is shared with
+    /// the reaper (see [`super::reap::Children`]).
     pub fn start(
         done: tokio::sync::mpsc::UnboundedSender<SpawnResult>,
-        reap_lock: Arc<Mutex<()>>,
+        children: Arc<Children>,
     ) -> io::Result<Spawner> {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let parent = std::process::id();
@@ -85,8 +88,12 @@ impl Spawner {
                 for req in rx {
                     let worker = req.worker;
                     let result = {
-                        let _guard = reap_lock.lock().unwrap_or_else(|e| e.into_inner());
-                        spawn_one(req, parent)
+                        let mut live = children.lock().unwrap_or_else(|e| e.into_inner());
+                        let result = spawn_one(req, parent);
+                        if let Ok(child) = &result {
+                            live.insert(child.pid);
+                        }
+                        result
                     };
                     if done.send(SpawnResult { worker, result }).is_err() {
                         break;

@@ -88,6 +88,10 @@ struct Driver {
     wake: Option<Instant>,
     queue: VecDeque<Event>,
     guardian: Option<guardian::Guardian>,
+    /// Slots the supervisor last said should get new connections.
+    route: Vec<usize>,
+    /// What the steering program was last set to; `None` forces the next update.
+    steered: Option<Vec<usize>>,
 }
 
 impl Driver {
@@ -138,6 +142,8 @@ impl Driver {
             wake: None,
             queue: VecDeque::new(),
             guardian,
+            route: Vec::new(),
+            steered: None,
         })
     }
 
@@ -291,7 +297,27 @@ impl Driver {
                 }
             }
         }
+        self.steer();
         None
+    }
+
+    /// Points new connections at the ready slots. With none ready, at every current slot
+    /// (they queue until a worker is back), never at the sockets of removed slots, which
+    /// stay bound (a scale up binds new ones, and a socket nobody serves would hold its
+    /// connections forever).
+    fn steer(&mut self) {
+        let target: Vec<usize> = if self.route.is_empty() {
+            (0..self.sup.instances()).collect()
+        } else {
+            self.route.clone()
+        };
+        if self.steered.as_ref() == Some(&target) {
+            return;
+        }
+        if let Err(e) = self.listeners.steer(&target) {
+            warn!("cannot steer connections to slots {target:?}: {e}");
+        }
+        self.steered = Some(target);
     }
 
     fn apply(&mut self, action: Action) -> Option<Outcome> {
@@ -305,11 +331,7 @@ impl Driver {
             Action::Kill { pid } => self.signal(pid, Signal::SIGKILL),
             Action::Log(l) => lifecycle::write(&self.plan.name, &l),
             Action::Wake(at) => self.wake = Some(Instant::from_std(at)),
-            Action::Route(slots) => {
-                if let Err(e) = self.listeners.steer(&slots) {
-                    warn!("cannot steer connections to slots {slots:?}: {e}");
-                }
-            }
+            Action::Route(slots) => self.route = slots,
             Action::Exit(outcome) => return Some(outcome),
         }
         None
@@ -317,7 +339,12 @@ impl Driver {
 
     fn spawn(&mut self, worker: WorkerId, slot: usize, generation: u64) {
         let fds = match self.listeners.for_slot(slot) {
-            Ok(fds) => fds,
+            // The slot's socket may be new (scale up): it must be left out of the
+            // steering program until its worker is ready.
+            Ok(fds) => {
+                self.steered = None;
+                fds
+            }
             Err(e) => {
                 self.queue.push_back(Event::SpawnFailed {
                     worker,

@@ -28,7 +28,7 @@ use crate::channel::notify::{Datagram, NotifySocket};
 use crate::config::RunPlan;
 use crate::listen::Listeners;
 use crate::observe::lifecycle;
-use crate::supervisor::{Action, Event, ExitStatus, Outcome, Supervisor, WorkerId};
+use crate::supervisor::{Action, Event, ExitStatus, NotifyMsg, Outcome, Supervisor, WorkerId};
 use output::{Output, Stream};
 use signals::Intent;
 use spawn::{SpawnRequest, SpawnResult, Spawner};
@@ -77,6 +77,8 @@ struct Driver {
     children: Arc<reap::Children>,
     /// Exits of workers reaped before their spawn result was handled (a worker that exits at once).
     early_exits: HashMap<u32, ExitStatus>,
+    /// Notify messages of workers whose spawn result was not handled yet.
+    early_notify: HashMap<u32, Vec<NotifyMsg>>,
     output: Output,
     output_thread: std::thread::JoinHandle<()>,
     readers: Vec<tokio::task::JoinHandle<()>>,
@@ -133,6 +135,7 @@ impl Driver {
             sigchld,
             children,
             early_exits: HashMap::new(),
+            early_notify: HashMap::new(),
             output,
             output_thread,
             readers: Vec::new(),
@@ -220,6 +223,12 @@ impl Driver {
                             worker,
                             pid: child.pid,
                         });
+                        for msg in self.early_notify.remove(&child.pid).unwrap_or_default() {
+                            self.queue.push_back(Event::Notify {
+                                pid: child.pid,
+                                msg,
+                            });
+                        }
                         if let Some(status) = self.early_exits.remove(&child.pid) {
                             self.worker_exited(child.pid, status);
                         }
@@ -266,21 +275,32 @@ impl Driver {
             warn!("notify datagram without sender credentials: ignored");
             return;
         };
-        // A worker's child (a shell wrapper's program, say) speaks for the worker.
-        let pid = if self.groups.contains(&sender) {
-            sender
-        } else {
-            match nix::unistd::getpgid(Some(Pid::from_raw(sender as i32))) {
-                Ok(pg) if self.groups.contains(&(pg.as_raw() as u32)) => pg.as_raw() as u32,
-                _ => sender,
+        // Workers whose spawn result is still in the channel are in `children` already.
+        let spawned = {
+            let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            let known = |pid: u32| self.groups.contains(&pid) || children.contains(&pid);
+            // A worker's child (a shell wrapper's program, say) speaks for the worker.
+            if known(sender) {
+                Some(sender)
+            } else {
+                nix::unistd::getpgid(Some(Pid::from_raw(sender as i32)))
+                    .ok()
+                    .map(|pg| pg.as_raw() as u32)
+                    .filter(|pg| known(*pg))
             }
         };
+        let pid = spawned.unwrap_or(sender);
         for g in &d.garbage {
             let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
             warn!(
                 pid = sender,
                 slot, "garbage on NOTIFY_SOCKET from pid {sender}: {g}"
             );
+        }
+        if spawned.is_some() && !self.groups.contains(&pid) {
+            // READY=1 sent before herd handled the spawn result: replayed with it.
+            self.early_notify.entry(pid).or_default().extend(d.messages);
+            return;
         }
         for msg in d.messages {
             self.queue.push_back(Event::Notify { pid, msg });

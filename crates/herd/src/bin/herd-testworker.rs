@@ -58,10 +58,12 @@
 //! # Graceful stop
 //!
 //! On SIGTERM or SIGINT (unless `--ignore-term`) the worker stops accepting
-//! and closes its listeners, closes idle keep-alive connections (busy ones are
-//! closed after their current response, which says `Connection: close`),
-//! sends `STOPPING=1` to `NOTIFY_SOCKET` if set, prints
-//! `testworker pid=<pid> stopping`, waits for in-flight requests and exits 0.
+//! and closes its listeners, sends `STOPPING=1` to `NOTIFY_SOCKET` if set,
+//! prints `testworker pid=<pid> stopping`, and for one second still answers the
+//! next request of each open connection, with `Connection: close` (so a client
+//! that is sending on an idle keep-alive connection gets an answer, not a
+//! reset). Then it closes the connections still idle, waits for in-flight
+//! requests and exits 0.
 //!
 //! # Exit codes
 //!
@@ -710,6 +712,10 @@ fn route<'a>(ctx: &'a Ctx, target: &str, scratch: &'a mut String) -> (u16, &'a s
     }
 }
 
+/// How long a stopping worker keeps answering the next request of its open connections
+/// (with `Connection: close`) before closing the idle ones.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(1000);
+
 fn serve_conn(ctx: &Ctx, s: &Stream) {
     let mut buf = vec![0u8; 8192];
     let (mut start, mut end) = (0usize, 0usize);
@@ -908,17 +914,30 @@ fn main() {
     for h in accepters {
         let _ = h.join();
     }
-    {
-        // Wake idle keep-alive connections: their blocked read returns EOF.
-        // Busy ones finish their response (marked Connection: close) first.
-        let c = ctx.conns.lock().unwrap_or_else(|e| e.into_inner());
-        for s in c.live.values() {
-            s.shutdown_read();
-        }
-    }
     sd_notify("STOPPING=1\n");
     say(&format!("testworker pid={pid} stopping"));
+    // Drain like a well-behaved HTTP/1.1 server: for a grace period, a connection's next
+    // request (or the first one of a connection accepted just before the stop) is still
+    // answered, with `Connection: close`. Closing an idle keep-alive connection at once
+    // would race with a client that is sending on it, which sees a reset.
+    let grace_end = std::time::Instant::now() + DRAIN_GRACE;
     let mut c = ctx.conns.lock().unwrap_or_else(|e| e.into_inner());
+    while !c.live.is_empty() {
+        let left = grace_end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        c = ctx
+            .conn_gone
+            .wait_timeout(c, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    // Then wake the connections still idle: their blocked read returns EOF. Busy ones
+    // finish their response (marked Connection: close) first.
+    for s in c.live.values() {
+        s.shutdown_read();
+    }
     while !c.live.is_empty() {
         c = ctx.conn_gone.wait(c).unwrap_or_else(|e| e.into_inner());
     }

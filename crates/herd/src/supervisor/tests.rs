@@ -97,34 +97,29 @@ impl Sim {
     }
 }
 
+fn pick<T>(actions: &[Action], f: impl Fn(&Action) -> Option<T>) -> Vec<T> {
+    actions.iter().filter_map(f).collect()
+}
+
 fn spawns(actions: &[Action]) -> Vec<usize> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Spawn { slot, .. } => Some(*slot),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Spawn { slot, .. } => Some(*slot),
+        _ => None,
+    })
 }
 
 fn stops(actions: &[Action]) -> Vec<u32> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Stop { pid } => Some(*pid),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Stop { pid } => Some(*pid),
+        _ => None,
+    })
 }
 
 fn kills(actions: &[Action]) -> Vec<u32> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Kill { pid } => Some(*pid),
-            _ => None,
-        })
-        .collect()
+    pick(actions, |a| match a {
+        Action::Kill { pid } => Some(*pid),
+        _ => None,
+    })
 }
 
 fn restart_delay(actions: &[Action]) -> Option<Duration> {

@@ -36,6 +36,9 @@ use spawn::{SpawnRequest, SpawnResult, Spawner};
 /// How long herd waits, after the last worker exited, for output still in the pipes
 /// (held open by a grandchild, say) before it exits anyway.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+/// How long the report of a worker's exit waits for the end of its output (a pipe still
+/// held by a process that left the worker's group would otherwise delay it forever).
+const OUTPUT_TAIL: Duration = Duration::from_millis(500);
 
 /// Runs the plan to its end; the outcome decides herd's exit code.
 pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
@@ -62,6 +65,8 @@ enum Input {
     Intent(Intent),
     Spawned(SpawnResult),
     ChildExited,
+    /// A worker's exit, after its output was written.
+    Exited(u32, ExitStatus),
     Notify(std::io::Result<Datagram>),
     Timer,
 }
@@ -81,7 +86,11 @@ struct Driver {
     early_notify: HashMap<u32, Vec<NotifyMsg>>,
     output: Output,
     output_thread: std::thread::JoinHandle<()>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
+    /// The stdout and stderr readers of each worker, by pid.
+    readers: HashMap<u32, [tokio::task::JoinHandle<()>; 2]>,
+    /// Exits whose output tail is being written; see `worker_exited`.
+    exits_tx: mpsc::UnboundedSender<(u32, ExitStatus)>,
+    exits: mpsc::UnboundedReceiver<(u32, ExitStatus)>,
     sup: Supervisor,
     /// Slot of each spawn not answered yet.
     spawning: HashMap<WorkerId, usize>,
@@ -119,6 +128,7 @@ impl Driver {
             Spawner::start(done_tx, children.clone()).context("cannot start the spawner thread")?;
         let (output, output_thread) = Output::start(plan.name.clone(), plan.log_format)
             .context("cannot start the output thread")?;
+        let (exits_tx, exits) = mpsc::unbounded_channel();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -138,7 +148,9 @@ impl Driver {
             early_notify: HashMap::new(),
             output,
             output_thread,
-            readers: Vec::new(),
+            readers: HashMap::new(),
+            exits_tx,
+            exits,
             sup,
             spawning: HashMap::new(),
             groups: HashSet::new(),
@@ -182,6 +194,7 @@ impl Driver {
             Some(i) = self.intents.recv() => Input::Intent(i),
             Some(r) = self.spawned.recv() => Input::Spawned(r),
             _ = self.sigchld.recv() => Input::ChildExited,
+            Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }
@@ -202,19 +215,13 @@ impl Driver {
                 let slot = self.spawning.remove(&worker).unwrap_or(0);
                 match result {
                     Ok(child) => {
-                        self.readers.push(self.output.follow(
-                            child.stdout,
-                            slot,
-                            child.pid,
-                            Stream::Stdout,
-                        ));
-                        self.readers.push(self.output.follow(
-                            child.stderr,
-                            slot,
-                            child.pid,
-                            Stream::Stderr,
-                        ));
-                        self.readers.retain(|r| !r.is_finished());
+                        let out = self
+                            .output
+                            .follow(child.stdout, slot, child.pid, Stream::Stdout);
+                        let err = self
+                            .output
+                            .follow(child.stderr, slot, child.pid, Stream::Stderr);
+                        self.readers.insert(child.pid, [out, err]);
                         self.groups.insert(child.pid);
                         if let Some(g) = &mut self.guardian {
                             g.register(child.pid);
@@ -251,6 +258,7 @@ impl Driver {
                     }
                 }
             }
+            Input::Exited(pid, status) => self.queue.push_back(Event::Exited { pid, status }),
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
@@ -267,7 +275,23 @@ impl Driver {
         if let Some(g) = &mut self.guardian {
             g.unregister(pid);
         }
-        self.queue.push_back(Event::Exited { pid, status });
+        // The exit is reported once the worker's last lines are written, so that its
+        // output never appears after the report of its death.
+        let readers = self.readers.remove(&pid);
+        let output = self.output.clone();
+        let done = self.exits_tx.clone();
+        tokio::spawn(async move {
+            if let Some(readers) = readers {
+                let _ = tokio::time::timeout(OUTPUT_TAIL, async {
+                    for r in readers {
+                        let _ = r.await;
+                    }
+                })
+                .await;
+            }
+            output.flush().await;
+            let _ = done.send((pid, status));
+        });
     }
 
     fn on_datagram(&mut self, d: Datagram) {
@@ -423,7 +447,7 @@ impl Driver {
         }
         let deadline = Instant::now() + OUTPUT_DRAIN;
         let mut complete = true;
-        for r in &mut self.readers {
+        for r in self.readers.values_mut().flatten() {
             if tokio::time::timeout_at(deadline, &mut *r).await.is_err() {
                 complete = false;
                 r.abort();

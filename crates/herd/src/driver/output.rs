@@ -33,6 +33,8 @@ enum Msg {
     Line(Line),
     /// Flush and end the writer thread, even if some reader still holds a sender.
     Close,
+    /// Answer once every line queued before this one is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -60,7 +62,16 @@ impl Output {
             .name("herd-output".into())
             .spawn(move || {
                 let mut buf = Vec::with_capacity(256);
-                while let Some(Msg::Line(line)) = rx.blocking_recv() {
+                while let Some(msg) = rx.blocking_recv() {
+                    let line = match msg {
+                        Msg::Line(line) => line,
+                        Msg::Flush(done) => {
+                            let _ = std::io::stdout().flush();
+                            let _ = done.send(());
+                            continue;
+                        }
+                        Msg::Close => break,
+                    };
                     buf.clear();
                     format_line(&mut buf, &app, &line, format);
                     let _ = match line.stream {
@@ -71,6 +82,14 @@ impl Output {
                 let _ = std::io::stdout().flush();
             })?;
         Ok((Output { tx }, handle))
+    }
+
+    /// Returns once every line queued so far is written.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Asks the writer thread to finish once the lines queued so far are written.

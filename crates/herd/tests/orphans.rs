@@ -148,3 +148,32 @@ fn orphans_are_reaped_by_herd_as_pid_1() {
         herd.fail(&format!("herd as PID 1 exited with {code} after SIGTERM"));
     }
 }
+
+/// PR_SET_PDEATHSIG reaches only a worker's direct child; the guardian process kills the
+/// rest of each worker's process group when herd is SIGKILLed (`npm start` → node).
+#[test]
+fn sigkill_of_herd_takes_the_workers_children_with_it() {
+    let mut herd = Herd::start(&["run", "-i", "2", "--", "/bin/sh", "-c", "sleep 300 & wait"]);
+    herd.wait_spawned(2);
+    let workers = herd.worker_pids();
+    let mut grandchildren = Vec::new();
+    herd.wait_until("each worker shell has started its sleep", T, || {
+        grandchildren = workers
+            .iter()
+            .flat_map(|w| children_of(*w))
+            .filter(|s| s.comm == "sleep")
+            .map(|s| s.pid)
+            .collect();
+        grandchildren.len() == 2
+    });
+    herd.signal(Signal::SIGKILL);
+    herd.wait_status(T);
+    herd.wait_until(
+        &format!(
+            "the workers' children die with herd (states {:?})",
+            states(&grandchildren)
+        ),
+        T,
+        || grandchildren.iter().all(|p| !pid_alive(*p)),
+    );
+}

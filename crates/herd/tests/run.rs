@@ -223,3 +223,31 @@ fn every_ready_notification_counts() {
         herd.fail("a worker's READY=1 was ignored: it came before herd knew the worker's pid");
     }
 }
+
+/// `-i max` counts the CPUs this process may run on, not the machine's: under
+/// `taskset -c 0` it is one worker, and the log says why.
+#[test]
+fn instances_max_honours_the_affinity_mask() {
+    let Some(taskset) = which("taskset") else {
+        eprintln!("SKIPPED: taskset is not on PATH");
+        return;
+    };
+    let mut cmd = std::process::Command::new(taskset);
+    cmd.args([
+        "-c",
+        "0",
+        herd_bin(),
+        "run",
+        "-i",
+        "max",
+        "--",
+        worker_bin(),
+    ]);
+    let herd = Herd::spawn(cmd, false, true);
+    let (n, line) = starting_line(&herd);
+    assert_eq!(n, 1, "{line:?}");
+    assert!(
+        line.contains("max = 1: affinity mask allows 1 of"),
+        "{line:?}"
+    );
+}

@@ -167,8 +167,9 @@ impl Driver {
             info!(app = %self.plan.name, addr = %addr, balance = %self.plan.balance,
                 "listening on {addr} ({})", self.plan.balance);
         }
-        info!(app = %self.plan.name, instances = self.plan.policy.instances,
-            "starting {} workers of {}: {}", self.plan.policy.instances,
+        let n = self.plan.policy.instances;
+        info!(app = %self.plan.name, instances = n,
+            "starting {n} worker{} of {}: {}", if n == 1 { "" } else { "s" },
             self.plan.program.display(), self.plan.instances_reason);
         self.queue.push_back(Event::Start);
         let outcome = loop {

@@ -1,7 +1,8 @@
 # Shared helpers for the scripts in scripts/bench/ (sourced, not run).
 #
 # Provides: ROOT, HERD, TW (herd-testworker), WORK (temp dir, removed at exit),
-# bench_build, need_wrk, free_port, track PID, start_herd, wait_ready, stop_pid,
+# bench_build, need_wrk, free_port, track PID, start_herd, wait_ready,
+# start_herd_ready, bug, check_notify, bug_summary, stop_pid,
 # wait_port, median. Every process started through these helpers is killed by
 # the EXIT trap.
 
@@ -99,19 +100,43 @@ median() {
     python3 -c 'import sys,statistics;v=[float(x) for x in sys.stdin.read().split()];print(statistics.median(v) if v else "nan")'
 }
 
+# Regression checks. herd once dropped READY=1 sent before it handled the
+# worker's spawn result ("notify message from pid P, which is not a worker:
+# ignored"; the worker then waited for the 10 s listen timeout). That is fixed;
+# the scripts no longer work around it but report it: `bug TEXT` prints
+# "BUG: TEXT" and counts it, bug_summary prints the count at the end and fails
+# (exit status 1) if there was any.
+bug() { log "BUG: $*"; printf '%s\n' "$*" >>"$WORK/bugs"; }
+bug_count() { if [ -f "$WORK/bugs" ]; then wc -l <"$WORK/bugs"; else echo 0; fi; }
+# check_notify LOGFILE WHAT: a BUG for every herd log with "which is not a worker".
+check_notify() {
+    local n
+    n=$(grep -c 'not a worker' "$1" 2>/dev/null)
+    [ "${n:-0}" -gt 0 ] && bug "$2: herd ignored $n notify message(s) from its own workers ('which is not a worker')"
+    return 0
+}
+bug_summary() {
+    local n
+    n=$(bug_count)
+    if [ "$n" -gt 0 ]; then
+        echo "BUG: $n regression check(s) failed:"
+        sed 's/^/  BUG: /' "$WORK/bugs"
+        return 1
+    fi
+    echo "regression checks: 0 BUG (every worker ready within ${READY_TIMEOUT}s, no 'which is not a worker')"
+}
+
 # start_herd_ready LOGFILE N HERD-RUN-ARGS...: start_herd, then wait until N
-# workers are ready. herd sometimes drops a worker's READY=1 at start-up (the
-# worker then waits for the 10 s listen timeout); after 3 s the herd is
-# stopped and started again (up to 5 times). Sets HERD_PID and HERD_RESTARTS.
-HERD_RESTARTS=0
+# workers are ready. Not all ready within READY_TIMEOUT s (default 5; the test
+# worker is ready in a few ms) is a BUG; the wait then goes on up to 30 s so the
+# measurement still has all workers. Sets HERD_PID.
+READY_TIMEOUT=${READY_TIMEOUT:-5}
 start_herd_ready() {
-    local logf=$1 n=$2 a; shift 2
-    for a in 1 2 3 4 5; do
-        start_herd "$logf" "$@"
-        wait_ready "$logf" "$n" 3 >/dev/null 2>&1 && return 0
-        log "   !! not all $n workers ready in 3 s ($(grep -c 'not a worker' "$logf") notify messages from workers ignored by herd): restarting herd (attempt $a)"
-        HERD_RESTARTS=$((HERD_RESTARTS + 1))
-        stop_pid "$HERD_PID"
-    done
-    log "herd never got $n workers ready"; exit 1
+    local logf=$1 n=$2; shift 2
+    start_herd "$logf" "$@"
+    if ! wait_ready "$logf" "$n" "$READY_TIMEOUT" >/dev/null 2>&1; then
+        bug "herd run $*: only $(grep -c 'ready after' "$logf")/$n workers ready after ${READY_TIMEOUT}s ($(grep -c 'not a worker' "$logf") notify messages ignored)"
+        wait_ready "$logf" "$n" 30 >/dev/null || { log "herd never got $n workers ready"; return 1; }
+    fi
+    return 0
 }

@@ -10,13 +10,16 @@
 # `sleep` workers send no READY=1, so they count as ready after herd's 500 ms
 # auto delay.
 #
-# Run:    scripts/bench/memory.sh        (ROUNDS=3 by default, < 1 min)
+# Checks: every worker ready within READY_TIMEOUT (5 s), no "which is not a worker"
+#         in herd's log; else "BUG: ..." (counted; exit status 1).
+#
+# Run:    scripts/bench/memory.sh        (ROUNDS=5 by default, ~1 min)
 # Output: per case the median VmRSS (MB), its min-max over the rounds, the
 #         thread count, and ok/MISS against the target. RSS also includes
 #         herd's share of libc etc. (it is what `ps` and the OOM killer see).
 
 source "$(dirname "$0")/lib.sh"
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 bench_build
 RES=$WORK/mem.txt
 : >"$RES"
@@ -24,17 +27,10 @@ RES=$WORK/mem.txt
 measure() { # kind n round
     local kind=$1 n=$2 r=$3 logf=$WORK/mem-$1-$2-$3.log rss thr
     if [ "$kind" = sleep ]; then
-        start_herd "$logf" -i "$n" -- sleep infinity
+        start_herd_ready "$logf" "$n" -i "$n" -- sleep infinity || exit 1
     else
-        start_herd "$logf" -i "$n" -p "$(free_port)" --ready notify -- "$TW" --notify
+        start_herd_ready "$logf" "$n" -i "$n" -p "$(free_port)" --ready notify -- "$TW" --notify || exit 1
     fi
-    # Wait for all N spawned (not all ready: herd drops some READY=1 at start-up,
-    # those workers would only be restarted after the 10 s listen timeout).
-    local i
-    for i in $(seq 1 1500); do
-        [ "$(grep -c 'spawned as pid' "$logf")" -ge "$n" ] && break
-        sleep 0.02
-    done
     sleep 1
     rss=$(awk '/^VmRSS:/{print $2}' "/proc/$HERD_PID/status")
     thr=$(awk '/^Threads:/{print $2}' "/proc/$HERD_PID/status")
@@ -42,6 +38,7 @@ measure() { # kind n round
     ready=$(grep -c 'ready after' "$logf"); ign=$(grep -c 'not a worker' "$logf")
     echo "$kind $n $r $rss $thr $ready $ign" >>"$RES"
     log "  $kind -i $n round $r: VmRSS ${rss} kB, threads $thr, ready $ready/$n, READY=1 dropped by herd: $ign"
+    check_notify "$logf" "$kind -i $n round $r"
     stop_pid "$HERD_PID"
 }
 
@@ -66,3 +63,4 @@ for kind in ("sleep", "tw"):
         m = statistics.median(v)
         print(f"{kind:<8} {n:>3} {m:>18.2f} {min(v):>5.2f}-{max(v):<6.2f} {','.join(t):>8} {tgt:>5} MB  {'ok' if m <= tgt else 'MISS':<7}  {'/'.join(r[5] for r in rows if r[0] == kind and r[1] == n)} of {n}")
 EOF
+bug_summary

@@ -13,18 +13,17 @@
 # between consecutive "spawned" records (how fast herd forks), the median
 # spawned -> ready of the workers (herd's `after_ms`), and how many READY=1
 # herd dropped ("notify message from pid ..., which is not a worker").
-# When READY=1 messages are dropped, herd only marks those workers after the
-# 10 s listen timeout (each dropped worker shows as 2 dropped messages: READY=1
-# and STATUS=serving); the run is then cut after 3 s, T is taken as "not
-# reached" and the overhead is computed from the ready records seen instead
-# (marked `partial`).
+# Checks: all N workers ready within READY_TIMEOUT (5 s) and no dropped notify
+#         message, else "BUG: ..." (counted; exit status 1). A run that misses
+#         it is cut at the timeout, and the overhead is computed from the ready
+#         records seen (marked `partial`).
 #
-# Run:    scripts/bench/spawn.sh        (ROUNDS=3 by default, < 1 min)
+# Run:    scripts/bench/spawn.sh        (ROUNDS=5 by default, ~1 min)
 # Output: progress lines (stderr), then one table row per N.
 
 source "$(dirname "$0")/lib.sh"
 bench_build
-ROUNDS=${ROUNDS:-3} python3 - "$HERD" "$TW" <<'EOF'
+ROUNDS=${ROUNDS:-5} READY_TIMEOUT=${READY_TIMEOUT:-5} python3 - "$HERD" "$TW" <<'EOF'
 import json, os, socket, statistics, subprocess, sys, tempfile, time
 from datetime import datetime
 
@@ -65,7 +64,7 @@ def herd_run(n):
         t0 = time.time()
         p = subprocess.Popen([HERD, "run", "-i", str(n), "-p", str(port()), "--ready", "notify",
                               "--log-format", "json", "--", TW, "--notify"], stdout=f, stderr=f)
-        deadline = t0 + 3
+        deadline = t0 + float(os.environ["READY_TIMEOUT"])
         recs = []
         while time.time() < deadline:
             recs = []
@@ -88,6 +87,7 @@ def herd_run(n):
     dropped = sum("not a worker" in r.get("message", "") for r in recs)
     return dict(t0=t0, spawned=sorted(spawned), ready=sorted(ready), after=after, dropped=dropped)
 
+BUGS = []
 rows = {n: [] for n in (2, 16, 64)}
 W = []
 for rnd in range(1, ROUNDS + 1):
@@ -100,6 +100,10 @@ for rnd in range(1, ROUNDS + 1):
         last = (r["ready"][-1] - r["t0"]) * 1e3 if r["ready"] else float("nan")
         print(f"  round {rnd} -i {n}: worker W={r['W']:.1f} ms, herd ready {len(r['ready'])}/{n}, "
               f"last ready {last:.1f} ms after exec, READY=1 dropped {r['dropped']}", file=sys.stderr, flush=True)
+        if not full or r["dropped"]:
+            BUGS.append(f"round {rnd} -i {n}: {len(r['ready'])}/{n} ready within {os.environ['READY_TIMEOUT']} s, "
+                        f"{r['dropped']} notify messages dropped ('which is not a worker')")
+            print(f"BUG: {BUGS[-1]}", file=sys.stderr, flush=True)
 
 print(f"\nstandalone worker exec -> READY=1: median {statistics.median(W):.2f} ms over {len(W)} runs")
 print(f"\n{'-i':>3} {'T all ready ms':>14} {'W ms':>6} {'(T-W)/N ms':>10} {'first spawn ms':>14} "
@@ -126,5 +130,11 @@ for n, rs in rows.items():
     readys = "/".join(str(len(r["ready"])) for r in rs)
     print(f"{n:>3} {med(Ts):>14.1f} {med([r['W'] for r in rs]):>6.1f} {o:>10.2f} {med(firsts):>14.1f} "
           f"{med(gaps):>12.2f} {med(afters):>17.1f} {readys:>9} {sum(r['dropped'] for r in rs):>12}  "
-          f"{'ok' if o <= 10 else 'MISS'}{' (partial: some READY=1 dropped, T over the ready ones)' if partial else ''}")
+          f"{'ok' if o <= 10 else 'MISS'}{' (partial: not all ready in time, T over the ready ones)' if partial else ''}")
+if BUGS:
+    print(f"\nBUG: {len(BUGS)} regression check(s) failed:")
+    for b in BUGS:
+        print(f"  BUG: {b}")
+    sys.exit(1)
+print(f"\nregression checks: 0 BUG (all workers ready within {os.environ['READY_TIMEOUT']} s, no dropped notify message)")
 EOF

@@ -29,15 +29,7 @@ fn respawn_of(herd: &Herd, slot: usize, from: usize) -> u32 {
 
 #[test]
 fn sigkilled_worker_is_replaced_in_the_same_slot() {
-    let herd = Herd::start(&[
-        "run",
-        "-i",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let herd = Herd::testworkers(2);
     herd.wait_ready(2);
     let (victim, slot) = herd.who();
     let mark = herd.mark(Out::Stderr);
@@ -58,15 +50,7 @@ fn sigkilled_worker_is_replaced_in_the_same_slot() {
 
 #[test]
 fn crash_route_restarts_the_same_slot() {
-    let herd = Herd::start(&[
-        "run",
-        "-i",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let herd = Herd::testworkers(2);
     herd.wait_ready(2);
     let mark = herd.mark(Out::Stderr);
     // The worker exits without answering: a transport error is the expected outcome.

@@ -11,15 +11,7 @@ use nix::unistd::Pid;
 
 #[test]
 fn sigkill_of_herd_takes_every_worker_with_it() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-i",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let mut herd = Herd::testworkers(2);
     herd.wait_ready(2);
     let workers = herd.worker_pids();
     assert!(workers.iter().all(|p| pid_alive(*p)));

@@ -240,15 +240,7 @@ fn reload_with_a_never_ready_worker_is_aborted() {
 
 #[test]
 fn sigttin_adds_slot_2_and_sigttou_removes_it() {
-    let herd = Herd::start(&[
-        "run",
-        "-i",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let herd = Herd::testworkers(2);
     herd.wait_ready(2);
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGTTIN);

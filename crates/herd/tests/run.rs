@@ -12,15 +12,7 @@ use common::*;
 #[test]
 fn three_workers_three_distinct_pids_and_slots_answer() {
     // `auto` readiness and no READY=1: see `every_ready_notification_counts` for why.
-    let herd = Herd::start(&[
-        "run",
-        "-i",
-        "3",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let herd = Herd::testworkers(3);
     herd.wait_ready(3);
     let mut pids = HashSet::new();
     let mut slots = BTreeSet::new();
@@ -47,15 +39,7 @@ fn three_workers_three_distinct_pids_and_slots_answer() {
 
 #[test]
 fn worker_contract_environment() {
-    let herd = Herd::start(&[
-        "run",
-        "-i",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let herd = Herd::testworkers(2);
     herd.wait_ready(2);
     let port = herd.port();
     let mut slots_seen = HashSet::new();

@@ -12,15 +12,7 @@ use nix::sys::signal::Signal;
 
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-i",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ]);
+    let mut herd = Herd::testworkers(2);
     herd.wait_ready(2);
     let port = herd.port();
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();

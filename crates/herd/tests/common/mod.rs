@@ -104,6 +104,20 @@ impl Herd {
         Herd::spawn(cmd, false, true)
     }
 
+    /// `herd run -i N --listen 127.0.0.1:0 -- herd-testworker`: the plain cluster most tests need.
+    pub fn testworkers(n: usize) -> Herd {
+        let n = n.to_string();
+        Herd::start(&[
+            "run",
+            "-i",
+            &n,
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            worker_bin(),
+        ])
+    }
+
     /// `herd <args>` with stdout and stderr on one pipe (2>&1), so the order of worker
     /// lines and herd's own log lines can be compared. Both `Out`s see every line.
     pub fn start_merged(args: &[&str]) -> Herd {

@@ -295,7 +295,6 @@ impl Supervisor {
 
     fn on_spawned(&mut self, id: WorkerId, pid: u32, now: Instant, out: &mut Vec<Action>) {
         let deadline = self.ready_deadline(now);
-        let kill_at = now + self.policy.kill_timeout;
         let mode = self.mode;
         let Some(w) = self.workers.get_mut(&id) else {
             return;
@@ -314,22 +313,9 @@ impl Supervisor {
             (Mode::Running, Some(reason)) => reason,
             (Mode::Running, None) => return,
         };
-        let forced = mode == Mode::ShuttingDown { forced: true };
-        w.state = State::Stopping {
-            reason,
-            kill_at,
-            killed: forced,
-        };
-        out.push(Action::Log(Log::Stopping {
-            slot: w.slot,
-            pid,
-            reason,
-        }));
-        if forced {
-            self.any_killed = true;
-            out.push(Action::Kill { pid });
-        } else {
-            out.push(Action::Stop { pid });
+        self.stop(id, reason, now, out);
+        if mode == (Mode::ShuttingDown { forced: true }) {
+            self.kill(id, out);
         }
     }
 
@@ -517,17 +503,28 @@ impl Supervisor {
                 out.push(Action::Log(Log::ShutdownForced {
                     workers: self.workers.len(),
                 }));
-                for w in self.workers.values_mut() {
-                    if let (Some(pid), State::Stopping { killed, .. }) = (w.pid, &mut w.state) {
-                        if !*killed {
-                            *killed = true;
-                            self.any_killed = true;
-                            out.push(Action::Kill { pid });
-                        }
-                    }
+                let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+                for id in ids {
+                    self.kill(id, out);
                 }
             }
             Mode::ShuttingDown { forced: true } => {}
+        }
+    }
+
+    /// SIGKILLs a stopping worker, once. A kill during shutdown makes the outcome `Killed`.
+    fn kill(&mut self, id: WorkerId, out: &mut Vec<Action>) {
+        let shutting_down = self.mode != Mode::Running;
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let (Some(pid), State::Stopping { killed, .. }) = (w.pid, &mut w.state) else {
+            return;
+        };
+        if !*killed {
+            *killed = true;
+            self.any_killed |= shutting_down;
+            out.push(Action::Kill { pid });
         }
     }
 
@@ -642,21 +639,13 @@ impl Supervisor {
             match state {
                 State::Starting { .. } => self.ready_deadline_passed(id, now, out),
                 State::Stopping { .. } => {
-                    let timeout = self.policy.kill_timeout;
-                    let w = self.workers.get_mut(&id).expect("collected above");
-                    if let State::Stopping { killed, .. } = &mut w.state {
-                        *killed = true;
-                    }
-                    let pid = w.pid.unwrap_or(0);
+                    let w = &self.workers[&id];
                     out.push(Action::Log(Log::KillTimeout {
                         slot: w.slot,
-                        pid,
-                        timeout,
+                        pid: w.pid.unwrap_or(0),
+                        timeout: self.policy.kill_timeout,
                     }));
-                    out.push(Action::Kill { pid });
-                    if self.mode != Mode::Running {
-                        self.any_killed = true;
-                    }
+                    self.kill(id, out);
                 }
                 _ => {}
             }

@@ -1,7 +1,9 @@
-//! How workers talk to the primary. For now the sd_notify datagram socket
-//! ([`notify`]); the Node-compatible message channel joins it here.
+//! How workers talk to the primary: the sd_notify datagram socket ([`notify`]) and the
+//! Node-compatible message channel ([`framing`], [`worker`]).
 //!
 //! This module parses and attributes messages; it never decides what they mean for the
 //! lifecycle (the supervisor does).
 
+pub mod framing;
 pub mod notify;
+pub mod worker;

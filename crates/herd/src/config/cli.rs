@@ -82,6 +82,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "SIGTERM", value_parser = parse_signal, value_name = "SIGNAL")]
     pub stop_signal: Signal,
 
+    /// Stop a worker by sending the message `"shutdown"` on its channel (NODE_CHANNEL_FD,
+    /// Node's `process.on('message')`) instead of the stop signal; the kill timeout still
+    /// applies. PM2's `shutdown_with_message`.
+    #[arg(long)]
+    pub stop_message: bool,
+
     /// A worker that ran this long was stable: its slot's restart delay starts over.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub min_uptime: Duration,

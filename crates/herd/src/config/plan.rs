@@ -46,6 +46,8 @@ pub struct RunPlan {
     /// How `policy.instances` was chosen, for the log.
     pub instances_reason: String,
     pub stop_signal: Signal,
+    /// Stop by sending `"shutdown"` on the worker's channel instead of the signal.
+    pub stop_message: bool,
     pub log_format: LogFormat,
 }
 
@@ -102,6 +104,7 @@ impl RunPlan {
             policy,
             instances_reason,
             stop_signal: args.stop_signal,
+            stop_message: args.stop_message,
             log_format: args.log_format,
         })
     }

@@ -6,6 +6,7 @@
 //! long-lived thread ([`spawn`]) and output writing on another ([`output`]), so neither a
 //! slow `fork` nor a slow terminal delays the supervisor.
 
+mod contract;
 pub mod guardian;
 pub mod output;
 pub mod reap;
@@ -24,7 +25,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::channel;
+use crate::channel::framing::Frame;
 use crate::channel::notify::{Datagram, NotifySocket};
+use crate::channel::worker::Channel;
 use crate::config::RunPlan;
 use crate::listen::Listeners;
 use crate::observe::lifecycle;
@@ -60,6 +64,13 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
     })
 }
 
+/// A spawn asked of the spawner thread and not answered yet.
+struct Pending {
+    slot: usize,
+    /// herd's end of the worker's channel.
+    channel: std::os::unix::net::UnixStream,
+}
+
 /// One input of the main loop.
 enum Input {
     Intent(Intent),
@@ -67,6 +78,8 @@ enum Input {
     ChildExited,
     /// A worker's exit, after its output was written.
     Exited(u32, ExitStatus),
+    /// A message on a worker's channel.
+    Frame(u32, Frame),
     Notify(std::io::Result<Datagram>),
     Timer,
 }
@@ -92,8 +105,12 @@ struct Driver {
     exits_tx: mpsc::UnboundedSender<(u32, ExitStatus)>,
     exits: mpsc::UnboundedReceiver<(u32, ExitStatus)>,
     sup: Supervisor,
-    /// Slot of each spawn not answered yet.
-    spawning: HashMap<WorkerId, usize>,
+    /// Spawns not answered yet.
+    spawning: HashMap<WorkerId, Pending>,
+    /// The message channel of each live worker, by pid.
+    channels: HashMap<u32, Channel>,
+    frames_tx: mpsc::UnboundedSender<(u32, Frame)>,
+    frames: mpsc::UnboundedReceiver<(u32, Frame)>,
     /// Process groups of live workers (= their pids).
     groups: HashSet<u32>,
     wake: Option<Instant>,
@@ -129,6 +146,7 @@ impl Driver {
         let (output, output_thread) = Output::start(plan.name.clone(), plan.log_format)
             .context("cannot start the output thread")?;
         let (exits_tx, exits) = mpsc::unbounded_channel();
+        let (frames_tx, frames) = mpsc::unbounded_channel();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -153,6 +171,9 @@ impl Driver {
             exits,
             sup,
             spawning: HashMap::new(),
+            channels: HashMap::new(),
+            frames_tx,
+            frames,
             groups: HashSet::new(),
             wake: None,
             queue: VecDeque::new(),
@@ -196,6 +217,7 @@ impl Driver {
             Some(r) = self.spawned.recv() => Input::Spawned(r),
             _ = self.sigchld.recv() => Input::ChildExited,
             Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
+            Some((pid, frame)) = self.frames.recv() => Input::Frame(pid, frame),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }
@@ -213,9 +235,24 @@ impl Driver {
                 self.queue.push_back(i.event());
             }
             Input::Spawned(SpawnResult { worker, result }) => {
-                let slot = self.spawning.remove(&worker).unwrap_or(0);
+                let pending = self.spawning.remove(&worker);
+                let slot = pending.as_ref().map_or(0, |p| p.slot);
                 match result {
                     Ok(child) => {
+                        if let Some(p) = pending {
+                            match Channel::start(p.channel, child.pid, self.frames_tx.clone()) {
+                                Ok(ch) => {
+                                    self.channels.insert(child.pid, ch);
+                                }
+                                Err(e) => warn!(
+                                    pid = child.pid,
+                                    slot,
+                                    "no channel for worker {}:{slot} (pid {}): {e}",
+                                    self.plan.name,
+                                    child.pid
+                                ),
+                            }
+                        }
                         let out = self
                             .output
                             .follow(child.stdout, slot, child.pid, Stream::Stdout);
@@ -260,6 +297,7 @@ impl Driver {
                 }
             }
             Input::Exited(pid, status) => self.queue.push_back(Event::Exited { pid, status }),
+            Input::Frame(pid, frame) => self.on_frame(pid, frame),
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
@@ -269,8 +307,31 @@ impl Driver {
         }
     }
 
+    fn on_frame(&mut self, pid: u32, frame: Frame) {
+        let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
+        let app = &self.plan.name;
+        match frame {
+            Frame::Ready => self.queue.push_back(Event::Notify {
+                pid,
+                msg: NotifyMsg::ReadyMessage,
+            }),
+            Frame::Garbage(why) => {
+                warn!(
+                    pid,
+                    slot,
+                    "garbage on the channel of worker {app}:{} (pid {pid}): {why}",
+                    slot.map_or("?".to_string(), |s| s.to_string())
+                )
+            }
+            Frame::App(value) | Frame::Internal(value) => {
+                debug!(pid, slot, message = %value, "message from worker {app} (pid {pid})")
+            }
+        }
+    }
+
     fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
         self.groups.remove(&pid);
+        self.channels.remove(&pid);
         // Whatever the worker left running in its group goes with it.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         if let Some(g) = &mut self.guardian {
@@ -372,7 +433,7 @@ impl Driver {
                 slot,
                 generation,
             } => self.spawn(worker, slot, generation),
-            Action::Stop { pid } => self.signal(pid, self.plan.stop_signal),
+            Action::Stop { pid } => self.stop(pid),
             Action::Kill { pid } => self.signal(pid, Signal::SIGKILL),
             Action::Log(l) => lifecycle::write(&self.plan.name, &l),
             Action::Wake(at) => self.wake = Some(Instant::from_std(at)),
@@ -398,39 +459,64 @@ impl Driver {
                 return;
             }
         };
-        let mut env = vec![
-            ("HERD_WORKER_ID".to_string(), slot.to_string()),
-            ("NODE_APP_INSTANCE".to_string(), slot.to_string()),
-            ("HERD_APP".to_string(), self.plan.name.clone()),
-            ("HERD_GENERATION".to_string(), generation.to_string()),
-            (
-                "NOTIFY_SOCKET".to_string(),
-                self.notify.path().display().to_string(),
-            ),
-        ];
-        if let Some(port) = self.listeners.port() {
-            env.push(("PORT".to_string(), port.to_string()));
-        }
-        if !fds.is_empty() {
-            env.push(("LISTEN_FDS".to_string(), fds.len().to_string()));
-            let names: Vec<&str> = fds.iter().map(|(_, n)| n.as_str()).collect();
-            env.push(("LISTEN_FDNAMES".to_string(), names.join(":")));
-        }
+        let (ours, theirs) = match channel::worker::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.queue.push_back(Event::SpawnFailed {
+                    worker,
+                    error: format!("cannot create the worker's channel: {e}"),
+                });
+                return;
+            }
+        };
+        let notify_socket = self.notify.path().display().to_string();
+        let c = contract::contract(&contract::Identity {
+            app: &self.plan.name,
+            slot,
+            generation,
+            notify_socket: &notify_socket,
+            port: self.listeners.port(),
+            listeners: &fds,
+            channel: &theirs,
+        });
         let req = SpawnRequest {
             worker,
             program: self.plan.program.clone(),
             args: self.plan.args.clone(),
-            env,
-            fds: fds.iter().map(|(fd, _)| *fd).collect(),
+            env: c.env,
+            fds: c.fds,
+            listen_fds: c.listen_fds,
+            keep: vec![theirs],
         };
-        self.spawning.insert(worker, slot);
-        if self.spawner.spawn(req).is_err() {
+        self.spawning.insert(
+            worker,
+            Pending {
+                slot,
+                channel: ours,
+            },
+        );
+        if !self.spawner.spawn(req) {
             self.spawning.remove(&worker);
             self.queue.push_back(Event::SpawnFailed {
                 worker,
                 error: "the spawner thread is gone".into(),
             });
         }
+    }
+
+    /// Asks a worker to stop: the `"shutdown"` message when `--stop-message` is set and
+    /// the worker has a channel, the stop signal otherwise.
+    fn stop(&self, pid: u32) {
+        if self.plan.stop_message {
+            if let Some(ch) = self.channels.get(&pid) {
+                if ch.send(&serde_json::Value::from("shutdown")) {
+                    return;
+                }
+            }
+            warn!(pid, "worker (pid {pid}) has no open channel: sending {} instead of the shutdown message",
+                self.plan.stop_signal.as_str());
+        }
+        self.signal(pid, self.plan.stop_signal);
     }
 
     fn signal(&self, pid: u32, sig: Signal) {

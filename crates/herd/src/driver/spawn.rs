@@ -36,9 +36,14 @@ pub struct SpawnRequest {
     pub args: Vec<OsString>,
     /// Variables added to herd's own environment (LISTEN_PID is added here).
     pub env: Vec<(String, String)>,
-    /// Listening sockets to place at fds 3, 4, … (owned by the driver's `Listeners`, which
-    /// outlives every spawn).
+    /// Fds to place at 3, 4, …: the listening sockets (owned by the driver's `Listeners`,
+    /// which outlives every spawn), then the worker's end of its channel.
     pub fds: Vec<RawFd>,
+    /// How many of `fds` are listening sockets (LISTEN_FDS; LISTEN_PID is set when > 0).
+    pub listen_fds: usize,
+    /// Fds that must stay open until the fork and be closed in herd after it (the
+    /// worker's end of its channel).
+    pub keep: Vec<OwnedFd>,
 }
 
 /// A started worker process.
@@ -108,9 +113,9 @@ impl Spawner {
         Ok(Spawner { tx })
     }
 
-    /// Queues a spawn; the result arrives on the `done` channel.
-    pub fn spawn(&self, req: SpawnRequest) -> Result<(), SpawnRequest> {
-        self.tx.send(req).map_err(|e| e.0)
+    /// Queues a spawn, whose result arrives on the `done` channel; false if the spawner thread is gone.
+    pub fn spawn(&self, req: SpawnRequest) -> bool {
+        self.tx.send(req).is_ok()
     }
 }
 
@@ -160,7 +165,7 @@ fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
         envp.push(nul_terminated(format!("{k}={v}").as_bytes())?);
     }
     let mut listen_pid = None;
-    if !req.fds.is_empty() {
+    if req.listen_fds > 0 {
         listen_pid = Some(envp.len());
         envp.push(nul_terminated(
             format!("LISTEN_PID={PID_PLACEHOLDER}").as_bytes(),
@@ -187,7 +192,7 @@ fn spawn_one(req: SpawnRequest, parent: u32) -> io::Result<Child> {
         .stderr(Stdio::piped());
     // Its own process group, so that stop and kill reach everything the worker started.
     cmd.process_group(0);
-    let fds = req.fds;
+    let fds = req.fds.clone();
     // SAFETY: the closure runs in the child between fork and exec and only makes
     // async-signal-safe calls (prctl, getppid, fcntl, dup2, getpid, execve, _exit) and
     // writes to memory the child owns; it allocates nothing.

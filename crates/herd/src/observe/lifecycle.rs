@@ -48,6 +48,7 @@ pub fn write(app: &str, log: &Log) {
         Log::Ready { slot, pid, after, how } => {
             let how_s = match how {
                 ReadyHow::Notify => "READY=1",
+                ReadyHow::Message => "\"ready\" message",
                 ReadyHow::Delay => "ready delay",
                 ReadyHow::Assumed => "no READY=1 within the auto delay, assumed ready",
             };

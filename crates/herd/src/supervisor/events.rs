@@ -20,6 +20,8 @@ pub enum ExitStatus {
 pub enum NotifyMsg {
     /// `READY=1`: the worker serves.
     Ready,
+    /// `"ready"` on the worker's channel (PM2's `wait_ready`): same meaning as `Ready`.
+    ReadyMessage,
     /// `STOPPING=1`: the worker is shutting down by itself; send it no new work.
     Stopping,
     /// `STATUS=…`: free text for humans.
@@ -73,6 +75,8 @@ pub enum StopReason {
 pub enum ReadyHow {
     /// It sent `READY=1`.
     Notify,
+    /// It sent `"ready"` on its channel.
+    Message,
     /// The configured `delay:` passed.
     Delay,
     /// `auto`: it sent no `READY=1` within the short auto delay, so it is assumed ready.

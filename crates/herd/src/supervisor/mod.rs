@@ -435,7 +435,7 @@ impl Supervisor {
             return;
         };
         match msg {
-            NotifyMsg::Ready => {
+            NotifyMsg::Ready | NotifyMsg::ReadyMessage => {
                 if !self.speaks_notify && self.policy.readiness == Readiness::Auto {
                     self.speaks_notify = true;
                     // From now on `auto` waits for READY=1: give the others the full timeout.
@@ -447,7 +447,12 @@ impl Supervisor {
                     }
                 }
                 if matches!(self.workers[&id].state, State::Starting { .. }) {
-                    self.become_ready(id, ReadyHow::Notify, now, out);
+                    let how = if msg == NotifyMsg::Ready {
+                        ReadyHow::Notify
+                    } else {
+                        ReadyHow::Message
+                    };
+                    self.become_ready(id, how, now, out);
                 }
             }
             NotifyMsg::Stopping => {

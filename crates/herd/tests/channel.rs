@@ -1,0 +1,166 @@
+//! The worker channel (NODE_CHANNEL_FD, Node's JSON-lines IPC): `"ready"` as readiness from
+//! any language, `--stop-message`, and a parser that survives whatever a worker writes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// The article's graceful-shutdown worker, reduced to its worker code: it says `ready`
+/// late (so only the message can make it ready) and stops on the `shutdown` message.
+const NODE_WORKER: &str = r#"
+const http = require('http');
+const server = http.createServer((req, res) => res.end(`Worker ${process.pid}\n`));
+server.listen({ fd: 3 }, () => setTimeout(() => process.send('ready'), 600));
+process.on('message', (msg) => {
+  if (msg === 'shutdown') {
+    console.log(`Worker ${process.pid} shutting down...`);
+    server.close(() => {
+      console.log(`Worker ${process.pid} closed all connections`);
+      process.exit(0);
+    });
+  }
+});
+"#;
+
+#[test]
+fn node_ready_message_and_shutdown_message() {
+    let Some(node) = which("node") else {
+        eprintln!("SKIPPED: node is not on PATH");
+        return;
+    };
+    let script = TempPath::new("worker.js");
+    std::fs::write(&script.0, NODE_WORKER).unwrap();
+    let node = node.display().to_string();
+    let started = Instant::now();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "--stop-message",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "ready before the workers said so"
+    );
+    assert_eq!(herd.count_log("\"ready\" message"), 2);
+    let (status, body) = herd.get("/");
+    assert_eq!(status, 200, "{body}");
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+    let out = herd.lines(Out::Stdout);
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("closed all connections"))
+            .count(),
+        2,
+        "both workers stopped on the message: {out:?}"
+    );
+    assert_eq!(herd.count_log("exited with code 0"), 2, "not by a signal");
+}
+
+#[test]
+fn any_language_can_say_ready_on_the_channel() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "notify",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        "/bin/sh",
+        "-c",
+        r#"printf '"ready"\n' >&"$NODE_CHANNEL_FD"; exec "$0""#,
+        worker_bin(),
+    ]);
+    herd.wait_ready(1);
+    assert_eq!(herd.get("/").0, 200);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// A non-JSON line, bad UTF-8 and a 2 MiB line are each reported with the worker's slot
+/// and pid; the worker keeps running and its `"ready"` after them still counts.
+#[test]
+fn garbage_on_the_channel_is_logged_and_ignored() {
+    let Some(python) = which("python3") else {
+        eprintln!("SKIPPED: python3 is not on PATH");
+        return;
+    };
+    let script = r#"
+import os, sys
+fd = int(os.environ["NODE_CHANNEL_FD"])
+os.write(fd, b"ready\n")
+os.write(fd, b"\xff\xfe\n")
+os.write(fd, b"x" * (2 * 1024 * 1024) + b"\n")
+os.write(fd, b'{"type":"request"}\n"ready"\n')
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+    let python = python.display().to_string();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "notify",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        &python,
+        "-c",
+        script,
+        worker_bin(),
+    ]);
+    herd.wait_ready(1);
+    let garbage: Vec<String> = herd
+        .lines(Out::Stderr)
+        .into_iter()
+        .filter(|l| l.contains("garbage on the channel of worker"))
+        .collect();
+    assert_eq!(garbage.len(), 3, "{garbage:?}");
+    assert!(garbage[0].contains("not JSON"), "{garbage:?}");
+    assert!(garbage[1].contains("not UTF-8"), "{garbage:?}");
+    assert!(garbage[2].contains("longer than"), "{garbage:?}");
+    assert!(
+        garbage.iter().all(|l| l.contains(":0 (pid ")),
+        "{garbage:?}"
+    );
+    assert_eq!(herd.get("/").0, 200);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `--stop-message` to a worker that ignores its channel: the kill timeout still applies.
+#[test]
+fn stop_message_ignored_is_killed_after_the_kill_timeout() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--stop-message",
+        "--kill-timeout",
+        "1s",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+    ]);
+    herd.wait_ready(1);
+    let asked = Instant::now();
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 3);
+    assert!(asked.elapsed() >= Duration::from_millis(900));
+    herd.wait_log("did not stop within the kill timeout");
+}

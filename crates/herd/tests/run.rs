@@ -67,6 +67,9 @@ fn worker_contract_environment() {
         let slot: usize = field("HERD_WORKER_ID").parse().expect("numeric slot");
         assert!(slot < 2, "slot {slot} out of 0..2");
         assert!(!field("NOTIFY_SOCKET").is_empty());
+        // The channel comes right after the one listening socket, in Node's JSON mode.
+        assert_eq!(field("NODE_CHANNEL_FD"), "4");
+        assert_eq!(field("NODE_CHANNEL_SERIALIZATION_MODE"), "json");
         assert_eq!(
             field("PPID"),
             herd.pid().to_string(),

@@ -22,7 +22,8 @@
 //! - `/crash` → prints `crashing` to stderr and exits 70 at once, no response
 //! - `/env` → 200, `KEY=VALUE` lines for `LISTEN_FDS`, `LISTEN_PID`,
 //!   `LISTEN_FDNAMES`, `PORT`, `HERD_WORKER_ID`, `NODE_APP_INSTANCE`,
-//!   `NOTIFY_SOCKET` (a line is left out when the variable is unset), then
+//!   `NOTIFY_SOCKET`, `NODE_CHANNEL_FD`, `NODE_CHANNEL_SERIALIZATION_MODE` (a line
+//!   is left out when the variable is unset), then
 //!   `PID=<own pid>` and `PPID=<parent pid>`
 //! - anything else → 404
 //!
@@ -104,7 +105,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Stack size of connection threads (they need very little).
 const CONN_STACK: usize = 128 * 1024;
 
-const ENV_KEYS: [&str; 7] = [
+const ENV_KEYS: [&str; 9] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -112,6 +113,8 @@ const ENV_KEYS: [&str; 7] = [
     "HERD_WORKER_ID",
     "NODE_APP_INSTANCE",
     "NOTIFY_SOCKET",
+    "NODE_CHANNEL_FD",
+    "NODE_CHANNEL_SERIALIZATION_MODE",
 ];
 
 #[derive(Default)]

@@ -9,7 +9,8 @@ use common::*;
 use nix::sys::signal::Signal;
 
 /// The article's graceful-shutdown worker, reduced to its worker code: it says `ready`
-/// late (so only the message can make it ready) and stops on the `shutdown` message.
+/// late and stops on the `shutdown` message. With `--ready message` its `listening` (it is
+/// a Node cluster worker under herd) does not count: only the message makes it ready.
 const NODE_WORKER: &str = r#"
 const http = require('http');
 const server = http.createServer((req, res) => res.end(`Worker ${process.pid}\n`));
@@ -40,7 +41,7 @@ fn node_ready_message_and_shutdown_message() {
         "-i",
         "2",
         "--ready",
-        "notify",
+        "message",
         "--stop-message",
         "--listen",
         "127.0.0.1:0",

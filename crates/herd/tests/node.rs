@@ -55,3 +55,25 @@ fn node_http_server_on_fd_3() {
     }
     herd.wait_gone(&herd.worker_pids(), T);
 }
+
+/// The README's quick start: `node -e` runs no script file, so herd must not make it a
+/// cluster worker (it would never listen); it serves on fd 3.
+#[test]
+fn readme_quick_start_node_eval_one_liner() {
+    let Some(node) = which("node") else {
+        eprintln!("SKIPPED: node is not on PATH");
+        return;
+    };
+    let node = node.display().to_string();
+    let mut herd = Herd::start(&[
+        "run", "-i", "2", "--listen", "127.0.0.1:0", "--", &node, "-e",
+        "require('http').createServer((q,s)=>s.end('hello from '+process.pid+'\\n')).listen({fd:3})",
+    ]);
+    herd.wait_ready(2);
+    let (status, body) = herd.get("/");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("hello from "), "{body}");
+    assert_eq!(herd.count_log("exited unexpectedly"), 0);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

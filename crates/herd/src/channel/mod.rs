@@ -4,6 +4,7 @@
 //! This module parses and attributes messages; it never decides what they mean for the
 //! lifecycle (the supervisor does).
 
+pub mod cluster;
 pub mod framing;
 pub mod notify;
 pub mod worker;

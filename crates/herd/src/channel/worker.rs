@@ -2,18 +2,31 @@
 //! the worker inherits at `NODE_CHANNEL_FD`. A reader task turns bytes into [`Frame`]s for
 //! the driver; a writer task sends messages, so a worker that does not read its channel
 //! can never block the primary.
+//!
+//! Handles (fds) follow Node's rule: the `NODE_HANDLE` line and its fd go in one
+//! `sendmsg`, and nothing else is sent until the worker answers `NODE_HANDLE_ACK`
+//! (`NODE_HANDLE_NACK`: send it again, at most [`HANDLE_TRIES`] times). A worker that
+//! never answers is given up on after [`HANDLE_ACK_TIMEOUT`]; the fd is closed, never leaked.
 
-use std::io;
-use std::os::fd::OwnedFd;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
 
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use super::framing::{encode, Decoder, Frame};
 
 /// Bytes read from a channel at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Sends of one handle before giving up (Node's own limit).
+pub const HANDLE_TRIES: u32 = 3;
+/// Why 5 s: a live Node worker ACKs within its next event-loop turn; one that has not after
+/// this long is stuck, and the handle must not wait forever in herd.
+pub const HANDLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A new socketpair: the primary's end and the worker's end (both close-on-exec; the
 /// spawner places the worker's end at its fd without the flag).
@@ -22,11 +35,26 @@ pub fn pair() -> io::Result<(std::os::unix::net::UnixStream, OwnedFd)> {
     Ok((ours, OwnedFd::from(theirs)))
 }
 
+/// One message to send.
+#[derive(Debug)]
+enum Outgoing {
+    Message(Vec<u8>),
+    /// A `NODE_HANDLE` line and the fd that goes with it.
+    Handle(Vec<u8>, OwnedFd),
+}
+
+/// The worker's answer to a handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandleReply {
+    Ack,
+    Nack,
+}
+
 /// Sending side of a worker's channel. Dropping it closes the channel once the queued
 /// messages are written.
 #[derive(Debug, Clone)]
 pub struct Channel {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
 }
 
 impl Channel {
@@ -39,7 +67,8 @@ impl Channel {
     ) -> io::Result<Channel> {
         ours.set_nonblocking(true)?;
         let stream = tokio::net::UnixStream::from_std(ours)?;
-        let (mut read, mut write) = stream.into_split();
+        let (mut read, write) = stream.into_split();
+        let (replies_tx, replies) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut decoder = Decoder::default();
             let mut buf = vec![0u8; READ_CHUNK];
@@ -48,6 +77,10 @@ impl Channel {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         for frame in decoder.feed(&buf[..n]) {
+                            if let Some(reply) = handle_reply(&frame) {
+                                let _ = replies_tx.send(reply);
+                                continue;
+                            }
                             if frames.send((pid, frame)).is_err() {
                                 return;
                             }
@@ -56,19 +89,95 @@ impl Channel {
                 }
             }
         });
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if write.write_all(&bytes).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
+        tokio::spawn(write_loop(write, rx, replies, pid));
         Ok(Channel { tx })
     }
 
     /// Queues one message; false if the channel is closed.
     pub fn send(&self, value: &Value) -> bool {
-        self.tx.send(encode(value)).is_ok()
+        self.tx.send(Outgoing::Message(encode(value))).is_ok()
     }
+
+    /// Queues a `NODE_HANDLE` message of `type` carrying `fd`; false if the channel is closed.
+    pub fn send_handle(&self, kind: &str, msg: Value, fd: OwnedFd) -> bool {
+        let line = encode(&serde_json::json!({"cmd": "NODE_HANDLE", "type": kind, "msg": msg}));
+        self.tx.send(Outgoing::Handle(line, fd)).is_ok()
+    }
+}
+
+fn handle_reply(frame: &Frame) -> Option<HandleReply> {
+    let Frame::Internal(v) = frame else {
+        return None;
+    };
+    match v.get("cmd").and_then(Value::as_str)? {
+        "NODE_HANDLE_ACK" => Some(HandleReply::Ack),
+        "NODE_HANDLE_NACK" => Some(HandleReply::Nack),
+        _ => None,
+    }
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut replies: mpsc::UnboundedReceiver<HandleReply>,
+    pid: u32,
+) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Outgoing::Message(bytes) => {
+                if write.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Outgoing::Handle(line, fd) => {
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    if send_with_fd(&mut write, &line, &fd).await.is_err() {
+                        return;
+                    }
+                    match tokio::time::timeout(HANDLE_ACK_TIMEOUT, replies.recv()).await {
+                        Ok(Some(HandleReply::Ack)) => break,
+                        Ok(Some(HandleReply::Nack)) if tries < HANDLE_TRIES => continue,
+                        Ok(Some(HandleReply::Nack)) => {
+                            tracing::warn!(pid, "worker (pid {pid}) refused a handle {HANDLE_TRIES} times: closed it");
+                            break;
+                        }
+                        Ok(None) => return,
+                        Err(_) => {
+                            tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
+                                HANDLE_ACK_TIMEOUT.as_secs());
+                            break;
+                        }
+                    }
+                }
+                // `fd` is dropped here: herd's copy is closed whatever happened.
+            }
+        }
+    }
+}
+
+/// Sends `line` with `fd` attached to its first byte(s) (SCM_RIGHTS), then the rest.
+async fn send_with_fd(write: &mut OwnedWriteHalf, line: &[u8], fd: &OwnedFd) -> io::Result<()> {
+    let stream = write.as_ref();
+    let sent = loop {
+        stream.writable().await?;
+        let raw = stream.as_raw_fd();
+        let fds = [fd.as_raw_fd()];
+        let res = stream.try_io(Interest::WRITABLE, || {
+            let iov = [IoSlice::new(line)];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            sendmsg::<()>(raw, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+        });
+        match res {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if sent < line.len() {
+        write.write_all(&line[sent..]).await?;
+    }
+    Ok(())
 }

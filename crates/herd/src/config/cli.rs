@@ -88,6 +88,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub stop_message: bool,
 
+    /// Do not set NODE_UNIQUE_ID: Node programs then do not act as `cluster` workers
+    /// (their `listen()` binds by itself). Set automatically for `node -e`/`-p`, where Node
+    /// cannot be a cluster worker.
+    #[arg(long)]
+    pub no_node_cluster: bool,
+
     /// A worker that ran this long was stable: its slot's restart delay starts over.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub min_uptime: Duration,

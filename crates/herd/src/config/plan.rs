@@ -48,6 +48,8 @@ pub struct RunPlan {
     pub stop_signal: Signal,
     /// Stop by sending `"shutdown"` on the worker's channel instead of the signal.
     pub stop_message: bool,
+    /// Set NODE_UNIQUE_ID so that Node programs act as `cluster` workers of herd.
+    pub node_cluster: bool,
     pub log_format: LogFormat,
 }
 
@@ -105,9 +107,32 @@ impl RunPlan {
             instances_reason,
             stop_signal: args.stop_signal,
             stop_message: args.stop_message,
+            node_cluster: !args.no_node_cluster && !node_without_script(program_arg, rest),
             log_format: args.log_format,
         })
     }
+}
+
+/// `node -e …`, `node -p …`, `node -` or a bare `node`: Node runs no script file, and a
+/// Node started with NODE_UNIQUE_ID but no script file is a half-set-up cluster worker
+/// whose `listen()` never completes (checked with Node 20).
+fn node_without_script(program: &str, args: &[String]) -> bool {
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.starts_with("node") {
+        return false;
+    }
+    for a in args {
+        match a.as_str() {
+            "-e" | "--eval" | "-p" | "--print" | "-" | "-i" | "--interactive" => return true,
+            a if a.starts_with("--eval=") || a.starts_with("--print=") => return true,
+            a if a.starts_with('-') => continue,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Finds `program` the way execvp would, so a typo is reported before any worker starts.
@@ -156,6 +181,22 @@ fn check_executable(p: &Path) -> Result<(), PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_eval_is_not_a_cluster_worker() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(node_without_script("node", &v(&["-e", "1"])));
+        assert!(node_without_script(
+            "/usr/bin/node",
+            &v(&["--max-old-space-size=100", "-p", "1"])
+        ));
+        assert!(node_without_script("node", &v(&[])));
+        assert!(!node_without_script(
+            "node",
+            &v(&["--inspect", "server.js", "-e"])
+        ));
+        assert!(!node_without_script("python3", &v(&["-e"])));
+    }
 
     #[test]
     fn resolves_programs_in_path() {

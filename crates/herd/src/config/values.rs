@@ -21,10 +21,11 @@ pub fn parse_readiness(s: &str) -> Result<Readiness, String> {
     match s {
         "auto" => Ok(Readiness::Auto),
         "notify" => Ok(Readiness::Notify),
+        "message" => Ok(Readiness::Message),
         _ => match s.strip_prefix("delay:") {
             Some(d) => parse_duration(d).map(Readiness::Delay),
             None => Err(format!(
-                "`{s}` is not a readiness policy: expected auto, notify or delay:DURATION"
+                "`{s}` is not a readiness policy: expected auto, notify, message or delay:DURATION"
             )),
         },
     }
@@ -68,7 +69,8 @@ mod tests {
         );
         assert!(parse_readiness("soon")
             .unwrap_err()
-            .contains("auto, notify or delay"));
+            .contains("auto, notify, message or delay"));
+        assert_eq!(parse_readiness("message"), Ok(Readiness::Message));
         assert!(parse_readiness("delay:x").is_err());
     }
 

@@ -23,6 +23,8 @@ pub struct Identity<'a> {
     pub listeners: &'a [(RawFd, String)],
     /// The worker's end of its channel.
     pub channel: &'a OwnedFd,
+    /// Set NODE_UNIQUE_ID (Node programs become `cluster` workers of herd).
+    pub node_cluster: bool,
 }
 
 /// Builds the environment and fd list of a worker.
@@ -51,6 +53,12 @@ pub fn contract(id: &Identity) -> Contract {
         "NODE_CHANNEL_SERIALIZATION_MODE".to_string(),
         "json".to_string(),
     ));
+    // A Node program run from a file boots as a cluster worker: `cluster.isWorker`, and
+    // `listen()` asks herd for the server (see `channel::cluster`). Ids start at 1, as in
+    // Node's own primary; the slot is `cluster.worker.id - 1` = NODE_APP_INSTANCE.
+    if id.node_cluster {
+        env.push(("NODE_UNIQUE_ID".to_string(), (id.slot + 1).to_string()));
+    }
     let mut fds: Vec<RawFd> = id.listeners.iter().map(|(fd, _)| *fd).collect();
     fds.push(id.channel.as_raw_fd());
     Contract {

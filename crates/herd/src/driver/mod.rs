@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::channel;
+use crate::channel::cluster;
 use crate::channel::framing::Frame;
 use crate::channel::notify::{Datagram, NotifySocket};
 use crate::channel::worker::Channel;
@@ -107,8 +108,9 @@ struct Driver {
     sup: Supervisor,
     /// Spawns not answered yet.
     spawning: HashMap<WorkerId, Pending>,
-    /// The message channel of each live worker, by pid.
-    channels: HashMap<u32, Channel>,
+    /// The message channel of each live worker, by pid, with the `seq` of the next
+    /// cluster message herd sends it.
+    channels: HashMap<u32, (Channel, u64)>,
     frames_tx: mpsc::UnboundedSender<(u32, Frame)>,
     frames: mpsc::UnboundedReceiver<(u32, Frame)>,
     /// Process groups of live workers (= their pids).
@@ -242,7 +244,7 @@ impl Driver {
                         if let Some(p) = pending {
                             match Channel::start(p.channel, child.pid, self.frames_tx.clone()) {
                                 Ok(ch) => {
-                                    self.channels.insert(child.pid, ch);
+                                    self.channels.insert(child.pid, (ch, 0));
                                 }
                                 Err(e) => warn!(
                                     pid = child.pid,
@@ -323,8 +325,88 @@ impl Driver {
                     slot.map_or("?".to_string(), |s| s.to_string())
                 )
             }
-            Frame::App(value) | Frame::Internal(value) => {
+            Frame::Internal(value) => match cluster::parse(&value) {
+                Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
+                None => {
+                    debug!(pid, slot, message = %value, "control message from worker {app} (pid {pid})")
+                }
+            },
+            Frame::App(value) => {
                 debug!(pid, slot, message = %value, "message from worker {app} (pid {pid})")
+            }
+        }
+    }
+
+    /// A Node cluster worker's request (see `channel::cluster`).
+    fn on_cluster(&mut self, pid: u32, slot: usize, request: cluster::Request) {
+        let app = self.plan.name.clone();
+        let Some((channel, seq)) = self.channels.get_mut(&pid) else {
+            return;
+        };
+        let next = *seq;
+        *seq += 1;
+        match request {
+            cluster::Request::Online => {
+                debug!(pid, slot, "Node cluster worker {app}:{slot} online")
+            }
+            cluster::Request::QueryServer { seq: ask, target } => {
+                let key = cluster::key(&target);
+                let found = match &target {
+                    cluster::Target::Addr(addr) => {
+                        self.listeners.for_request(slot, addr).map(|(fd, new)| {
+                            if new {
+                                info!(addr = %addr, "listening on {addr} (shared), asked by Node cluster worker {app}:{slot}");
+                            }
+                            Some(fd)
+                        })
+                    }
+                    cluster::Target::Fd(n) => self.listeners.for_fd(slot, *n),
+                };
+                match found {
+                    Ok(Some(fd)) => {
+                        channel.send_handle(
+                            "net.Native",
+                            cluster::server_reply(ask, &key, next),
+                            fd,
+                        );
+                    }
+                    Ok(None) => {
+                        warn!(pid, slot, "Node cluster worker {app}:{slot} (pid {pid}) asked to listen on {key}, which herd did not pass it");
+                        channel.send(&cluster::error_reply(ask, "EBADF", next));
+                    }
+                    Err(e) => {
+                        warn!(
+                            pid,
+                            slot,
+                            "Node cluster worker {app}:{slot} (pid {pid}) asked to listen: {e}"
+                        );
+                        let errno = match &e {
+                            crate::listen::ListenError::InUse { .. } => "EADDRINUSE",
+                            crate::listen::ListenError::PermissionDenied { .. } => "EACCES",
+                            _ => "EINVAL",
+                        };
+                        channel.send(&cluster::error_reply(ask, errno, next));
+                    }
+                }
+                // A new slot socket (scale up) must be steered around until it is ready.
+                self.steered = None;
+            }
+            cluster::Request::Listening => self.queue.push_back(Event::Notify {
+                pid,
+                msg: NotifyMsg::Listening,
+            }),
+            cluster::Request::Close => debug!(
+                pid,
+                slot, "Node cluster worker {app}:{slot} closed a server"
+            ),
+            cluster::Request::ExitedAfterDisconnect { seq: ask } => {
+                channel.send(&cluster::ack(ask, next));
+            }
+            cluster::Request::Other(what) => {
+                warn!(
+                    pid,
+                    slot, "Node cluster worker {app}:{slot} (pid {pid}): {what}"
+                )
             }
         }
     }
@@ -478,6 +560,7 @@ impl Driver {
             port: self.listeners.port(),
             listeners: &fds,
             channel: &theirs,
+            node_cluster: self.plan.node_cluster,
         });
         let req = SpawnRequest {
             worker,
@@ -508,7 +591,7 @@ impl Driver {
     /// the worker has a channel, the stop signal otherwise.
     fn stop(&self, pid: u32) {
         if self.plan.stop_message {
-            if let Some(ch) = self.channels.get(&pid) {
+            if let Some((ch, _)) = self.channels.get(&pid) {
                 if ch.send(&serde_json::Value::from("shutdown")) {
                     return;
                 }

@@ -19,7 +19,7 @@ mod steer;
 #[cfg(test)]
 mod tests;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use socket2::Socket;
 
@@ -35,6 +35,9 @@ const FDNAME_MAX: usize = 255;
 pub struct Listeners {
     balance: Balance,
     groups: Vec<Group>,
+    /// Sockets bound later at a worker's request (a Node cluster worker's `listen()` on an
+    /// address herd was not given), shared by every worker that asks for the same address.
+    on_demand: Vec<Group>,
 }
 
 /// The socket(s) of one address.
@@ -127,7 +130,11 @@ impl Listeners {
                 }
             });
         }
-        Ok(Listeners { balance, groups })
+        Ok(Listeners {
+            balance,
+            groups,
+            on_demand: Vec::new(),
+        })
     }
 
     /// The listening fds a worker of `slot` inherits, in address order, each with its
@@ -193,6 +200,105 @@ impl Listeners {
             }
         }
         Ok(())
+    }
+
+    /// The socket a worker of `slot` should serve when it asks to listen on `asked` (a Node
+    /// cluster worker's `listen()`): the slot's socket of the herd listener with that port
+    /// (TCP, any address: `listen(3000)` means herd's `-p 3000`) or that path (unix);
+    /// otherwise a shared socket bound now on `asked` and kept for every worker that asks
+    /// for it. Port 0 gets one kernel-chosen port for all workers, as in Node's cluster.
+    /// Returns a copy of the socket for the worker (herd keeps its own), and true when the
+    /// socket was bound by this call.
+    pub fn for_request(
+        &mut self,
+        slot: usize,
+        asked: &ListenAddr,
+    ) -> Result<(OwnedFd, bool), ListenError> {
+        let (socket, new) = self.socket_for_request(slot, asked)?;
+        let copy = socket.try_clone().map_err(|source| ListenError::Io {
+            addr: asked.clone(),
+            source,
+        })?;
+        Ok((OwnedFd::from(copy), new))
+    }
+
+    /// A copy of the socket a worker of `slot` has at fd `fd` (3, 4, …: the order of
+    /// [`Listeners::for_slot`]), for a Node cluster worker's `listen({fd})`; `None` if herd
+    /// passed no socket at that fd.
+    pub fn for_fd(&mut self, slot: usize, fd: i64) -> Result<Option<OwnedFd>, ListenError> {
+        self.for_slot(slot)?;
+        let Some(group) = usize::try_from(fd - 3)
+            .ok()
+            .and_then(|i| self.groups.get(i))
+        else {
+            return Ok(None);
+        };
+        let copy = group
+            .socket_for(slot)
+            .try_clone()
+            .map_err(|source| ListenError::Io {
+                addr: group.local.clone(),
+                source,
+            })?;
+        Ok(Some(OwnedFd::from(copy)))
+    }
+
+    fn socket_for_request(
+        &mut self,
+        slot: usize,
+        asked: &ListenAddr,
+    ) -> Result<(&Socket, bool), ListenError> {
+        let matches = |local: &ListenAddr| match (local, asked) {
+            (ListenAddr::Tcp(l), ListenAddr::Tcp(a)) => a.port() != 0 && l.port() == a.port(),
+            (ListenAddr::Unix(l), ListenAddr::Unix(a)) => l == a,
+            _ => false,
+        };
+        if let Some(i) = self.groups.iter().position(|g| matches(&g.local)) {
+            self.for_slot(slot)?;
+            return Ok((self.groups[i].socket_for(slot), false));
+        }
+        let requested = |g: &&Group| match (&g.local, asked) {
+            (ListenAddr::Tcp(l), ListenAddr::Tcp(a)) if a.port() == 0 => {
+                g.name.ends_with("-any") && l.ip() == a.ip()
+            }
+            (l, a) => l == a,
+        };
+        if let Some(j) = self.on_demand.iter().position(|g| requested(&g)) {
+            return Ok((&self.on_demand[j].sockets[0], false));
+        }
+        let group = match asked {
+            ListenAddr::Tcp(a) => {
+                let socket = bind::tcp(*a, false)?;
+                let local = ListenAddr::Tcp(bound_addr(&socket, *a)?);
+                // Port 0 asked: remembered under the asked address so the next worker that
+                // asks for port 0 shares it.
+                let name = if a.port() == 0 {
+                    format!("{}-any", fd_name(&local))
+                } else {
+                    fd_name(&local)
+                };
+                Group {
+                    local,
+                    name,
+                    sockets: vec![socket],
+                    per_slot: false,
+                    _file: None,
+                }
+            }
+            ListenAddr::Unix(path) => {
+                let (socket, file) = bind::unix(path)?;
+                Group {
+                    local: asked.clone(),
+                    name: fd_name(asked),
+                    sockets: vec![socket],
+                    per_slot: false,
+                    _file: Some(file),
+                }
+            }
+        };
+        self.on_demand.push(group);
+        let last = self.on_demand.len() - 1;
+        Ok((&self.on_demand[last].sockets[0], true))
     }
 
     /// The bound addresses, for the "listening on …" log line (the actual port when 0 was

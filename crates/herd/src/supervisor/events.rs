@@ -22,6 +22,8 @@ pub enum NotifyMsg {
     Ready,
     /// `"ready"` on the worker's channel (PM2's `wait_ready`): same meaning as `Ready`.
     ReadyMessage,
+    /// A Node cluster worker's `listening`: ready, unless the policy waits for `"ready"`.
+    Listening,
     /// `STOPPING=1`: the worker is shutting down by itself; send it no new work.
     Stopping,
     /// `STATUS=…`: free text for humans.
@@ -77,6 +79,8 @@ pub enum ReadyHow {
     Notify,
     /// It sent `"ready"` on its channel.
     Message,
+    /// A Node cluster worker reported `listening`.
+    Listening,
     /// The configured `delay:` passed.
     Delay,
     /// `auto`: it sent no `READY=1` within the short auto delay, so it is assumed ready.

@@ -34,6 +34,9 @@ pub enum Readiness {
     Notify,
     /// Ready this long after the process started.
     Delay(Duration),
+    /// Only the `"ready"` message on the channel counts (PM2's `wait_ready`), up to the
+    /// listen timeout; `READY=1` and a Node cluster worker's `listening` do not.
+    Message,
     /// `READY=1` if the worker sends it; otherwise assumed ready after a short delay.
     /// Once any worker of the app has sent `READY=1`, later workers are waited for like `Notify`.
     Auto,
@@ -286,7 +289,7 @@ impl Supervisor {
 
     fn ready_deadline(&self, started: Instant) -> Instant {
         match self.policy.readiness {
-            Readiness::Notify => started + self.policy.listen_timeout,
+            Readiness::Notify | Readiness::Message => started + self.policy.listen_timeout,
             Readiness::Delay(d) => started + d,
             Readiness::Auto if self.speaks_notify => started + self.policy.listen_timeout,
             Readiness::Auto => started + self.policy.auto_ready_delay,
@@ -435,7 +438,9 @@ impl Supervisor {
             return;
         };
         match msg {
-            NotifyMsg::Ready | NotifyMsg::ReadyMessage => {
+            NotifyMsg::Ready | NotifyMsg::Listening
+                if self.policy.readiness == Readiness::Message => {}
+            NotifyMsg::Ready | NotifyMsg::ReadyMessage | NotifyMsg::Listening => {
                 if !self.speaks_notify && self.policy.readiness == Readiness::Auto {
                     self.speaks_notify = true;
                     // From now on `auto` waits for READY=1: give the others the full timeout.
@@ -447,10 +452,10 @@ impl Supervisor {
                     }
                 }
                 if matches!(self.workers[&id].state, State::Starting { .. }) {
-                    let how = if msg == NotifyMsg::Ready {
-                        ReadyHow::Notify
-                    } else {
-                        ReadyHow::Message
+                    let how = match msg {
+                        NotifyMsg::Ready => ReadyHow::Notify,
+                        NotifyMsg::Listening => ReadyHow::Listening,
+                        _ => ReadyHow::Message,
                     };
                     self.become_ready(id, how, now, out);
                 }

@@ -1,0 +1,178 @@
+//! Node's cluster control protocol (`cmd: "NODE_CLUSTER"`), primary side: what an
+//! unmodified Node worker started with `NODE_UNIQUE_ID` asks, and the replies herd sends.
+//! Pure translation between JSON and typed requests; the driver decides and does the I/O.
+//! Wire facts: `../shared/reference/node-ipc-protocol.md` (checked against Node 20).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::listen::ListenAddr;
+
+/// A message of a cluster worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// The worker booted.
+    Online,
+    /// The worker called `listen()`: answer with a server (or an error), echoing `seq`.
+    QueryServer { seq: u64, target: Target },
+    /// The worker listens: the usual readiness of a Node cluster worker.
+    Listening,
+    /// The worker closed one of its servers.
+    Close,
+    /// The worker disconnected by itself; wants `{ack: seq}`.
+    ExitedAfterDisconnect { seq: u64 },
+    /// A NODE_CLUSTER message herd does not act on (or cannot read), with a description.
+    Other(String),
+}
+
+/// What a `listen()` asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// An address (`listen(3000)`, `listen('/tmp/app.sock')`).
+    Addr(ListenAddr),
+    /// An fd the worker holds (`listen({fd: 3})`): one of the sockets herd passed it.
+    Fd(i64),
+}
+
+/// Reads a `NODE_CLUSTER` message; `None` if it is not one.
+pub fn parse(v: &Value) -> Option<Request> {
+    if v.get("cmd").and_then(Value::as_str) != Some("NODE_CLUSTER") {
+        return None;
+    }
+    let seq = v.get("seq").and_then(Value::as_u64);
+    let act = v.get("act").and_then(Value::as_str).unwrap_or("");
+    Some(match (act, seq) {
+        ("online", _) => Request::Online,
+        ("listening", _) => Request::Listening,
+        ("close", _) => Request::Close,
+        ("exitedAfterDisconnect", Some(seq)) => Request::ExitedAfterDisconnect { seq },
+        ("queryServer", Some(seq)) => match v.get("fd").and_then(Value::as_i64) {
+            Some(fd) => Request::QueryServer {
+                seq,
+                target: Target::Fd(fd),
+            },
+            None => match server_address(v) {
+                Ok(addr) => Request::QueryServer {
+                    seq,
+                    target: Target::Addr(addr),
+                },
+                Err(why) => Request::Other(format!("queryServer that herd cannot serve: {why}")),
+            },
+        },
+        _ => Request::Other(format!("unhandled cluster message {v}")),
+    })
+}
+
+/// The address a `queryServer` asks for: TCP (`addressType` 4 or 6, `address` null = all
+/// interfaces) or a unix path (`addressType` -1).
+fn server_address(v: &Value) -> Result<ListenAddr, String> {
+    let kind = v.get("addressType");
+    let address = v.get("address").and_then(Value::as_str);
+    match kind.and_then(Value::as_i64) {
+        Some(-1) => address
+            .map(|p| ListenAddr::Unix(PathBuf::from(p)))
+            .ok_or_else(|| "a pipe without a path".to_string()),
+        Some(t @ (4 | 6)) => {
+            let port = v.get("port").and_then(Value::as_u64).unwrap_or(0);
+            let port = u16::try_from(port).map_err(|_| format!("port {port} out of range"))?;
+            let ip: IpAddr = match address {
+                Some(a) => a
+                    .parse()
+                    .map_err(|_| format!("address {a:?} is not an IP address"))?,
+                None if t == 6 => Ipv6Addr::UNSPECIFIED.into(),
+                None => Ipv4Addr::UNSPECIFIED.into(),
+            };
+            Ok(ListenAddr::Tcp(SocketAddr::new(ip, port)))
+        }
+        _ => Err(format!(
+            "addressType {} (UDP and fd servers are not supported)",
+            kind.unwrap_or(&Value::Null)
+        )),
+    }
+}
+
+/// The key herd gives a server; the worker echoes it in later messages.
+pub fn key(target: &Target) -> String {
+    match target {
+        Target::Addr(a) => a.to_string(),
+        Target::Fd(fd) => format!("fd:{fd}"),
+    }
+}
+
+/// The `msg` of the `NODE_HANDLE` (`net.Native`, the listening socket) answering query `ack`.
+pub fn server_reply(ack: u64, key: &str, seq: u64) -> Value {
+    json!({"cmd": "NODE_CLUSTER", "errno": 0, "key": key, "ack": ack, "data": null, "seq": seq})
+}
+
+/// A failed `listen()`: Node raises `errno` (e.g. `"EADDRINUSE"`) in the worker.
+pub fn error_reply(ack: u64, errno: &str, seq: u64) -> Value {
+    json!({"cmd": "NODE_CLUSTER", "errno": errno, "key": null, "ack": ack, "data": null, "seq": seq})
+}
+
+/// The plain acknowledgement of message `ack`.
+pub fn ack(ack: u64, seq: u64) -> Value {
+    json!({"cmd": "NODE_CLUSTER", "ack": ack, "seq": seq})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(extra: Value) -> Value {
+        let mut q = json!({"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,
+            "address":null,"port":null,"addressType":null,"flags":0,"backlog":511,"seq":1});
+        for (k, v) in extra.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        q
+    }
+
+    fn addr(s: &str) -> Option<Request> {
+        Some(Request::QueryServer {
+            seq: 1,
+            target: Target::Addr(s.parse().unwrap()),
+        })
+    }
+
+    #[test]
+    fn reads_what_node_20_sends() {
+        assert_eq!(
+            parse(&query(json!({"port":3000,"addressType":4}))),
+            addr("0.0.0.0:3000")
+        );
+        assert_eq!(
+            parse(&query(json!({"address":"::1","port":0,"addressType":6}))),
+            addr("[::1]:0")
+        );
+        assert_eq!(
+            parse(&query(json!({"address":"/tmp/a.sock","addressType":-1}))),
+            addr("unix:/tmp/a.sock")
+        );
+        assert_eq!(
+            parse(&query(json!({"fd":3}))),
+            Some(Request::QueryServer {
+                seq: 1,
+                target: Target::Fd(3)
+            })
+        );
+        assert_eq!(
+            parse(&json!({"cmd":"NODE_CLUSTER","act":"online","seq":0})),
+            Some(Request::Online)
+        );
+        assert_eq!(
+            parse(&json!({"cmd":"NODE_CLUSTER","act":"listening","seq":4})),
+            Some(Request::Listening)
+        );
+        assert_eq!(parse(&json!({"cmd":"NODE_HANDLE_ACK"})), None);
+    }
+
+    #[test]
+    fn what_herd_cannot_serve_is_described_not_fatal() {
+        let udp = query(json!({"port":53,"addressType":"udp4"}));
+        assert!(matches!(parse(&udp), Some(Request::Other(w)) if w.contains("udp4")));
+        let bad = query(json!({"address":"nope","port":1,"addressType":4}));
+        assert!(matches!(parse(&bad), Some(Request::Other(w)) if w.contains("nope")));
+    }
+}

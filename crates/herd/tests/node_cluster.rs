@@ -1,0 +1,186 @@
+//! Unmodified Node `cluster` programs: herd sets NODE_UNIQUE_ID, so the program takes its
+//! worker branch and `listen(port)` asks herd for the server over the channel (Node's
+//! NODE_CLUSTER protocol); herd answers with its own socket for that port, or a shared
+//! socket bound on demand.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// The article's "Basic Cluster Setup", with the port as a parameter.
+fn basic_cluster(port: u16) -> String {
+    format!(
+        r#"
+const cluster = require('cluster');
+const http = require('http');
+const os = require('os');
+const numCPUs = os.cpus().length;
+if (cluster.isPrimary) {{
+  console.log(`Primary ${{process.pid}} is running`);
+  for (let i = 0; i < numCPUs; i++) cluster.fork();
+}} else {{
+  http.createServer((req, res) => {{
+    res.writeHead(200);
+    res.end(`Hello from worker ${{process.pid}} id ${{cluster.worker.id}} instance ${{process.env.NODE_APP_INSTANCE}}\n`);
+  }}).listen({port});
+  console.log(`Worker ${{process.pid}} started`);
+}}
+"#
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn node() -> Option<String> {
+    let node = which("node").map(|p| p.display().to_string());
+    if node.is_none() {
+        eprintln!("SKIPPED: node is not on PATH");
+    }
+    node
+}
+
+/// Asks until `n` distinct workers answered; returns their bodies.
+fn distinct_answers(herd: &Herd, url: &str, n: usize) -> Vec<String> {
+    let mut seen = HashSet::new();
+    herd.wait_until(&format!("{n} distinct workers answer {url}"), T, || {
+        let (status, body) = http_get(url).unwrap_or_else(|e| herd.fail(&e));
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body.trim().to_string());
+        seen.len() == n
+    });
+    let mut v: Vec<String> = seen.into_iter().collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
+    let Some(node) = node() else { return };
+    let port = free_port();
+    let script = TempPath::new("cluster.js");
+    std::fs::write(&script.0, basic_cluster(port)).unwrap();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    assert_eq!(herd.count_log("(Node cluster worker listening)"), 2);
+    herd.wait_log(&format!(
+        "listening on 0.0.0.0:{port} (shared), asked by Node cluster worker"
+    ));
+    let answers = distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
+    // cluster.worker.id is the slot + 1, NODE_APP_INSTANCE the slot.
+    assert!(
+        answers[0].ends_with("id 1 instance 0") || answers[1].ends_with("id 1 instance 0"),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a.ends_with("id 2 instance 1")),
+        "{answers:?}"
+    );
+    assert_eq!(
+        herd.lines(Out::Stdout)
+            .iter()
+            .filter(|l| l.contains("Primary"))
+            .count(),
+        0,
+        "the program took its worker branch"
+    );
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `listen(PORT)` where herd listens on PORT: the worker serves herd's own socket (its
+/// slot's reuseport socket), nothing is bound on demand.
+#[test]
+fn listen_on_herds_port_gets_herds_socket() {
+    let Some(node) = node() else { return };
+    let port = free_port();
+    let script = TempPath::new("cluster.js");
+    std::fs::write(&script.0, basic_cluster(port)).unwrap();
+    let port_s = port.to_string();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "-p",
+        &port_s,
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
+    assert_eq!(
+        herd.count_log("(shared), asked by"),
+        0,
+        "nothing bound on demand"
+    );
+    // A rolling reload replaces both workers on the same sockets.
+    let old = herd.worker_pids();
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGHUP);
+    herd.wait_log_from(mark, "reload of node done");
+    let new = distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
+    for o in old {
+        assert!(
+            new.iter().all(|a| !a.contains(&format!("worker {o} "))),
+            "old pid {o} still answers: {new:?}"
+        );
+    }
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `--ready message`: a cluster worker that listens at once but says "ready" later is not
+/// ready before it says so (PM2's wait_ready).
+#[test]
+fn ready_message_policy_waits_for_ready_not_listening() {
+    let Some(node) = node() else { return };
+    let port = free_port();
+    let script = TempPath::new("late-ready.js");
+    std::fs::write(
+        &script.0,
+        format!(
+            "require('http').createServer((q,s)=>s.end('ok')).listen({port}, () => setTimeout(() => process.send('ready'), 800));\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "message",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "ready before the message"
+    );
+    assert_eq!(herd.count_log("(\"ready\" message)"), 1);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

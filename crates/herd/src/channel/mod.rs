@@ -6,5 +6,6 @@
 
 pub mod cluster;
 pub mod framing;
+pub mod messages;
 pub mod notify;
 pub mod worker;

@@ -8,6 +8,7 @@
 
 mod contract;
 pub mod guardian;
+mod messages;
 pub mod output;
 pub mod reap;
 pub mod signals;
@@ -26,7 +27,6 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::channel;
-use crate::channel::cluster;
 use crate::channel::framing::Frame;
 use crate::channel::notify::{Datagram, NotifySocket};
 use crate::channel::worker::Channel;
@@ -44,6 +44,9 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 /// How long the report of a worker's exit waits for the end of its output (a pipe still
 /// held by a process that left the worker's group would otherwise delay it forever).
 const OUTPUT_TAIL: Duration = Duration::from_millis(500);
+/// Why 10 s: often enough to follow a load test in the log, rare enough not to flood it.
+/// Nothing is written while the counters do not change.
+const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the plan to its end; the outcome decides herd's exit code.
 pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
@@ -81,6 +84,8 @@ enum Input {
     Exited(u32, ExitStatus),
     /// A message on a worker's channel.
     Frame(u32, Frame),
+    /// Time to log the counters.
+    CountersTick,
     Notify(std::io::Result<Datagram>),
     Timer,
 }
@@ -112,6 +117,10 @@ struct Driver {
     /// cluster message herd sends it.
     channels: HashMap<u32, (Channel, u64)>,
     frames_tx: mpsc::UnboundedSender<(u32, Frame)>,
+    /// Workers' named counters (`{"herd":"count"}` messages).
+    counters: crate::channel::messages::Counters,
+    /// When the counters are written to the log (if they changed).
+    counters_tick: tokio::time::Interval,
     frames: mpsc::UnboundedReceiver<(u32, Frame)>,
     /// Process groups of live workers (= their pids).
     groups: HashSet<u32>,
@@ -176,6 +185,12 @@ impl Driver {
             channels: HashMap::new(),
             frames_tx,
             frames,
+            counters: Default::default(),
+            counters_tick: {
+                let mut t = tokio::time::interval(COUNTERS_LOG_INTERVAL);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            },
             groups: HashSet::new(),
             wake: None,
             queue: VecDeque::new(),
@@ -220,6 +235,7 @@ impl Driver {
             _ = self.sigchld.recv() => Input::ChildExited,
             Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
             Some((pid, frame)) = self.frames.recv() => Input::Frame(pid, frame),
+            _ = self.counters_tick.tick() => Input::CountersTick,
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }
@@ -300,113 +316,12 @@ impl Driver {
             }
             Input::Exited(pid, status) => self.queue.push_back(Event::Exited { pid, status }),
             Input::Frame(pid, frame) => self.on_frame(pid, frame),
+            Input::CountersTick => self.log_counters(),
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
                 self.wake = None;
                 self.queue.push_back(Event::Timer);
-            }
-        }
-    }
-
-    fn on_frame(&mut self, pid: u32, frame: Frame) {
-        let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
-        let app = &self.plan.name;
-        match frame {
-            Frame::Ready => self.queue.push_back(Event::Notify {
-                pid,
-                msg: NotifyMsg::ReadyMessage,
-            }),
-            Frame::Garbage(why) => {
-                warn!(
-                    pid,
-                    slot,
-                    "garbage on the channel of worker {app}:{} (pid {pid}): {why}",
-                    slot.map_or("?".to_string(), |s| s.to_string())
-                )
-            }
-            Frame::Internal(value) => match cluster::parse(&value) {
-                Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
-                None => {
-                    debug!(pid, slot, message = %value, "control message from worker {app} (pid {pid})")
-                }
-            },
-            Frame::App(value) => {
-                debug!(pid, slot, message = %value, "message from worker {app} (pid {pid})")
-            }
-        }
-    }
-
-    /// A Node cluster worker's request (see `channel::cluster`).
-    fn on_cluster(&mut self, pid: u32, slot: usize, request: cluster::Request) {
-        let app = self.plan.name.clone();
-        let Some((channel, seq)) = self.channels.get_mut(&pid) else {
-            return;
-        };
-        let next = *seq;
-        *seq += 1;
-        match request {
-            cluster::Request::Online => {
-                debug!(pid, slot, "Node cluster worker {app}:{slot} online")
-            }
-            cluster::Request::QueryServer { seq: ask, target } => {
-                let key = cluster::key(&target);
-                let found = match &target {
-                    cluster::Target::Addr(addr) => {
-                        self.listeners.for_request(slot, addr).map(|(fd, new)| {
-                            if new {
-                                info!(addr = %addr, "listening on {addr} (shared), asked by Node cluster worker {app}:{slot}");
-                            }
-                            Some(fd)
-                        })
-                    }
-                    cluster::Target::Fd(n) => self.listeners.for_fd(slot, *n),
-                };
-                match found {
-                    Ok(Some(fd)) => {
-                        channel.send_handle(
-                            "net.Native",
-                            cluster::server_reply(ask, &key, next),
-                            fd,
-                        );
-                    }
-                    Ok(None) => {
-                        warn!(pid, slot, "Node cluster worker {app}:{slot} (pid {pid}) asked to listen on {key}, which herd did not pass it");
-                        channel.send(&cluster::error_reply(ask, "EBADF", next));
-                    }
-                    Err(e) => {
-                        warn!(
-                            pid,
-                            slot,
-                            "Node cluster worker {app}:{slot} (pid {pid}) asked to listen: {e}"
-                        );
-                        let errno = match &e {
-                            crate::listen::ListenError::InUse { .. } => "EADDRINUSE",
-                            crate::listen::ListenError::PermissionDenied { .. } => "EACCES",
-                            _ => "EINVAL",
-                        };
-                        channel.send(&cluster::error_reply(ask, errno, next));
-                    }
-                }
-                // A new slot socket (scale up) must be steered around until it is ready.
-                self.steered = None;
-            }
-            cluster::Request::Listening => self.queue.push_back(Event::Notify {
-                pid,
-                msg: NotifyMsg::Listening,
-            }),
-            cluster::Request::Close => debug!(
-                pid,
-                slot, "Node cluster worker {app}:{slot} closed a server"
-            ),
-            cluster::Request::ExitedAfterDisconnect { seq: ask } => {
-                channel.send(&cluster::ack(ask, next));
-            }
-            cluster::Request::Other(what) => {
-                warn!(
-                    pid,
-                    slot, "Node cluster worker {app}:{slot} (pid {pid}): {what}"
-                )
             }
         }
     }
@@ -611,6 +526,7 @@ impl Driver {
 
     /// After the last exit: let the output readers reach EOF, then flush.
     async fn finish(mut self) {
+        self.log_counters();
         // Anything still alive in a group we started does not outlive herd.
         for pid in &self.groups {
             let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);

@@ -1,0 +1,168 @@
+//! What workers say on their channel: readiness, Node cluster requests, and herd's own
+//! app messages (counters, stats, messages between workers). See `channel::cluster` and
+//! `channel::messages` for the formats.
+
+use tracing::{debug, info, warn};
+
+use super::Driver;
+use crate::channel::framing::Frame;
+use crate::channel::{cluster, messages};
+use crate::supervisor::{Event, NotifyMsg};
+
+impl Driver {
+    pub(super) fn on_frame(&mut self, pid: u32, frame: Frame) {
+        let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
+        let app = &self.plan.name;
+        match frame {
+            Frame::Ready => self.queue.push_back(Event::Notify {
+                pid,
+                msg: NotifyMsg::ReadyMessage,
+            }),
+            Frame::Garbage(why) => {
+                warn!(
+                    pid,
+                    slot,
+                    "garbage on the channel of worker {app}:{} (pid {pid}): {why}",
+                    slot.map_or("?".to_string(), |s| s.to_string())
+                )
+            }
+            Frame::Internal(value) => match cluster::parse(&value) {
+                Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
+                None => {
+                    debug!(pid, slot, message = %value, "control message from worker {app} (pid {pid})")
+                }
+            },
+            Frame::App(value) => match messages::parse(&value) {
+                Some(request) => self.on_herd_request(pid, slot.unwrap_or(0), request),
+                None => {
+                    debug!(pid, slot, message = %value, "message from worker {app} (pid {pid})")
+                }
+            },
+        }
+    }
+
+    /// A Node cluster worker's request (see `channel::cluster`).
+    fn on_cluster(&mut self, pid: u32, slot: usize, request: cluster::Request) {
+        let app = self.plan.name.clone();
+        let Some((channel, seq)) = self.channels.get_mut(&pid) else {
+            return;
+        };
+        let next = *seq;
+        *seq += 1;
+        match request {
+            cluster::Request::Online => {
+                debug!(pid, slot, "Node cluster worker {app}:{slot} online")
+            }
+            cluster::Request::QueryServer { seq: ask, target } => {
+                let key = cluster::key(&target);
+                let found = match &target {
+                    cluster::Target::Addr(addr) => {
+                        self.listeners.for_request(slot, addr).map(|(fd, new)| {
+                            if new {
+                                info!(addr = %addr, "listening on {addr} (shared), asked by Node cluster worker {app}:{slot}");
+                            }
+                            Some(fd)
+                        })
+                    }
+                    cluster::Target::Fd(n) => self.listeners.for_fd(slot, *n),
+                };
+                match found {
+                    Ok(Some(fd)) => {
+                        channel.send_handle(
+                            "net.Native",
+                            cluster::server_reply(ask, &key, next),
+                            fd,
+                        );
+                    }
+                    Ok(None) => {
+                        warn!(pid, slot, "Node cluster worker {app}:{slot} (pid {pid}) asked to listen on {key}, which herd did not pass it");
+                        channel.send(&cluster::error_reply(ask, "EBADF", next));
+                    }
+                    Err(e) => {
+                        warn!(
+                            pid,
+                            slot,
+                            "Node cluster worker {app}:{slot} (pid {pid}) asked to listen: {e}"
+                        );
+                        let errno = match &e {
+                            crate::listen::ListenError::InUse { .. } => "EADDRINUSE",
+                            crate::listen::ListenError::PermissionDenied { .. } => "EACCES",
+                            _ => "EINVAL",
+                        };
+                        channel.send(&cluster::error_reply(ask, errno, next));
+                    }
+                }
+                // A new slot socket (scale up) must be steered around until it is ready.
+                self.steered = None;
+            }
+            cluster::Request::Listening => self.queue.push_back(Event::Notify {
+                pid,
+                msg: NotifyMsg::Listening,
+            }),
+            cluster::Request::Close => debug!(
+                pid,
+                slot, "Node cluster worker {app}:{slot} closed a server"
+            ),
+            cluster::Request::ExitedAfterDisconnect { seq: ask } => {
+                channel.send(&cluster::ack(ask, next));
+            }
+            cluster::Request::Other(what) => {
+                warn!(
+                    pid,
+                    slot, "Node cluster worker {app}:{slot} (pid {pid}): {what}"
+                )
+            }
+        }
+    }
+
+    /// A herd request from the worker `pid` of `slot`.
+    fn on_herd_request(&mut self, pid: u32, slot: usize, request: messages::Request) {
+        let app = &self.plan.name;
+        match request {
+            messages::Request::Count { key, n } => {
+                if !self.counters.add(&key, slot, n) {
+                    warn!(pid, slot, "worker {app}:{slot} (pid {pid}): counter `{key}` ignored, already {} counters", messages::MAX_COUNTERS);
+                }
+            }
+            messages::Request::Stats => {
+                if let Some((ch, _)) = self.channels.get(&pid) {
+                    ch.send(&self.counters.stats_reply());
+                }
+            }
+            messages::Request::Send { to, msg } => {
+                let targets: Vec<u32> = self
+                    .channels
+                    .keys()
+                    .copied()
+                    .filter(|p| match &to {
+                        messages::To::All => *p != pid,
+                        messages::To::Slot(s) => {
+                            self.sup.worker_of_pid(*p).map(|(ws, _)| ws) == Some(*s)
+                        }
+                    })
+                    .collect();
+                if targets.is_empty() {
+                    debug!(
+                        pid,
+                        slot, "message from worker {app}:{slot} for {to:?}: no worker there"
+                    );
+                }
+                for p in targets {
+                    if let Some((ch, _)) = self.channels.get(&p) {
+                        ch.send(&msg);
+                    }
+                }
+            }
+            messages::Request::Invalid(why) => {
+                warn!(pid, slot, "worker {app}:{slot} (pid {pid}): {why}")
+            }
+        }
+    }
+
+    /// The counters, in the log, when they changed since the last time.
+    pub(super) fn log_counters(&mut self) {
+        if self.counters.take_changed() {
+            info!(app = %self.plan.name, counters = %self.counters.to_json(), "counters of {}: {}", self.plan.name, self.counters.to_json());
+        }
+    }
+}

@@ -184,3 +184,111 @@ fn ready_message_policy_waits_for_ready_not_listening() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// SIGTERM with a request in flight in an unmodified Node cluster worker (which has no
+/// SIGTERM handler): herd disconnects the workers like Node's `worker.kill()`, so the
+/// request completes, every worker exits within the kill timeout, and herd exits 0.
+#[test]
+fn cluster_workers_drain_like_node_worker_kill() {
+    let Some(node) = node() else { return };
+    let port = free_port();
+    let script = TempPath::new("slow.js");
+    std::fs::write(
+        &script.0,
+        format!(
+            r#"require('http').createServer((req, res) => {{
+    if (req.url === '/slow') {{ console.log('slow start'); setTimeout(() => res.end('slow done'), 1000); }}
+  else res.end('fast');
+}}).listen({port});
+"#
+        ),
+    )
+    .unwrap();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--kill-timeout",
+        "8s",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    // Every worker's epoll wakes for a connection on the shared socket; the losers' accept
+    // must return EAGAIN, not block: the socket must be nonblocking, as Node's primary's are.
+    for pid in herd.worker_pids() {
+        let flags = listening_socket_flags(pid, port);
+        assert!(
+            !flags.is_empty(),
+            "worker {pid} holds no listening socket on {port}"
+        );
+        assert!(
+            flags.iter().all(|f| f & libc::O_NONBLOCK as u32 != 0),
+            "blocking listening socket in worker {pid}: {flags:?}"
+        );
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..10 {
+        assert_eq!(http_get(&format!("{url}/")).unwrap().0, 200);
+    }
+    let slow = std::thread::spawn({
+        let url = format!("{url}/slow");
+        move || http_get(&url)
+    });
+    herd.wait_line_from(
+        Out::Stdout,
+        0,
+        "the slow request reaching a worker",
+        |l| l.contains("slow start"),
+        T,
+    );
+    let asked = Instant::now();
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(slow.join().unwrap(), Ok((200, "slow done".to_string())));
+    assert_eq!(herd.wait_exit(T), 0, "every worker stopped in time");
+    assert!(asked.elapsed() < Duration::from_secs(8));
+    assert_eq!(herd.count_log("disconnecting Node cluster worker"), 2);
+}
+
+/// The fd flags of every fd of `pid` that is a TCP socket listening on `port`.
+fn listening_socket_flags(pid: u32, port: u16) -> Vec<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    let mut flags = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let target = std::fs::read_link(e.path())
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        if inodes.contains(&target) {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            if let Some(v) = info.lines().find_map(|l| l.strip_prefix("flags:")) {
+                flags.push(u32::from_str_radix(v.trim(), 8).unwrap_or(0));
+            }
+        }
+    }
+    flags
+}

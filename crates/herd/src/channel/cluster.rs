@@ -111,6 +111,11 @@ pub fn error_reply(ack: u64, errno: &str, seq: u64) -> Value {
     json!({"cmd": "NODE_CLUSTER", "errno": errno, "key": null, "ack": ack, "data": null, "seq": seq})
 }
 
+/// Tells a worker to close its servers and then its channel (Node's `worker.disconnect()`).
+pub fn disconnect(seq: u64) -> Value {
+    json!({"cmd": "NODE_CLUSTER", "act": "disconnect", "seq": seq})
+}
+
 /// The plain acknowledgement of message `ack`.
 pub fn ack(ack: u64, seq: u64) -> Value {
     json!({"cmd": "NODE_CLUSTER", "ack": ack, "seq": seq})

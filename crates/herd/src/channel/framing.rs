@@ -21,6 +21,8 @@ pub enum Frame {
     App(Value),
     /// A line that could not be read as a message, and why.
     Garbage(String),
+    /// The worker closed its end of the channel (the last frame of a channel).
+    Closed,
 }
 
 /// Splits a byte stream into frames, keeping the incomplete tail between reads.

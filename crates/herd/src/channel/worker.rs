@@ -74,7 +74,10 @@ impl Channel {
             let mut buf = vec![0u8; READ_CHUNK];
             loop {
                 match read.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        let _ = frames.send((pid, Frame::Closed));
+                        break;
+                    }
                     Ok(n) => {
                         for frame in decoder.feed(&buf[..n]) {
                             if let Some(reply) = handle_reply(&frame) {

@@ -18,6 +18,14 @@ impl Driver {
                 pid,
                 msg: NotifyMsg::ReadyMessage,
             }),
+            Frame::Closed => {
+                if let Some(link) = self.channels.get_mut(&pid) {
+                    link.closed = true;
+                    if link.disconnecting {
+                        self.signal(pid, self.plan.stop_signal);
+                    }
+                }
+            }
             Frame::Garbage(why) => {
                 warn!(
                     pid,
@@ -44,11 +52,12 @@ impl Driver {
     /// A Node cluster worker's request (see `channel::cluster`).
     fn on_cluster(&mut self, pid: u32, slot: usize, request: cluster::Request) {
         let app = self.plan.name.clone();
-        let Some((channel, seq)) = self.channels.get_mut(&pid) else {
+        let Some(link) = self.channels.get_mut(&pid) else {
             return;
         };
-        let next = *seq;
-        *seq += 1;
+        link.cluster = true;
+        let next = link.next_seq();
+        let channel = &link.channel;
         match request {
             cluster::Request::Online => {
                 debug!(pid, slot, "Node cluster worker {app}:{slot} online")
@@ -125,8 +134,8 @@ impl Driver {
                 }
             }
             messages::Request::Stats => {
-                if let Some((ch, _)) = self.channels.get(&pid) {
-                    ch.send(&self.counters.stats_reply());
+                if let Some(link) = self.channels.get(&pid) {
+                    link.channel.send(&self.counters.stats_reply());
                 }
             }
             messages::Request::Send { to, msg } => {
@@ -148,8 +157,8 @@ impl Driver {
                     );
                 }
                 for p in targets {
-                    if let Some((ch, _)) = self.channels.get(&p) {
-                        ch.send(&msg);
+                    if let Some(link) = self.channels.get(&p) {
+                        link.channel.send(&msg);
                     }
                 }
             }

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::channel;
+use crate::channel::cluster;
 use crate::channel::framing::Frame;
 use crate::channel::notify::{Datagram, NotifySocket};
 use crate::channel::worker::Channel;
@@ -66,6 +67,37 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
         let driver = Driver::new(plan, guardian)?;
         driver.run().await
     })
+}
+
+/// herd's side of one worker's channel.
+struct Link {
+    channel: Channel,
+    /// `seq` of the next cluster message herd sends.
+    seq: u64,
+    /// The worker spoke Node's cluster protocol: it is stopped like Node's `worker.kill()`.
+    cluster: bool,
+    /// It was told to disconnect; when its channel closes, it gets the stop signal.
+    disconnecting: bool,
+    /// The worker closed its end.
+    closed: bool,
+}
+
+impl Link {
+    fn new(channel: Channel) -> Link {
+        Link {
+            channel,
+            seq: 0,
+            cluster: false,
+            disconnecting: false,
+            closed: false,
+        }
+    }
+
+    /// The `seq` for the next cluster message.
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq - 1
+    }
 }
 
 /// A spawn asked of the spawner thread and not answered yet.
@@ -115,7 +147,7 @@ struct Driver {
     spawning: HashMap<WorkerId, Pending>,
     /// The message channel of each live worker, by pid, with the `seq` of the next
     /// cluster message herd sends it.
-    channels: HashMap<u32, (Channel, u64)>,
+    channels: HashMap<u32, Link>,
     frames_tx: mpsc::UnboundedSender<(u32, Frame)>,
     /// Workers' named counters (`{"herd":"count"}` messages).
     counters: crate::channel::messages::Counters,
@@ -260,7 +292,7 @@ impl Driver {
                         if let Some(p) = pending {
                             match Channel::start(p.channel, child.pid, self.frames_tx.clone()) {
                                 Ok(ch) => {
-                                    self.channels.insert(child.pid, (ch, 0));
+                                    self.channels.insert(child.pid, Link::new(ch));
                                 }
                                 Err(e) => warn!(
                                     pid = child.pid,
@@ -504,13 +536,29 @@ impl Driver {
 
     /// Asks a worker to stop: the `"shutdown"` message when `--stop-message` is set and
     /// the worker has a channel, the stop signal otherwise.
-    fn stop(&self, pid: u32) {
-        if self.plan.stop_message {
-            if let Some((ch, _)) = self.channels.get(&pid) {
-                if ch.send(&serde_json::Value::from("shutdown")) {
+    ///
+    /// A Node cluster worker is stopped the way Node's own `worker.kill()` does it: told to
+    /// disconnect (it closes its servers, lets its open requests finish, then closes its
+    /// channel), and given the stop signal once its channel is closed. The kill timeout
+    /// runs from the start either way.
+    fn stop(&mut self, pid: u32) {
+        let app = &self.plan.name;
+        if let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.closed) {
+            if self.plan.stop_message {
+                if link.channel.send(&serde_json::Value::from("shutdown")) {
+                    return;
+                }
+            } else if link.cluster {
+                let seq = link.next_seq();
+                if link.channel.send(&cluster::disconnect(seq)) {
+                    link.disconnecting = true;
+                    info!(pid, "disconnecting Node cluster worker {app} (pid {pid}): its servers close, then {}",
+                        self.plan.stop_signal.as_str());
                     return;
                 }
             }
+        }
+        if self.plan.stop_message {
             warn!(pid, "worker (pid {pid}) has no open channel: sending {} instead of the shutdown message",
                 self.plan.stop_signal.as_str());
         }

@@ -215,11 +215,11 @@ impl Listeners {
         asked: &ListenAddr,
     ) -> Result<(OwnedFd, bool), ListenError> {
         let (socket, new) = self.socket_for_request(slot, asked)?;
-        let copy = socket.try_clone().map_err(|source| ListenError::Io {
+        let copy = nonblocking_copy(socket).map_err(|source| ListenError::Io {
             addr: asked.clone(),
             source,
         })?;
-        Ok((OwnedFd::from(copy), new))
+        Ok((copy, new))
     }
 
     /// A copy of the socket a worker of `slot` has at fd `fd` (3, 4, …: the order of
@@ -233,14 +233,11 @@ impl Listeners {
         else {
             return Ok(None);
         };
-        let copy = group
-            .socket_for(slot)
-            .try_clone()
-            .map_err(|source| ListenError::Io {
-                addr: group.local.clone(),
-                source,
-            })?;
-        Ok(Some(OwnedFd::from(copy)))
+        let copy = nonblocking_copy(group.socket_for(slot)).map_err(|source| ListenError::Io {
+            addr: group.local.clone(),
+            source,
+        })?;
+        Ok(Some(copy))
     }
 
     fn socket_for_request(
@@ -318,6 +315,17 @@ impl Listeners {
     pub fn balance(&self) -> Balance {
         self.balance
     }
+}
+
+/// A copy of a listening socket for a Node cluster worker, switched to nonblocking mode.
+///
+/// Node's own primary hands out nonblocking sockets and libuv does not change the mode of a
+/// socket it receives over IPC: on a blocking one, the worker that loses the race for a
+/// connection (every worker's epoll wakes) blocks in `accept()` for good, and stops reading
+/// its channel. O_NONBLOCK belongs to the open socket, so it holds for every holder of it.
+fn nonblocking_copy(socket: &Socket) -> std::io::Result<OwnedFd> {
+    socket.set_nonblocking(true)?;
+    Ok(OwnedFd::from(socket.try_clone()?))
 }
 
 /// The address `socket` is bound to (the kernel's port when 0 was asked).

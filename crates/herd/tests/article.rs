@@ -16,14 +16,6 @@ fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/node")
 }
 
-fn node() -> Option<String> {
-    let node = which("node").map(|p| p.display().to_string());
-    if node.is_none() {
-        eprintln!("SKIPPED: node is not on PATH");
-    }
-    node
-}
-
 /// `npm ci` in examples/node, once per test process.
 fn npm_installed() -> bool {
     static DONE: OnceLock<bool> = OnceLock::new();
@@ -50,14 +42,6 @@ fn npm_installed() -> bool {
         );
         true
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `herd run <flags> -- node examples/node/<script>` with APP_PORT set.

@@ -33,22 +33,6 @@ if (cluster.isPrimary) {{
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn node() -> Option<String> {
-    let node = which("node").map(|p| p.display().to_string());
-    if node.is_none() {
-        eprintln!("SKIPPED: node is not on PATH");
-    }
-    node
-}
-
 /// Asks until `n` distinct workers answered; returns their bodies.
 fn distinct_answers(herd: &Herd, url: &str, n: usize) -> Vec<String> {
     let mut seen = HashSet::new();

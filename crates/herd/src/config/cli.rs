@@ -65,8 +65,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "reuseport", value_name = "MODE")]
     pub balance: Balance,
 
-    /// When a new worker counts as ready: `auto` (READY=1 if it sends it, else after a short
-    /// delay), `notify` (wait for READY=1 on NOTIFY_SOCKET) or `delay:DURATION`.
+    /// When a new worker counts as ready: `auto` (when it says so, else after a short delay),
+    /// `notify` (wait for READY=1 on NOTIFY_SOCKET, "ready" on the channel or a Node cluster
+    /// worker's `listening`), `message` (only "ready": PM2's wait_ready) or `delay:DURATION`.
     #[arg(long, default_value = "auto", value_parser = parse_readiness, value_name = "POLICY")]
     pub ready: Readiness,
 

@@ -37,7 +37,7 @@ pub struct Listeners {
     groups: Vec<Group>,
     /// Sockets bound later at a worker's request (a Node cluster worker's `listen()` on an
     /// address herd was not given), shared by every worker that asks for the same address.
-    on_demand: Vec<Group>,
+    on_demand: Vec<(ListenAddr, Group)>,
 }
 
 /// The socket(s) of one address.
@@ -107,27 +107,7 @@ impl Listeners {
                         _file: None,
                     }
                 }
-                ListenAddr::Tcp(asked) => {
-                    let socket = bind::tcp(*asked, false)?;
-                    let local = ListenAddr::Tcp(bound_addr(&socket, *asked)?);
-                    Group {
-                        name: fd_name(&local),
-                        local,
-                        sockets: vec![socket],
-                        per_slot: false,
-                        _file: None,
-                    }
-                }
-                ListenAddr::Unix(path) => {
-                    let (socket, file) = bind::unix(path)?;
-                    Group {
-                        local: addr.clone(),
-                        name: fd_name(addr),
-                        sockets: vec![socket],
-                        per_slot: false,
-                        _file: Some(file),
-                    }
-                }
+                _ => shared_group(addr)?,
             });
         }
         Ok(Listeners {
@@ -254,48 +234,15 @@ impl Listeners {
             self.for_slot(slot)?;
             return Ok((self.groups[i].socket_for(slot), false));
         }
-        let requested = |g: &&Group| match (&g.local, asked) {
-            (ListenAddr::Tcp(l), ListenAddr::Tcp(a)) if a.port() == 0 => {
-                g.name.ends_with("-any") && l.ip() == a.ip()
-            }
-            (l, a) => l == a,
-        };
-        if let Some(j) = self.on_demand.iter().position(|g| requested(&g)) {
-            return Ok((&self.on_demand[j].sockets[0], false));
+        // Keyed by the address asked, so that every worker asking for port 0 shares the
+        // one port the kernel chose for the first.
+        if let Some(j) = self.on_demand.iter().position(|(a, _)| a == asked) {
+            return Ok((&self.on_demand[j].1.sockets[0], false));
         }
-        let group = match asked {
-            ListenAddr::Tcp(a) => {
-                let socket = bind::tcp(*a, false)?;
-                let local = ListenAddr::Tcp(bound_addr(&socket, *a)?);
-                // Port 0 asked: remembered under the asked address so the next worker that
-                // asks for port 0 shares it.
-                let name = if a.port() == 0 {
-                    format!("{}-any", fd_name(&local))
-                } else {
-                    fd_name(&local)
-                };
-                Group {
-                    local,
-                    name,
-                    sockets: vec![socket],
-                    per_slot: false,
-                    _file: None,
-                }
-            }
-            ListenAddr::Unix(path) => {
-                let (socket, file) = bind::unix(path)?;
-                Group {
-                    local: asked.clone(),
-                    name: fd_name(asked),
-                    sockets: vec![socket],
-                    per_slot: false,
-                    _file: Some(file),
-                }
-            }
-        };
-        self.on_demand.push(group);
+        let group = shared_group(asked)?;
+        self.on_demand.push((asked.clone(), group));
         let last = self.on_demand.len() - 1;
-        Ok((&self.on_demand[last].sockets[0], true))
+        Ok((&self.on_demand[last].1.sockets[0], true))
     }
 
     /// The bound addresses, for the "listening on …" log line (the actual port when 0 was
@@ -315,6 +262,33 @@ impl Listeners {
     pub fn balance(&self) -> Balance {
         self.balance
     }
+}
+
+/// One socket on `addr`, shared by every slot.
+fn shared_group(addr: &ListenAddr) -> Result<Group, ListenError> {
+    Ok(match addr {
+        ListenAddr::Tcp(asked) => {
+            let socket = bind::tcp(*asked, false)?;
+            let local = ListenAddr::Tcp(bound_addr(&socket, *asked)?);
+            Group {
+                name: fd_name(&local),
+                local,
+                sockets: vec![socket],
+                per_slot: false,
+                _file: None,
+            }
+        }
+        ListenAddr::Unix(path) => {
+            let (socket, file) = bind::unix(path)?;
+            Group {
+                local: addr.clone(),
+                name: fd_name(addr),
+                sockets: vec![socket],
+                per_slot: false,
+                _file: Some(file),
+            }
+        }
+    })
 }
 
 /// A copy of a listening socket for a Node cluster worker, switched to nonblocking mode.

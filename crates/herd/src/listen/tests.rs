@@ -300,3 +300,64 @@ fn steering_sends_new_connections_only_to_ready_slots() {
         "hash spreads over all: {counts:?}"
     );
 }
+
+fn fd_port(fd: &OwnedFd) -> u16 {
+    let s = socket2::SockRef::from(fd);
+    s.local_addr().unwrap().as_socket().unwrap().port()
+}
+
+fn is_nonblocking(fd: &OwnedFd) -> bool {
+    let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    flags & libc::O_NONBLOCK != 0
+}
+
+#[test]
+fn a_cluster_workers_listen_on_herds_port_gets_the_slots_socket() {
+    let mut l = Listeners::bind(&[loopback(0)], Balance::ReusePort, 2).unwrap();
+    let port = l.port().unwrap();
+    let (fd, new) = l.for_request(1, &ListenAddr::any_port(port)).unwrap();
+    assert!(!new);
+    assert_eq!(fd_port(&fd), port);
+    // The very socket of slot 1 (same open file), switched to nonblocking for Node.
+    let slot1 = l.groups[0].sockets[1].as_raw_fd();
+    let same = nix::sys::stat::fstat(slot1).unwrap().st_ino
+        == nix::sys::stat::fstat(fd.as_raw_fd()).unwrap().st_ino;
+    assert!(same);
+    assert!(is_nonblocking(&fd));
+    assert!(l.for_fd(0, 3).unwrap().is_some());
+    assert!(
+        l.for_fd(0, 4).unwrap().is_none(),
+        "herd passed one socket only"
+    );
+}
+
+#[test]
+fn other_addresses_are_bound_on_demand_once_and_shared() {
+    let mut l = Listeners::bind(&[], Balance::ReusePort, 2).unwrap();
+    let (a, new_a) = l.for_request(0, &loopback(0)).unwrap();
+    let (b, new_b) = l.for_request(1, &loopback(0)).unwrap();
+    assert!(
+        new_a && !new_b,
+        "the second worker shares the first one's socket"
+    );
+    assert_eq!(
+        fd_port(&a),
+        fd_port(&b),
+        "port 0: one kernel-chosen port for all"
+    );
+    let port = fd_port(&a);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "herd keeps it listening"
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (c, new_c) = l.for_request(0, &loopback(free)).unwrap();
+    assert!(new_c, "another address is another socket");
+    assert_eq!(fd_port(&c), free);
+    let (_, again) = l.for_request(1, &loopback(free)).unwrap();
+    assert!(!again);
+}

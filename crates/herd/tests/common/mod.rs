@@ -697,3 +697,20 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
+
+/// The path of `node`, or `None` after saying the test is skipped.
+pub fn node() -> Option<String> {
+    let node = which("node").map(|p| p.display().to_string());
+    if node.is_none() {
+        eprintln!("SKIPPED: node is not on PATH");
+    }
+    node
+}
+
+/// A TCP port that was free a moment ago, for programs that bind a fixed port themselves.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -5,6 +5,7 @@
 //! no I/O; [`driver`] is the thin tokio layer that turns signals, child exits and
 //! notify datagrams into supervisor events and carries out the actions it returns.
 
+pub mod balance;
 pub mod channel;
 pub mod config;
 pub mod driver;

@@ -23,6 +23,9 @@ pub enum Request {
     Close,
     /// The worker disconnected by itself; wants `{ack: seq}`.
     ExitedAfterDisconnect { seq: u64 },
+    /// The answer to `newconn` `ack`: false means the worker no longer serves that key and
+    /// the connection must go to another worker.
+    Accepted { ack: u64, accepted: bool },
     /// A NODE_CLUSTER message herd does not act on (or cannot read), with a description.
     Other(String),
 }
@@ -43,6 +46,12 @@ pub fn parse(v: &Value) -> Option<Request> {
     }
     let seq = v.get("seq").and_then(Value::as_u64);
     let act = v.get("act").and_then(Value::as_str).unwrap_or("");
+    if let (Some(ack), Some(accepted)) = (
+        v.get("ack").and_then(Value::as_u64),
+        v.get("accepted").and_then(Value::as_bool),
+    ) {
+        return Some(Request::Accepted { ack, accepted });
+    }
     Some(match (act, seq) {
         ("online", _) => Request::Online,
         ("listening", _) => Request::Listening,
@@ -104,6 +113,19 @@ pub fn key(target: &Target) -> String {
 /// The `msg` of the `NODE_HANDLE` (`net.Native`, the listening socket) answering query `ack`.
 pub fn server_reply(ack: u64, key: &str, seq: u64) -> Value {
     json!({"cmd": "NODE_CLUSTER", "errno": 0, "key": key, "ack": ack, "data": null, "seq": seq})
+}
+
+/// The answer to query `ack` in round-robin mode: no socket, the primary keeps it and sends
+/// each connection with [`newconn`]; `sockname` is what `server.address()` returns.
+pub fn round_robin_reply(ack: u64, key: &str, seq: u64, local: &SocketAddr) -> Value {
+    let family = if local.is_ipv4() { "IPv4" } else { "IPv6" };
+    json!({"cmd": "NODE_CLUSTER", "errno": null, "key": key, "ack": ack, "data": null, "seq": seq,
+        "sockname": {"address": local.ip().to_string(), "family": family, "port": local.port()}})
+}
+
+/// The `msg` of the `NODE_HANDLE` (`net.Native`, an accepted connection) for server `key`.
+pub fn newconn(key: &str, seq: u64) -> Value {
+    json!({"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": seq})
 }
 
 /// A failed `listen()`: Node raises `errno` (e.g. `"EADDRINUSE"`) in the worker.
@@ -171,6 +193,13 @@ mod tests {
             Some(Request::Listening)
         );
         assert_eq!(parse(&json!({"cmd":"NODE_HANDLE_ACK"})), None);
+        assert_eq!(
+            parse(&json!({"cmd":"NODE_CLUSTER","ack":7,"accepted":false,"seq":9})),
+            Some(Request::Accepted {
+                ack: 7,
+                accepted: false
+            })
+        );
     }
 
     #[test]

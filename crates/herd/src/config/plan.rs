@@ -27,6 +27,8 @@ pub enum PlanError {
     },
     #[error("--name must not be empty")]
     EmptyName,
+    #[error("--balance {0}: `{1}` is not supported in this mode yet (TCP addresses only); use --balance reuseport or shared")]
+    HandoffUnix(crate::listen::Balance, String),
 }
 
 /// Everything `herd run` needs, validated.
@@ -80,6 +82,11 @@ impl RunPlan {
             listen.push(ListenAddr::any_port(port));
         }
         listen.extend(args.listen);
+        if args.balance.is_handoff() {
+            if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
+                return Err(PlanError::HandoffUnix(args.balance, unix.to_string()));
+            }
+        }
         let (instances, instances_reason) = args.instances.resolve(budget);
         let policy = Policy {
             instances,

@@ -62,7 +62,25 @@ impl Driver {
             cluster::Request::Online => {
                 debug!(pid, slot, "Node cluster worker {app}:{slot} online")
             }
+            cluster::Request::Accepted { ack, accepted } => {
+                self.on_accepted(pid, ack, accepted);
+            }
             cluster::Request::QueryServer { seq: ask, target } => {
+                // Round-robin: the worker gets no socket, herd sends it connections.
+                let handed = match (&target, self.handoff.as_ref()) {
+                    (cluster::Target::Addr(crate::listen::ListenAddr::Tcp(a)), Some(h)) => self
+                        .listeners
+                        .index_of_port(a.port())
+                        .and_then(|i| h.server(i).map(|(k, local)| (i, k.clone(), *local))),
+                    _ => None,
+                };
+                if let Some((index, key, local)) = handed {
+                    link.serves.insert(index);
+                    link.channel
+                        .send(&cluster::round_robin_reply(ask, &key, next, &local));
+                    self.retry_waiting();
+                    return;
+                }
                 let key = cluster::key(&target);
                 let found = match &target {
                     cluster::Target::Addr(addr) => {

@@ -8,6 +8,7 @@
 
 mod contract;
 pub mod guardian;
+mod handoff;
 mod messages;
 pub mod output;
 pub mod reap;
@@ -80,6 +81,8 @@ struct Link {
     disconnecting: bool,
     /// The worker closed its end.
     closed: bool,
+    /// Indexes of herd's listeners whose connections the worker takes (round-robin).
+    serves: std::collections::HashSet<usize>,
 }
 
 impl Link {
@@ -90,6 +93,7 @@ impl Link {
             cluster: false,
             disconnecting: false,
             closed: false,
+            serves: Default::default(),
         }
     }
 
@@ -118,6 +122,8 @@ enum Input {
     Frame(u32, Frame),
     /// Time to log the counters.
     CountersTick,
+    /// A connection the primary accepted (handoff modes), on listener `.0`.
+    Connection(usize, std::os::fd::OwnedFd),
     Notify(std::io::Result<Datagram>),
     Timer,
 }
@@ -159,6 +165,8 @@ struct Driver {
     wake: Option<Instant>,
     queue: VecDeque<Event>,
     guardian: Option<guardian::Guardian>,
+    /// The primary's accept loops and pending handoffs (`--balance round-robin`).
+    handoff: Option<handoff::Handoff>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -227,6 +235,7 @@ impl Driver {
             wake: None,
             queue: VecDeque::new(),
             guardian,
+            handoff: None,
             route: Vec::new(),
             steered: None,
         })
@@ -241,6 +250,12 @@ impl Driver {
         info!(app = %self.plan.name, instances = n,
             "starting {n} worker{} of {}: {}", if n == 1 { "" } else { "s" },
             self.plan.program.display(), self.plan.instances_reason);
+        if self.plan.balance.is_handoff() {
+            self.handoff = Some(
+                handoff::Handoff::start(&self.listeners)
+                    .context("cannot start accepting connections")?,
+            );
+        }
         self.queue.push_back(Event::Start);
         let outcome = loop {
             if let Some(outcome) = self.drain_queue() {
@@ -267,7 +282,13 @@ impl Driver {
             _ = self.sigchld.recv() => Input::ChildExited,
             Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
             Some((pid, frame)) = self.frames.recv() => Input::Frame(pid, frame),
-            _ = self.counters_tick.tick() => Input::CountersTick,
+                        _ = self.counters_tick.tick() => Input::CountersTick,
+            Some((i, fd)) = async {
+                match self.handoff.as_mut() {
+                    Some(h) => h.conns.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::Connection(i, fd),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }
@@ -349,6 +370,7 @@ impl Driver {
             Input::Exited(pid, status) => self.queue.push_back(Event::Exited { pid, status }),
             Input::Frame(pid, frame) => self.on_frame(pid, frame),
             Input::CountersTick => self.log_counters(),
+            Input::Connection(i, fd) => self.dispatch(i, fd),
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
@@ -359,6 +381,7 @@ impl Driver {
     }
 
     fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
+        self.forget_handoffs(pid);
         self.groups.remove(&pid);
         self.channels.remove(&pid);
         // Whatever the worker left running in its group goes with it.
@@ -449,6 +472,8 @@ impl Driver {
         if self.steered.as_ref() == Some(&target) {
             return;
         }
+        // Connections that waited for a ready worker may have one now.
+        self.retry_waiting();
         if let Err(e) = self.listeners.steer(&target) {
             warn!("cannot steer connections to slots {target:?}: {e}");
         }
@@ -505,7 +530,12 @@ impl Driver {
             generation,
             notify_socket: &notify_socket,
             port: self.listeners.port(),
-            listeners: &fds,
+            // In the handoff modes workers inherit no listening socket: herd accepts.
+            listeners: if self.plan.balance.is_handoff() {
+                &[]
+            } else {
+                &fds
+            },
             channel: &theirs,
             node_cluster: self.plan.node_cluster,
         });

@@ -94,13 +94,23 @@ pub enum Balance {
     ReusePort,
     /// One socket inherited by every worker; whichever accepts first gets the connection.
     Shared,
+    /// One socket that only the primary accepts on; each connection is handed to the next
+    /// ready worker over its channel (Node's SCHED_RR). Needs workers that take handed-over
+    /// connections: Node `cluster` workers.
+    RoundRobin,
 }
 
 impl Balance {
-    const NAMES: [(&'static str, Balance); 2] = [
+    const NAMES: [(&'static str, Balance); 3] = [
         ("reuseport", Balance::ReusePort),
         ("shared", Balance::Shared),
+        ("round-robin", Balance::RoundRobin),
     ];
+
+    /// The primary accepts and hands connections over (workers inherit no listening socket).
+    pub fn is_handoff(self) -> bool {
+        matches!(self, Balance::RoundRobin)
+    }
 }
 
 impl FromStr for Balance {
@@ -209,13 +219,13 @@ mod tests {
 
     #[test]
     fn balance_round_trips_and_lists_valid_values() {
-        for balance in [Balance::ReusePort, Balance::Shared] {
+        for balance in [Balance::ReusePort, Balance::Shared, Balance::RoundRobin] {
             assert_eq!(balance.to_string().parse::<Balance>(), Ok(balance));
         }
         assert_eq!("reuseport".parse::<Balance>(), Ok(Balance::ReusePort));
         assert_eq!(
-            "round-robin".parse::<Balance>().unwrap_err(),
-            "`round-robin` is not a balance mode: expected one of reuseport, shared"
+            "random".parse::<Balance>().unwrap_err(),
+            "`random` is not a balance mode: expected one of reuseport, shared, round-robin"
         );
     }
 }

@@ -245,6 +245,27 @@ impl Listeners {
         Ok((&self.on_demand[last].1.sockets[0], true))
     }
 
+    /// For the handoff modes: a nonblocking copy of each TCP listener, with its index, for
+    /// the primary's accept loops.
+    pub fn accept_sockets(&self) -> std::io::Result<Vec<(usize, std::net::TcpListener)>> {
+        let mut out = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if let ListenAddr::Tcp(_) = g.local {
+                let copy = g.sockets[0].try_clone()?;
+                copy.set_nonblocking(true)?;
+                out.push((i, std::net::TcpListener::from(copy)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The index of herd's TCP listener on `port`, if any.
+    pub fn index_of_port(&self, port: u16) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|g| matches!(g.local, ListenAddr::Tcp(a) if a.port() == port && port != 0))
+    }
+
     /// The bound addresses, for the "listening on …" log line (the actual port when 0 was
     /// asked), in the order given to [`Listeners::bind`].
     pub fn local_addrs(&self) -> Vec<ListenAddr> {

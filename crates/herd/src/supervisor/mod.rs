@@ -238,6 +238,19 @@ impl Supervisor {
         self.reload.is_some()
     }
 
+    /// The workers that should get new connections: each slot's current worker when it is
+    /// ready and not stopping, as (slot, pid), by slot.
+    pub fn serving(&self) -> Vec<(usize, u32)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| {
+                let w = self.workers.get(&s.current?)?;
+                (w.state == State::Ready && !w.draining).then_some((slot, w.pid?))
+            })
+            .collect()
+    }
+
     /// The slot and generation of the worker with this pid, if it is one of ours.
     pub fn worker_of_pid(&self, pid: u32) -> Option<(usize, u64)> {
         self.workers

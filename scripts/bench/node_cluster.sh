@@ -112,6 +112,7 @@ start_herd_case() {
     export APP_PORT=$p
     local args=(-i "$NW" --ready notify)
     [ "$mode" = reuseport ] && args+=(-p "$p")
+    [ "$mode" = round-robin ] && args+=(--balance round-robin -p "$p")
     if ! start_herd_ready "$WORK/$name.log" "$NW" "${args[@]}" -- node "$PROG"; then
         bug "$name: herd run ${args[*]} -- node basic.mjs (APP_PORT=$p) did not get $NW workers ready; its log:"
         sed 's/^/    /' "$WORK/$name.log" >&2
@@ -134,8 +135,9 @@ start_node node-rr2 rr
 start_node node-none none
 start_herd_case herd-shared shared
 start_herd_case herd-reuseport reuseport
+start_herd_case herd-rr round-robin
 
-SERVERS=(node-rr node-rr2 node-none herd-shared herd-reuseport)
+SERVERS=(node-rr node-rr2 node-none herd-shared herd-reuseport herd-rr)
 NS=${#SERVERS[@]}
 RES=$WORK/results.jsonl
 : >"$RES"
@@ -164,8 +166,8 @@ echo "# node_cluster.sh: examples/node/basic.mjs, $NW workers each, wrk -t2 -c64
 python3 - "$RES" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-SERVERS = ("node-rr", "node-rr2", "node-none", "herd-shared", "herd-reuseport")
-HERD = ("herd-shared", "herd-reuseport")
+SERVERS = ("node-rr", "node-rr2", "node-none", "herd-shared", "herd-reuseport", "herd-rr")
+HERD = ("herd-shared", "herd-reuseport", "herd-rr")
 rounds = sorted({r["round"] for r in rows})
 def errs(x):
     return x["connect"] + x["read"] + x["write"] + x["timeout"] + x["non2xx"]
@@ -212,9 +214,9 @@ for conn in ("keepalive", "close"):
         tot = {k: sum(x[k] for x in e[s]) for k in ("connect", "read", "write", "timeout", "non2xx")}
         if any(tot.values()):
             print(f"  errors {s}: " + ", ".join(f"{k} {n}" for k, n in tot.items()))
-print("\nnote: herd has no round-robin mode yet (it comes later). node-rr's primary accepts every")
-print("connection and deals them out in turn; herd-shared leaves it to whichever worker accepts")
-print("first (like node-none), herd-reuseport to the kernel's per-connection hash.")
+print("\nnote: node-rr's and herd-rr's primaries accept every connection and deal them out in turn")
+print("(target for herd-rr with a new connection per request: >= 1.3x node-rr); herd-shared leaves")
+print("it to whichever worker accepts first (like node-none), herd-reuseport to the kernel's hash.")
 EOF
 
 # herd-specific checks: errors under load, workers that died, clean shutdown
@@ -227,7 +229,7 @@ for l in open(sys.argv[1]):
               f"non-2xx {r['r']['non2xx']}, requests {r['r']['requests']}")
 EOF
 while IFS= read -r line; do bug "$line"; done <"$WORK/errcheck"
-for s in herd-shared herd-reuseport; do
+for s in herd-shared herd-reuseport herd-rr; do
     check_notify "$WORK/$s.log" "$s"
     n=$(grep -c ' exited' "$WORK/$s.log")
     if [ "${n:-0}" -gt 0 ]; then

@@ -76,7 +76,9 @@ impl Driver {
                     .is_some_and(|l| !l.closed && l.serves.contains(&index))
             })
             .collect();
-        let Some(pid) = h.rr.pick(&candidates) else {
+        let pending = &h.pending;
+        let in_flight = |pid: u32| pending.keys().filter(|(p, _)| *p == pid).count();
+        let Some(pid) = h.rr.pick_least(&candidates, in_flight) else {
             if h.waiting.len() < WAITING_MAX {
                 h.waiting.push_back((index, fd));
             } else {

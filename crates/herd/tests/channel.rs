@@ -165,3 +165,31 @@ fn stop_message_ignored_is_killed_after_the_kill_timeout() {
     assert!(asked.elapsed() >= Duration::from_millis(900));
     herd.wait_log("did not stop within the kill timeout");
 }
+
+/// A Node worker that sends a handle to herd (which takes none) gets NACKs, gives up after
+/// three tries, and its later messages still arrive: its `"ready"` makes it ready.
+#[test]
+fn a_handle_sent_to_herd_is_refused_and_the_channel_goes_on() {
+    let Some(node) = node() else { return };
+    let script = TempPath::new("handle.js");
+    std::fs::write(
+        &script.0,
+        "const s = require('net').createServer().listen(0, () => { process.send('take this', s); process.send('ready'); });\n",
+    )
+    .unwrap();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "message",
+        "--no-node-cluster",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(1);
+    assert!(herd.count_log("sent a handle to herd") >= 1);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

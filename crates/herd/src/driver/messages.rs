@@ -34,12 +34,26 @@ impl Driver {
                     slot.map_or("?".to_string(), |s| s.to_string())
                 )
             }
-            Frame::Internal(value) => match cluster::parse(&value) {
-                Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
-                None => {
-                    debug!(pid, slot, message = %value, "control message from worker {app} (pid {pid})")
+            Frame::Internal(value) => {
+                match cluster::parse(&value) {
+                    Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
+                    None if value.get("cmd").and_then(serde_json::Value::as_str)
+                        == Some("NODE_HANDLE") =>
+                    {
+                        // herd reads its channels without taking fds (the kernel closes any that
+                        // come), so a worker's handle never arrives: NACK, or Node would hold
+                        // back every later message waiting for an answer. It gives up after 3.
+                        warn!(pid, slot, "worker {app} (pid {pid}) sent a handle to herd, which takes none: refused");
+                        if let Some(link) = self.channels.get(&pid) {
+                            link.channel
+                                .send(&serde_json::json!({"cmd": "NODE_HANDLE_NACK"}));
+                        }
+                    }
+                    None => {
+                        debug!(pid, slot, message = %value, "control message from worker {app} (pid {pid})")
+                    }
                 }
-            },
+            }
             Frame::App(value) => match messages::parse(&value) {
                 Some(request) => self.on_herd_request(pid, slot.unwrap_or(0), request),
                 None => {

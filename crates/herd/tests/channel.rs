@@ -193,3 +193,67 @@ fn a_handle_sent_to_herd_is_refused_and_the_channel_goes_on() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// A worker that never acknowledges a handle: herd gives up after the ACK timeout, closes
+/// its copy, and the messages queued behind the handle are delivered.
+#[test]
+fn a_handle_never_acknowledged_is_given_up_and_the_channel_goes_on() {
+    let Some(python) = which("python3") else {
+        eprintln!("SKIPPED: python3 is not on PATH");
+        return;
+    };
+    let port = free_port();
+    // A fake cluster worker: asks for a server (herd answers with a handle), never ACKs it,
+    // then asks for the stats and reports how long the answer took.
+    let script = format!(
+        r#"
+import json, os, time
+fd = int(os.environ["NODE_CHANNEL_FD"])
+os.write(fd, b'"ready"\n')
+os.write(fd, json.dumps({{"cmd":"NODE_CLUSTER","act":"queryServer","address":None,"port":{port},"addressType":4,"seq":0}}).encode() + b"\n")
+start = time.monotonic()
+os.write(fd, b'{{"herd":"stats"}}\n')
+buf = b""
+while b'"stats"' not in buf:
+    buf += os.read(fd, 65536)
+print("stats after %.1f s" % (time.monotonic() - start), flush=True)
+time.sleep(60)
+"#
+    );
+    let python = python.display().to_string();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "message",
+        "--kill-timeout",
+        "1s",
+        "--",
+        &python,
+        "-c",
+        &script,
+    ]);
+    herd.wait_ready(1);
+    let (_, line) = herd.wait_line_from(
+        Out::Stdout,
+        0,
+        "the stats answer",
+        |l| l.contains("stats after"),
+        T,
+    );
+    let secs: f64 = line
+        .rsplit("after ")
+        .next()
+        .unwrap()
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap();
+    assert!(
+        secs >= 4.5,
+        "the stats answer waited behind the unacknowledged handle: {line}"
+    );
+    herd.wait_log("did not acknowledge a handle");
+    herd.signal(Signal::SIGTERM);
+    herd.wait_exit(T);
+}

@@ -28,13 +28,9 @@ process.on('message', (msg) => {
 
 #[test]
 fn node_ready_message_and_shutdown_message() {
-    let Some(node) = which("node") else {
-        eprintln!("SKIPPED: node is not on PATH");
-        return;
-    };
+    let Some(node) = node() else { return };
     let script = TempPath::new("worker.js");
     std::fs::write(&script.0, NODE_WORKER).unwrap();
-    let node = node.display().to_string();
     let started = Instant::now();
     let mut herd = Herd::start(&[
         "run",

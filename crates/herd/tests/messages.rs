@@ -39,13 +39,9 @@ http.createServer((req, res) => {
 
 #[test]
 fn counters_stats_and_messages_between_workers() {
-    let Some(node) = which("node") else {
-        eprintln!("SKIPPED: node is not on PATH");
-        return;
-    };
+    let Some(node) = node() else { return };
     let script = TempPath::new("stats.js");
     std::fs::write(&script.0, STATS_WORKER).unwrap();
-    let node = node.display().to_string();
     let mut herd = Herd::start(&[
         "run",
         "-i",

@@ -31,15 +31,20 @@ impl Sim {
         }
     }
 
-    fn started(instances: usize, readiness: Readiness) -> Self {
-        let mut sim = Sim::new(Policy {
-            instances,
-            readiness,
-            ..Policy::default()
-        });
+    /// Started with `policy`, every first spawn answered.
+    fn running(policy: Policy) -> Self {
+        let mut sim = Sim::new(policy);
         sim.step(Event::Start);
         sim.spawn_all();
         sim
+    }
+
+    fn started(instances: usize, readiness: Readiness) -> Self {
+        Sim::running(Policy {
+            instances,
+            readiness,
+            ..Policy::default()
+        })
     }
 
     fn step(&mut self, ev: Event) -> Vec<Action> {
@@ -217,13 +222,11 @@ fn delay_readiness() {
 
 #[test]
 fn backoff_curve_doubles_is_capped_and_resets_after_stable_running() {
-    let mut sim = Sim::new(Policy {
+    let mut sim = Sim::running(Policy {
         instances: 1,
         max_restarts: 100,
         ..Policy::default()
     });
-    sim.step(Event::Start);
-    sim.spawn_all();
     let mut delays = Vec::new();
     for _ in 0..10 {
         let pid = sim.pid_of_slot(0)[0];
@@ -264,13 +267,11 @@ fn backoff_never_overflows() {
 
 #[test]
 fn crash_loop_marks_the_app_errored_and_exits_when_no_worker_is_left() {
-    let mut sim = Sim::new(Policy {
+    let mut sim = Sim::running(Policy {
         instances: 2,
         max_restarts: 3,
         ..Policy::default()
     });
-    sim.step(Event::Start);
-    sim.spawn_all();
     let stable = sim.pid_of_slot(1)[0];
     let mut errored = false;
     for _ in 0..4 {
@@ -292,13 +293,11 @@ fn crash_loop_marks_the_app_errored_and_exits_when_no_worker_is_left() {
 
 #[test]
 fn unstable_restarts_outside_the_window_do_not_count() {
-    let mut sim = Sim::new(Policy {
+    let mut sim = Sim::running(Policy {
         instances: 1,
         max_restarts: 2,
         ..Policy::default()
     });
-    sim.step(Event::Start);
-    sim.spawn_all();
     for _ in 0..6 {
         let pid = sim.pid_of_slot(0)[0];
         sim.exit(pid, ExitStatus::Code(1));
@@ -474,13 +473,11 @@ fn second_reload_restarts_the_plan_without_doubling_workers() {
 
 #[test]
 fn reload_while_errored_recovers() {
-    let mut sim = Sim::new(Policy {
+    let mut sim = Sim::running(Policy {
         instances: 2,
         max_restarts: 0,
         ..Policy::default()
     });
-    sim.step(Event::Start);
-    sim.spawn_all();
     let pid = sim.pid_of_slot(0)[0];
     sim.exit(pid, ExitStatus::Code(1));
     assert!(sim.sup.is_errored());

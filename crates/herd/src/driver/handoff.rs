@@ -24,8 +24,9 @@ const WAITING_MAX: usize = 4096;
 pub(super) struct Handoff {
     pub(super) conns: mpsc::Receiver<(usize, OwnedFd)>,
     waiting: VecDeque<(usize, OwnedFd)>,
-    /// Sent and not yet accepted, by (worker pid, newconn seq).
-    pending: HashMap<(u32, u64), (usize, OwnedFd)>,
+    /// Sent and not yet accepted, by worker pid then newconn seq (the per-worker count is
+    /// what `pick_least` balances on).
+    pending: HashMap<u32, HashMap<u64, (usize, OwnedFd)>>,
     rr: RoundRobin,
     /// Key and address of each listener, by index.
     servers: Vec<Option<(String, SocketAddr)>>,
@@ -77,7 +78,7 @@ impl Driver {
             })
             .collect();
         let pending = &h.pending;
-        let in_flight = |pid: u32| pending.keys().filter(|(p, _)| *p == pid).count();
+        let in_flight = |pid: u32| pending.get(&pid).map_or(0, HashMap::len);
         let Some(pid) = h.rr.pick_least(&candidates, in_flight) else {
             if h.waiting.len() < WAITING_MAX {
                 h.waiting.push_back((index, fd));
@@ -104,7 +105,7 @@ impl Driver {
             .channel
             .send_handle("net.Native", cluster::newconn(&key, seq), fd)
         {
-            h.pending.insert((pid, seq), (index, copy));
+            h.pending.entry(pid).or_default().insert(seq, (index, copy));
         } else {
             h.waiting.push_back((index, copy));
         }
@@ -115,7 +116,7 @@ impl Driver {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        let Some((index, fd)) = h.pending.remove(&(pid, ack)) else {
+        let Some((index, fd)) = h.pending.get_mut(&pid).and_then(|p| p.remove(&ack)) else {
             return;
         };
         if accepted {
@@ -143,7 +144,7 @@ impl Driver {
     /// have read from them; giving them to another worker could replay half a request).
     pub(super) fn forget_handoffs(&mut self, pid: u32) {
         if let Some(h) = self.handoff.as_mut() {
-            h.pending.retain(|(p, _), _| *p != pid);
+            h.pending.remove(&pid);
         }
     }
 }

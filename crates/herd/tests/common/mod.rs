@@ -714,3 +714,257 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+// ---------------------------------------------------------------------------
+// The handoff modes (sticky, least-conn, proxy, plain channel workers): raw connections
+// from chosen source addresses, one response at a time, and held-open connections.
+
+/// A file of the repository's `examples` folder.
+pub fn example(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(rel)
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the source address `src` (every address of
+/// 127.0.0.0/8 is local on Linux), with 10 s read and write timeouts.
+pub fn connect_from(src: std::net::Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SockAddr::from(std::net::SocketAddrV4::new(src, 0)))?;
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    s.connect_timeout(&SockAddr::from(to), Duration::from_secs(5))?;
+    let s = std::net::TcpStream::from(s);
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+/// Reads exactly one HTTP/1.1 response (body by Content-Length, chunked, or to EOF) from `s`;
+/// returns (status, body).
+pub fn read_response(s: &mut impl Read) -> Result<(u16, String), String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    // The head, byte by byte: nothing of a following response is consumed.
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => {
+                return Err(format!(
+                    "connection closed before a full response head: {:?}",
+                    String::from_utf8_lossy(&buf)
+                ))
+            }
+            Ok(_) => buf.push(byte[0]),
+            Err(e) => {
+                return Err(format!(
+                    "reading the response head: {e} (got {:?})",
+                    String::from_utf8_lossy(&buf)
+                ))
+            }
+        }
+        if buf.len() > 64 * 1024 {
+            return Err("response head longer than 64 KiB".into());
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    let mut body = Vec::new();
+    if let Some(n) = header("content-length") {
+        let n: usize = n
+            .parse()
+            .map_err(|_| format!("bad Content-Length in {head:?}"))?;
+        body.resize(n, 0);
+        s.read_exact(&mut body)
+            .map_err(|e| format!("reading a body of {n} bytes: {e}"))?;
+    } else if header("transfer-encoding").as_deref() == Some("chunked") {
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte)
+                    .map_err(|e| format!("reading a chunk size: {e}"))?;
+                line.push(byte[0]);
+            }
+            let size = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| format!("bad chunk size {size:?}"))?;
+            let mut chunk = vec![0; size + 2];
+            s.read_exact(&mut chunk)
+                .map_err(|e| format!("reading a chunk: {e}"))?;
+            if size == 0 {
+                break; // (no trailers from our workers)
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        s.read_to_end(&mut body)
+            .map_err(|e| format!("reading a body to EOF: {e}"))?;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Sends `GET path` on `s` (with `Connection: close` if `close`) and reads the response.
+pub fn request_on(
+    s: &mut std::net::TcpStream,
+    path: &str,
+    close: bool,
+) -> Result<(u16, String), String> {
+    let conn = if close { "Connection: close\r\n" } else { "" };
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{conn}\r\n").as_bytes())
+        .map_err(|e| format!("sending the request: {e}"))?;
+    read_response(s)
+}
+
+/// The worker pid in an answer: `pid=P` (herd-testworker, examples/handoff.py) or
+/// `worker P` (the article's programs).
+pub fn answer_pid(body: &str) -> Option<u32> {
+    let digits = |rest: &str| {
+        rest.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    let rest = body
+        .split("pid=")
+        .nth(1)
+        .or_else(|| body.split("worker ").nth(1))?;
+    digits(rest).parse().ok()
+}
+
+/// `GET path` on a new connection from `src` (closed after the answer); the answer must
+/// be a 200 naming a worker pid. Returns (pid, body).
+pub fn get_from(src: std::net::Ipv4Addr, port: u16, path: &str) -> Result<(u32, String), String> {
+    let mut s = connect_from(src, port).map_err(|e| format!("connect from {src}: {e}"))?;
+    let (status, body) = request_on(&mut s, path, true).map_err(|e| format!("from {src}: {e}"))?;
+    if status != 200 {
+        return Err(format!("from {src}: status {status}: {body:?}"));
+    }
+    let pid = answer_pid(&body).ok_or_else(|| format!("from {src}: no worker pid in {body:?}"))?;
+    Ok((pid, body))
+}
+
+/// A connection kept open: one request answered (so we know the worker), then the start
+/// of a second request head, so that no keep-alive idle timeout of the worker closes it.
+/// Dropping it closes the connection.
+pub struct Held {
+    pub stream: std::net::TcpStream,
+    pub pid: u32,
+}
+
+impl Held {
+    pub fn open(src: std::net::Ipv4Addr, port: u16) -> Result<Held, String> {
+        let mut stream = connect_from(src, port).map_err(|e| format!("connect: {e}"))?;
+        let (status, body) = request_on(&mut stream, "/", false)?;
+        if status != 200 {
+            return Err(format!("status {status}: {body:?}"));
+        }
+        let pid = answer_pid(&body).ok_or_else(|| format!("no worker pid in {body:?}"))?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\n")
+            .map_err(|e| format!("starting the second request: {e}"))?;
+        Ok(Held { stream, pid })
+    }
+}
+
+/// Number of open fds of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// `fd->target` of every open fd of `pid`, for failure messages.
+pub fn fd_list(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}->{}",
+                e.file_name().to_string_lossy(),
+                std::fs::read_link(e.path())
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The path of `python3`, or `None` after saying the test is skipped.
+pub fn python() -> Option<String> {
+    let p = which("python3").map(|p| p.display().to_string());
+    if p.is_none() {
+        eprintln!("SKIPPED: python3 is not on PATH");
+    }
+    p
+}
+
+/// Clients doing `GET /` on new connections in a loop until stopped; counts answers and
+/// keeps the errors.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pub ok: Arc<AtomicUsize>,
+    pub errors: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Load {
+    /// `clients` threads, each with one request at a time to 127.0.0.1:`port`.
+    pub fn start(port: u16, clients: usize) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match get_from(std::net::Ipv4Addr::LOCALHOST, port, "/") {
+                            Ok(_) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => errors.lock().unwrap().push((Instant::now(), e)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            ok,
+            errors,
+        }
+    }
+
+    pub fn ok(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients; returns (answers, errors).
+    pub fn finish(mut self) -> (usize, Vec<(Instant, String)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let errors = std::mem::take(&mut *self.errors.lock().unwrap());
+        (self.ok(), errors)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,373 @@
+//! `--balance sticky`: herd accepts every connection and hands it to the worker whose slot
+//! the client's IP picks by rendezvous hashing. Clients come from 40 source addresses
+//! (127.0.0.2 … 127.0.0.41, all local on Linux's loopback), each on new connections.
+//!
+//! Every test runs twice: with Node cluster workers (`examples/node/basic.mjs`, whose
+//! `listen(port)` on herd's port gets `newconn` handoffs) and with the article's
+//! sticky-sessions worker (`examples/node/sticky.js`, which listens nowhere useful and takes
+//! the `'connection'` message).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The tests of this file start 3–4 Node workers each and some measure waits: one at a
+/// time, so a replacement worker's start-up is not slowed down by the other tests' workers.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Prog {
+    /// examples/node/basic.mjs: a Node cluster worker listening on herd's port.
+    Cluster,
+    /// examples/node/sticky.js: the article's worker, taking `'connection'` messages.
+    Article,
+}
+
+/// `herd run --balance sticky -p PORT -i N <flags> -- node <prog>`.
+fn start(prog: Prog, port: u16, n: usize, flags: &[&str]) -> Herd {
+    let file = match prog {
+        Prog::Cluster => example("node/basic.mjs"),
+        Prog::Article => example("node/sticky.js"),
+    };
+    let mut cmd = Command::new(herd_bin());
+    cmd.args(["run", "--balance", "sticky", "--ready", "notify"])
+        .args(["-p", &port.to_string(), "-i", &n.to_string()])
+        .args(flags)
+        .arg("--")
+        .arg(which("node").unwrap())
+        .arg(file)
+        .env("APP_PORT", port.to_string());
+    let herd = Herd::spawn(cmd, false, true);
+    herd.wait_ready(n);
+    herd
+}
+
+/// 127.0.0.2 … 127.0.0.41.
+fn sources() -> Vec<Ipv4Addr> {
+    (2..=41).map(|k| Ipv4Addr::new(127, 0, 0, k)).collect()
+}
+
+/// `per_source` requests from every source, each on a new connection; every source must
+/// be answered by one worker each time. Returns source → pid.
+fn mapping(herd: &Herd, port: u16, per_source: usize) -> BTreeMap<Ipv4Addr, u32> {
+    let mut map = BTreeMap::new();
+    for src in sources() {
+        let pids: Vec<u32> = (0..per_source)
+            .map(|_| get_from(src, port, "/").unwrap_or_else(|e| herd.fail(&e)).0)
+            .collect();
+        if pids.iter().any(|p| *p != pids[0]) {
+            herd.fail(&format!(
+                "the source {src} was answered by different workers: {pids:?}"
+            ));
+        }
+        map.insert(src, pids[0]);
+    }
+    map
+}
+
+/// Sources per pid.
+fn by_pid(map: &BTreeMap<Ipv4Addr, u32>) -> BTreeMap<u32, Vec<Ipv4Addr>> {
+    let mut out: BTreeMap<u32, Vec<Ipv4Addr>> = BTreeMap::new();
+    for (src, pid) in map {
+        out.entry(*pid).or_default().push(*src);
+    }
+    out
+}
+
+/// The pid of the live worker of `slot` (the last spawned in it).
+fn pid_of_slot(herd: &Herd, slot: usize) -> u32 {
+    herd.spawned()
+        .into_iter()
+        .filter(|(s, _)| *s == slot)
+        .map(|(_, p)| p)
+        .last()
+        .unwrap_or_else(|| herd.fail(&format!("no worker was spawned in slot {slot}")))
+}
+
+fn slot_of_pid(herd: &Herd, pid: u32) -> usize {
+    herd.spawned()
+        .into_iter()
+        .find(|(_, p)| *p == pid)
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| herd.fail(&format!("pid {pid} is no worker of herd")))
+}
+
+/// Same source → same worker; the sources spread over every worker; one worker more
+/// (SIGTTIN) moves only the sources whose new first choice is the new slot, about a
+/// quarter of them; one fewer again (SIGTTOU) gives every source its first worker back.
+fn same_source_same_worker_and_scaling_moves_few(prog: Prog) {
+    if node().is_none() {
+        return;
+    }
+    let _serial = serial();
+    let port = free_port();
+    let mut herd = start(prog, port, 3, &[]);
+
+    let before = mapping(&herd, port, 3);
+    let groups = by_pid(&before);
+    let workers: BTreeSet<u32> = herd.worker_pids().into_iter().collect();
+    let answering: BTreeSet<u32> = groups.keys().copied().collect();
+    if answering != workers {
+        herd.fail(&format!(
+            "the answers came from {answering:?}, the workers are {workers:?}"
+        ));
+    }
+    for (pid, srcs) in &groups {
+        if srcs.len() < 5 {
+            herd.fail(&format!(
+                "40 sources over 3 workers: worker {pid} got only {} of them: {:?}",
+                srcs.len(),
+                groups
+                    .iter()
+                    .map(|(p, s)| (*p, s.len()))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+
+    // One worker more.
+    herd.signal(Signal::SIGTTIN);
+    herd.wait_ready(4);
+    let added = pid_of_slot(&herd, 3);
+    let after = mapping(&herd, port, 2);
+    let moved: Vec<(Ipv4Addr, u32, u32)> = before
+        .iter()
+        .filter(|(src, pid)| after[*src] != **pid)
+        .map(|(src, pid)| (*src, *pid, after[src]))
+        .collect();
+    if let Some(m) = moved.iter().find(|(_, _, to)| *to != added) {
+        herd.fail(&format!(
+            "after adding slot 3 (pid {added}), the source {} moved from {} to {}, not to the new worker (all moves: {moved:?})",
+            m.0, m.1, m.2
+        ));
+    }
+    // Rendezvous hashing moves about 40/4 = 10 sources; the hash is fixed, so this is not
+    // a matter of luck, but the band is wide enough for any decent hash.
+    if !(3..=20).contains(&moved.len()) {
+        herd.fail(&format!(
+            "{} of 40 sources moved to the added worker, expected about 10: {moved:?}",
+            moved.len()
+        ));
+    }
+
+    // One fewer: the highest slot (the added worker) stops; its sources go back.
+    herd.signal(Signal::SIGTTOU);
+    herd.wait_gone(&[added], T);
+    let back = mapping(&herd, port, 1);
+    if back != before {
+        let diff: Vec<_> = before
+            .iter()
+            .filter(|(s, p)| back[*s] != **p)
+            .map(|(s, p)| (*s, *p, back[s]))
+            .collect();
+        herd.fail(&format!(
+            "after removing slot 3, sources are not where they were with 3 slots: (source, before, now) {diff:?}"
+        ));
+    }
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+#[test]
+#[ignore = "not landed yet: --balance sticky"]
+fn cluster_workers_same_source_same_worker_and_scaling_moves_few() {
+    same_source_same_worker_and_scaling_moves_few(Prog::Cluster);
+}
+
+#[test]
+#[ignore = "not landed yet: --balance sticky"]
+fn article_worker_same_source_same_worker_and_scaling_moves_few() {
+    same_source_same_worker_and_scaling_moves_few(Prog::Article);
+}
+
+/// Requests from every source in `srcs` at once (one thread each), each on a new
+/// connection: source → (pid, how long the answer took).
+fn at_once(herd: &Herd, port: u16, srcs: &[Ipv4Addr]) -> BTreeMap<Ipv4Addr, (u32, Duration)> {
+    let results: Vec<(Ipv4Addr, Result<(u32, String), String>, Duration)> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = srcs
+                .iter()
+                .map(|src| {
+                    s.spawn(move || {
+                        let t = Instant::now();
+                        let r = get_from(*src, port, "/");
+                        (*src, r, t.elapsed())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+    let mut out = BTreeMap::new();
+    for (src, r, took) in results {
+        let (pid, _) = r.unwrap_or_else(|e| herd.fail(&format!("after {took:?}: {e}")));
+        out.insert(src, (pid, took));
+    }
+    out
+}
+
+/// A crashed worker whose restart is far off (`--restart-delay 30s`): its clients wait
+/// `--sticky-wait 1s`, then each goes to its next choice, the same one every time; the
+/// other clients keep their workers.
+fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
+    if node().is_none() {
+        return;
+    }
+    let _serial = serial();
+    let port = free_port();
+    let mut herd = start(
+        prog,
+        port,
+        3,
+        &["--restart-delay", "30s", "--sticky-wait", "1s"],
+    );
+    let before = mapping(&herd, port, 1);
+    let groups = by_pid(&before);
+    let (&victim, victims) = groups.iter().max_by_key(|(_, s)| s.len()).unwrap();
+    let victims = victims.clone();
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    herd.wait_log(&format!("(pid {victim}) was killed by SIGKILL"));
+
+    // The crashed worker's clients, all at once, right away: each waits for the sticky
+    // wait (at most, plus slack for a loaded machine), then is answered by another worker.
+    let first = at_once(&herd, port, &victims);
+    for (src, (pid, took)) in &first {
+        if *pid == victim {
+            herd.fail(&format!("the dead worker {victim} answered {src}"));
+        }
+        if *took > Duration::from_secs(5) {
+            herd.fail(&format!(
+                "the source {src} of the crashed worker was answered only after {took:?} (--sticky-wait 1s)"
+            ));
+        }
+    }
+    let longest = first.values().map(|(_, t)| *t).max().unwrap();
+    if longest < Duration::from_millis(500) {
+        herd.fail(&format!(
+            "no client of the crashed slot waited for its replacement (longest answer {longest:?}, --sticky-wait 1s)"
+        ));
+    }
+    // Their next choice is a fixed function of the source: asked again, same worker.
+    let second = at_once(&herd, port, &victims);
+    for src in &victims {
+        if first[src].0 != second[src].0 {
+            herd.fail(&format!(
+                "the source {src} went to {} and then to {} while its worker was down",
+                first[src].0, second[src].0
+            ));
+        }
+    }
+    // The other clients: unaffected, and not delayed.
+    for (src, pid) in before.iter().filter(|(_, p)| **p != victim) {
+        let t = Instant::now();
+        let (now, _) = get_from(*src, port, "/").unwrap_or_else(|e| herd.fail(&e));
+        if now != *pid {
+            herd.fail(&format!(
+                "the source {src} of a live worker ({pid}) moved to {now} when another worker crashed"
+            ));
+        }
+        if t.elapsed() > Duration::from_millis(700) {
+            herd.fail(&format!(
+                "the source {src} of a live worker waited {:?}",
+                t.elapsed()
+            ));
+        }
+    }
+
+    // Rendezvous hashing: the next choices are spread like the first ones, so the 14 or
+    // more clients of the crashed worker do not all land on one neighbour.
+    let spread: BTreeSet<u32> = first.values().map(|(p, _)| *p).collect();
+    if spread.len() != 2 {
+        herd.fail(&format!(
+            "the {} clients of the crashed worker all went to {spread:?}",
+            victims.len()
+        ));
+    }
+    eprintln!(
+        "{} sources of the crashed worker went to {spread:?}; longest wait {longest:?}",
+        victims.len()
+    );
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+#[test]
+#[ignore = "not landed yet: --balance sticky"]
+fn cluster_workers_crashed_slot_clients_go_to_their_next_choice_after_the_wait() {
+    crashed_slot_clients_go_to_their_next_choice_after_the_wait(Prog::Cluster);
+}
+
+#[test]
+#[ignore = "not landed yet: --balance sticky"]
+fn article_worker_crashed_slot_clients_go_to_their_next_choice_after_the_wait() {
+    crashed_slot_clients_go_to_their_next_choice_after_the_wait(Prog::Article);
+}
+
+/// With the defaults (restart after 100 ms, sticky wait 2 s), a client of a crashed worker
+/// that connects while the slot restarts waits and is answered by the replacement in the
+/// same slot.
+fn crashed_slot_clients_wait_for_the_replacement(prog: Prog) {
+    if node().is_none() {
+        return;
+    }
+    let _serial = serial();
+    let port = free_port();
+    let mut herd = start(prog, port, 3, &[]);
+    let before = mapping(&herd, port, 1);
+    let groups = by_pid(&before);
+    let (&victim, victims) = groups.iter().max_by_key(|(_, s)| s.len()).unwrap();
+    let victims = victims.clone();
+    let slot = slot_of_pid(&herd, victim);
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    herd.wait_log(&format!("(pid {victim}) was killed by SIGKILL"));
+    if herd.count_log(") ready after ") != 3 {
+        herd.fail("the replacement was ready before the test could ask: nothing to test");
+    }
+    let t = Instant::now();
+    let (pid, body) = get_from(victims[0], port, "/").unwrap_or_else(|e| herd.fail(&e));
+    let took = t.elapsed();
+    let replacement = pid_of_slot(&herd, slot);
+    if pid == victim || pid != replacement {
+        herd.fail(&format!(
+            "the source {} of the crashed worker {victim} (slot {slot}) was answered by {pid} after {took:?}, not by the replacement {replacement}: {body:?}",
+            victims[0]
+        ));
+    }
+    if let Prog::Article = prog {
+        assert!(body.contains(&format!("slot {slot}")), "{body:?}");
+    }
+    // Every other client of the slot is back on it too.
+    let now = at_once(&herd, port, &victims);
+    let wrong: HashMap<_, _> = now.iter().filter(|(_, (p, _))| *p != replacement).collect();
+    if !wrong.is_empty() {
+        herd.fail(&format!(
+            "sources of slot {slot} not answered by its replacement {replacement}: {wrong:?}"
+        ));
+    }
+    eprintln!("the first client of the restarting slot was answered after {took:?}");
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+#[test]
+#[ignore = "not landed yet: --balance sticky"]
+fn cluster_workers_crashed_slot_clients_wait_for_the_replacement() {
+    crashed_slot_clients_wait_for_the_replacement(Prog::Cluster);
+}
+
+#[test]
+#[ignore = "not landed yet: --balance sticky"]
+fn article_worker_crashed_slot_clients_wait_for_the_replacement() {
+    crashed_slot_clients_wait_for_the_replacement(Prog::Article);
+}

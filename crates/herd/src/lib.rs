@@ -11,4 +11,5 @@ pub mod config;
 pub mod driver;
 pub mod listen;
 pub mod observe;
+pub mod proxy;
 pub mod supervisor;

@@ -17,6 +17,10 @@ fn main() -> ExitCode {
             init_logging(args.log_format);
             let plan = match RunPlan::from_args(args, &cpu_budget()) {
                 Ok(plan) => plan,
+                Err(e) if e.is_usage() => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
                 Err(e) => return fail(&anyhow::Error::new(e)),
             };
             let (code, why) = match herd::driver::run(plan) {

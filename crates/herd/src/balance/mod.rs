@@ -1,8 +1,11 @@
-//! Handing connections to workers in the modes where the primary accepts (`round-robin`):
-//! accept loops that feed the driver ([`accept`]) and the choice of a worker ([`RoundRobin`]).
-//! The choice is pure; sending the connection is the driver's job (over the worker channel).
+//! Handing connections to workers in the modes where the primary accepts (`round-robin`,
+//! `least-conn`, `sticky`): accept loops that feed the driver ([`accept`]) and the choice of
+//! a worker ([`RoundRobin`], [`load`], [`sticky`]). The choice is pure; sending the
+//! connection is the driver's job (over the worker channel, or relayed with `--proxy`).
 
 pub mod accept;
+pub mod load;
+pub mod sticky;
 
 /// Picks the next worker in turn.
 #[derive(Debug, Default, Clone)]
@@ -24,11 +27,7 @@ impl RoundRobin {
     /// Like [`RoundRobin::pick`], but skips to the next candidate with the fewest
     /// connections still in flight (`load`): a worker slow to take its last connection does
     /// not hold up the next one while another worker is free.
-    pub fn pick_least<T: Copy>(
-        &mut self,
-        candidates: &[T],
-        load: impl Fn(T) -> usize,
-    ) -> Option<T> {
+    pub fn pick_least<T: Copy>(&mut self, candidates: &[T], load: impl Fn(T) -> u64) -> Option<T> {
         let n = candidates.len();
         if n == 0 {
             return None;
@@ -62,7 +61,7 @@ mod tests {
     fn least_loaded_first_then_in_turn() {
         let mut rr = RoundRobin::default();
         // 11 is busy: 10 and 12 alternate.
-        let load = |w: u32| usize::from(w == 11);
+        let load = |w: u32| u64::from(w == 11);
         let picks: Vec<u32> = (0..4)
             .filter_map(|_| rr.pick_least(&[10, 11, 12], load))
             .collect();

@@ -128,6 +128,38 @@ pub fn newconn(key: &str, seq: u64) -> Value {
     json!({"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": seq})
 }
 
+/// The whole `NODE_HANDLE` line of [`newconn`], written into `out` without building a JSON
+/// tree: this runs once per connection in round-robin mode. `key_json` is the key already
+/// encoded as a JSON string (quotes included), done once per listener.
+pub fn newconn_line(key_json: &str, seq: u64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.clear();
+    let _ = writeln!(
+        out,
+        "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":{key_json},\"seq\":{seq}}}}}"
+    );
+}
+
+/// The line that hands a connection to a worker that is not a Node cluster server of
+/// herd's socket: Node delivers it as `process.on('message', (msg, socket))` with `msg`
+/// `"connection"` and a `net.Socket`, as in the article's sticky-session example. The `key`
+/// makes Node count the sockets it still has open, which herd asks for in least-conn mode
+/// ([`SOCKET_COUNT_QUERY`]).
+pub const CONNECTION_LINE: &[u8] =
+    b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":\"connection\",\"key\":\"herd\"}\n";
+
+/// Asks a worker how many of the sockets sent with [`CONNECTION_LINE`] it still has open;
+/// Node answers `{"cmd":"NODE_SOCKET_COUNT","key":"herd","count":N}` by itself.
+pub const SOCKET_COUNT_QUERY: &[u8] = b"{\"cmd\":\"NODE_SOCKET_GET_COUNT\",\"key\":\"herd\"}\n";
+
+/// The count of a `NODE_SOCKET_COUNT` answer to [`SOCKET_COUNT_QUERY`].
+pub fn socket_count(value: &Value) -> Option<u64> {
+    if value.get("cmd")?.as_str()? != "NODE_SOCKET_COUNT" || value.get("key")?.as_str()? != "herd" {
+        return None;
+    }
+    value.get("count")?.as_u64()
+}
+
 /// A failed `listen()`: Node raises `errno` (e.g. `"EADDRINUSE"`) in the worker.
 pub fn error_reply(ack: u64, errno: &str, seq: u64) -> Value {
     json!({"cmd": "NODE_CLUSTER", "errno": errno, "key": null, "ack": ack, "data": null, "seq": seq})
@@ -146,6 +178,30 @@ pub fn ack(ack: u64, seq: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handoff_lines_are_the_json_node_expects() {
+        let key = "0.0.0.0:3000:4:undefined:0";
+        let mut out = Vec::new();
+        newconn_line(&serde_json::to_string(key).unwrap(), 41, &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({"cmd": "NODE_HANDLE", "type": "net.Native", "msg": newconn(key, 41)})
+        );
+        let v: Value = serde_json::from_slice(CONNECTION_LINE).unwrap();
+        assert_eq!(v["msg"], "connection");
+        assert_eq!(v["type"], "net.Socket");
+        let q: Value = serde_json::from_slice(SOCKET_COUNT_QUERY).unwrap();
+        assert_eq!(q["cmd"], "NODE_SOCKET_GET_COUNT");
+        let answer = json!({"cmd": "NODE_SOCKET_COUNT", "key": "herd", "count": 3});
+        assert_eq!(socket_count(&answer), Some(3));
+        assert_eq!(
+            socket_count(&json!({"cmd": "NODE_SOCKET_COUNT", "key": "x", "count": 3})),
+            None
+        );
+    }
 
     fn query(extra: Value) -> Value {
         let mut q = json!({"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,

@@ -8,6 +8,7 @@
 //! (`NODE_HANDLE_NACK`: send it again, at most [`HANDLE_TRIES`] times). A worker that
 //! never answers is given up on after [`HANDLE_ACK_TIMEOUT`]; the fd is closed, never leaked.
 
+use std::borrow::Cow;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -38,9 +39,9 @@ pub fn pair() -> io::Result<(std::os::unix::net::UnixStream, OwnedFd)> {
 /// One message to send.
 #[derive(Debug)]
 enum Outgoing {
-    Message(Vec<u8>),
+    Message(Cow<'static, [u8]>),
     /// A `NODE_HANDLE` line and the fd that goes with it.
-    Handle(Vec<u8>, OwnedFd),
+    Handle(Cow<'static, [u8]>, OwnedFd),
 }
 
 /// The worker's answer to a handle.
@@ -99,13 +100,34 @@ impl Channel {
 
     /// Queues one message; false if the channel is closed.
     pub fn send(&self, value: &Value) -> bool {
-        self.tx.send(Outgoing::Message(encode(value))).is_ok()
+        self.tx
+            .send(Outgoing::Message(encode(value).into()))
+            .is_ok()
+    }
+
+    /// Queues one line already encoded (ending in a newline); false if the channel is closed.
+    pub fn send_line(&self, line: impl Into<Cow<'static, [u8]>>) -> bool {
+        self.tx.send(Outgoing::Message(line.into())).is_ok()
+    }
+
+    /// Queues a whole `NODE_HANDLE` line already encoded, with `fd`; an error if the channel
+    /// is closed, with the fd given back.
+    pub fn send_handle_line(
+        &self,
+        line: impl Into<Cow<'static, [u8]>>,
+        fd: OwnedFd,
+    ) -> Result<(), OwnedFd> {
+        match self.tx.send(Outgoing::Handle(line.into(), fd)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(Outgoing::Handle(_, fd))) => Err(fd),
+            Err(_) => unreachable!("a handle was sent"),
+        }
     }
 
     /// Queues a `NODE_HANDLE` message of `type` carrying `fd`; false if the channel is closed.
     pub fn send_handle(&self, kind: &str, msg: Value, fd: OwnedFd) -> bool {
         let line = encode(&serde_json::json!({"cmd": "NODE_HANDLE", "type": kind, "msg": msg}));
-        self.tx.send(Outgoing::Handle(line, fd)).is_ok()
+        self.tx.send(Outgoing::Handle(line.into(), fd)).is_ok()
     }
 }
 

@@ -37,6 +37,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// PROXY protocol version (HAProxy's proxy-protocol.txt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyProtocol {
+    /// The text header: `PROXY TCP4 src dst sport dport`.
+    V1,
+    /// The binary header.
+    V2,
+}
+
 /// Flags of `herd run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -61,9 +70,28 @@ pub struct RunArgs {
     pub listen: Vec<ListenAddr>,
 
     /// How connections reach workers: `reuseport` (one SO_REUSEPORT socket per worker slot,
-    /// steered away from slots that are not ready) or `shared` (one socket for all).
-    #[arg(long, default_value = "reuseport", value_name = "MODE")]
-    pub balance: Balance,
+    /// steered away from slots that are not ready), `shared` (one socket for all), or herd
+    /// accepts and hands each connection over: `round-robin`, `least-conn` (fewest open
+    /// connections) or `sticky` (the client IP picks the worker). Default: reuseport, or
+    /// round-robin with --proxy.
+    #[arg(long, value_name = "MODE")]
+    pub balance: Option<Balance>,
+
+    /// Proxy transport: each worker listens on its own private PORT on 127.0.0.1 and herd
+    /// relays every connection to the worker --balance picks. For programs that take no
+    /// inherited socket and no channel.
+    #[arg(long)]
+    pub proxy: bool,
+
+    /// With --proxy: start each relayed connection with a PROXY protocol header (v1 text or
+    /// v2 binary) so the worker sees the client's address.
+    #[arg(long, value_enum, requires = "proxy", value_name = "VERSION")]
+    pub proxy_protocol: Option<ProxyProtocol>,
+
+    /// With --balance sticky: how long a client whose worker is restarting waits for the
+    /// replacement before it goes to its next-choice worker.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub sticky_wait: Duration,
 
     /// When a new worker counts as ready: `auto` (when it says so, else after a short delay),
     /// `notify` (wait for READY=1 on NOTIFY_SOCKET, "ready" on the channel or a Node cluster

@@ -7,6 +7,6 @@ pub mod cli;
 pub mod plan;
 mod values;
 
-pub use cli::{Cli, Command, LogFormat, RunArgs};
-pub use plan::{PlanError, RunPlan};
+pub use cli::{Cli, Command, LogFormat, ProxyProtocol, RunArgs};
+pub use plan::{PlanError, RunPlan, Transport};
 pub use values::{parse_duration, parse_readiness, parse_signal};

@@ -29,6 +29,27 @@ pub enum PlanError {
     EmptyName,
     #[error("--balance {0}: `{1}` is not supported in this mode yet (TCP addresses only); use --balance reuseport or shared")]
     HandoffUnix(crate::listen::Balance, String),
+    #[error("--proxy relays connections herd accepts, it cannot go with --balance {0}: use --balance round-robin, least-conn or sticky (or leave --balance out)")]
+    ProxyBalance(crate::listen::Balance),
+}
+
+impl PlanError {
+    /// The flags contradict each other (exit code 2, like clap's usage errors), as opposed
+    /// to a value that does not work on this machine.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, PlanError::ProxyBalance(_))
+    }
+}
+
+/// How connections reach a worker in the handoff modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Workers inherit the listening sockets (`reuseport`, `shared`): herd is not in the path.
+    Inherit,
+    /// herd accepts and passes the connection's fd over the worker's channel.
+    Handoff,
+    /// herd accepts and relays bytes to the worker's private port.
+    Proxy(Option<super::cli::ProxyProtocol>),
 }
 
 /// Everything `herd run` needs, validated.
@@ -43,6 +64,9 @@ pub struct RunPlan {
     /// Addresses in the order workers receive them.
     pub listen: Vec<ListenAddr>,
     pub balance: Balance,
+    pub transport: Transport,
+    /// `--sticky-wait`.
+    pub sticky_wait: std::time::Duration,
     /// Lifecycle knobs; `policy.instances` is resolved.
     pub policy: Policy,
     /// How `policy.instances` was chosen, for the log.
@@ -82,15 +106,34 @@ impl RunPlan {
             listen.push(ListenAddr::any_port(port));
         }
         listen.extend(args.listen);
-        if args.balance.is_handoff() {
+        let balance = match (args.balance, args.proxy) {
+            (Some(b), true) if !b.is_handoff() => return Err(PlanError::ProxyBalance(b)),
+            (Some(b), _) => b,
+            (None, true) => Balance::RoundRobin,
+            (None, false) => Balance::ReusePort,
+        };
+        let transport = match (args.proxy, balance.is_handoff()) {
+            (true, _) => Transport::Proxy(args.proxy_protocol),
+            (false, true) => Transport::Handoff,
+            (false, false) => Transport::Inherit,
+        };
+        // A proxied worker is ready when its port answers (or when it says so): it must
+        // not get connections before, which the `auto` delay could allow.
+        let readiness = match (transport, args.ready) {
+            (Transport::Proxy(_), crate::supervisor::Readiness::Auto) => {
+                crate::supervisor::Readiness::Notify
+            }
+            (_, r) => r,
+        };
+        if balance.is_handoff() {
             if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
-                return Err(PlanError::HandoffUnix(args.balance, unix.to_string()));
+                return Err(PlanError::HandoffUnix(balance, unix.to_string()));
             }
         }
         let (instances, instances_reason) = args.instances.resolve(budget);
         let policy = Policy {
             instances,
-            readiness: args.ready,
+            readiness,
             listen_timeout: args.listen_timeout,
             kill_timeout: args.kill_timeout,
             min_uptime: args.min_uptime,
@@ -109,7 +152,9 @@ impl RunPlan {
             program,
             args: rest.iter().map(OsString::from).collect(),
             listen,
-            balance: args.balance,
+            balance,
+            transport,
+            sticky_wait: args.sticky_wait,
             policy,
             instances_reason,
             stop_signal: args.stop_signal,

@@ -25,6 +25,9 @@ impl Driver {
                         self.signal(pid, self.plan.stop_signal);
                     }
                 }
+                if let Some(h) = self.handoff.as_mut() {
+                    h.invalidate();
+                }
             }
             Frame::Garbage(why) => {
                 warn!(
@@ -35,6 +38,13 @@ impl Driver {
                 )
             }
             Frame::Internal(value) => {
+                                if let Some(count) = cluster::socket_count(&value) {
+                    debug!(pid, count, "worker {app} (pid {pid}) has {count} handed-over connections open");
+                    if let Some(h) = self.handoff.as_mut() {
+                        h.on_count(pid, count);
+                    }
+                    return;
+                }
                 match cluster::parse(&value) {
                     Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
                     None if value.get("cmd").and_then(serde_json::Value::as_str)
@@ -85,13 +95,16 @@ impl Driver {
                     (cluster::Target::Addr(crate::listen::ListenAddr::Tcp(a)), Some(h)) => self
                         .listeners
                         .index_of_port(a.port())
-                        .and_then(|i| h.server(i).map(|(k, local)| (i, k.clone(), *local))),
+                        .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local))),
                     _ => None,
                 };
                 if let Some((index, key, local)) = handed {
                     link.serves.insert(index);
                     link.channel
                         .send(&cluster::round_robin_reply(ask, &key, next, &local));
+                    if let Some(h) = self.handoff.as_mut() {
+                        h.invalidate();
+                    }
                     self.retry_waiting();
                     return;
                 }
@@ -109,7 +122,11 @@ impl Driver {
                 };
                 match found {
                     Ok(Some(fd)) => {
-                        channel.send_handle(
+                        link.own_server = true;
+                        if let Some(h) = self.handoff.as_mut() {
+                            h.invalidate();
+                        }
+                        link.channel.send_handle(
                             "net.Native",
                             cluster::server_reply(ask, &key, next),
                             fd,

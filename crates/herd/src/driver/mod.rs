@@ -12,6 +12,7 @@ mod handoff;
 mod messages;
 pub mod output;
 pub mod reap;
+mod relay;
 pub mod signals;
 pub mod spawn;
 
@@ -49,6 +50,10 @@ const OUTPUT_TAIL: Duration = Duration::from_millis(500);
 /// Why 10 s: often enough to follow a load test in the log, rare enough not to flood it.
 /// Nothing is written while the counters do not change.
 const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// least-conn: how often workers that take `"connection"` messages are asked how many of
+/// them are still open (besides once after each connection handed over). Closes are seen
+/// this late at most.
+const LOAD_POLL: Duration = Duration::from_millis(100);
 
 /// Runs the plan to its end; the outcome decides herd's exit code.
 pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
@@ -81,8 +86,11 @@ struct Link {
     disconnecting: bool,
     /// The worker closed its end.
     closed: bool,
-    /// Indexes of herd's listeners whose connections the worker takes (round-robin).
+    /// Indexes of herd's listeners whose connections the worker takes as a Node cluster
+    /// server (`newconn`, in the handoff modes).
     serves: std::collections::HashSet<usize>,
+    /// A Node cluster worker that listens on a server of its own (not one of herd's).
+    own_server: bool,
 }
 
 impl Link {
@@ -94,7 +102,16 @@ impl Link {
             disconnecting: false,
             closed: false,
             serves: Default::default(),
+            own_server: false,
         }
+    }
+
+    /// In the handoff modes, the worker takes connections as `"connection"` messages: it is
+    /// not a Node cluster worker, or one that never listened on herd's sockets (the
+    /// article's sticky-session worker listens on a port of its own and takes sockets).
+    /// A cluster worker that has not listened yet takes nothing.
+    fn takes_sockets(&self) -> bool {
+        !self.cluster || (self.own_server && self.serves.is_empty())
     }
 
     /// The `seq` for the next cluster message.
@@ -109,6 +126,8 @@ struct Pending {
     slot: usize,
     /// herd's end of the worker's channel.
     channel: std::os::unix::net::UnixStream,
+    /// Its private port (`--proxy`).
+    port: Option<u16>,
 }
 
 /// One input of the main loop.
@@ -122,8 +141,14 @@ enum Input {
     Frame(u32, Frame),
     /// Time to log the counters.
     CountersTick,
-    /// A connection the primary accepted (handoff modes), on listener `.0`.
-    Connection(usize, std::os::fd::OwnedFd),
+    /// A connection the primary accepted (handoff modes).
+    Connection(crate::balance::accept::Conn),
+    /// Sticky connections waited long enough for their own worker.
+    HandoffWake,
+    /// least-conn: time to ask workers for their open connections.
+    LoadTick,
+    /// A proxied worker's port answers.
+    Listening(u32),
     Notify(std::io::Result<Datagram>),
     Timer,
 }
@@ -165,8 +190,14 @@ struct Driver {
     wake: Option<Instant>,
     queue: VecDeque<Event>,
     guardian: Option<guardian::Guardian>,
-    /// The primary's accept loops and pending handoffs (`--balance round-robin`).
+    /// The primary's accept loops and pending handoffs (the handoff modes).
     handoff: Option<handoff::Handoff>,
+    /// Relays and private ports (`--proxy`).
+    relays: Option<relay::Relays>,
+    listening_tx: mpsc::UnboundedSender<u32>,
+    listening: mpsc::UnboundedReceiver<u32>,
+    /// least-conn: when to ask `"connection"` workers for their open connections.
+    load_tick: Option<tokio::time::Interval>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -198,6 +229,7 @@ impl Driver {
             .context("cannot start the output thread")?;
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (frames_tx, frames) = mpsc::unbounded_channel();
+        let (listening_tx, listening) = mpsc::unbounded_channel();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -236,15 +268,24 @@ impl Driver {
             queue: VecDeque::new(),
             guardian,
             handoff: None,
+            relays: None,
+            listening_tx,
+            listening,
+            load_tick: None,
             route: Vec::new(),
             steered: None,
         })
     }
 
     async fn run(mut self) -> anyhow::Result<Outcome> {
+        let proxy = if matches!(self.plan.transport, crate::config::Transport::Proxy(_)) {
+            ", proxy"
+        } else {
+            ""
+        };
         for addr in self.listeners.local_addrs() {
             info!(app = %self.plan.name, addr = %addr, balance = %self.plan.balance,
-                "listening on {addr} ({})", self.plan.balance);
+                "listening on {addr} ({}{proxy})", self.plan.balance);
         }
         let n = self.plan.policy.instances;
         info!(app = %self.plan.name, instances = n,
@@ -252,9 +293,30 @@ impl Driver {
             self.plan.program.display(), self.plan.instances_reason);
         if self.plan.balance.is_handoff() {
             self.handoff = Some(
-                handoff::Handoff::start(&self.listeners)
+                handoff::Handoff::start(&self.listeners, self.plan.balance, self.plan.sticky_wait)
                     .context("cannot start accepting connections")?,
             );
+        }
+        match self.plan.transport {
+            crate::config::Transport::Proxy(header) => {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let version = header.map(|h| match h {
+                    crate::config::ProxyProtocol::V1 => crate::proxy::header::Version::V1,
+                    crate::config::ProxyProtocol::V2 => crate::proxy::header::Version::V2,
+                });
+                self.relays = Some(
+                    relay::Relays::start(threads, version)
+                        .context("cannot start the relay threads")?,
+                );
+            }
+            crate::config::Transport::Handoff
+                if self.plan.balance == crate::listen::Balance::LeastConn =>
+            {
+                let mut tick = tokio::time::interval(LOAD_POLL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                self.load_tick = Some(tick);
+            }
+            _ => {}
         }
         self.queue.push_back(Event::Start);
         let outcome = loop {
@@ -270,6 +332,7 @@ impl Driver {
 
     async fn next_input(&mut self) -> Input {
         let wake = self.wake;
+        let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake);
         let sleep = async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -283,12 +346,25 @@ impl Driver {
             Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
             Some((pid, frame)) = self.frames.recv() => Input::Frame(pid, frame),
                         _ = self.counters_tick.tick() => Input::CountersTick,
-            Some((i, fd)) = async {
+                        Some(conn) = async {
                 match self.handoff.as_mut() {
                     Some(h) => h.conns.recv().await,
                     None => std::future::pending().await,
                 }
-            } => Input::Connection(i, fd),
+            } => Input::Connection(conn),
+            _ = async {
+                                match handoff_wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Input::HandoffWake,
+            _ = async {
+                match self.load_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::LoadTick,
+            Some(pid) = self.listening.recv() => Input::Listening(pid),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }
@@ -311,6 +387,9 @@ impl Driver {
                 match result {
                     Ok(child) => {
                         if let Some(p) = pending {
+                            if let (Some(port), Some(r)) = (p.port, self.relays.as_mut()) {
+                                r.watch(child.pid, port, self.listening_tx.clone());
+                            }
                             match Channel::start(p.channel, child.pid, self.frames_tx.clone()) {
                                 Ok(ch) => {
                                     self.channels.insert(child.pid, Link::new(ch));
@@ -370,7 +449,18 @@ impl Driver {
             Input::Exited(pid, status) => self.queue.push_back(Event::Exited { pid, status }),
             Input::Frame(pid, frame) => self.on_frame(pid, frame),
             Input::CountersTick => self.log_counters(),
-            Input::Connection(i, fd) => self.dispatch(i, fd),
+            Input::Connection(conn) => self.dispatch(conn),
+            Input::HandoffWake => self.retry_waiting(),
+            Input::LoadTick => self.ask_open_counts(),
+            Input::Listening(pid) => {
+                if let Some(r) = self.relays.as_mut() {
+                    r.listening(pid);
+                }
+                self.queue.push_back(Event::Notify {
+                    pid,
+                    msg: NotifyMsg::PortOpen,
+                });
+            }
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
@@ -447,6 +537,7 @@ impl Driver {
 
     /// Feeds queued events to the supervisor and carries out its actions.
     fn drain_queue(&mut self) -> Option<Outcome> {
+        let changed = !self.queue.is_empty();
         while let Some(event) = self.queue.pop_front() {
             let now = Instant::now().into_std();
             for action in self.sup.step(event, now) {
@@ -456,6 +547,15 @@ impl Driver {
             }
         }
         self.steer();
+        if changed {
+            // Readiness, stops and exits change who may take connections.
+            if let Some(h) = self.handoff.as_mut() {
+                h.invalidate();
+                if h.has_waiting() {
+                    self.retry_waiting();
+                }
+            }
+        }
         None
     }
 
@@ -524,12 +624,27 @@ impl Driver {
             }
         };
         let notify_socket = self.notify.path().display().to_string();
+        // --proxy: a private port per worker process (old and new workers of a slot run
+        // side by side during a reload).
+        let private = match self.relays.is_some() {
+            true => match crate::proxy::ports::free_loopback_port() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.queue.push_back(Event::SpawnFailed {
+                        worker,
+                        error: format!("cannot find a free port on 127.0.0.1 for the worker: {e}"),
+                    });
+                    return;
+                }
+            },
+            false => None,
+        };
         let c = contract::contract(&contract::Identity {
             app: &self.plan.name,
             slot,
             generation,
             notify_socket: &notify_socket,
-            port: self.listeners.port(),
+            port: private.or(self.listeners.port()),
             // In the handoff modes workers inherit no listening socket: herd accepts.
             listeners: if self.plan.balance.is_handoff() {
                 &[]
@@ -553,6 +668,7 @@ impl Driver {
             Pending {
                 slot,
                 channel: ours,
+                port: private,
             },
         );
         if !self.spawner.spawn(req) {

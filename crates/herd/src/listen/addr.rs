@@ -95,21 +95,29 @@ pub enum Balance {
     /// One socket inherited by every worker; whichever accepts first gets the connection.
     Shared,
     /// One socket that only the primary accepts on; each connection is handed to the next
-    /// ready worker over its channel (Node's SCHED_RR). Needs workers that take handed-over
-    /// connections: Node `cluster` workers.
+    /// ready worker over its channel (Node's SCHED_RR), or relayed to it with `--proxy`.
     RoundRobin,
+    /// Like `RoundRobin`, but to the worker with the fewest open handed-over connections.
+    LeastConn,
+    /// Like `RoundRobin`, but the client IP picks the worker slot (rendezvous hashing).
+    Sticky,
 }
 
 impl Balance {
-    const NAMES: [(&'static str, Balance); 3] = [
+    const NAMES: [(&'static str, Balance); 5] = [
         ("reuseport", Balance::ReusePort),
         ("shared", Balance::Shared),
         ("round-robin", Balance::RoundRobin),
+        ("least-conn", Balance::LeastConn),
+        ("sticky", Balance::Sticky),
     ];
 
     /// The primary accepts and hands connections over (workers inherit no listening socket).
     pub fn is_handoff(self) -> bool {
-        matches!(self, Balance::RoundRobin)
+        matches!(
+            self,
+            Balance::RoundRobin | Balance::LeastConn | Balance::Sticky
+        )
     }
 }
 
@@ -219,13 +227,13 @@ mod tests {
 
     #[test]
     fn balance_round_trips_and_lists_valid_values() {
-        for balance in [Balance::ReusePort, Balance::Shared, Balance::RoundRobin] {
+        for balance in Balance::NAMES.map(|(_, b)| b) {
             assert_eq!(balance.to_string().parse::<Balance>(), Ok(balance));
         }
         assert_eq!("reuseport".parse::<Balance>(), Ok(Balance::ReusePort));
         assert_eq!(
             "random".parse::<Balance>().unwrap_err(),
-            "`random` is not a balance mode: expected one of reuseport, shared, round-robin"
+            "`random` is not a balance mode: expected one of reuseport, shared, round-robin, least-conn, sticky"
         );
     }
 }

@@ -49,7 +49,8 @@ pub fn write(app: &str, log: &Log) {
             let how_s = match how {
                 ReadyHow::Notify => "READY=1",
                 ReadyHow::Message => "\"ready\" message",
-                ReadyHow::Listening => "Node cluster worker listening",
+                                ReadyHow::Listening => "Node cluster worker listening",
+                ReadyHow::PortOpen => "its port accepts connections",
                 ReadyHow::Delay => "ready delay",
                 ReadyHow::Assumed => "no READY=1 within the auto delay, assumed ready",
             };

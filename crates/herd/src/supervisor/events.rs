@@ -24,6 +24,9 @@ pub enum NotifyMsg {
     ReadyMessage,
     /// A Node cluster worker's `listening`: ready, unless the policy waits for `"ready"`.
     Listening,
+    /// `--proxy`: the worker's private port accepts connections; ready, unless the policy
+    /// waits for `"ready"`.
+    PortOpen,
     /// `STOPPING=1`: the worker is shutting down by itself; send it no new work.
     Stopping,
     /// `STATUS=…`: free text for humans.
@@ -81,6 +84,8 @@ pub enum ReadyHow {
     Message,
     /// A Node cluster worker reported `listening`.
     Listening,
+    /// Its private port (`--proxy`) accepted a connection.
+    PortOpen,
     /// The configured `delay:` passed.
     Delay,
     /// `auto`: it sent no `READY=1` within the short auto delay, so it is assumed ready.

@@ -451,9 +451,12 @@ impl Supervisor {
             return;
         };
         match msg {
-            NotifyMsg::Ready | NotifyMsg::Listening
+            NotifyMsg::Ready | NotifyMsg::Listening | NotifyMsg::PortOpen
                 if self.policy.readiness == Readiness::Message => {}
-            NotifyMsg::Ready | NotifyMsg::ReadyMessage | NotifyMsg::Listening => {
+            NotifyMsg::Ready
+            | NotifyMsg::ReadyMessage
+            | NotifyMsg::Listening
+            | NotifyMsg::PortOpen => {
                 if !self.speaks_notify && self.policy.readiness == Readiness::Auto {
                     self.speaks_notify = true;
                     // From now on `auto` waits for READY=1: give the others the full timeout.
@@ -468,6 +471,7 @@ impl Supervisor {
                     let how = match msg {
                         NotifyMsg::Ready => ReadyHow::Notify,
                         NotifyMsg::Listening => ReadyHow::Listening,
+                        NotifyMsg::PortOpen => ReadyHow::PortOpen,
                         _ => ReadyHow::Message,
                     };
                     self.become_ready(id, how, now, out);

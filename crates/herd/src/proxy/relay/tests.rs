@@ -1,0 +1,275 @@
+//! Both relay variants against real loopback sockets.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::proxy::ports::free_loopback_port;
+
+/// Generous bound so a broken relay fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    Copy,
+    #[cfg(target_os = "linux")]
+    Splice,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant::Copy,
+    #[cfg(target_os = "linux")]
+    Variant::Splice,
+];
+
+async fn run(
+    v: Variant,
+    client: TcpStream,
+    worker: SocketAddr,
+    header: Option<Vec<u8>>,
+) -> Result<(u64, u64), RelayError> {
+    match v {
+        Variant::Copy => relay(client, worker, header.as_deref()).await,
+        #[cfg(target_os = "linux")]
+        Variant::Splice => relay_splice(client, worker, header.as_deref()).await,
+    }
+}
+
+/// A relayed pair: the client's end, the worker's end, and the relay task.
+struct Pair {
+    client: TcpStream,
+    worker: TcpStream,
+    relay: JoinHandle<Result<(u64, u64), RelayError>>,
+}
+
+async fn pair(v: Variant, header: Option<Vec<u8>>) -> Pair {
+    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let workers = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let worker_addr = workers.local_addr().unwrap();
+    let client = TcpStream::connect(public.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = public.accept().await.unwrap();
+    let relay = tokio::spawn(run(v, accepted, worker_addr, header));
+    let (worker, _) = workers.accept().await.unwrap();
+    Pair {
+        client,
+        worker,
+        relay,
+    }
+}
+
+/// Runs one variant's case, failing (not hanging) if it takes longer than [`LIMIT`].
+async fn within(v: Variant, case: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(LIMIT, case).await.is_err() {
+        panic!("{v:?}: timed out after {LIMIT:?}");
+    }
+}
+
+async fn finish(relay: JoinHandle<Result<(u64, u64), RelayError>>) -> (u64, u64) {
+    tokio::time::timeout(LIMIT, relay)
+        .await
+        .expect("relay should end")
+        .expect("relay task")
+        .expect("relay result")
+}
+
+/// `len` bytes of a pattern that differs per `seed`, so a swapped or shifted stream shows.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn echo_round_trip() {
+    for &v in VARIANTS {
+        within(v, echo_round_trip_case(v)).await;
+    }
+}
+
+async fn echo_round_trip_case(v: Variant) {
+    let Pair {
+        mut client,
+        mut worker,
+        relay,
+    } = pair(v, None).await;
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = worker.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            worker.write_all(&buf[..n]).await.unwrap();
+        }
+    });
+    client.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"hello", "{v:?}");
+    client.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{v:?}");
+    echo.await.unwrap();
+    assert_eq!(finish(relay).await, (5, 5), "{v:?}");
+}
+
+#[tokio::test]
+async fn large_transfer_both_ways_at_once() {
+    const LEN: usize = 8 << 20;
+    for &v in VARIANTS {
+        let Pair {
+            client,
+            worker,
+            relay,
+        } = pair(v, None).await;
+        let (up, down) = (data(LEN, 1), data(LEN, 2));
+        // Each end sends its 8 MiB while reading the other's, so neither direction can
+        // wait for the other to finish first.
+        let side = |s: TcpStream, send: Vec<u8>| async move {
+            let (mut rd, mut wr) = s.into_split();
+            let writer = tokio::spawn(async move {
+                wr.write_all(&send).await.unwrap();
+                wr.shutdown().await.unwrap();
+            });
+            let mut got = Vec::with_capacity(LEN);
+            rd.read_to_end(&mut got).await.unwrap();
+            writer.await.unwrap();
+            got
+        };
+        let c = tokio::spawn(side(client, up.clone()));
+        let w = tokio::spawn(side(worker, down.clone()));
+        let (at_client, at_worker) =
+            tokio::time::timeout(LIMIT, async { (c.await.unwrap(), w.await.unwrap()) })
+                .await
+                .expect("transfer should finish");
+        assert!(at_worker == up, "{v:?}: worker got different bytes");
+        assert!(at_client == down, "{v:?}: client got different bytes");
+        assert_eq!(finish(relay).await, (LEN as u64, LEN as u64), "{v:?}");
+    }
+}
+
+#[tokio::test]
+async fn client_half_close_then_worker_answers() {
+    for &v in VARIANTS {
+        within(v, client_half_close_then_worker_answers_case(v)).await;
+    }
+}
+
+async fn client_half_close_then_worker_answers_case(v: Variant) {
+    let Pair {
+        mut client,
+        mut worker,
+        relay,
+    } = pair(v, None).await;
+    client.write_all(b"request").await.unwrap();
+    client.shutdown().await.unwrap();
+    // The worker sees the end of the request...
+    let mut req = Vec::new();
+    worker.read_to_end(&mut req).await.unwrap();
+    assert_eq!(req, b"request", "{v:?}");
+    // ...and can still answer on its open half.
+    worker.write_all(b"response").await.unwrap();
+    worker.shutdown().await.unwrap();
+    let mut resp = Vec::new();
+    client.read_to_end(&mut resp).await.unwrap();
+    assert_eq!(resp, b"response", "{v:?}");
+    assert_eq!(finish(relay).await, (7, 8), "{v:?}");
+}
+
+#[tokio::test]
+async fn worker_half_close_then_client_still_sends() {
+    for &v in VARIANTS {
+        within(v, worker_half_close_then_client_still_sends_case(v)).await;
+    }
+}
+
+async fn worker_half_close_then_client_still_sends_case(v: Variant) {
+    let Pair {
+        mut client,
+        mut worker,
+        relay,
+    } = pair(v, None).await;
+    worker.write_all(b"banner").await.unwrap();
+    worker.shutdown().await.unwrap();
+    let mut banner = Vec::new();
+    client.read_to_end(&mut banner).await.unwrap();
+    assert_eq!(banner, b"banner", "{v:?}");
+    client.write_all(b"late").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut late = Vec::new();
+    worker.read_to_end(&mut late).await.unwrap();
+    assert_eq!(late, b"late", "{v:?}");
+    assert_eq!(finish(relay).await, (4, 6), "{v:?}");
+}
+
+#[tokio::test]
+async fn header_arrives_before_client_bytes() {
+    for &v in VARIANTS {
+        within(v, header_arrives_before_client_bytes_case(v)).await;
+    }
+}
+
+async fn header_arrives_before_client_bytes_case(v: Variant) {
+    let header = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n".to_vec();
+    let Pair {
+        mut client,
+        mut worker,
+        relay,
+    } = pair(v, Some(header.clone())).await;
+    client.write_all(b"GET /").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    worker.read_to_end(&mut got).await.unwrap();
+    let mut want = header.clone();
+    want.extend_from_slice(b"GET /");
+    assert_eq!(got, want, "{v:?}");
+    drop(worker);
+    // The header is not counted as client bytes.
+    assert_eq!(finish(relay).await, (5, 0), "{v:?}");
+}
+
+#[tokio::test]
+async fn refused_connect_gives_the_client_back() {
+    for &v in VARIANTS {
+        within(v, refused_connect_gives_the_client_back_case(v)).await;
+    }
+}
+
+async fn refused_connect_gives_the_client_back_case(v: Variant) {
+    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let mut client = TcpStream::connect(public.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = public.accept().await.unwrap();
+    let dead: SocketAddr = (Ipv4Addr::LOCALHOST, free_loopback_port().unwrap()).into();
+    let err = run(v, accepted, dead, None).await.unwrap_err();
+    let RelayError::Connect {
+        worker,
+        client: mut back,
+        source,
+    } = err
+    else {
+        panic!("{v:?}: expected Connect, got {err:?}");
+    };
+    assert_eq!(worker, dead);
+    assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The returned connection is the same, still usable client connection.
+    assert_eq!(back.peer_addr().unwrap(), client.local_addr().unwrap());
+    back.write_all(b"still here").await.unwrap();
+    let mut got = [0u8; 10];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"still here");
+}

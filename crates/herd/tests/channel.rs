@@ -190,8 +190,9 @@ fn a_handle_sent_to_herd_is_refused_and_the_channel_goes_on() {
     assert_eq!(herd.wait_exit(T), 0);
 }
 
-/// A worker that never acknowledges a handle: herd gives up after the ACK timeout, closes
-/// its copy, and the messages queued behind the handle are delivered.
+/// A worker that never acknowledges a handle: later messages do not wait behind it (herd
+/// keeps several handles in flight, unlike Node's sender), and herd gives up on it after
+/// the ACK timeout and closes its copy.
 #[test]
 fn a_handle_never_acknowledged_is_given_up_and_the_channel_goes_on() {
     let Some(python) = which("python3") else {
@@ -246,7 +247,7 @@ time.sleep(60)
         .parse()
         .unwrap();
     assert!(
-        secs >= 4.5,
+        secs < 2.0,
         "the stats answer waited behind the unacknowledged handle: {line}"
     );
     herd.wait_log("did not acknowledge a handle");

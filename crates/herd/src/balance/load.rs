@@ -25,7 +25,7 @@ impl OpenEstimate {
         self.handed += 1;
     }
 
-        /// Whether to ask now: true, and the question counts as sent, when none is in flight
+    /// Whether to ask now: true, and the question counts as sent, when none is in flight
     /// and the worker has had a connection (Node only answers once it has been sent a
     /// socket: the question would stay unanswered and block every later one).
     pub fn ask(&mut self) -> bool {
@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn handed_connections_count_until_the_worker_answers() {
-                let mut e = OpenEstimate::default();
+        let mut e = OpenEstimate::default();
         assert!(!e.ask(), "nothing handed over yet: Node would not answer");
         e.handed();
         e.handed();

@@ -3,10 +3,11 @@
 //! the driver; a writer task sends messages, so a worker that does not read its channel
 //! can never block the primary.
 //!
-//! Handles (fds) follow Node's rule: the `NODE_HANDLE` line and its fd go in one
-//! `sendmsg`, and nothing else is sent until the worker answers `NODE_HANDLE_ACK`
-//! (`NODE_HANDLE_NACK`: send it again, at most [`HANDLE_TRIES`] times). A worker that
-//! never answers is given up on after [`HANDLE_ACK_TIMEOUT`]; the fd is closed, never leaked.
+//! Handles (fds) follow Node's format: the `NODE_HANDLE` line and its fd go in one
+//! `sendmsg`, and the worker answers each with `NODE_HANDLE_ACK` (`NODE_HANDLE_NACK`: send
+//! it again, at most [`HANDLE_TRIES`] times). Unlike Node's sender, herd does not wait for
+//! each answer before the next handle: up to [`HANDLE_WINDOW`] are in flight. A handle not
+//! answered within [`HANDLE_ACK_TIMEOUT`] is given up on; its fd is closed, never leaked.
 
 use std::borrow::Cow;
 use std::io::{self, IoSlice};
@@ -28,6 +29,11 @@ pub const HANDLE_TRIES: u32 = 3;
 /// Why 5 s: a live Node worker ACKs within its next event-loop turn; one that has not after
 /// this long is stuck, and the handle must not wait forever in herd.
 pub const HANDLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handles sent before the first of them is answered. Node's own sender keeps one in
+/// flight and so waits a round trip through the worker's event loop per connection; its
+/// receiver takes any number, because the kernel never merges two SCM_RIGHTS messages into
+/// one read (Node's channel code relies on it), so answers come back in order.
+pub const HANDLE_WINDOW: usize = 16;
 
 /// A new socketpair: the primary's end and the worker's end (both close-on-exec; the
 /// spawner places the worker's end at its fd without the flag).
@@ -142,43 +148,68 @@ fn handle_reply(frame: &Frame) -> Option<HandleReply> {
     }
 }
 
+/// A handle sent and not yet answered.
+struct InFlight {
+    line: Cow<'static, [u8]>,
+    fd: OwnedFd,
+    tries: u32,
+    sent: tokio::time::Instant,
+}
+
 async fn write_loop(
     mut write: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     mut replies: mpsc::UnboundedReceiver<HandleReply>,
     pid: u32,
 ) {
-    while let Some(out) = rx.recv().await {
-        match out {
-            Outgoing::Message(bytes) => {
-                if write.write_all(&bytes).await.is_err() {
+    // Answers come in the order the handles were sent: the front is the one answered.
+    let mut flight: std::collections::VecDeque<InFlight> = Default::default();
+    loop {
+        let deadline = flight.front().map(|f| f.sent + HANDLE_ACK_TIMEOUT);
+        let timeout = async move {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            reply = replies.recv(), if !flight.is_empty() => {
+                let Some(reply) = reply else { return };
+                let Some(mut f) = flight.pop_front() else { continue };
+                if reply == HandleReply::Ack {
+                    continue; // `f.fd` dropped: herd's copy closed
+                }
+                if f.tries >= HANDLE_TRIES {
+                    tracing::warn!(pid, "worker (pid {pid}) refused a handle {HANDLE_TRIES} times: closed it");
+                    continue;
+                }
+                f.tries += 1;
+                if send_with_fd(&mut write, &f.line, &f.fd).await.is_err() {
                     return;
                 }
+                f.sent = tokio::time::Instant::now();
+                flight.push_back(f);
             }
-            Outgoing::Handle(line, fd) => {
-                let mut tries = 0;
-                loop {
-                    tries += 1;
+            _ = timeout => {
+                flight.pop_front();
+                tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
+                    HANDLE_ACK_TIMEOUT.as_secs());
+            }
+            out = rx.recv(), if flight.len() < HANDLE_WINDOW => match out {
+                None => return,
+                Some(Outgoing::Message(bytes)) => {
+                    if write.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outgoing::Handle(line, fd)) => {
                     if send_with_fd(&mut write, &line, &fd).await.is_err() {
                         return;
                     }
-                    match tokio::time::timeout(HANDLE_ACK_TIMEOUT, replies.recv()).await {
-                        Ok(Some(HandleReply::Ack)) => break,
-                        Ok(Some(HandleReply::Nack)) if tries < HANDLE_TRIES => continue,
-                        Ok(Some(HandleReply::Nack)) => {
-                            tracing::warn!(pid, "worker (pid {pid}) refused a handle {HANDLE_TRIES} times: closed it");
-                            break;
-                        }
-                        Ok(None) => return,
-                        Err(_) => {
-                            tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
-                                HANDLE_ACK_TIMEOUT.as_secs());
-                            break;
-                        }
-                    }
+                    flight.push_back(InFlight { line, fd, tries: 1, sent: tokio::time::Instant::now() });
                 }
-                // `fd` is dropped here: herd's copy is closed whatever happened.
-            }
+            },
         }
     }
 }

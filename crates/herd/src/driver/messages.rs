@@ -38,8 +38,11 @@ impl Driver {
                 )
             }
             Frame::Internal(value) => {
-                                if let Some(count) = cluster::socket_count(&value) {
-                    debug!(pid, count, "worker {app} (pid {pid}) has {count} handed-over connections open");
+                if let Some(count) = cluster::socket_count(&value) {
+                    debug!(
+                        pid,
+                        count, "worker {app} (pid {pid}) has {count} handed-over connections open"
+                    );
                     if let Some(h) = self.handoff.as_mut() {
                         h.on_count(pid, count);
                     }

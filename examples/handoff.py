@@ -137,54 +137,65 @@ def take(fd):
         return
     conn.setblocking(True)
     with lock:
-        conns[conn] = False
+        # Busy from the start: the client opened it to send a request, which is answered
+        # even if the worker is asked to stop before the request arrives.
+        conns[conn] = True
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
-def channel_loop(chan, wakeup):
-    """Reads the channel until "shutdown", EOF or a stop signal (which writes to `wakeup`)."""
-    pending = b""
-    fds = []  # received fds, in order: each NODE_HANDLE line takes the next one
-    cmsg_space = socket.CMSG_SPACE(16 * array.array("i").itemsize)
-    flags = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
-    while not stopping.is_set():
-        readable, _, _ = select.select([chan, wakeup], [], [])
-        if chan not in readable:
-            continue  # a signal: its handler set `stopping`
-        try:
-            data, ancdata, _, _ = chan.recvmsg(65536, cmsg_space, flags)
-        except InterruptedError:
-            continue
-        except OSError as e:
-            log(f"channel: {e}")
-            return
+class Channel:
+    """herd's end of the channel: JSON lines, with fds attached to NODE_HANDLE messages."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.pending = b""
+        self.fds = []  # received fds, in order: each NODE_HANDLE line takes the next one
+        self.cmsg_space = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+        self.flags = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+    def read(self, flags=0):
+        """Reads once and handles every complete line. False on EOF or "shutdown"."""
+        data, ancdata, _, _ = self.sock.recvmsg(65536, self.cmsg_space, self.flags | flags)
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 a = array.array("i")
                 a.frombytes(payload[: len(payload) - len(payload) % a.itemsize])
-                fds.extend(a)
+                self.fds.extend(a)
         if not data:
-            return  # herd closed the channel
-        pending += data
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
+            return False  # herd closed the channel
+        self.pending += data
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
             try:
                 msg = json.loads(line)
             except ValueError:
                 continue  # not ours to understand
             if isinstance(msg, dict) and msg.get("cmd") == "NODE_HANDLE":
-                chan.sendall(b'{"cmd":"NODE_HANDLE_ACK"}\n')
-                if not fds:
-                    log("a NODE_HANDLE message came without a file descriptor")
-                    continue
-                fd = fds.pop(0)
-                if stopping.is_set():
-                    os.close(fd)
+                self.sock.sendall(b'{"cmd":"NODE_HANDLE_ACK"}\n')
+                if self.fds:
+                    take(self.fds.pop(0))
                 else:
-                    take(fd)
+                    log("a NODE_HANDLE message came without a file descriptor")
             elif msg == "shutdown":
-                return
+                return False
             # Anything else (NODE_SOCKET_GET_COUNT, herd's replies, ...) is ignored.
+        return True
+
+    def loop(self, wakeup):
+        """Reads until "shutdown", EOF or a stop signal (which writes to `wakeup`)."""
+        try:
+            while not stopping.is_set():
+                readable, _, _ = select.select([self.sock, wakeup], [], [])
+                if self.sock in readable and not self.read():
+                    return
+            # A stop signal: the connections herd handed over before it sent the signal
+            # may still be unread on the channel; they are served too.
+            while self.read(socket.MSG_DONTWAIT):
+                pass
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            log(f"channel: {e}")
 
 
 def stop(*_):
@@ -218,7 +229,7 @@ def main():
     signal.signal(signal.SIGINT, stop)
     chan.sendall(b'"ready"\n')
     log("ready")
-    channel_loop(chan, wakeup)
+    Channel(chan).loop(wakeup)
     drain()
     log("stopped")
 

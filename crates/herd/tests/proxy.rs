@@ -141,6 +141,7 @@ fn reload_under_load_loses_no_request() {
     herd.wait_until("the first 50 answers", T, || load.ok() >= 50);
     let old = herd.worker_pids();
     let mark = herd.mark(Out::Stderr);
+    let hup = Instant::now();
     herd.signal(Signal::SIGHUP);
     herd.wait_log_from(mark, &format!("reload of {APP} done"));
     herd.wait_gone(&old, T);
@@ -149,10 +150,14 @@ fn reload_under_load_loses_no_request() {
     let (ok, errors) = load.finish();
     if !errors.is_empty() {
         herd.fail(&format!(
-            "{} of {} requests failed across the reload: {:?}",
+            "{} of {} requests failed across the reload (ms after SIGHUP, error): {:?}",
             errors.len(),
             ok + errors.len(),
-            errors.iter().map(|(_, e)| e).take(10).collect::<Vec<_>>()
+            errors
+                .iter()
+                .map(|(at, e)| (at.saturating_duration_since(hup).as_millis(), e))
+                .take(10)
+                .collect::<Vec<_>>()
         ));
     }
     let (pid, _) = herd.who();

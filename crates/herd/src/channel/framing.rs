@@ -15,6 +15,10 @@ pub const MAX_LINE: usize = 1024 * 1024;
 pub enum Frame {
     /// `"ready"`: the worker serves (PM2's `wait_ready`).
     Ready,
+    /// `{"cmd":"NODE_HANDLE_ACK"}`: the worker took the handle herd sent.
+    HandleAck,
+    /// A Node cluster worker's answer to `newconn` `ack`: it took the connection or not.
+    Accepted { ack: u64, accepted: bool },
     /// Control traffic: an object whose `cmd` is a string starting with `NODE_`.
     Internal(Value),
     /// Anything else the worker sent with `process.send(…)`.
@@ -35,8 +39,16 @@ pub struct Decoder {
 
 impl Decoder {
     /// Feeds the bytes of one read; returns the complete frames in them.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Vec<Frame> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Frame> {
         let mut frames = Vec::new();
+        self.feed_each(bytes, |f| frames.push(f));
+        frames
+    }
+
+    /// Feeds the bytes of one read; `each` gets the complete frames in them. Allocates
+    /// nothing for the per-connection answers of the handoff modes ([`Frame::HandleAck`],
+    /// [`Frame::Accepted`]), nor to keep a tail between reads once its buffer has grown.
+    pub fn feed_each(&mut self, mut bytes: &[u8], mut each: impl FnMut(Frame)) {
         while let Some(nl) = bytes.iter().position(|b| *b == b'\n') {
             let (line, rest) = (&bytes[..nl], &bytes[nl + 1..]);
             bytes = rest;
@@ -46,27 +58,31 @@ impl Decoder {
             }
             if self.buf.len() + line.len() > MAX_LINE {
                 self.buf.clear();
-                frames.push(too_long());
+                each(too_long());
                 continue;
             }
             if self.buf.is_empty() {
-                frames.extend(parse_line(line));
+                if let Some(f) = parse_line(line) {
+                    each(f);
+                }
             } else {
                 self.buf.extend_from_slice(line);
-                let whole = std::mem::take(&mut self.buf);
-                frames.extend(parse_line(&whole));
+                let frame = parse_line(&self.buf);
+                self.buf.clear();
+                if let Some(f) = frame {
+                    each(f);
+                }
             }
         }
         if !self.skipping && !bytes.is_empty() {
             if self.buf.len() + bytes.len() > MAX_LINE {
                 self.buf = Vec::new();
                 self.skipping = true;
-                frames.push(too_long());
+                each(too_long());
             } else {
                 self.buf.extend_from_slice(bytes);
             }
         }
-        frames
     }
 }
 
@@ -79,6 +95,9 @@ fn parse_line(line: &[u8]) -> Option<Frame> {
     if line.iter().all(|b| b.is_ascii_whitespace()) {
         return None;
     }
+    if let Some(frame) = fast_path(line) {
+        return Some(frame);
+    }
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(_) => return Some(Frame::Garbage(format!("not UTF-8: {}", preview(line)))),
@@ -88,6 +107,40 @@ fn parse_line(line: &[u8]) -> Option<Frame> {
         Err(e) => return Some(Frame::Garbage(format!("not JSON ({e}): {}", preview(line)))),
     };
     Some(classify(value))
+}
+
+/// The two lines a worker sends per handed-over connection, exactly as Node writes them,
+/// read without building a JSON tree. Anything else (other spacing or key order) takes the
+/// general path and means the same.
+fn fast_path(line: &[u8]) -> Option<Frame> {
+    if line == b"{\"cmd\":\"NODE_HANDLE_ACK\"}" {
+        return Some(Frame::HandleAck);
+    }
+    // Node's cluster child: send({ack, accepted}) with cmd first and seq last.
+    let rest = line.strip_prefix(b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":")?;
+    let (ack, rest) = digits(rest)?;
+    let rest = rest.strip_prefix(b",\"accepted\":")?;
+    let (accepted, rest) = if let Some(r) = rest.strip_prefix(b"true") {
+        (true, r)
+    } else {
+        (false, rest.strip_prefix(b"false")?)
+    };
+    let rest = rest.strip_prefix(b",\"seq\":")?;
+    let (_, rest) = digits(rest)?;
+    (rest == b"}").then_some(Frame::Accepted { ack, accepted })
+}
+
+/// A decimal number at the start of `s`, and what follows it.
+fn digits(s: &[u8]) -> Option<(u64, &[u8])> {
+    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 || n > 19 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in &s[..n] {
+        v = v * 10 + u64::from(b - b'0');
+    }
+    Some((v, &s[n..]))
 }
 
 fn classify(value: Value) -> Frame {
@@ -152,7 +205,7 @@ mod tests {
     fn internal_messages_follow_nodes_rule() {
         let mut d = Decoder::default();
         let frames =
-            d.feed(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_\"}\n{\"cmd\":\"app\"}\n");
+            d.feed(b"{\"cmd\": \"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_\"}\n{\"cmd\":\"app\"}\n");
         assert_eq!(
             frames,
             vec![
@@ -161,6 +214,44 @@ mod tests {
                 Frame::App(json!({"cmd":"app"})),
             ]
         );
+    }
+
+    #[test]
+    fn the_answers_to_each_handed_connection_are_read_without_a_json_tree() {
+        let mut d = Decoder::default();
+        let frames = d.feed(
+            b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_CLUSTER\",\"ack\":41,\"accepted\":true,\"seq\":7}\n\
+              {\"cmd\":\"NODE_CLUSTER\",\"ack\":42,\"accepted\":false,\"seq\":8}\n",
+        );
+        assert_eq!(
+            frames,
+            vec![
+                Frame::HandleAck,
+                Frame::Accepted {
+                    ack: 41,
+                    accepted: true
+                },
+                Frame::Accepted {
+                    ack: 42,
+                    accepted: false
+                },
+            ]
+        );
+        // Near misses take the general path.
+        for line in [
+            &b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":41,\"accepted\":true,\"seq\":7,\"x\":1}"[..],
+            b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":,\"accepted\":true,\"seq\":7}",
+            b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":99999999999999999999,\"accepted\":true,\"seq\":7}",
+            b"{\"cmd\":\"NODE_CLUSTER\",\"ack\":4,\"accepted\":maybe,\"seq\":7}",
+        ] {
+            assert_eq!(fast_path(line), None, "{}", String::from_utf8_lossy(line));
+        }
+        // Split across reads: the tail buffer is reused, and the frame is the same.
+        let mut frames = Vec::new();
+        for chunk in b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n".chunks(5) {
+            d.feed_each(chunk, |f| frames.push(f));
+        }
+        assert_eq!(frames, vec![Frame::HandleAck]);
     }
 
     #[test]

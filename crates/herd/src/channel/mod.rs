@@ -8,4 +8,5 @@ pub mod cluster;
 pub mod framing;
 pub mod messages;
 pub mod notify;
+mod scm;
 pub mod worker;

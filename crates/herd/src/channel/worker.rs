@@ -10,11 +10,11 @@
 //! answered within [`HANDLE_ACK_TIMEOUT`] is given up on; its fd is closed, never leaked.
 
 use std::borrow::Cow;
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::OwnedWriteHalf;
@@ -47,7 +47,31 @@ pub fn pair() -> io::Result<(std::os::unix::net::UnixStream, OwnedFd)> {
 enum Outgoing {
     Message(Cow<'static, [u8]>),
     /// A `NODE_HANDLE` line and the fd that goes with it.
-    Handle(Cow<'static, [u8]>, OwnedFd),
+    Handle(HandleLine, OwnedFd),
+}
+
+/// The line of a handle, kept until it is answered (a NACK sends it again).
+#[derive(Debug)]
+enum HandleLine {
+    Bytes(Cow<'static, [u8]>),
+    /// Node cluster `newconn`, written by the writer task into its own buffer (once per
+    /// connection: no allocation).
+    NewConn {
+        key_json: Arc<str>,
+        seq: u64,
+    },
+}
+
+impl HandleLine {
+    fn render<'a>(&'a self, buf: &'a mut Vec<u8>) -> &'a [u8] {
+        match self {
+            HandleLine::Bytes(b) => b,
+            HandleLine::NewConn { key_json, seq } => {
+                super::cluster::newconn_line(key_json, *seq, buf);
+                buf
+            }
+        }
+    }
 }
 
 /// The worker's answer to a handle.
@@ -86,14 +110,16 @@ impl Channel {
                         break;
                     }
                     Ok(n) => {
-                        for frame in decoder.feed(&buf[..n]) {
+                        let mut gone = false;
+                        decoder.feed_each(&buf[..n], |frame| {
                             if let Some(reply) = handle_reply(&frame) {
                                 let _ = replies_tx.send(reply);
-                                continue;
+                            } else if frames.send((pid, frame)).is_err() {
+                                gone = true;
                             }
-                            if frames.send((pid, frame)).is_err() {
-                                return;
-                            }
+                        });
+                        if gone {
+                            return;
                         }
                     }
                 }
@@ -123,7 +149,22 @@ impl Channel {
         line: impl Into<Cow<'static, [u8]>>,
         fd: OwnedFd,
     ) -> Result<(), OwnedFd> {
-        match self.tx.send(Outgoing::Handle(line.into(), fd)) {
+        self.queue_handle(HandleLine::Bytes(line.into()), fd)
+    }
+
+    /// Queues a Node cluster `newconn` of the connection `fd` (see
+    /// [`super::cluster::newconn_line`]); an error if the channel is closed, with the fd
+    /// given back.
+    pub fn send_newconn(&self, key_json: &Arc<str>, seq: u64, fd: OwnedFd) -> Result<(), OwnedFd> {
+        let line = HandleLine::NewConn {
+            key_json: key_json.clone(),
+            seq,
+        };
+        self.queue_handle(line, fd)
+    }
+
+    fn queue_handle(&self, line: HandleLine, fd: OwnedFd) -> Result<(), OwnedFd> {
+        match self.tx.send(Outgoing::Handle(line, fd)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(Outgoing::Handle(_, fd))) => Err(fd),
             Err(_) => unreachable!("a handle was sent"),
@@ -133,13 +174,17 @@ impl Channel {
     /// Queues a `NODE_HANDLE` message of `type` carrying `fd`; false if the channel is closed.
     pub fn send_handle(&self, kind: &str, msg: Value, fd: OwnedFd) -> bool {
         let line = encode(&serde_json::json!({"cmd": "NODE_HANDLE", "type": kind, "msg": msg}));
-        self.tx.send(Outgoing::Handle(line.into(), fd)).is_ok()
+        self.tx
+            .send(Outgoing::Handle(HandleLine::Bytes(line.into()), fd))
+            .is_ok()
     }
 }
 
 fn handle_reply(frame: &Frame) -> Option<HandleReply> {
-    let Frame::Internal(v) = frame else {
-        return None;
+    let v = match frame {
+        Frame::HandleAck => return Some(HandleReply::Ack),
+        Frame::Internal(v) => v,
+        _ => return None,
     };
     match v.get("cmd").and_then(Value::as_str)? {
         "NODE_HANDLE_ACK" => Some(HandleReply::Ack),
@@ -150,7 +195,7 @@ fn handle_reply(frame: &Frame) -> Option<HandleReply> {
 
 /// A handle sent and not yet answered.
 struct InFlight {
-    line: Cow<'static, [u8]>,
+    line: HandleLine,
     fd: OwnedFd,
     tries: u32,
     sent: tokio::time::Instant,
@@ -163,7 +208,9 @@ async fn write_loop(
     pid: u32,
 ) {
     // Answers come in the order the handles were sent: the front is the one answered.
-    let mut flight: std::collections::VecDeque<InFlight> = Default::default();
+    let mut flight: std::collections::VecDeque<InFlight> =
+        std::collections::VecDeque::with_capacity(HANDLE_WINDOW);
+    let mut buf = Vec::with_capacity(256);
     loop {
         let deadline = flight.front().map(|f| f.sent + HANDLE_ACK_TIMEOUT);
         let timeout = async move {
@@ -185,7 +232,7 @@ async fn write_loop(
                     continue;
                 }
                 f.tries += 1;
-                if send_with_fd(&mut write, &f.line, &f.fd).await.is_err() {
+                                if send_with_fd(&mut write, f.line.render(&mut buf), &f.fd).await.is_err() {
                     return;
                 }
                 f.sent = tokio::time::Instant::now();
@@ -204,7 +251,7 @@ async fn write_loop(
                     }
                 }
                 Some(Outgoing::Handle(line, fd)) => {
-                    if send_with_fd(&mut write, &line, &fd).await.is_err() {
+                                        if send_with_fd(&mut write, line.render(&mut buf), &fd).await.is_err() {
                         return;
                     }
                     flight.push_back(InFlight { line, fd, tries: 1, sent: tokio::time::Instant::now() });
@@ -220,11 +267,8 @@ async fn send_with_fd(write: &mut OwnedWriteHalf, line: &[u8], fd: &OwnedFd) -> 
     let sent = loop {
         stream.writable().await?;
         let raw = stream.as_raw_fd();
-        let fds = [fd.as_raw_fd()];
         let res = stream.try_io(Interest::WRITABLE, || {
-            let iov = [IoSlice::new(line)];
-            let cmsg = [ControlMessage::ScmRights(&fds)];
-            sendmsg::<()>(raw, &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+            super::scm::send_with_fd(raw, line, fd.as_raw_fd())
         });
         match res {
             Ok(n) => break n,

@@ -159,7 +159,11 @@ impl RunPlan {
             instances_reason,
             stop_signal: args.stop_signal,
             stop_message: args.stop_message,
-            node_cluster: !args.no_node_cluster && !node_without_script(program_arg, rest),
+            // A proxied Node program binds its private PORT itself: as a cluster worker it
+            // would ask herd for that port, and herd would hold a socket per worker process.
+            node_cluster: !args.no_node_cluster
+                && !args.proxy
+                && !node_without_script(program_arg, rest),
             log_format: args.log_format,
         })
     }

@@ -59,7 +59,7 @@ pub(super) struct Server {
     /// The key of Node's cluster protocol.
     pub(super) key: String,
     /// The same, as a JSON string (written into every `newconn` line).
-    key_json: String,
+    key_json: std::sync::Arc<str>,
     pub(super) local: SocketAddr,
 }
 
@@ -97,7 +97,7 @@ impl Handoff {
             servers.push(match addr {
                 crate::listen::ListenAddr::Tcp(local) => {
                     let key = addr.to_string();
-                    let key_json = serde_json::Value::from(key.as_str()).to_string();
+                    let key_json = serde_json::Value::from(key.as_str()).to_string().into();
                     Some(Server {
                         key,
                         key_json,
@@ -314,8 +314,6 @@ impl Driver {
             }
         };
         let seq = link.next_seq();
-        let mut line = Vec::with_capacity(160);
-        cluster::newconn_line(&server.key_json, seq, &mut line);
         let Conn {
             index,
             fd,
@@ -330,7 +328,7 @@ impl Driver {
             since,
             tries,
         };
-        if link.channel.send_handle_line(line, fd).is_ok() {
+        if link.channel.send_newconn(&server.key_json, seq, fd).is_ok() {
             h.pending.entry(c.pid).or_default().insert(seq, kept);
         } else {
             h.wait(kept);

@@ -18,6 +18,9 @@ impl Driver {
                 pid,
                 msg: NotifyMsg::ReadyMessage,
             }),
+            Frame::Accepted { ack, accepted } => self.on_accepted(pid, ack, accepted),
+            // Taken by the channel itself.
+            Frame::HandleAck => {}
             Frame::Closed => {
                 if let Some(link) = self.channels.get_mut(&pid) {
                     link.closed = true;

@@ -564,14 +564,21 @@ impl Driver {
     /// stay bound (a scale up binds new ones, and a socket nobody serves would hold its
     /// connections forever).
     fn steer(&mut self) {
+        // Compared before anything is built: this runs after every input (once per
+        // connection in the handoff modes).
+        let unchanged = match &self.steered {
+            Some(s) if self.route.is_empty() => s.iter().copied().eq(0..self.sup.instances()),
+            Some(s) => *s == self.route,
+            None => false,
+        };
+        if unchanged {
+            return;
+        }
         let target: Vec<usize> = if self.route.is_empty() {
             (0..self.sup.instances()).collect()
         } else {
             self.route.clone()
         };
-        if self.steered.as_ref() == Some(&target) {
-            return;
-        }
         // Connections that waited for a ready worker may have one now.
         self.retry_waiting();
         if let Err(e) = self.listeners.steer(&target) {

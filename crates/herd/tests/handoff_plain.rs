@@ -67,7 +67,7 @@ fn round_robin_alternates_and_leaks_no_fd(prog: Prog) {
             ));
         }
     }
-    let workers: BTreeSet<u32> = herd.worker_pids().into_iter().collect();
+    let workers: BTreeSet<u32> = live_workers(&herd).into_values().collect();
     let answering: BTreeSet<u32> = first.iter().copied().collect();
     assert_eq!(answering, workers);
 
@@ -107,13 +107,11 @@ fn round_robin_alternates_and_leaks_no_fd(prog: Prog) {
 }
 
 #[test]
-#[ignore = "not landed yet: plain channel workers in the handoff modes"]
 fn python_round_robin_alternates_and_leaks_no_fd() {
     round_robin_alternates_and_leaks_no_fd(Prog::Python);
 }
 
 #[test]
-#[ignore = "not landed yet: plain channel workers in the handoff modes"]
 fn node_round_robin_alternates_and_leaks_no_fd() {
     round_robin_alternates_and_leaks_no_fd(Prog::Node);
 }
@@ -158,20 +156,17 @@ fn reload_under_load_loses_no_request(prog: Prog, flags: &[&str]) {
 }
 
 #[test]
-#[ignore = "not landed yet: plain channel workers in the handoff modes"]
 fn python_reload_under_load_loses_no_request() {
     reload_under_load_loses_no_request(Prog::Python, &[]);
 }
 
 /// The same with `--stop-message`: the old workers stop on the `"shutdown"` message.
 #[test]
-#[ignore = "not landed yet: plain channel workers in the handoff modes"]
 fn python_reload_with_stop_message_loses_no_request() {
     reload_under_load_loses_no_request(Prog::Python, &["--stop-message"]);
 }
 
 #[test]
-#[ignore = "not landed yet: plain channel workers in the handoff modes"]
 fn node_reload_under_load_loses_no_request() {
     reload_under_load_loses_no_request(Prog::Node, &[]);
 }
@@ -179,7 +174,6 @@ fn node_reload_under_load_loses_no_request() {
 /// `--balance sticky` with plain Python workers: each source address always gets the same
 /// worker, and the sources spread over both.
 #[test]
-#[ignore = "not landed yet: plain channel workers in the handoff modes"]
 fn python_sticky_keeps_each_source_on_one_worker() {
     let Some(mut herd) = start(Prog::Python, 2, &["--balance", "sticky"]) else {
         return;
@@ -200,5 +194,67 @@ fn python_sticky_keeps_each_source_on_one_worker() {
     }
     assert_eq!(used.len(), 2, "20 sources all went to one worker");
     herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// The article's worker pattern (`process.on('message', (m, socket) => server.emit(
+/// 'connection', socket))`) with a request that takes a second. A graceful stop lets the
+/// request in progress finish: a Node cluster worker is stopped like `worker.kill()`
+/// (disconnect, its servers close, then the stop signal), but the sockets it got as
+/// messages are not counted by its server, so the stop must still wait for them.
+#[test]
+fn node_plain_worker_finishes_the_request_in_progress_when_stopped() {
+    let Some(node) = node() else { return };
+    let script = TempPath::new("slow-plain.js");
+    std::fs::write(
+        &script.0,
+        r#"
+const http = require('http');
+const server = http.createServer((req, res) => {
+  console.log(`request ${req.url}`);
+  setTimeout(() => res.end(`slow answer from worker ${process.pid}\n`), 1000);
+});
+server.listen(0, 'localhost');
+process.on('message', (message, connection) => {
+  if (message === 'connection') {
+    server.emit('connection', connection);
+    connection.resume();
+  }
+});
+"#,
+    )
+    .unwrap();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--balance",
+        "round-robin",
+        "--ready",
+        "notify",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(1);
+    let port = herd.port();
+    let client = std::thread::spawn(move || get_from(Ipv4Addr::LOCALHOST, port, "/slow"));
+    herd.wait_line_from(
+        Out::Stdout,
+        0,
+        "the worker got the request",
+        |l| l.contains("request /slow"),
+        T,
+    );
+    herd.signal(Signal::SIGTERM);
+    let answer = client.join().unwrap();
+    if let Err(e) = answer {
+        herd.wait_exit(T);
+        herd.fail(&format!(
+            "the request in progress was lost when the worker was stopped: {e}"
+        ));
+    }
     assert_eq!(herd.wait_exit(T), 0);
 }

@@ -37,7 +37,6 @@ fn hold(herd: &Herd, port: u16) -> Held {
 /// are opened one at a time and kept open: after each, no worker has two more than
 /// another. Then one worker's connections are closed: the next three all go to it.
 #[test]
-#[ignore = "not landed yet: --balance least-conn"]
 fn proxy_next_connection_goes_to_the_worker_with_the_fewest_open() {
     let mut herd = Herd::start(&[
         "run",
@@ -53,7 +52,8 @@ fn proxy_next_connection_goes_to_the_worker_with_the_fewest_open() {
     ]);
     herd.wait_ready(3);
     let port = herd.port();
-    let workers = herd.worker_pids();
+    let workers: Vec<u32> = live_workers(&herd).into_values().collect();
+    assert_eq!(workers.len(), 3, "{:?}", herd.spawned());
     let base = fd_count(herd.pid());
 
     let mut held: Vec<Held> = Vec::new();
@@ -115,11 +115,8 @@ fn proxy_next_connection_goes_to_the_worker_with_the_fewest_open() {
 /// messages): herd learns their open connections from Node's socket count, polled, so it
 /// may lag; once it has caught up, every new connection goes to the idle worker.
 #[test]
-#[ignore = "not landed yet: --balance least-conn"]
 fn plain_node_workers_connections_go_to_the_idle_worker_once_counted() {
     let Some(node) = node() else { return };
-    let port = free_port();
-    let port_s = port.to_string();
     let sticky = example("node/sticky.js");
     let mut herd = Herd::start(&[
         "run",
@@ -129,14 +126,15 @@ fn plain_node_workers_connections_go_to_the_idle_worker_once_counted() {
         "notify",
         "--balance",
         "least-conn",
-        "-p",
-        &port_s,
+        "--listen",
+        "127.0.0.1:0",
         "--",
         &node,
         sticky.to_str().unwrap(),
     ]);
     herd.wait_ready(2);
-    let workers = herd.worker_pids();
+    let port = herd.port();
+    let workers: Vec<u32> = live_workers(&herd).into_values().collect();
     let mut held: Vec<Held> = (0..8).map(|_| hold(&herd, port)).collect();
     let c = counts(&held, &workers);
     // The worker with fewer held connections loses all of them; the other keeps at least 4.
@@ -176,7 +174,6 @@ fn plain_node_workers_connections_go_to_the_idle_worker_once_counted() {
 /// connections in flight are known, but least-conn works: every request is answered, and
 /// both workers answer.
 #[test]
-#[ignore = "not landed yet: --balance least-conn"]
 fn cluster_workers_are_served() {
     if node().is_none() {
         return;
@@ -203,7 +200,7 @@ fn cluster_workers_are_served() {
         let (pid, _) = get_from(Ipv4Addr::LOCALHOST, port, "/").unwrap_or_else(|e| herd.fail(&e));
         seen.insert(pid);
     }
-    let workers: BTreeSet<u32> = herd.worker_pids().into_iter().collect();
+    let workers: BTreeSet<u32> = live_workers(&herd).into_values().collect();
     if seen != workers {
         herd.fail(&format!(
             "50 requests were answered by {seen:?}, the workers are {workers:?}"
@@ -216,7 +213,6 @@ fn cluster_workers_are_served() {
 /// A worker that is not Node (examples/handoff.py) does not answer Node's socket-count
 /// question: herd must not wait for the answer. Every request is answered, by both workers.
 #[test]
-#[ignore = "not landed yet: --balance least-conn"]
 fn python_workers_that_never_answer_the_count_are_served() {
     let Some(python) = python() else { return };
     let script = example("handoff.py");
@@ -248,7 +244,7 @@ fn python_workers_that_never_answer_the_count_are_served() {
     if took > Duration::from_secs(10) {
         herd.fail(&format!("100 requests took {took:?}"));
     }
-    let workers: BTreeSet<u32> = herd.worker_pids().into_iter().collect();
+    let workers: BTreeSet<u32> = live_workers(&herd).into_values().collect();
     if seen != workers {
         herd.fail(&format!(
             "100 requests were answered by {seen:?}, the workers are {workers:?}"

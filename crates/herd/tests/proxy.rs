@@ -38,7 +38,6 @@ fn envs(herd: &Herd, n: usize) -> Vec<std::collections::HashMap<String, String>>
 }
 
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn each_worker_gets_a_private_port_and_no_socket() {
     let mut herd = start(2, &[], &[worker_bin()]);
     herd.wait_ready(2);
@@ -95,7 +94,6 @@ fn each_worker_gets_a_private_port_and_no_socket() {
 /// the moment it listens never fail: connections wait for a ready worker, and the slow
 /// one gets none before its port accepts.
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn a_worker_slow_to_listen_gets_no_connection_before_it_listens() {
     let mut herd = start(
         2,
@@ -132,7 +130,6 @@ fn a_worker_slow_to_listen_gets_no_connection_before_it_listens() {
 /// A rolling reload under load: the stopping workers get no new connection, the new
 /// ones take over once their port accepts, nothing fails.
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn reload_under_load_loses_no_request() {
     let mut herd = start(2, &[], &[worker_bin()]);
     herd.wait_ready(2);
@@ -172,7 +169,6 @@ fn reload_under_load_loses_no_request() {
 /// (a refused connect to the dead worker's port is retried elsewhere), so nothing fails
 /// later than a moment after the kill, and the replacement takes connections once ready.
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn a_killed_worker_loses_at_most_the_requests_it_was_answering() {
     const CLIENTS: usize = 4;
     let mut herd = start(2, &[], &[worker_bin()]);
@@ -180,7 +176,7 @@ fn a_killed_worker_loses_at_most_the_requests_it_was_answering() {
     let port = herd.port();
     let load = Load::start(port, CLIENTS);
     herd.wait_until("the first 100 answers", T, || load.ok() >= 100);
-    let (slot, victim) = herd.spawned()[0];
+    let (slot, victim) = live_workers(&herd).into_iter().next().unwrap();
     let killed = Instant::now();
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
     herd.wait_log(&format!("(pid {victim}) was killed by SIGKILL"));
@@ -286,13 +282,11 @@ fn proxy_protocol(version: &str, expect_prefix: &str) {
 }
 
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn proxy_protocol_v1_names_the_client() {
     proxy_protocol("v1", "v1 TCP4");
 }
 
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn proxy_protocol_v2_names_the_client() {
     // Version 2, command PROXY (0x21), TCP over IPv4.
     proxy_protocol("v2", "v2 cmd=0x21 TCP4");
@@ -315,7 +309,6 @@ fn usage_error(args: &[&str], needles: &[&str]) {
 }
 
 #[test]
-#[ignore = "not landed yet: --proxy"]
 fn proxy_with_a_socket_sharing_balance_is_a_usage_error() {
     for mode in ["reuseport", "shared"] {
         usage_error(

@@ -117,7 +117,7 @@ fn same_source_same_worker_and_scaling_moves_few(prog: Prog) {
 
     let before = mapping(&herd, port, 3);
     let groups = by_pid(&before);
-    let workers: BTreeSet<u32> = herd.worker_pids().into_iter().collect();
+    let workers: BTreeSet<u32> = live_workers(&herd).into_values().collect();
     let answering: BTreeSet<u32> = groups.keys().copied().collect();
     if answering != workers {
         herd.fail(&format!(
@@ -181,13 +181,11 @@ fn same_source_same_worker_and_scaling_moves_few(prog: Prog) {
 }
 
 #[test]
-#[ignore = "not landed yet: --balance sticky"]
 fn cluster_workers_same_source_same_worker_and_scaling_moves_few() {
     same_source_same_worker_and_scaling_moves_few(Prog::Cluster);
 }
 
 #[test]
-#[ignore = "not landed yet: --balance sticky"]
 fn article_worker_same_source_same_worker_and_scaling_moves_few() {
     same_source_same_worker_and_scaling_moves_few(Prog::Article);
 }
@@ -230,7 +228,14 @@ fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
         prog,
         port,
         3,
-        &["--restart-delay", "30s", "--sticky-wait", "1s"],
+        &[
+            "--restart-delay",
+            "30s",
+            "--restart-delay-max",
+            "30s",
+            "--sticky-wait",
+            "1s",
+        ],
     );
     let before = mapping(&herd, port, 1);
     let groups = by_pid(&before);
@@ -303,13 +308,11 @@ fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
 }
 
 #[test]
-#[ignore = "not landed yet: --balance sticky"]
 fn cluster_workers_crashed_slot_clients_go_to_their_next_choice_after_the_wait() {
     crashed_slot_clients_go_to_their_next_choice_after_the_wait(Prog::Cluster);
 }
 
 #[test]
-#[ignore = "not landed yet: --balance sticky"]
 fn article_worker_crashed_slot_clients_go_to_their_next_choice_after_the_wait() {
     crashed_slot_clients_go_to_their_next_choice_after_the_wait(Prog::Article);
 }
@@ -361,13 +364,11 @@ fn crashed_slot_clients_wait_for_the_replacement(prog: Prog) {
 }
 
 #[test]
-#[ignore = "not landed yet: --balance sticky"]
 fn cluster_workers_crashed_slot_clients_wait_for_the_replacement() {
     crashed_slot_clients_wait_for_the_replacement(Prog::Cluster);
 }
 
 #[test]
-#[ignore = "not landed yet: --balance sticky"]
 fn article_worker_crashed_slot_clients_wait_for_the_replacement() {
     crashed_slot_clients_wait_for_the_replacement(Prog::Article);
 }

@@ -968,3 +968,14 @@ impl Drop for Load {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The pid of the newest worker of each slot that is alive, by slot. (A worker that
+/// failed at start-up and was replaced is not among them.)
+pub fn live_workers(herd: &Herd) -> std::collections::BTreeMap<usize, u32> {
+    let mut out = std::collections::BTreeMap::new();
+    for (slot, pid) in herd.spawned() {
+        out.insert(slot, pid);
+    }
+    out.retain(|_, pid| pid_alive(*pid));
+    out
+}

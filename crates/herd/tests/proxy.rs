@@ -163,6 +163,102 @@ fn reload_under_load_loses_no_request() {
     assert_eq!(herd.wait_exit(T), 0);
 }
 
+/// A worker that takes one connection at a time, and whose request in hand lasts until it
+/// is asked to stop (at most 10 s), so the connections herd relays to it meanwhile wait in
+/// its accept backlog; on SIGTERM it answers the request in hand and closes its listener,
+/// as servers do.
+const SLOW_ACCEPTER: &str = r#"
+import os, select, signal, socket
+s = socket.create_server(("127.0.0.1", int(os.environ["PORT"])), backlog=64)
+r, w = os.pipe()
+os.set_blocking(w, False)
+signal.set_wakeup_fd(w)
+signal.signal(signal.SIGTERM, lambda *_: None)
+while True:
+    ready, _, _ = select.select([s, r], [], [])
+    if r in ready:
+        break
+    c, _ = s.accept()
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(4096)
+        if not d:
+            break
+        buf += d
+    if buf:
+        print("serving", flush=True)
+        select.select([r], [], [], 10)  # the request in hand lasts until SIGTERM
+        body = b"pid=%d\n" % os.getpid()
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        except OSError:
+            pass
+    c.close()
+s.close()
+print("stopped", flush=True)
+"#;
+
+/// ESTABLISHED TCP sockets whose local port is `port` (IPv4, any process).
+fn established_on(port: u16) -> usize {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    tcp.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[3] == "01"
+                && f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
+}
+
+/// Connections herd has relayed to a worker that has not accepted them yet (they wait in
+/// its backlog) when a reload stops that worker: the worker closes its listener, the
+/// kernel resets them. herd must not lose them (e.g. by not stopping the old worker until
+/// every connection relayed to it has had its first byte of answer, or by handing an
+/// unanswered connection to another worker).
+#[test]
+fn reload_loses_no_connection_waiting_in_the_old_workers_backlog() {
+    let Some(python) = python() else { return };
+    let mut herd = start(
+        1,
+        &["--kill-timeout", "10s"],
+        &[&python, "-c", SLOW_ACCEPTER],
+    );
+    herd.wait_ready(1);
+    let port = herd.port();
+    let (_, old) = herd.spawned()[0];
+    let private: u16 = std::fs::read(format!("/proc/{old}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"PORT="))
+        .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
+        .unwrap_or_else(|| herd.fail("no PORT in the worker's environment"));
+    let clients: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || get_from(Ipv4Addr::LOCALHOST, port, "/")))
+        .collect();
+    // All four relayed: the worker's side of each is established (one accepted, three in
+    // the backlog).
+    herd.wait_until("herd relayed the 4 connections to the worker", T, || {
+        established_on(private) >= 4
+    });
+    herd.signal(Signal::SIGHUP);
+    let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if !failed.is_empty() {
+        herd.fail(&format!(
+            "{} of 4 requests relayed to the old worker before the reload were lost: {failed:?}",
+            failed.len()
+        ));
+    }
+    herd.signal(Signal::SIGTERM);
+    herd.wait_exit(T);
+}
+
 /// SIGKILL of a worker under load. A request the killed worker was answering at that
 /// moment is lost (herd cannot replay it): at most one per client, since each client has
 /// one request at a time. Every connection herd accepts after that goes to a live worker

@@ -90,9 +90,9 @@ fn by_pid(map: &BTreeMap<Ipv4Addr, u32>) -> BTreeMap<u32, Vec<Ipv4Addr>> {
 fn pid_of_slot(herd: &Herd, slot: usize) -> u32 {
     herd.spawned()
         .into_iter()
-        .filter(|(s, _)| *s == slot)
+        .rev()
+        .find(|(s, _)| *s == slot)
         .map(|(_, p)| p)
-        .last()
         .unwrap_or_else(|| herd.fail(&format!("no worker was spawned in slot {slot}")))
 }
 
@@ -193,20 +193,20 @@ fn article_worker_same_source_same_worker_and_scaling_moves_few() {
 /// Requests from every source in `srcs` at once (one thread each), each on a new
 /// connection: source → (pid, how long the answer took).
 fn at_once(herd: &Herd, port: u16, srcs: &[Ipv4Addr]) -> BTreeMap<Ipv4Addr, (u32, Duration)> {
-    let results: Vec<(Ipv4Addr, Result<(u32, String), String>, Duration)> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = srcs
-                .iter()
-                .map(|src| {
-                    s.spawn(move || {
-                        let t = Instant::now();
-                        let r = get_from(*src, port, "/");
-                        (*src, r, t.elapsed())
-                    })
+    type Answer = (Ipv4Addr, Result<(u32, String), String>, Duration);
+    let results: Vec<Answer> = std::thread::scope(|s| {
+        let handles: Vec<_> = srcs
+            .iter()
+            .map(|src| {
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let r = get_from(*src, port, "/");
+                    (*src, r, t.elapsed())
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     let mut out = BTreeMap::new();
     for (src, r, took) in results {
         let (pid, _) = r.unwrap_or_else(|e| herd.fail(&format!("after {took:?}: {e}")));

@@ -3,9 +3,11 @@
 //! falls behind leaves connections in the kernel's backlog instead of in herd's memory.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -29,21 +31,35 @@ pub struct Conn {
 }
 
 /// Starts an accept loop per socket; connections go to `tx`. Must run inside the runtime.
+///
+/// The loop waits for readiness on the listener and calls `accept4` itself: tokio's own
+/// `accept` registers each connection with its reactor (an allocation, then a
+/// deregistration) although herd only passes the fd on.
 pub fn start(
     sockets: Vec<(usize, std::net::TcpListener)>,
     tx: mpsc::Sender<Conn>,
 ) -> std::io::Result<()> {
     for (index, socket) in sockets {
-        let listener = tokio::net::TcpListener::from_std(socket)?;
+        socket.set_nonblocking(true)?;
+        // SAFETY: the TcpListener owns its fd and is moved into the AsyncFd, so the fd stays
+        // open and the same for the AsyncFd's whole life.
+        let listener = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
         let tx = tx.clone();
         tokio::spawn(async move {
             loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        let Ok(std) = stream.into_std() else { continue };
+                let Ok(mut ready) = listener.readable().await else {
+                    return;
+                };
+                let accepted = match ready.try_io(|l| accept_nonblocking(l.get_ref().as_raw_fd())) {
+                    Ok(result) => result,
+                    Err(_would_block) => continue,
+                };
+                match accepted {
+                    Ok((fd, peer)) => {
                         let conn = Conn {
                             index,
-                            fd: OwnedFd::from(std),
+                            fd,
                             peer,
                             since: Instant::now(),
                             tries: 0,
@@ -61,4 +77,32 @@ pub fn start(
         });
     }
     Ok(())
+}
+
+/// `accept4` with the new connection nonblocking and close-on-exec, and its peer address.
+fn accept_nonblocking(listener: RawFd) -> std::io::Result<(OwnedFd, SocketAddr)> {
+    // SAFETY: accept4 writes at most `len` bytes of address into the storage socket2 hands
+    // us, and sets `len`; the fd it returns is new and owned by nobody else.
+    let (fd, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(
+                listener,
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(OwnedFd::from_raw_fd(fd))
+            }
+        })?
+    };
+    let peer = addr.as_socket().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "accepted a connection that is not TCP",
+        )
+    })?;
+    Ok((fd, peer))
 }

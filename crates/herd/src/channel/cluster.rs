@@ -152,6 +152,17 @@ pub const CONNECTION_LINE: &[u8] =
 /// Node answers `{"cmd":"NODE_SOCKET_COUNT","key":"herd","count":N}` by itself.
 pub const SOCKET_COUNT_QUERY: &[u8] = b"{\"cmd\":\"NODE_SOCKET_GET_COUNT\",\"key\":\"herd\"}\n";
 
+/// Asks a worker to say when every socket sent with [`CONNECTION_LINE`] is closed; Node
+/// answers `{"cmd":"NODE_SOCKET_ALL_CLOSED","key":"herd"}` by itself (at once if none is
+/// open). Only a worker that was sent such a socket answers.
+pub const SOCKET_NOTIFY_CLOSE: &[u8] = b"{\"cmd\":\"NODE_SOCKET_NOTIFY_CLOSE\",\"key\":\"herd\"}\n";
+
+/// Whether `value` is Node's answer to [`SOCKET_NOTIFY_CLOSE`].
+pub fn sockets_all_closed(value: &Value) -> bool {
+    value.get("cmd").and_then(Value::as_str) == Some("NODE_SOCKET_ALL_CLOSED")
+        && value.get("key").and_then(Value::as_str) == Some("herd")
+}
+
 /// The count of a `NODE_SOCKET_COUNT` answer to [`SOCKET_COUNT_QUERY`].
 pub fn socket_count(value: &Value) -> Option<u64> {
     if value.get("cmd")?.as_str()? != "NODE_SOCKET_COUNT" || value.get("key")?.as_str()? != "herd" {

@@ -290,6 +290,7 @@ impl Driver {
                 .send_handle_line(cluster::CONNECTION_LINE, fd)
                 .is_ok()
             {
+                link.sockets_handed += 1;
                 if let Some(e) = h.open.get_mut(&c.pid) {
                     e.handed();
                     if e.ask() {

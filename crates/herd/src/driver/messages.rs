@@ -51,6 +51,22 @@ impl Driver {
                     }
                     return;
                 }
+                if cluster::sockets_all_closed(&value) {
+                    // All closed: nothing left to wait for on the next stop step.
+                    let draining = self.channels.get_mut(&pid).is_some_and(|l| {
+                        l.sockets_handed = 0;
+                        std::mem::take(&mut l.draining_sockets)
+                    });
+                    if draining {
+                        debug!(
+                            pid,
+                            slot,
+                            "worker {app} (pid {pid}): its handed-over connections are closed"
+                        );
+                        self.stop(pid);
+                    }
+                    return;
+                }
                 match cluster::parse(&value) {
                     Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
                     None if value.get("cmd").and_then(serde_json::Value::as_str)

@@ -91,6 +91,10 @@ struct Link {
     serves: std::collections::HashSet<usize>,
     /// A Node cluster worker that listens on a server of its own (not one of herd's).
     own_server: bool,
+    /// Connections handed over as `"connection"` messages.
+    sockets_handed: u64,
+    /// Stopping: waiting for Node's `NODE_SOCKET_ALL_CLOSED` before the disconnect.
+    draining_sockets: bool,
 }
 
 impl Link {
@@ -103,6 +107,8 @@ impl Link {
             closed: false,
             serves: Default::default(),
             own_server: false,
+            sockets_handed: 0,
+            draining_sockets: false,
         }
     }
 
@@ -697,6 +703,18 @@ impl Driver {
     fn stop(&mut self, pid: u32) {
         let app = &self.plan.name;
         if let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.closed) {
+            if !self.plan.stop_message
+                && link.cluster
+                && link.sockets_handed > 0
+                && !link.draining_sockets
+                && link.channel.send_line(cluster::SOCKET_NOTIFY_CLOSE)
+            {
+                // The sockets it got as messages are not its servers' connections: a
+                // disconnect would not wait for them. Node says when they are all closed.
+                link.draining_sockets = true;
+                info!(pid, "stopping worker {app} (pid {pid}): waiting for the connections it was handed to close");
+                return;
+            }
             if self.plan.stop_message {
                 if link.channel.send(&serde_json::Value::from("shutdown")) {
                     return;

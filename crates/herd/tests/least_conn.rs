@@ -178,23 +178,23 @@ fn cluster_workers_are_served() {
     if node().is_none() {
         return;
     }
-    let port = free_port();
-    let mut cmd = Command::new(herd_bin());
-    cmd.args([
-        "run",
-        "-i",
-        "2",
-        "--ready",
-        "notify",
-        "--balance",
-        "least-conn",
-    ])
-    .args(["-p", &port.to_string(), "--"])
-    .arg(which("node").unwrap())
-    .arg(example("node/basic.mjs"))
-    .env("APP_PORT", port.to_string());
-    let mut herd = Herd::spawn(cmd, false, true);
-    herd.wait_ready(2);
+    let (mut herd, port) = start_on_free_port(2, |port| {
+        let mut cmd = Command::new(herd_bin());
+        cmd.args([
+            "run",
+            "-i",
+            "2",
+            "--ready",
+            "notify",
+            "--balance",
+            "least-conn",
+        ])
+        .args(["-p", &port.to_string(), "--"])
+        .arg(which("node").unwrap())
+        .arg(example("node/basic.mjs"))
+        .env("APP_PORT", port.to_string());
+        cmd
+    });
     let mut seen = BTreeSet::new();
     for _ in 0..50 {
         let (pid, _) = get_from(Ipv4Addr::LOCALHOST, port, "/").unwrap_or_else(|e| herd.fail(&e));

@@ -35,23 +35,24 @@ enum Prog {
     Article,
 }
 
-/// `herd run --balance sticky -p PORT -i N <flags> -- node <prog>`.
-fn start(prog: Prog, port: u16, n: usize, flags: &[&str]) -> Herd {
+/// `herd run --balance sticky -p PORT -i N <flags> -- node <prog>` with a free PORT, once
+/// N workers are ready.
+fn start(prog: Prog, n: usize, flags: &[&str]) -> (Herd, u16) {
     let file = match prog {
         Prog::Cluster => example("node/basic.mjs"),
         Prog::Article => example("node/sticky.js"),
     };
-    let mut cmd = Command::new(herd_bin());
-    cmd.args(["run", "--balance", "sticky", "--ready", "notify"])
-        .args(["-p", &port.to_string(), "-i", &n.to_string()])
-        .args(flags)
-        .arg("--")
-        .arg(which("node").unwrap())
-        .arg(file)
-        .env("APP_PORT", port.to_string());
-    let herd = Herd::spawn(cmd, false, true);
-    herd.wait_ready(n);
-    herd
+    start_on_free_port(n, |port| {
+        let mut cmd = Command::new(herd_bin());
+        cmd.args(["run", "--balance", "sticky", "--ready", "notify"])
+            .args(["-p", &port.to_string(), "-i", &n.to_string()])
+            .args(flags)
+            .arg("--")
+            .arg(which("node").unwrap())
+            .arg(&file)
+            .env("APP_PORT", port.to_string());
+        cmd
+    })
 }
 
 /// 127.0.0.2 … 127.0.0.41.
@@ -112,8 +113,7 @@ fn same_source_same_worker_and_scaling_moves_few(prog: Prog) {
         return;
     }
     let _serial = serial();
-    let port = free_port();
-    let mut herd = start(prog, port, 3, &[]);
+    let (mut herd, port) = start(prog, 3, &[]);
 
     let before = mapping(&herd, port, 3);
     let groups = by_pid(&before);
@@ -223,10 +223,8 @@ fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
         return;
     }
     let _serial = serial();
-    let port = free_port();
-    let mut herd = start(
+    let (mut herd, port) = start(
         prog,
-        port,
         3,
         &[
             "--restart-delay",
@@ -319,14 +317,14 @@ fn article_worker_crashed_slot_clients_go_to_their_next_choice_after_the_wait() 
 
 /// With the defaults (restart after 100 ms, sticky wait 2 s), a client of a crashed worker
 /// that connects while the slot restarts waits and is answered by the replacement in the
-/// same slot.
+/// same slot (or, if the replacement is not ready within the 2 s, by its next choice, but
+/// not before); once the replacement is ready, all the slot's clients are back on it.
 fn crashed_slot_clients_wait_for_the_replacement(prog: Prog) {
     if node().is_none() {
         return;
     }
     let _serial = serial();
-    let port = free_port();
-    let mut herd = start(prog, port, 3, &[]);
+    let (mut herd, port) = start(prog, 3, &[]);
     let before = mapping(&herd, port, 1);
     let groups = by_pid(&before);
     let (&victim, victims) = groups.iter().max_by_key(|(_, s)| s.len()).unwrap();
@@ -340,17 +338,29 @@ fn crashed_slot_clients_wait_for_the_replacement(prog: Prog) {
     let t = Instant::now();
     let (pid, body) = get_from(victims[0], port, "/").unwrap_or_else(|e| herd.fail(&e));
     let took = t.elapsed();
-    let replacement = pid_of_slot(&herd, slot);
-    if pid == victim || pid != replacement {
+    if pid == victim {
+        herd.fail(&format!("the dead worker {victim} answered"));
+    }
+    // The replacement normally starts well within the 2 s; on a very loaded machine it may
+    // not, and then the client rightly goes to its next choice, but only after the wait.
+    let waited = pid == pid_of_slot(&herd, slot);
+    if waited {
+        if let Prog::Article = prog {
+            assert!(body.contains(&format!("slot {slot}")), "{body:?}");
+        }
+    } else if took < Duration::from_millis(1900) {
         herd.fail(&format!(
-            "the source {} of the crashed worker {victim} (slot {slot}) was answered by {pid} after {took:?}, not by the replacement {replacement}: {body:?}",
+            "the source {} of the crashed worker {victim} (slot {slot}) was answered by {pid} after {took:?}, without waiting for the replacement (--sticky-wait 2s): {body:?}",
             victims[0]
         ));
+    } else {
+        eprintln!(
+            "the replacement of slot {slot} was not ready within the sticky wait (loaded machine): answered by the next choice {pid} after {took:?}"
+        );
     }
-    if let Prog::Article = prog {
-        assert!(body.contains(&format!("slot {slot}")), "{body:?}");
-    }
-    // Every other client of the slot is back on it too.
+    // Once the replacement is ready, every client of the slot is back on it.
+    herd.wait_ready(4);
+    let replacement = pid_of_slot(&herd, slot);
     let now = at_once(&herd, port, &victims);
     let wrong: HashMap<_, _> = now.iter().filter(|(_, (p, _))| *p != replacement).collect();
     if !wrong.is_empty() {

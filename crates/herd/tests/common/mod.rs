@@ -979,3 +979,34 @@ pub fn live_workers(herd: &Herd) -> std::collections::BTreeMap<usize, u32> {
     out.retain(|_, pid| pid_alive(*pid));
     out
 }
+
+/// Starts herd on a port picked with `free_port` by `make(port)`, for programs that must
+/// know the port before herd starts (a Node cluster worker's `listen(port)`); picks another
+/// port if someone took that one before herd could bind it (herd exits 1 saying "address
+/// already in use"). Waits for `ready` workers. Returns herd and the port.
+pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut herd = Herd::spawn(make(port), false, true);
+        let deadline = Instant::now() + T;
+        loop {
+            if herd.count_log(") ready after ") >= ready {
+                return (herd, port);
+            }
+            if let Some(st) = herd.try_exit() {
+                herd.wait_eof(Duration::from_secs(5));
+                if st.code() == Some(1) && herd.count_log("address already in use") > 0 {
+                    break; // taken meanwhile: another port
+                }
+                herd.fail(&format!(
+                    "herd exited with {st:?} before {ready} workers were ready"
+                ));
+            }
+            if Instant::now() >= deadline {
+                herd.fail(&format!("{ready} workers not ready within {T:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("five free ports in a row were taken before herd could bind them");
+}

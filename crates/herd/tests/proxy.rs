@@ -164,7 +164,7 @@ fn reload_under_load_loses_no_request() {
 }
 
 /// A worker that takes one connection at a time, and whose request in hand lasts until it
-/// is asked to stop (at most 10 s), so the connections herd relays to it meanwhile wait in
+/// is asked to stop (at most 30 s), so the connections herd relays to it meanwhile wait in
 /// its accept backlog; on SIGTERM it answers the request in hand and closes its listener,
 /// as servers do.
 const SLOW_ACCEPTER: &str = r#"
@@ -187,7 +187,7 @@ while True:
         buf += d
     if buf:
         print("serving", flush=True)
-        select.select([r], [], [], 10)  # the request in hand lasts until SIGTERM
+        select.select([r], [], [], 30)  # the request in hand lasts until SIGTERM
         body = b"pid=%d\n" % os.getpid()
         try:
             c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
@@ -238,8 +238,15 @@ fn reload_loses_no_connection_waiting_in_the_old_workers_backlog() {
         .find_map(|kv| kv.strip_prefix(b"PORT="))
         .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
         .unwrap_or_else(|| herd.fail("no PORT in the worker's environment"));
+    // Clients more patient than the worker's longest request.
     let clients: Vec<_> = (0..4)
-        .map(|_| std::thread::spawn(move || get_from(Ipv4Addr::LOCALHOST, port, "/")))
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = connect_from(Ipv4Addr::LOCALHOST, port).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+                request_on(&mut s, "/", true)
+            })
+        })
         .collect();
     // All four relayed: the worker's side of each is established (one accepted, three in
     // the backlog).

@@ -640,7 +640,7 @@ impl Driver {
         // --proxy: a private port per worker process (old and new workers of a slot run
         // side by side during a reload).
         let private = match self.relays.is_some() {
-            true => match crate::proxy::ports::free_loopback_port() {
+            true => match crate::proxy::ports::free_port() {
                 Ok(p) => Some(p),
                 Err(e) => {
                     self.queue.push_back(Event::SpawnFailed {

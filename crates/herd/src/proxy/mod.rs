@@ -5,7 +5,7 @@
 //! bytes to the chosen worker. This module owns the building blocks of that path and
 //! nothing else:
 //!
-//! - [`ports`]: picking a private port that is free now;
+//! - [`ports`]: picking a private port that is free now (outside the ephemeral range);
 //! - [`probe`]: knowing when a worker has started listening on it;
 //! - [`header`]: the PROXY protocol header (v1 text, v2 binary) that tells the worker who
 //!   the real client was;

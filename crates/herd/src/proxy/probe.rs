@@ -32,7 +32,7 @@ pub async fn wait_listening(port: u16, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::ports::free_loopback_port;
+    use crate::proxy::ports::free_port;
 
     #[tokio::test]
     async fn resolves_at_once_when_listening() {
@@ -48,7 +48,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_until_the_port_starts_listening() {
-        let port = free_loopback_port().unwrap();
+        let port = free_port().unwrap();
         let probe = tokio::spawn(wait_listening(port, Duration::from_millis(5)));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!probe.is_finished(), "nothing listens yet");
@@ -61,7 +61,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_cancels() {
-        let port = free_loopback_port().unwrap();
+        let port = free_port().unwrap();
         let r = tokio::time::timeout(
             Duration::from_millis(30),
             wait_listening(port, Duration::from_millis(5)),

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::proxy::ports::free_loopback_port;
+use crate::proxy::ports::free_port;
 
 /// Generous bound so a broken relay fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -254,7 +254,7 @@ async fn refused_connect_gives_the_client_back_case(v: Variant) {
         .await
         .unwrap();
     let (accepted, _) = public.accept().await.unwrap();
-    let dead: SocketAddr = (Ipv4Addr::LOCALHOST, free_loopback_port().unwrap()).into();
+    let dead: SocketAddr = (Ipv4Addr::LOCALHOST, free_port().unwrap()).into();
     let err = run(v, accepted, dead, None).await.unwrap_err();
     let RelayError::Connect {
         worker,

@@ -26,8 +26,12 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// When herd accepted it (bounds how long it may wait for a worker).
     pub since: Instant,
-    /// Workers that could not take it so far (a relay whose worker refused the connect).
+    /// Workers that could not take it so far (a relay whose worker refused the connect
+    /// or reset the connection before answering).
     pub tries: u8,
+    /// `--proxy`: what the client sent to a worker that reset the connection before it
+    /// answered, to be sent to the next one first. Empty (no allocation) otherwise.
+    pub replay: Vec<u8>,
 }
 
 /// Starts an accept loop per socket; connections go to `tx`. Must run inside the runtime.
@@ -63,6 +67,7 @@ pub fn start(
                             peer,
                             since: Instant::now(),
                             tries: 0,
+                            replay: Vec::new(),
                         };
                         if tx.send(conn).await.is_err() {
                             return;

@@ -321,6 +321,7 @@ impl Driver {
             peer,
             since,
             tries,
+            replay,
         } = conn;
         let kept = Conn {
             index,
@@ -328,6 +329,7 @@ impl Driver {
             peer,
             since,
             tries,
+            replay,
         };
         if link.channel.send_newconn(&server.key_json, seq, fd).is_ok() {
             h.pending.entry(c.pid).or_default().insert(seq, kept);

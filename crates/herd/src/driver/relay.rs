@@ -116,6 +116,7 @@ impl Relays {
                 peer,
                 since,
                 tries,
+                replay,
             } = conn;
             let Ok(client) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) else {
                 return;
@@ -125,25 +126,34 @@ impl Relays {
                 (Some(v), Ok(local)) => Some(Header::new(v, peer, local)),
                 _ => None,
             };
-            match relay::relay(client, worker, header.as_ref().map(Header::as_bytes)).await {
-                Ok(_) => {}
-                Err(relay::RelayError::Connect { client, source, .. }) => {
-                    debug!(
-                        pid,
-                        "worker (pid {pid}) refused a relayed connection: {source}"
-                    );
-                    let Ok(std) = client.into_std() else { return };
-                    let conn = Conn {
-                        index,
-                        fd: OwnedFd::from(std),
-                        peer,
-                        since,
-                        tries: tries + 1,
-                    };
-                    let _ = requeue.send(conn).await;
+            let header = header.as_ref().map(Header::as_bytes);
+            let (client, sent) = match relay::relay_replaying(client, worker, header, replay).await {
+                Ok(_) => return,
+                Err(relay::RelayError::Connect { client, sent, source, .. }) => {
+                    debug!(pid, "worker (pid {pid}) refused a relayed connection: {source}");
+                    (client, sent)
                 }
-                Err(e) => debug!(pid, "relay to worker (pid {pid}) ended: {e}"),
-            }
+                // A worker that stopped listening resets the connections it had not
+                // accepted yet: they go to another worker, with what the client sent.
+                Err(relay::RelayError::Unanswered { client, sent, source, .. }) => {
+                    debug!(pid, "worker (pid {pid}) reset a relayed connection before answering: {source}; replaying it");
+                    (client, sent)
+                }
+                Err(e) => {
+                    debug!(pid, "relay to worker (pid {pid}) ended: {e}");
+                    return;
+                }
+            };
+            let Ok(std) = client.into_std() else { return };
+            let conn = Conn {
+                index,
+                fd: OwnedFd::from(std),
+                peer,
+                since,
+                tries: tries + 1,
+                replay: sent,
+            };
+            let _ = requeue.send(conn).await;
         });
     }
 }

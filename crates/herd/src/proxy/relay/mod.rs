@@ -12,6 +12,7 @@
 //! copy. A half-close is forwarded: when one side shuts down its write half, the relay
 //! shuts down the write half towards the other side and keeps copying the other way.
 
+mod replay;
 #[cfg(target_os = "linux")]
 mod splice;
 #[cfg(test)]
@@ -26,6 +27,8 @@ use tokio::net::TcpStream;
 
 #[cfg(target_os = "linux")]
 pub use splice::relay_splice;
+
+pub use replay::REPLAY_MAX;
 
 /// How long a connect to a worker may take. On loopback a connect is answered at once
 /// (accepted or refused); it only waits when the worker's accept backlog is full and the
@@ -48,9 +51,27 @@ pub enum RelayError {
     Connect {
         /// The worker's address.
         worker: SocketAddr,
-        /// The untouched client connection.
+        /// The client connection, nothing read from it since `sent`.
         client: TcpStream,
+        /// The client's bytes a previous worker got and lost, to send first.
+        sent: Vec<u8>,
         /// Why the connect failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The worker reset the connection before it answered a byte (a worker that closed its
+    /// listening socket resets the connections still waiting to be accepted). `sent` is
+    /// every byte the client sent so far: the caller may replay the client to another
+    /// worker with them.
+    #[error("worker {worker} reset the connection before answering: {source}")]
+    Unanswered {
+        /// The worker's address.
+        worker: SocketAddr,
+        /// The client connection.
+        client: TcpStream,
+        /// What the client sent so far (all of it, at most [`REPLAY_MAX`] bytes).
+        sent: Vec<u8>,
+        /// The reset.
         #[source]
         source: io::Error,
     },
@@ -76,10 +97,60 @@ pub async fn relay(
     worker: SocketAddr,
     header: Option<&[u8]>,
 ) -> Result<(u64, u64), RelayError> {
-    let (mut client, mut upstream) = connect(client, worker, header).await?;
-    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, COPY_BUF, COPY_BUF)
-        .await
-        .map_err(|source| RelayError::Io { worker, source })
+    relay_replaying(client, worker, header, Vec::new()).await
+}
+
+/// [`relay`], sending `replay` first: the bytes the client sent to a worker that reset
+/// the connection before answering ([`RelayError::Unanswered`]). Until this worker answers,
+/// the client's bytes are kept, so that it too can be replaced (see `replay`).
+pub async fn relay_replaying(
+    client: TcpStream,
+    worker: SocketAddr,
+    header: Option<&[u8]>,
+    replay: Vec<u8>,
+) -> Result<(u64, u64), RelayError> {
+    let (mut client, mut upstream) = match connect(client, worker, header).await {
+        Ok(pair) => pair,
+        Err(RelayError::Connect {
+            worker,
+            client,
+            source,
+            ..
+        }) => {
+            return Err(RelayError::Connect {
+                worker,
+                client,
+                sent: replay,
+                source,
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let io_err = |source| RelayError::Io { worker, source };
+    let start = match replay::start(&mut client, &mut upstream, replay).await {
+        Ok(a) => a,
+        Err(replay::Failed::Replay { sent, source }) => {
+            return Err(RelayError::Unanswered {
+                worker,
+                client,
+                sent,
+                source,
+            })
+        }
+        Err(replay::Failed::Io(e)) => return Err(io_err(e)),
+    };
+    let (up, down) = if start.client_done {
+        let down = tokio::io::copy(&mut upstream, &mut client)
+            .await
+            .map_err(io_err)?;
+        client.shutdown().await.map_err(io_err)?;
+        (0, down)
+    } else {
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, COPY_BUF, COPY_BUF)
+            .await
+            .map_err(io_err)?
+    };
+    Ok((start.up + up, start.down + down))
 }
 
 /// Connects to `worker` (bounded by [`CONNECT_TIMEOUT`]), sets `TCP_NODELAY` on both
@@ -96,6 +167,7 @@ async fn connect(
             return Err(RelayError::Connect {
                 worker,
                 client,
+                sent: Vec::new(),
                 source,
             })
         }
@@ -104,6 +176,7 @@ async fn connect(
             return Err(RelayError::Connect {
                 worker,
                 client,
+                sent: Vec::new(),
                 source,
             });
         }

@@ -259,12 +259,14 @@ async fn refused_connect_gives_the_client_back_case(v: Variant) {
     let RelayError::Connect {
         worker,
         client: mut back,
+        sent,
         source,
     } = err
     else {
         panic!("{v:?}: expected Connect, got {err:?}");
     };
     assert_eq!(worker, dead);
+    assert!(sent.is_empty());
     assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
     // The returned connection is the same, still usable client connection.
     assert_eq!(back.peer_addr().unwrap(), client.local_addr().unwrap());
@@ -272,4 +274,84 @@ async fn refused_connect_gives_the_client_back_case(v: Variant) {
     let mut got = [0u8; 10];
     client.read_exact(&mut got).await.unwrap();
     assert_eq!(&got, b"still here");
+}
+
+/// A worker that closes its listening socket with our connection still in its accept
+/// queue resets it: the relay gives the client back with what it sent, for another worker;
+/// and the next worker gets those bytes first.
+#[tokio::test]
+async fn a_connection_reset_before_the_answer_is_given_back_with_its_bytes() {
+    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    // A listener that never accepts: the connection waits in its queue.
+    let stopping = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let stopping_addr = stopping.local_addr().unwrap();
+    let mut client = TcpStream::connect(public.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = public.accept().await.unwrap();
+    let relay = tokio::spawn(relay_replaying(accepted, stopping_addr, None, Vec::new()));
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    // The relay has connected and written: the connection is queued. Then the stop.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stopping);
+    let err = tokio::time::timeout(LIMIT, relay).await.unwrap().unwrap();
+    let Err(RelayError::Unanswered {
+        client: back, sent, ..
+    }) = err
+    else {
+        panic!("not given back: {err:?}");
+    };
+    assert_eq!(sent, b"GET / HTTP/1.1\r\n\r\n");
+    // Another worker gets the bytes, then the rest of the conversation.
+    let next = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let relay = tokio::spawn(relay_replaying(
+        back,
+        next.local_addr().unwrap(),
+        None,
+        sent,
+    ));
+    let (mut worker, _) = next.accept().await.unwrap();
+    let mut got = vec![0u8; 18];
+    worker.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+    worker.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+    drop(worker);
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(answer, b"HTTP/1.1 200 OK\r\n\r\n");
+    client.shutdown().await.unwrap();
+    let (up, down) = finish(relay).await;
+    assert_eq!((up, down), (18, 19));
+}
+
+/// A worker that read the request and closed without answering (it may have acted on
+/// it) is not replayed: the client sees the close.
+#[tokio::test]
+async fn a_worker_that_read_and_closed_is_not_replayed() {
+    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let workers = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let mut client = TcpStream::connect(public.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = public.accept().await.unwrap();
+    let relay = tokio::spawn(relay_replaying(
+        accepted,
+        workers.local_addr().unwrap(),
+        None,
+        Vec::new(),
+    ));
+    let (mut worker, _) = workers.accept().await.unwrap();
+    client.write_all(b"POST /pay\r\n").await.unwrap();
+    let mut got = [0u8; 11];
+    worker.read_exact(&mut got).await.unwrap();
+    drop(worker);
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.is_empty());
+    client.shutdown().await.unwrap();
+    let result = tokio::time::timeout(LIMIT, relay).await.unwrap().unwrap();
+    assert!(
+        !matches!(result, Err(RelayError::Unanswered { .. })),
+        "replayed: {result:?}"
+    );
 }

@@ -1,0 +1,110 @@
+//! The start of a relay, until the worker's first byte: the client's bytes sent so far are
+//! kept (up to [`REPLAY_MAX`]), so that a worker that resets the connection before it
+//! answers anything can be replaced by another without the client noticing.
+//!
+//! Why a reset and only a reset: a worker that closes its listening socket (a graceful stop
+//! during a reload) makes the kernel reset every connection still waiting in its accept
+//! queue; those were never read, so replaying them elsewhere is safe. A worker that read a
+//! whole request and then died closes with a FIN (end of file, no reset): it may have acted
+//! on the request, so that one is not replayed (the client sees the connection close, as
+//! without herd). A worker that dies with unread bytes in its socket also resets, but then
+//! it had not read the whole request.
+
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Most client bytes kept for a replay; a client that sends more before the worker answers
+/// is not replayed.
+pub const REPLAY_MAX: usize = 64 * 1024;
+
+/// The worker answered (its first bytes are already written to the client), or closed
+/// without answering: copy both ways from here.
+pub(super) struct Answered {
+    pub up: u64,
+    pub down: u64,
+    /// The client has already shut down its side (forwarded to the worker).
+    pub client_done: bool,
+}
+
+/// Why the first phase failed.
+pub(super) enum Failed {
+    /// The worker reset the connection before answering, and every byte it was sent is
+    /// here: give them to another worker.
+    Replay {
+        sent: Vec<u8>,
+        source: io::Error,
+    },
+    Io(io::Error),
+}
+
+/// Writes `replay` (bytes a previous worker got and lost), then relays client → worker
+/// and waits for the worker's first byte, keeping what the client sent.
+pub(super) async fn start(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    replay: Vec<u8>,
+) -> Result<Answered, Failed> {
+    let mut sent = replay;
+    let mut replayable = sent.len() <= REPLAY_MAX;
+    if !sent.is_empty() {
+        if let Err(e) = upstream.write_all(&sent).await {
+            return Err(unanswered(e, replayable, sent));
+        }
+    }
+    let mut up = sent.len() as u64;
+    let mut from_client = vec![0u8; 16 * 1024];
+    let mut from_worker = vec![0u8; 16 * 1024];
+    let mut client_done = false;
+    loop {
+        tokio::select! {
+            r = client.read(&mut from_client), if !client_done => match r {
+                Ok(0) => {
+                    client_done = true;
+                    if let Err(e) = upstream.shutdown().await {
+                        return Err(unanswered(e, replayable, sent));
+                    }
+                }
+                Ok(n) => {
+                    if let Err(e) = upstream.write_all(&from_client[..n]).await {
+                        if replayable {
+                            sent.extend_from_slice(&from_client[..n]);
+                        }
+                        return Err(unanswered(e, replayable, sent));
+                    }
+                    up += n as u64;
+                    if replayable && sent.len() + n <= REPLAY_MAX {
+                        sent.extend_from_slice(&from_client[..n]);
+                    } else {
+                        replayable = false;
+                        sent = Vec::new();
+                    }
+                }
+                Err(e) => return Err(Failed::Io(e)),
+            },
+            r = upstream.read(&mut from_worker) => match r {
+                Ok(0) => return Ok(Answered { up, down: 0, client_done }),
+                Ok(n) => {
+                    client.write_all(&from_worker[..n]).await.map_err(Failed::Io)?;
+                    return Ok(Answered { up, down: n as u64, client_done });
+                }
+                Err(e) => return Err(unanswered(e, replayable, sent)),
+            },
+        }
+    }
+}
+
+/// A worker that failed before answering: replayed when it reset the connection and the
+/// bytes it was sent are all kept.
+fn unanswered(source: io::Error, replayable: bool, sent: Vec<u8>) -> Failed {
+    let reset = matches!(
+        source.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    );
+    if reset && replayable {
+        Failed::Replay { sent, source }
+    } else {
+        Failed::Io(source)
+    }
+}

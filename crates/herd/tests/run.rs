@@ -238,3 +238,42 @@ fn instances_max_honours_the_affinity_mask() {
         "{line:?}"
     );
 }
+
+/// herd raises its own soft open-file limit to the hard one (the handoff modes hold
+/// connections in flight), but workers start with the limit herd was given.
+#[test]
+fn herd_raises_its_open_file_limit_and_workers_keep_the_original() {
+    let hard: u64 = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .unwrap_or(0);
+    if hard <= 1000 {
+        eprintln!("SKIPPED: the hard open-file limit ({hard}) leaves nothing to raise");
+        return;
+    }
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "ulimit -Sn 1000 && exec {} run -i 1 --ready delay:50ms -- sh -c 'echo nofile=$(ulimit -Sn); exec sleep 30'",
+        herd_bin()
+    ));
+    let mut herd = Herd::spawn(cmd, false, true);
+    let (_, line) = herd.wait_line_from(
+        Out::Stdout,
+        0,
+        "the worker's limit",
+        |l| l.contains("nofile="),
+        Duration::from_secs(20),
+    );
+    assert!(line.ends_with("nofile=1000"), "{line}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", herd.pid())).unwrap();
+    let soft: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap();
+    assert_eq!(soft, hard, "herd's own soft limit: {limits}");
+    herd.signal(nix::sys::signal::Signal::SIGTERM);
+    herd.wait_exit(Duration::from_secs(20));
+}

@@ -65,6 +65,9 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
             None
         }
     };
+    if let Some((old, new)) = spawn::raise_fd_limit() {
+        debug!("open-file limit raised from {old} to {new} (workers keep {old})");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -222,8 +222,45 @@ fn spawn_one(req: SpawnRequest, parent: u32) -> io::Result<Child> {
     })
 }
 
+/// Workers' open-file limit, when herd raised its own ([`raise_fd_limit`]).
+static WORKER_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Raises herd's soft open-file limit to the hard one: the primary of the handoff modes
+/// holds connections in flight for every worker (a 1024 soft limit, common under Docker
+/// and login shells, runs out at a few hundred connections in flight). Workers are started
+/// with the limit herd was given, since programs that use `select()` break above 1024.
+/// Returns the (old, new) soft limits when raised.
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur >= lim.rlim_max
+    {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return None;
+    }
+    let _ = WORKER_NOFILE.set(lim);
+    Some((lim.rlim_cur as u64, lim.rlim_max as u64))
+}
+
 /// Runs in the forked child. See the module documentation.
 fn child_setup(parent: u32, fds: &[RawFd]) -> io::Result<()> {
+    if let Some(lim) = WORKER_NOFILE.get() {
+        // SAFETY: setrlimit is async-signal-safe and reads a struct set before any spawn.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and changes only this process.
     // Arguments are passed as unsigned long, the width the kernel reads.
     let r = unsafe {

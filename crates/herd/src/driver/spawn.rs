@@ -250,7 +250,7 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
         return None;
     }
     let _ = WORKER_NOFILE.set(lim);
-    Some((lim.rlim_cur as u64, lim.rlim_max as u64))
+    Some((lim.rlim_cur, lim.rlim_max))
 }
 
 /// Runs in the forked child. See the module documentation.

@@ -188,3 +188,44 @@ fn garbage_on_notify_socket_is_reported_and_survived() {
     assert_eq!(herd.worker_pids(), vec![pid]);
     assert!(herd.try_exit().is_none(), "herd keeps running");
 }
+
+/// A handoff mode with workers that take no handed-over connection (a program that knows
+/// nothing of the channel): after its first handle goes unacknowledged the worker gets no
+/// more, and herd says, once, what a worker must do, instead of letting connections wait
+/// in silence.
+#[test]
+fn handoff_mode_with_workers_that_take_no_connection_is_explained() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--balance",
+        "round-robin",
+        "--ready",
+        "delay:50ms",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    herd.wait_ready(1);
+    let port = herd.port();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    let line = herd.wait_log("does not read connections from its channel");
+    assert!(line.contains("--proxy"), "{line}");
+    assert!(line.contains("NODE_CHANNEL_FD"), "{line}");
+    // Later connections wait, and herd says why, once.
+    for _ in 0..3 {
+        clients.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    herd.wait_log("take no handed-over connection");
+    clients.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(herd.count_log("take no handed-over connection"), 1);
+    herd.signal(nix::sys::signal::Signal::SIGTERM);
+    herd.wait_exit(T);
+}

@@ -27,6 +27,10 @@ pub enum Frame {
     Garbage(String),
     /// The worker closed its end of the channel (the last frame of a channel).
     Closed,
+    /// Not read from the worker but noticed by herd's side of the channel: a handle was
+    /// not acknowledged in time; `ever_acknowledged` tells whether any handle ever was
+    /// (a worker that never reads its channel takes no handed-over connection).
+    Unacknowledged { ever_acknowledged: bool },
 }
 
 /// Splits a byte stream into frames, keeping the incomplete tail between reads.

@@ -99,6 +99,7 @@ impl Channel {
         ours.set_nonblocking(true)?;
         let stream = tokio::net::UnixStream::from_std(ours)?;
         let (mut read, write) = stream.into_split();
+        let frames_w = frames.clone();
         let (replies_tx, replies) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut decoder = Decoder::default();
@@ -126,7 +127,7 @@ impl Channel {
             }
         });
         let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
-        tokio::spawn(write_loop(write, rx, replies, pid));
+        tokio::spawn(write_loop(write, rx, replies, pid, frames_w));
         Ok(Channel { tx })
     }
 
@@ -206,7 +207,9 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     mut replies: mpsc::UnboundedReceiver<HandleReply>,
     pid: u32,
+    frames: mpsc::UnboundedSender<(u32, Frame)>,
 ) {
+    let mut acknowledged_any = false;
     // Answers come in the order the handles were sent: the front is the one answered.
     let mut flight: std::collections::VecDeque<InFlight> =
         std::collections::VecDeque::with_capacity(HANDLE_WINDOW);
@@ -224,7 +227,8 @@ async fn write_loop(
             reply = replies.recv(), if !flight.is_empty() => {
                 let Some(reply) = reply else { return };
                 let Some(mut f) = flight.pop_front() else { continue };
-                if reply == HandleReply::Ack {
+                                if reply == HandleReply::Ack {
+                    acknowledged_any = true;
                     continue; // `f.fd` dropped: herd's copy closed
                 }
                 if f.tries >= HANDLE_TRIES {
@@ -238,10 +242,11 @@ async fn write_loop(
                 f.sent = tokio::time::Instant::now();
                 flight.push_back(f);
             }
-            _ = timeout => {
+                        _ = timeout => {
                 flight.pop_front();
                 tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
                     HANDLE_ACK_TIMEOUT.as_secs());
+                let _ = frames.send((pid, Frame::Unacknowledged { ever_acknowledged: acknowledged_any }));
             }
             out = rx.recv(), if flight.len() < HANDLE_WINDOW => match out {
                 None => return,

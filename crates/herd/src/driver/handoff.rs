@@ -82,6 +82,8 @@ pub(super) struct Handoff {
     stale: bool,
     /// When the earliest sticky connection stops waiting for its own worker.
     pub(super) wake: Option<tokio::time::Instant>,
+    /// Said that ready workers take no connection (said once until one does).
+    warned_no_taker: bool,
 }
 
 impl Handoff {
@@ -122,6 +124,7 @@ impl Handoff {
             servers,
             stale: true,
             wake: None,
+            warned_no_taker: false,
         })
     }
 
@@ -257,8 +260,15 @@ impl Driver {
             }
         };
         match choice {
-            Some(c) => self.deliver(c, conn),
-            None => h.wait(conn),
+            Some(c) => {
+                h.warned_no_taker = false;
+                self.deliver(c, conn)
+            }
+            None => {
+                let index = conn.index;
+                h.wait(conn);
+                self.warn_if_nobody_takes(index);
+            }
         }
     }
 
@@ -336,6 +346,26 @@ impl Driver {
         } else {
             h.wait(kept);
         }
+    }
+
+    /// Connections wait although workers are ready: none of them takes connections in this
+    /// mode. Said once (until one does), naming what a worker must do.
+    fn warn_if_nobody_takes(&mut self, index: usize) {
+        let ready = self.sup.serving();
+        let Some(h) = self.handoff.as_mut() else {
+            return;
+        };
+        if h.warned_no_taker || ready.is_empty() {
+            return;
+        }
+        h.warned_no_taker = true;
+        let pids: Vec<String> = ready.iter().map(|(_, p)| p.to_string()).collect();
+        warn!(
+            app = %self.plan.name,
+            "connections on listener {index} wait: the ready workers (pids {}) take no handed-over connection in --balance {}; a worker must be a Node cluster worker that listens on herd's port, read connections from its channel (NODE_CHANNEL_FD, see README \"Handoff\"), or run with --proxy and listen on PORT",
+            pids.join(", "),
+            self.plan.balance
+        );
     }
 
     /// A worker answered `newconn` `ack`.

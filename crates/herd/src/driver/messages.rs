@@ -19,6 +19,21 @@ impl Driver {
                 msg: NotifyMsg::ReadyMessage,
             }),
             Frame::Accepted { ack, accepted } => self.on_accepted(pid, ack, accepted),
+            Frame::Unacknowledged {
+                ever_acknowledged: true,
+            } => {}
+            Frame::Unacknowledged {
+                ever_acknowledged: false,
+            } => {
+                if let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.deaf) {
+                    link.deaf = true;
+                    warn!(pid, slot, "worker {app} (pid {pid}) does not read connections from its channel: it gets no more. In --balance {} a worker must be a Node cluster worker that listens on herd's port, read connections from NODE_CHANNEL_FD (README \"Handoff\"), or run with --proxy and listen on PORT",
+                        self.plan.balance);
+                    if let Some(h) = self.handoff.as_mut() {
+                        h.invalidate();
+                    }
+                }
+            }
             // Taken by the channel itself.
             Frame::HandleAck => {}
             Frame::Closed => {

@@ -98,6 +98,8 @@ struct Link {
     sockets_handed: u64,
     /// Stopping: waiting for Node's `NODE_SOCKET_ALL_CLOSED` before the disconnect.
     draining_sockets: bool,
+    /// It never acknowledged a handle: it does not read its channel, and gets no more.
+    deaf: bool,
 }
 
 impl Link {
@@ -112,6 +114,7 @@ impl Link {
             own_server: false,
             sockets_handed: 0,
             draining_sockets: false,
+            deaf: false,
         }
     }
 
@@ -120,7 +123,7 @@ impl Link {
     /// article's sticky-session worker listens on a port of its own and takes sockets).
     /// A cluster worker that has not listened yet takes nothing.
     fn takes_sockets(&self) -> bool {
-        !self.cluster || (self.own_server && self.serves.is_empty())
+        !self.deaf && (!self.cluster || (self.own_server && self.serves.is_empty()))
     }
 
     /// The `seq` for the next cluster message.

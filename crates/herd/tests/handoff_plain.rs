@@ -127,28 +127,7 @@ fn reload_under_load_loses_no_request(prog: Prog, flags: &[&str]) {
     let port = herd.port();
     let load = Load::start(port, 4);
     herd.wait_until("the first 50 answers", T, || load.ok() >= 50);
-    let old = herd.worker_pids();
-    let mark = herd.mark(Out::Stderr);
-    let hup = Instant::now();
-    herd.signal(Signal::SIGHUP);
-    herd.wait_log_from(mark, "reload of ");
-    herd.wait_log_from(mark, " done: every worker runs generation 1");
-    herd.wait_gone(&old, T);
-    let ok = load.ok();
-    herd.wait_until("50 more answers", T, || load.ok() >= ok + 50);
-    let (ok, errors) = load.finish();
-    if !errors.is_empty() {
-        herd.fail(&format!(
-            "{} of {} requests failed across the reload (ms after SIGHUP, error): {:?}",
-            errors.len(),
-            ok + errors.len(),
-            errors
-                .iter()
-                .map(|(at, e)| (at.saturating_duration_since(hup).as_millis(), e))
-                .take(10)
-                .collect::<Vec<_>>()
-        ));
-    }
+    let old = reload_under(&herd, load, " done: every worker runs generation 1");
     let pid = get(&herd, port);
     assert!(!old.contains(&pid), "an old worker answered: {pid}");
     herd.signal(Signal::SIGTERM);

@@ -1010,3 +1010,31 @@ pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd,
     }
     panic!("five free ports in a row were taken before herd could bind them");
 }
+
+/// A rolling reload under `load`: SIGHUP, the log line `done` (after the reload started),
+/// the old workers gone, 50 more answers; fails the test with the failed requests (ms after
+/// the SIGHUP). Returns the old workers' pids.
+pub fn reload_under(herd: &Herd, load: Load, done: &str) -> Vec<u32> {
+    let old = herd.worker_pids();
+    let mark = herd.mark(Out::Stderr);
+    let hup = Instant::now();
+    herd.signal(nix::sys::signal::Signal::SIGHUP);
+    herd.wait_log_from(mark, done);
+    herd.wait_gone(&old, T);
+    let ok = load.ok();
+    herd.wait_until("50 more answers", T, || load.ok() >= ok + 50);
+    let (ok, errors) = load.finish();
+    if !errors.is_empty() {
+        herd.fail(&format!(
+            "{} of {} requests failed across the reload (ms after SIGHUP, error): {:?}",
+            errors.len(),
+            ok + errors.len(),
+            errors
+                .iter()
+                .map(|(at, e)| (at.saturating_duration_since(hup).as_millis(), e))
+                .take(10)
+                .collect::<Vec<_>>()
+        ));
+    }
+    old
+}

@@ -22,8 +22,8 @@ pub struct Conn {
     /// Index of the listener it came in on.
     pub index: usize,
     pub fd: OwnedFd,
-    /// The client's address (sticky balancing, PROXY protocol).
-    pub peer: SocketAddr,
+    /// The client's address (sticky balancing, PROXY protocol); `None` on a unix socket.
+    pub peer: Option<SocketAddr>,
     /// When herd accepted it (bounds how long it may wait for a worker).
     pub since: Instant,
     /// Workers that could not take it so far (a relay whose worker refused the connect
@@ -39,13 +39,9 @@ pub struct Conn {
 /// The loop waits for readiness on the listener and calls `accept4` itself: tokio's own
 /// `accept` registers each connection with its reactor (an allocation, then a
 /// deregistration) although herd only passes the fd on.
-pub fn start(
-    sockets: Vec<(usize, std::net::TcpListener)>,
-    tx: mpsc::Sender<Conn>,
-) -> std::io::Result<()> {
+pub fn start(sockets: Vec<(usize, OwnedFd)>, tx: mpsc::Sender<Conn>) -> std::io::Result<()> {
     for (index, socket) in sockets {
-        socket.set_nonblocking(true)?;
-        // SAFETY: the TcpListener owns its fd and is moved into the AsyncFd, so the fd stays
+        // SAFETY: the OwnedFd owns its fd and is moved into the AsyncFd, so the fd stays
         // open and the same for the AsyncFd's whole life.
         let listener = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
@@ -84,8 +80,9 @@ pub fn start(
     Ok(())
 }
 
-/// `accept4` with the new connection nonblocking and close-on-exec, and its peer address.
-fn accept_nonblocking(listener: RawFd) -> std::io::Result<(OwnedFd, SocketAddr)> {
+/// `accept4` with the new connection nonblocking and close-on-exec, and its peer address
+/// (`None` for a unix socket's client).
+fn accept_nonblocking(listener: RawFd) -> std::io::Result<(OwnedFd, Option<SocketAddr>)> {
     // SAFETY: accept4 writes at most `len` bytes of address into the storage socket2 hands
     // us, and sets `len`; the fd it returns is new and owned by nobody else.
     let (fd, addr) = unsafe {
@@ -103,11 +100,5 @@ fn accept_nonblocking(listener: RawFd) -> std::io::Result<(OwnedFd, SocketAddr)>
             }
         })?
     };
-    let peer = addr.as_socket().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "accepted a connection that is not TCP",
-        )
-    })?;
-    Ok((fd, peer))
+    Ok((fd, addr.as_socket()))
 }

@@ -117,10 +117,14 @@ pub fn server_reply(ack: u64, key: &str, seq: u64) -> Value {
 
 /// The answer to query `ack` in round-robin mode: no socket, the primary keeps it and sends
 /// each connection with [`newconn`]; `sockname` is what `server.address()` returns.
-pub fn round_robin_reply(ack: u64, key: &str, seq: u64, local: &SocketAddr) -> Value {
-    let family = if local.is_ipv4() { "IPv4" } else { "IPv6" };
+pub fn round_robin_reply(ack: u64, key: &str, seq: u64, local: Option<&SocketAddr>) -> Value {
+    // A pipe has no sockname: Node's worker then answers server.address() with the path.
+    let sockname = local.map(|l| {
+        let family = if l.is_ipv4() { "IPv4" } else { "IPv6" };
+        json!({"address": l.ip().to_string(), "family": family, "port": l.port()})
+    });
     json!({"cmd": "NODE_CLUSTER", "errno": null, "key": key, "ack": ack, "data": null, "seq": seq,
-        "sockname": {"address": local.ip().to_string(), "family": family, "port": local.port()}})
+        "sockname": sockname})
 }
 
 /// The `msg` of the `NODE_HANDLE` (`net.Native`, an accepted connection) for server `key`.

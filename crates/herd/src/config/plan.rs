@@ -27,8 +27,8 @@ pub enum PlanError {
     },
     #[error("--name must not be empty")]
     EmptyName,
-    #[error("--balance {0}: `{1}` is not supported in this mode yet (TCP addresses only); use --balance reuseport or shared")]
-    HandoffUnix(crate::listen::Balance, String),
+    #[error("--proxy relays TCP connections only: `{0}` is a unix socket; leave out --proxy (the handoff modes pass unix connections to workers that take them) or listen on TCP")]
+    ProxyUnix(String),
     #[error("--proxy relays connections herd accepts, it cannot go with --balance {0}: use --balance round-robin, least-conn or sticky (or leave --balance out)")]
     ProxyBalance(crate::listen::Balance),
 }
@@ -125,9 +125,9 @@ impl RunPlan {
             }
             (_, r) => r,
         };
-        if balance.is_handoff() {
+        if let Transport::Proxy(_) = transport {
             if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
-                return Err(PlanError::HandoffUnix(balance, unix.to_string()));
+                return Err(PlanError::ProxyUnix(unix.to_string()));
             }
         }
         let (instances, instances_reason) = args.instances.resolve(budget);

@@ -60,7 +60,8 @@ pub(super) struct Server {
     pub(super) key: String,
     /// The same, as a JSON string (written into every `newconn` line).
     key_json: std::sync::Arc<str>,
-    pub(super) local: SocketAddr,
+    /// Its address; `None` for a unix socket (Node asks none for a pipe).
+    pub(super) local: Option<SocketAddr>,
 }
 
 /// The primary's side of the handoff modes.
@@ -96,18 +97,17 @@ impl Handoff {
         let sockets = listeners.accept_sockets()?;
         let mut servers = Vec::new();
         for addr in listeners.local_addrs() {
-            servers.push(match addr {
-                crate::listen::ListenAddr::Tcp(local) => {
-                    let key = addr.to_string();
-                    let key_json = serde_json::Value::from(key.as_str()).to_string().into();
-                    Some(Server {
-                        key,
-                        key_json,
-                        local,
-                    })
-                }
+            let key = addr.to_string();
+            let key_json = serde_json::Value::from(key.as_str()).to_string().into();
+            let local = match addr {
+                crate::listen::ListenAddr::Tcp(a) => Some(a),
                 crate::listen::ListenAddr::Unix(_) => None,
-            });
+            };
+            servers.push(Some(Server {
+                key,
+                key_json,
+                local,
+            }));
         }
         let (tx, conns) = mpsc::channel(accept::QUEUE);
         accept::start(sockets, tx.clone())?;
@@ -222,9 +222,13 @@ impl Driver {
         let Some(candidates) = h.candidates.get(conn.index) else {
             return;
         };
-        let choice = match h.policy {
-            Balance::Sticky => {
-                let key = sticky::client_key(conn.peer.ip());
+        // A unix socket's clients have no address to stick by: they take turns.
+        let sticky_key = conn
+            .peer
+            .filter(|_| h.policy == Balance::Sticky)
+            .map(|p| sticky::client_key(p.ip()));
+        let choice = match (h.policy, sticky_key) {
+            (_, Some(key)) => {
                 let top = sticky::best(key, instances, |_| true);
                 let own = candidates.iter().find(|c| Some(c.slot) == top);
                 let deadline = conn.since + h.sticky_wait;
@@ -243,7 +247,7 @@ impl Driver {
                         .copied(),
                 }
             }
-            Balance::LeastConn => {
+            (Balance::LeastConn, _) => {
                 let relays = self.relays.as_ref();
                 let (pending, open) = (&h.pending, &h.open);
                 h.rr.pick_least(candidates, |c| match c.via {
@@ -278,10 +282,7 @@ impl Driver {
         };
         if let Via::Proxy(port) = c.via {
             if conn.tries >= RELAY_TRIES {
-                warn!(
-                    "a connection from {} found no worker to relay to after {RELAY_TRIES} tries: closed",
-                    conn.peer
-                );
+                warn!("a connection found no worker to relay to after {RELAY_TRIES} tries: closed");
                 return;
             }
             if let Some(r) = self.relays.as_mut() {

@@ -133,12 +133,16 @@ impl Driver {
                         .listeners
                         .index_of_port(a.port())
                         .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local))),
+                    (cluster::Target::Addr(crate::listen::ListenAddr::Unix(p)), Some(h)) => self
+                        .listeners
+                        .index_of_path(p)
+                        .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local))),
                     _ => None,
                 };
                 if let Some((index, key, local)) = handed {
                     link.serves.insert(index);
                     link.channel
-                        .send(&cluster::round_robin_reply(ask, &key, next, &local));
+                        .send(&cluster::round_robin_reply(ask, &key, next, local.as_ref()));
                     if let Some(h) = self.handoff.as_mut() {
                         h.invalidate();
                     }

@@ -122,8 +122,8 @@ impl Relays {
                 return;
             };
             let worker = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let header = match (version, client.local_addr()) {
-                (Some(v), Ok(local)) => Some(Header::new(v, peer, local)),
+            let header = match (version, peer, client.local_addr()) {
+                (Some(v), Some(peer), Ok(local)) => Some(Header::new(v, peer, local)),
                 _ => None,
             };
             let header = header.as_ref().map(Header::as_bytes);

@@ -245,18 +245,23 @@ impl Listeners {
         Ok((&self.on_demand[last].1.sockets[0], true))
     }
 
-    /// For the handoff modes: a nonblocking copy of each TCP listener, with its index, for
+    /// For the handoff modes: a nonblocking copy of each listener (TCP or unix), with its index, for
     /// the primary's accept loops.
-    pub fn accept_sockets(&self) -> std::io::Result<Vec<(usize, std::net::TcpListener)>> {
+    pub fn accept_sockets(&self) -> std::io::Result<Vec<(usize, std::os::fd::OwnedFd)>> {
         let mut out = Vec::new();
         for (i, g) in self.groups.iter().enumerate() {
-            if let ListenAddr::Tcp(_) = g.local {
-                let copy = g.sockets[0].try_clone()?;
-                copy.set_nonblocking(true)?;
-                out.push((i, std::net::TcpListener::from(copy)));
-            }
+            let copy = g.sockets[0].try_clone()?;
+            copy.set_nonblocking(true)?;
+            out.push((i, std::os::fd::OwnedFd::from(copy)));
         }
         Ok(out)
+    }
+
+    /// The index of herd's unix listener at `path`, if any.
+    pub fn index_of_path(&self, path: &std::path::Path) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|g| matches!(&g.local, ListenAddr::Unix(p) if p == path))
     }
 
     /// The index of herd's TCP listener on `port`, if any.

@@ -7,9 +7,12 @@
 
 pub mod balance;
 pub mod channel;
+pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod listen;
 pub mod observe;
 pub mod proxy;
 pub mod supervisor;
+
+pub use cluster::Cluster;

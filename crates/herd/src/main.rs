@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use herd::config::{Cli, Command, LogFormat, RunPlan};
+use herd::config::{Cli, Command, RunPlan};
 use herd::observe::cpus::cpu_budget;
 use herd::supervisor::Outcome;
 
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            init_logging(args.log_format);
+            herd::observe::logging::init(args.log_format);
             let plan = match RunPlan::from_args(args, &cpu_budget()) {
                 Ok(plan) => plan,
                 Err(e) if e.is_usage() => {
@@ -38,30 +38,4 @@ fn main() -> ExitCode {
 fn fail(e: &anyhow::Error) -> ExitCode {
     tracing::error!("{e:#}");
     ExitCode::from(1)
-}
-
-/// herd's own log on stderr: human-readable lines, or JSON objects with every field.
-/// `HERD_LOG` filters (e.g. `HERD_LOG=debug`).
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::{fmt, EnvFilter};
-    let filter = EnvFilter::try_from_env("HERD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(format == LogFormat::Text && std::io::stderr().is_terminal())
-        .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder
-            // The message already names app, slot and pid; the fields are for JSON.
-            .fmt_fields(fmt::format::debug_fn(|w, field, value| {
-                if field.name() == "message" {
-                    write!(w, "{value:?}")
-                } else {
-                    Ok(())
-                }
-            }))
-            .init(),
-    }
 }

@@ -8,5 +8,5 @@ pub mod plan;
 mod values;
 
 pub use cli::{Cli, Command, LogFormat, ProxyProtocol, RunArgs};
-pub use plan::{PlanError, RunPlan, Transport};
+pub use plan::{Hooks, PlanError, RunPlan, Transport};
 pub use values::{parse_duration, parse_readiness, parse_signal};

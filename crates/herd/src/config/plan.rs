@@ -77,6 +77,22 @@ pub struct RunPlan {
     /// Set NODE_UNIQUE_ID so that Node programs act as `cluster` workers of herd.
     pub node_cluster: bool,
     pub log_format: LogFormat,
+    /// Variables added to every worker's environment (the library's `Cluster` marks its
+    /// re-executed workers with one).
+    pub extra_env: Vec<(String, String)>,
+    /// The embedding program's callbacks (`herd::Cluster`); none for the CLI.
+    pub hooks: Option<Hooks>,
+}
+
+/// Callbacks of a program that embeds herd ([`crate::cluster::Cluster`]): run on the
+/// driver's thread, so they must be quick.
+#[derive(Clone)]
+pub struct Hooks(pub std::sync::Arc<dyn crate::cluster::Observer>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
 }
 
 impl RunPlan {
@@ -165,6 +181,8 @@ impl RunPlan {
                 && !args.proxy
                 && !node_without_script(program_arg, rest),
             log_format: args.log_format,
+            extra_env: Vec::new(),
+            hooks: None,
         })
     }
 }

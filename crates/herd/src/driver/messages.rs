@@ -10,7 +10,30 @@ use crate::channel::{cluster, messages};
 use crate::supervisor::{Event, NotifyMsg};
 
 impl Driver {
+    /// The worker said something (on its channel or NOTIFY_SOCKET): the first time, an
+    /// embedding program hears that it is online.
+    pub(super) fn spoke(&mut self, pid: u32) {
+        let Some(hooks) = &self.plan.hooks else {
+            return;
+        };
+        let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.spoke) else {
+            return;
+        };
+        link.spoke = true;
+        if let Some((slot, _)) = self.sup.worker_of_pid(pid) {
+            hooks
+                .0
+                .event(&crate::cluster::Event::Online(crate::cluster::From {
+                    slot,
+                    pid,
+                }));
+        }
+    }
+
     pub(super) fn on_frame(&mut self, pid: u32, frame: Frame) {
+        if !matches!(frame, Frame::Closed | Frame::Unacknowledged { .. }) {
+            self.spoke(pid);
+        }
         let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
         let app = &self.plan.name;
         match frame {
@@ -103,6 +126,20 @@ impl Driver {
             }
             Frame::App(value) => match messages::parse(&value) {
                 Some(request) => self.on_herd_request(pid, slot.unwrap_or(0), request),
+                None if self.plan.hooks.is_some() => {
+                    let from = crate::cluster::From {
+                        slot: slot.unwrap_or(0),
+                        pid,
+                    };
+                    let reply = self
+                        .plan
+                        .hooks
+                        .as_ref()
+                        .and_then(|h| h.0.message(from, &value));
+                    if let (Some(reply), Some(link)) = (reply, self.channels.get(&pid)) {
+                        link.channel.send(&reply);
+                    }
+                }
                 None => {
                     debug!(pid, slot, message = %value, "message from worker {app} (pid {pid})")
                 }

@@ -99,6 +99,8 @@ struct Link {
     draining_sockets: bool,
     /// It never acknowledged a handle: it does not read its channel, and gets no more.
     deaf: bool,
+    /// It said something already (`herd::Cluster`'s `online` event).
+    spoke: bool,
 }
 
 impl Link {
@@ -114,6 +116,7 @@ impl Link {
             sockets_handed: 0,
             draining_sockets: false,
             deaf: false,
+            spoke: false,
         }
     }
 
@@ -513,6 +516,7 @@ impl Driver {
             self.early_notify.entry(pid).or_default().extend(d.messages);
             return;
         }
+        self.spoke(pid);
         for msg in d.messages {
             self.queue.push_back(Event::Notify { pid, msg });
         }
@@ -579,7 +583,18 @@ impl Driver {
             } => self.spawn(worker, slot, generation),
             Action::Stop { pid } => self.stop(pid),
             Action::Kill { pid } => self.signal(pid, Signal::SIGKILL),
-            Action::Log(l) => lifecycle::write(&self.plan.name, &l),
+            Action::Log(l) => {
+                if let crate::supervisor::Log::Ready { pid, .. } = l {
+                    // A worker is online before it is listening, whichever spoke first.
+                    self.spoke(pid);
+                }
+                if let Some(h) = &self.plan.hooks {
+                    if let Some(e) = crate::cluster::Event::from_log(&l) {
+                        h.0.event(&e);
+                    }
+                }
+                lifecycle::write(&self.plan.name, &l)
+            }
             Action::Wake(at) => self.wake = Some(Instant::from_std(at)),
             Action::Route(slots) => self.route = slots,
             Action::Exit(outcome) => return Some(outcome),

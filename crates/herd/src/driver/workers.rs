@@ -101,7 +101,11 @@ impl Driver {
             worker,
             program: self.plan.program.clone(),
             args: self.plan.args.clone(),
-            env: c.env,
+            env: c
+                .env
+                .into_iter()
+                .chain(self.plan.extra_env.iter().cloned())
+                .collect(),
             fds: c.fds,
             listen_fds: c.listen_fds,
             keep: vec![theirs],

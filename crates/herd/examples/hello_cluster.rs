@@ -1,0 +1,48 @@
+//! The article's "Basic Cluster Setup" in Rust: one binary that is the primary and every
+//! worker. `cargo run --release --example hello_cluster` serves on PORT (default 3000)
+//! from one worker per CPU; SIGHUP reloads with zero downtime, SIGTERM drains and exits.
+//!
+//! The primary prints each worker's lifecycle (fork, online, listening, exit) and the
+//! message every worker sends when it starts.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut cluster = herd::Cluster::new();
+    // INSTANCES=N overrides one worker per CPU (the tests use it).
+    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
+        cluster = cluster.instances(n);
+    }
+    cluster
+        .on_event(|e| println!("primary: {e:?}"))
+        .on_message(|from, msg| {
+            println!(
+                "primary: message from worker {} (pid {}): {msg}",
+                from.slot, from.pid
+            );
+            None
+        })
+        .run(|worker| {
+            let listener = worker.tcp_listener()?;
+            worker.send(&serde_json::json!({"hello": worker.slot()}))?;
+            worker.ready()?;
+            let pid = std::process::id();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                // Read the request head; answer and close.
+                let mut reader = BufReader::new(&conn);
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                    line.clear();
+                }
+                let body = format!("Hello from worker {pid} (slot {})\n", worker.slot());
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            Ok(())
+        })
+}

@@ -33,9 +33,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), herd_worker::Error> {
-    // Signals first: from here on SIGTERM is ours to handle.
-    herd_worker::watch_shutdown();
+    // The inherited sockets first, before anything opens an fd of its own: a closed fd 3
+    // would otherwise be taken by that and mistaken for herd's.
     let listeners = herd_worker::listeners()?;
+    // From here on SIGTERM is ours to handle.
+    herd_worker::watch_shutdown();
     for listener in listeners {
         println!(
             "hello: serving {} on {}",

@@ -107,13 +107,15 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// Standalone (no `LISTEN_FDS`): one TCP socket bound to `0.0.0.0:$PORT`, where `PORT`
 /// defaults to [`DEFAULT_PORT`](crate::DEFAULT_PORT) (3000). A herd worker gets no
 /// sockets in two cases: with `--proxy` its `PORT` is a private port to bind (done as
-/// above); in the handoff modes herd holds `PORT` itself, so the bind fails with
-/// `EADDRINUSE` and the answer is an empty list: the connections come from
-/// [`connections()`](crate::connections).
+/// above); in the handoff modes (`HERD_TRANSPORT=handoff`; an older herd that does not
+/// say so is recognised by `PORT` being taken, by herd itself) the answer is an empty
+/// list: the connections come from [`connections()`](crate::connections).
 pub fn listeners() -> Result<Vec<Listener>, Error> {
     let pid = std::process::id();
     match env::listen_env(env::real, pid)? {
         Some(listen) => adopt_all(&listen),
+        // herd says the connections come on the channel: nothing to bind.
+        None if std::env::var("HERD_TRANSPORT").as_deref() == Ok("handoff") => Ok(Vec::new()),
         None => {
             let port = env::port(env::real)?;
             match bind_standalone(port) {

@@ -55,6 +55,9 @@ fn each_worker_gets_a_private_port_and_no_socket() {
         if env.contains_key("LISTEN_FDS") || env.contains_key("LISTEN_PID") {
             herd.fail(&format!("a proxied worker was given sockets: {env:?}"));
         }
+        if env.get("HERD_TRANSPORT").map(String::as_str) != Some("proxy") {
+            herd.fail(&format!("HERD_TRANSPORT is not proxy: {env:?}"));
+        }
         ports.insert(port);
     }
     if ports.len() != 2 {

@@ -70,6 +70,7 @@ fn worker_contract_environment() {
         // The channel comes right after the one listening socket, in Node's JSON mode.
         assert_eq!(field("NODE_CHANNEL_FD"), "4");
         assert_eq!(field("NODE_CHANNEL_SERIALIZATION_MODE"), "json");
+        assert_eq!(field("HERD_TRANSPORT"), "sockets");
         assert_eq!(
             field("PPID"),
             herd.pid().to_string(),

@@ -22,7 +22,8 @@
 //! - `/crash` → prints `crashing` to stderr and exits 70 at once, no response
 //! - `/env` → 200, `KEY=VALUE` lines for `LISTEN_FDS`, `LISTEN_PID`,
 //!   `LISTEN_FDNAMES`, `PORT`, `HERD_WORKER_ID`, `NODE_APP_INSTANCE`,
-//!   `NOTIFY_SOCKET`, `NODE_CHANNEL_FD`, `NODE_CHANNEL_SERIALIZATION_MODE` (a line
+//!   `NOTIFY_SOCKET`, `NODE_CHANNEL_FD`, `NODE_CHANNEL_SERIALIZATION_MODE`,
+//!   `HERD_TRANSPORT` (a line
 //!   is left out when the variable is unset), then
 //!   `PID=<own pid>` and `PPID=<parent pid>`
 //! - anything else → 404
@@ -105,7 +106,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Stack size of connection threads (they need very little).
 const CONN_STACK: usize = 128 * 1024;
 
-const ENV_KEYS: [&str; 9] = [
+const ENV_KEYS: [&str; 10] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -115,6 +116,7 @@ const ENV_KEYS: [&str; 9] = [
     "NOTIFY_SOCKET",
     "NODE_CHANNEL_FD",
     "NODE_CHANNEL_SERIALIZATION_MODE",
+    "HERD_TRANSPORT",
 ];
 
 #[derive(Default)]

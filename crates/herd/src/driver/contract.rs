@@ -25,6 +25,9 @@ pub struct Identity<'a> {
     pub channel: &'a OwnedFd,
     /// Set NODE_UNIQUE_ID (Node programs become `cluster` workers of herd).
     pub node_cluster: bool,
+    /// How connections reach the worker: `sockets` (inherited), `handoff` (on its
+    /// channel) or `proxy` (relayed to its private PORT), for HERD_TRANSPORT.
+    pub transport: &'a str,
 }
 
 /// Builds the environment and fd list of a worker.
@@ -36,6 +39,7 @@ pub fn contract(id: &Identity) -> Contract {
         ("HERD_APP".to_string(), id.app.to_string()),
         ("HERD_GENERATION".to_string(), id.generation.to_string()),
         ("NOTIFY_SOCKET".to_string(), id.notify_socket.to_string()),
+        ("HERD_TRANSPORT".to_string(), id.transport.to_string()),
     ];
     if let Some(port) = id.port {
         env.push(("PORT".to_string(), port.to_string()));

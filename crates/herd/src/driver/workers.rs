@@ -96,6 +96,11 @@ impl Driver {
             },
             channel: &theirs,
             node_cluster: self.plan.node_cluster,
+            transport: match self.plan.transport {
+                crate::config::Transport::Inherit => "sockets",
+                crate::config::Transport::Handoff => "handoff",
+                crate::config::Transport::Proxy(_) => "proxy",
+            },
         });
         let req = SpawnRequest {
             worker,

@@ -29,9 +29,8 @@
 //! A worker's JSON messages (one per line on its channel; [`Worker::send`]) reach
 //! [`Cluster::on_message`] in the primary, whose answer, if any, goes back to that worker.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpListener;
-use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -278,54 +277,27 @@ impl Worker {
         self.generation
     }
 
-    /// The first listening socket herd passed (fd 3), as a TCP listener. Call it once.
-    pub fn tcp_listener(&self) -> io::Result<TcpListener> {
-        let ours = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|p| p.parse::<u32>().ok())
-            == Some(std::process::id());
-        let count: usize = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        if !ours || count == 0 {
-            return Err(io::Error::other(
-                "herd passed no listening socket to this worker (LISTEN_FDS/LISTEN_PID)",
-            ));
-        }
-        let fd: RawFd = 3;
-        // SAFETY: fd 3 is open for the process's life (herd passed it, LISTEN_PID checked);
-        // borrowed only for this check.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        if socket2::SockRef::from(&borrowed).r#type()? != socket2::Type::STREAM {
-            return Err(io::Error::other("fd 3 is not a stream socket"));
-        }
-        // SAFETY: fd 3 was passed by herd for this pid and is a stream socket (checked
-        // above); it is adopted once, here.
-        Ok(unsafe { TcpListener::from_raw_fd(fd) })
+    /// The listening sockets herd passed (see [`herd_worker::listeners`]). Call it once.
+    pub fn listeners(&self) -> Result<Vec<herd_worker::Listener>, herd_worker::Error> {
+        herd_worker::listeners()
     }
 
-    /// Says the worker is ready for connections (`READY=1` on NOTIFY_SOCKET).
+    /// The first listening socket, as a TCP listener (the `PORT` of the cluster).
+    pub fn tcp_listener(&self) -> io::Result<TcpListener> {
+        self.listeners()
+            .map_err(io::Error::other)?
+            .into_iter()
+            .find_map(herd_worker::Listener::into_tcp)
+            .ok_or_else(|| io::Error::other("herd passed no TCP listening socket to this worker"))
+    }
+
+    /// Says the worker is ready for connections (`READY=1`, see [`herd_worker::ready`]).
     pub fn ready(&self) -> io::Result<()> {
-        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-            return Ok(());
-        };
-        let s = std::os::unix::net::UnixDatagram::unbound()?;
-        s.send_to(b"READY=1", path).map(drop)
+        herd_worker::ready().map_err(io::Error::other)
     }
 
     /// Sends one JSON message to the primary ([`Cluster::on_message`]).
     pub fn send(&self, msg: &Value) -> io::Result<()> {
-        let fd: RawFd = std::env::var("NODE_CHANNEL_FD")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other("no channel to the primary (NODE_CHANNEL_FD)"))?;
-        let mut line = serde_json::to_vec(msg).map_err(io::Error::other)?;
-        line.push(b'\n');
-        // SAFETY: the channel fd stays open for the life of the process; wrapped in
-        // ManuallyDrop it is written to and never closed here.
-        let channel =
-            std::mem::ManuallyDrop::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) });
-        (&*channel).write_all(&line)
+        herd_worker::send(msg).map_err(io::Error::other)
     }
 }

@@ -16,3 +16,5 @@ pub mod proxy;
 pub mod supervisor;
 
 pub use cluster::Cluster;
+/// The worker side: what a Rust worker of herd (or of a [`Cluster`]) uses.
+pub use herd_worker as worker;

@@ -276,3 +276,30 @@ fn listening_socket_flags(pid: u32, port: u16) -> Vec<u32> {
     }
     flags
 }
+
+/// A Node cluster worker's `listen(0, 'localhost')` (the article's sticky worker): herd's
+/// log names the port the kernel chose, not the 0 that was asked.
+#[test]
+fn a_socket_bound_on_demand_for_port_0_is_logged_with_its_real_port() {
+    let Some(node) = node() else { return };
+    let sticky = example("node/sticky.js");
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--balance",
+        "round-robin",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        &node,
+        sticky.to_str().unwrap(),
+    ]);
+    let line = herd.wait_log("(shared), asked by");
+    assert!(
+        !line.contains(":0 (shared)"),
+        "the log names port 0, not the bound one: {line}"
+    );
+    herd.signal(Signal::SIGTERM);
+    herd.wait_exit(T);
+}

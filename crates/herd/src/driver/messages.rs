@@ -191,7 +191,13 @@ impl Driver {
                     cluster::Target::Addr(addr) => {
                         self.listeners.for_request(slot, addr).map(|(fd, new)| {
                             if new {
-                                info!(addr = %addr, "listening on {addr} (shared), asked by Node cluster worker {app}:{slot}");
+                                // The address bound (the port the kernel chose for port 0).
+                                let bound = socket2::SockRef::from(&fd)
+                                    .local_addr()
+                                    .ok()
+                                    .and_then(|a| a.as_socket())
+                                    .map_or_else(|| addr.to_string(), |a| a.to_string());
+                                info!(addr = %bound, "listening on {bound} (shared), asked by Node cluster worker {app}:{slot}");
                             }
                             Some(fd)
                         })

@@ -382,3 +382,31 @@ fn cluster_workers_crashed_slot_clients_wait_for_the_replacement() {
 fn article_worker_crashed_slot_clients_wait_for_the_replacement() {
     crashed_slot_clients_wait_for_the_replacement(Prog::Article);
 }
+
+/// `--proxy --balance sticky`: relayed connections stick by client address too (herd-testworker,
+/// which knows nothing of herd, on its private PORT).
+#[test]
+fn proxied_workers_same_source_same_worker() {
+    let _serial = serial();
+    let (mut herd, port) = start_on_free_port(3, |port| {
+        let mut cmd = Command::new(herd_bin());
+        cmd.args(["run", "--proxy", "--balance", "sticky"]).args([
+            "-p",
+            &port.to_string(),
+            "-i",
+            "3",
+            "--",
+            worker_bin(),
+        ]);
+        cmd
+    });
+    let map = mapping(&herd, port, 3);
+    let spread = by_pid(&map);
+    if spread.len() != 3 || spread.values().any(|s| s.len() < 5) {
+        herd.fail(&format!(
+            "40 sources spread badly over 3 workers: {spread:?}"
+        ));
+    }
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

@@ -1,0 +1,88 @@
+//! The article's "Express with Clustering" in Rust: an axum app with `/` and a CPU-heavy
+//! `/heavy`, one worker per CPU under [`herd::Cluster`].
+//!
+//! ```sh
+//! cargo run --release --example axum_heavy   # serves on PORT (default 3000)
+//! curl localhost:3000/ ; curl localhost:3000/heavy
+//! ```
+//!
+//! Each worker serves the socket herd passed it as a tokio listener and stops gracefully on
+//! `herd::worker::tokio::shutdown()` (SIGTERM, or herd's `"shutdown"` message).
+
+use std::io;
+use std::process::ExitCode;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use herd::cluster::Worker;
+
+#[path = "support/drain.rs"]
+mod drain;
+use serde_json::{json, Value};
+
+/// How far `/heavy` counts: tens of milliseconds of one core, enough to see on a load test.
+const HEAVY_SUM_TO: u64 = 10_000_000;
+
+fn main() -> ExitCode {
+    let mut cluster = herd::Cluster::new();
+    // INSTANCES=N overrides one worker per CPU (the tests use it).
+    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
+        cluster = cluster.instances(n);
+    }
+    cluster.run(|worker| {
+        // One worker per CPU already uses every core, so each worker runs a single-threaded
+        // runtime, as a Node process does.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(worker))
+    })
+}
+
+async fn serve(worker: Worker) -> io::Result<()> {
+    let listener = tokio_listener(&worker)?;
+    let slot = worker.slot();
+    let app = Router::new()
+        .route("/", get(move || hello(slot)))
+        .route("/heavy", get(move || heavy(slot)));
+    worker.ready()?;
+    // Stops at herd's stop signal, after the requests in progress (see support/drain.rs).
+    let (listener, stopped) = drain::on_shutdown(listener);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+}
+
+/// The TCP socket herd passed to this worker, as a tokio listener.
+fn tokio_listener(worker: &Worker) -> io::Result<tokio::net::TcpListener> {
+    let listener = worker
+        .listeners()
+        .map_err(io::Error::other)?
+        .into_iter()
+        .next();
+    listener
+        .ok_or_else(|| io::Error::other("herd passed no listening socket"))?
+        .into_tokio()?
+        .into_tcp()
+        .ok_or_else(|| io::Error::other("herd's listening socket is not TCP"))
+}
+
+async fn hello(slot: usize) -> Json<Value> {
+    Json(json!({"message": "Hello", "pid": std::process::id(), "slot": slot}))
+}
+
+async fn heavy(slot: usize) -> Result<Json<Value>, StatusCode> {
+    // Inline, this loop would stall every other request of this worker's single-threaded
+    // runtime (Express's /heavy blocks its event loop the same way); on tokio's blocking
+    // pool, `/` keeps answering while a `/heavy` runs.
+    let sum = tokio::task::spawn_blocking(|| {
+        // black_box: without it the optimizer replaces the loop with n(n-1)/2.
+        (0..HEAVY_SUM_TO).fold(0u64, |sum, i| sum + std::hint::black_box(i))
+    })
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(Json(
+        json!({"sum": sum, "pid": std::process::id(), "slot": slot}),
+    ))
+}

@@ -8,6 +8,8 @@
 //!
 //! Each worker serves the socket herd passed it as a tokio listener and stops gracefully on
 //! `herd::worker::tokio::shutdown()` (SIGTERM, or herd's `"shutdown"` message).
+//! `SINGLE_PROCESS=1` runs the same app as one multi-threaded tokio process instead (the
+//! benchmark's baseline); `COUNT=1` counts every `/` with herd's batched counter.
 
 use std::io;
 use std::process::ExitCode;
@@ -25,6 +27,17 @@ use serde_json::{json, Value};
 const HEAVY_SUM_TO: u64 = 10_000_000;
 
 fn main() -> ExitCode {
+    // SINGLE_PROCESS=1: the same app as one multi-threaded tokio process on PORT, without
+    // herd: the baseline of scripts/bench/cluster_axum.sh.
+    if std::env::var_os("SINGLE_PROCESS").is_some() {
+        return match single_process() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("axum_heavy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut cluster = herd::Cluster::new();
     // INSTANCES=N overrides one worker per CPU (the tests use it).
     if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
@@ -40,12 +53,30 @@ fn main() -> ExitCode {
     })
 }
 
+/// The routes; `slot` names the worker in the answers.
+fn app(slot: usize) -> Router {
+    Router::new()
+        .route("/", get(move || hello(slot)))
+        .route("/heavy", get(move || heavy(slot)))
+}
+
+fn single_process() -> io::Result<()> {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+            axum::serve(listener, app(0)).await
+        })
+}
+
 async fn serve(worker: Worker) -> io::Result<()> {
     let listener = tokio_listener(&worker)?;
-    let slot = worker.slot();
-    let app = Router::new()
-        .route("/", get(move || hello(slot)))
-        .route("/heavy", get(move || heavy(slot)));
+    let app = app(worker.slot());
     worker.ready()?;
     // Stops at herd's stop signal, after the requests in progress (see support/drain.rs).
     let (listener, stopped) = drain::on_shutdown(listener);
@@ -69,7 +100,17 @@ fn tokio_listener(worker: &Worker) -> io::Result<tokio::net::TcpListener> {
 }
 
 async fn hello(slot: usize) -> Json<Value> {
+    // COUNT=1: count every request with herd's batched counter (what it costs is measured
+    // by scripts/bench/cluster_axum.sh).
+    if counting() {
+        herd::worker::count("requests", 1);
+    }
     Json(json!({"message": "Hello", "pid": std::process::id(), "slot": slot}))
+}
+
+fn counting() -> bool {
+    static COUNT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| std::env::var_os("COUNT").is_some())
 }
 
 async fn heavy(slot: usize) -> Result<Json<Value>, StatusCode> {

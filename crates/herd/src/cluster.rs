@@ -49,6 +49,7 @@ const WORKER_MARK: &str = "HERD_CLUSTER_WORKER";
 pub struct From {
     /// The worker's slot, 0..N-1, kept across restarts and reloads.
     pub slot: usize,
+    /// The worker's process id.
     pub pid: u32,
 }
 
@@ -63,8 +64,11 @@ pub enum Event {
     Listening(From),
     /// The worker exited with `code`, or was killed by `signal` (Node's `exit`).
     Exit {
+        /// Which worker.
         worker: From,
+        /// Its exit code, when it exited by itself.
         code: Option<i32>,
+        /// The signal that ended it, when one did.
         signal: Option<i32>,
     },
 }

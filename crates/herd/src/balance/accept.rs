@@ -21,6 +21,7 @@ const ERROR_PAUSE: Duration = Duration::from_millis(50);
 pub struct Conn {
     /// Index of the listener it came in on.
     pub index: usize,
+    /// The connection.
     pub fd: OwnedFd,
     /// The client's address (sticky balancing, PROXY protocol); `None` on a unix socket.
     pub peer: Option<SocketAddr>,

@@ -14,6 +14,7 @@ use crate::supervisor::{self, Readiness};
 #[derive(Debug, Parser)]
 #[command(name = "herd", version, about, propagate_version = true)]
 pub struct Cli {
+    /// The verb.
     #[command(subcommand)]
     pub command: Command,
 }

@@ -12,7 +12,9 @@ const UNIX_PREFIX: &str = "unix:";
 /// One address to listen on, parsed from a CLI `--listen` value or `-p PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// A TCP address (host:port).
     Tcp(SocketAddr),
+    /// A unix socket path.
     Unix(PathBuf),
 }
 

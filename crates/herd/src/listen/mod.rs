@@ -285,6 +285,7 @@ impl Listeners {
         })
     }
 
+    /// The balance mode the sockets were bound for.
     pub fn balance(&self) -> Balance {
         self.balance
     }

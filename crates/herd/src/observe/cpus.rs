@@ -22,6 +22,7 @@ const CGROUP1_CPU_ROOTS: [&str; 2] = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,
 pub struct CpuBudget {
     /// At least 1.
     pub count: usize,
+    /// Why, for the log.
     pub reason: String,
 }
 

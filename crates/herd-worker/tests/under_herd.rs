@@ -106,3 +106,58 @@ fn standalone_it_serves_port_and_stops_on_sigterm() {
         p.output()
     );
 }
+
+/// `--stop-message`: herd sends `"shutdown"` on the channel instead of SIGTERM; the worker's
+/// shutdown resolves with `Reason::Message` and it exits 0.
+#[test]
+fn the_shutdown_message_stops_the_worker() {
+    let (mut herd, port) = herd(&["-i", "1", "--ready", "notify", "--stop-message"]);
+    herd.wait_count("ready", 1, |l| l.contains("ready after"));
+    assert_eq!(slot_of(&get(port, "/")), "0");
+    herd.term();
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.output());
+    let out = herd.output();
+    assert!(out.contains("stopping (Message)"), "{out}");
+    assert!(out.contains("exited with code 0"), "{out}");
+}
+
+/// The channel closing (herd gone) resolves shutdown with `Reason::ChannelClosed`: a worker
+/// never outlives its primary's channel.
+#[test]
+fn a_closed_channel_stops_the_worker() {
+    use std::os::fd::AsRawFd;
+    let (_, hello) = bins();
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    // The child inherits its end of the channel (std makes both ends close-on-exec).
+    // SAFETY: F_SETFD on an fd this test owns.
+    assert_eq!(
+        unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) },
+        0
+    );
+    let mut cmd = Command::new(hello);
+    cmd.env("PORT", port.to_string())
+        .env("NODE_CHANNEL_FD", theirs.as_raw_fd().to_string());
+    for var in [
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "NOTIFY_SOCKET",
+        "HERD_WORKER_ID",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut p = Proc::spawn(cmd);
+    drop(theirs);
+    p.wait_line("serving", |l| l.contains(&format!("serving tcp-{port}")));
+    drop(ours);
+    assert_eq!(p.wait_exit().code(), Some(0), "{}", p.output());
+    assert!(
+        p.output().contains("stopping (ChannelClosed)"),
+        "{}",
+        p.output()
+    );
+}

@@ -5,6 +5,8 @@
 //! no I/O; [`driver`] is the thin tokio layer that turns signals, child exits and
 //! notify datagrams into supervisor events and carries out the actions it returns.
 
+#![warn(missing_docs)]
+
 pub mod balance;
 pub mod channel;
 pub mod cluster;

@@ -16,16 +16,29 @@ pub enum Request {
     /// The worker booted.
     Online,
     /// The worker called `listen()`: answer with a server (or an error), echoing `seq`.
-    QueryServer { seq: u64, target: Target },
+    QueryServer {
+        /// The worker's message number, echoed as `ack` in the reply.
+        seq: u64,
+        /// What it wants to listen on.
+        target: Target,
+    },
     /// The worker listens: the usual readiness of a Node cluster worker.
     Listening,
     /// The worker closed one of its servers.
     Close,
     /// The worker disconnected by itself; wants `{ack: seq}`.
-    ExitedAfterDisconnect { seq: u64 },
+    ExitedAfterDisconnect {
+        /// The worker's message number, to acknowledge.
+        seq: u64,
+    },
     /// The answer to `newconn` `ack`: false means the worker no longer serves that key and
     /// the connection must go to another worker.
-    Accepted { ack: u64, accepted: bool },
+    Accepted {
+        /// The `seq` of the `newconn` message this answers.
+        ack: u64,
+        /// The worker took the connection.
+        accepted: bool,
+    },
     /// A NODE_CLUSTER message herd does not act on (or cannot read), with a description.
     Other(String),
 }

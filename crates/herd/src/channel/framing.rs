@@ -18,7 +18,12 @@ pub enum Frame {
     /// `{"cmd":"NODE_HANDLE_ACK"}`: the worker took the handle herd sent.
     HandleAck,
     /// A Node cluster worker's answer to `newconn` `ack`: it took the connection or not.
-    Accepted { ack: u64, accepted: bool },
+    Accepted {
+        /// The `seq` of the `newconn` message this answers.
+        ack: u64,
+        /// The worker took the connection.
+        accepted: bool,
+    },
     /// Control traffic: an object whose `cmd` is a string starting with `NODE_`.
     Internal(Value),
     /// Anything else the worker sent with `process.send(…)`.
@@ -30,7 +35,10 @@ pub enum Frame {
     /// Not read from the worker but noticed by herd's side of the channel: a handle was
     /// not acknowledged in time; `ever_acknowledged` tells whether any handle ever was
     /// (a worker that never reads its channel takes no handed-over connection).
-    Unacknowledged { ever_acknowledged: bool },
+    Unacknowledged {
+        /// Some handle sent on this channel was acknowledged before.
+        ever_acknowledged: bool,
+    },
 }
 
 /// Splits a byte stream into frames, keeping the incomplete tail between reads.

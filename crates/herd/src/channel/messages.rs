@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 /// Who a forwarded message goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum To {
+    /// The worker of this slot.
     Slot(usize),
     /// Every worker but the sender.
     All,
@@ -24,13 +25,20 @@ pub enum To {
 /// A request to herd from a worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
+    /// `{"herd":"count"}`: add `n` to a counter of the sender's slot.
     Count {
+        /// Name of the counter.
         key: String,
+        /// Amount to add (1 when not given; may be negative).
         n: i64,
     },
+    /// `{"herd":"stats"}`: answer with every counter, total and per slot.
     Stats,
+    /// `{"herd":"send"}`: forward a message to other workers.
     Send {
+        /// Who gets it.
         to: To,
+        /// The message, delivered as is.
         msg: Value,
     },
     /// A `herd` message that is malformed or unknown, and why.

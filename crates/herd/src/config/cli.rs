@@ -65,8 +65,8 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub port: Option<u16>,
 
-    /// Listen on this address: host:port, [v6]:port or unix:/path. Repeatable; workers get
-    /// the sockets from fd 3 in this order (after the one of --port).
+    /// Listen on this address: host:port, [ipv6-addr]:port or unix:/path. Repeatable;
+    /// workers get the sockets from fd 3 in this order (after the one of --port).
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 

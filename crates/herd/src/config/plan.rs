@@ -14,21 +14,35 @@ use crate::supervisor::{BackoffPolicy, Policy};
 /// A value of the command line that cannot work, found before any worker starts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    /// The program (as given) is in no directory of PATH.
     #[error("command `{0}` not found in PATH")]
     CommandNotFound(String),
+    /// The program exists but cannot be executed.
     #[error("command `{path}` cannot be run: {why}")]
-    NotExecutable { path: String, why: String },
+    NotExecutable {
+        /// The file that was found.
+        path: String,
+        /// Why it cannot be run (missing, a directory, no execute permission, …).
+        why: String,
+    },
+    /// `--reload-parallel 0`: a reload would never replace a slot.
     #[error("--reload-parallel must be at least 1")]
     ReloadParallel,
+    /// The first restart delay is longer than the cap.
     #[error("--restart-delay ({initial:?}) must not exceed --restart-delay-max ({max:?})")]
     RestartDelay {
+        /// `--restart-delay`: the first restart delay.
         initial: std::time::Duration,
+        /// `--restart-delay-max`: the cap on the restart delay.
         max: std::time::Duration,
     },
+    /// `--name` is empty or blank.
     #[error("--name must not be empty")]
     EmptyName,
+    /// `--proxy` with a unix socket address (shown here).
     #[error("--proxy relays TCP connections only: `{0}` is a unix socket; leave out --proxy (the handoff modes pass unix connections to workers that take them) or listen on TCP")]
     ProxyUnix(String),
+    /// `--proxy` with a `--balance` mode in which herd does not accept connections.
     #[error("--proxy relays connections herd accepts, it cannot go with --balance {0}: use --balance round-robin, least-conn or sticky (or leave --balance out)")]
     ProxyBalance(crate::listen::Balance),
 }
@@ -63,7 +77,9 @@ pub struct RunPlan {
     pub args: Vec<OsString>,
     /// Addresses in the order workers receive them.
     pub listen: Vec<ListenAddr>,
+    /// How connections are spread over the workers.
     pub balance: Balance,
+    /// How connections reach a worker, derived from `balance` and `--proxy`.
     pub transport: Transport,
     /// `--sticky-wait`.
     pub sticky_wait: std::time::Duration,
@@ -71,11 +87,13 @@ pub struct RunPlan {
     pub policy: Policy,
     /// How `policy.instances` was chosen, for the log.
     pub instances_reason: String,
+    /// Signal that asks a worker to stop gracefully (`--stop-signal`).
     pub stop_signal: Signal,
     /// Stop by sending `"shutdown"` on the worker's channel instead of the signal.
     pub stop_message: bool,
     /// Set NODE_UNIQUE_ID so that Node programs act as `cluster` workers of herd.
     pub node_cluster: bool,
+    /// Output format of herd's log and of the workers' lines.
     pub log_format: LogFormat,
     /// Variables added to every worker's environment (the library's `Cluster` marks its
     /// re-executed workers with one).

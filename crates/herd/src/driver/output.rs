@@ -24,7 +24,9 @@ const QUEUE: usize = 4096;
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// The worker's standard output.
     Stdout,
+    /// The worker's standard error.
     Stderr,
 }
 

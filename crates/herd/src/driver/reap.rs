@@ -20,7 +20,9 @@ pub type Children = Mutex<HashSet<u32>>;
 /// One reaped process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reaped {
+    /// Process id of the reaped process.
     pub pid: u32,
+    /// How it ended.
     pub status: ExitStatus,
     /// A worker herd spawned (not an orphan re-parented to herd).
     pub worker: bool,

@@ -31,8 +31,11 @@ const PID_PLACEHOLDER: &str = "0000000000";
 /// What the spawner thread needs for one worker.
 #[derive(Debug)]
 pub struct SpawnRequest {
+    /// The worker this process is for, echoed in the [`SpawnResult`].
     pub worker: WorkerId,
+    /// The program to run, already resolved against PATH.
     pub program: PathBuf,
+    /// Arguments after the program.
     pub args: Vec<OsString>,
     /// Variables added to herd's own environment (LISTEN_PID is added here).
     pub env: Vec<(String, String)>,
@@ -49,15 +52,20 @@ pub struct SpawnRequest {
 /// A started worker process.
 #[derive(Debug)]
 pub struct Child {
+    /// Process id of the worker.
     pub pid: u32,
+    /// herd's end of the pipe the worker's stdout goes to.
     pub stdout: OwnedFd,
+    /// herd's end of the pipe the worker's stderr goes to.
     pub stderr: OwnedFd,
 }
 
 /// The answer to one [`SpawnRequest`].
 #[derive(Debug)]
 pub struct SpawnResult {
+    /// The worker of the request.
     pub worker: WorkerId,
+    /// The started process, or why it could not be started.
     pub result: io::Result<Child>,
 }
 

@@ -9,45 +9,86 @@ use super::ListenAddr;
 /// A listening socket could not be created, bound, or steered.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
+    /// Another socket is already bound to the address.
     #[error("cannot listen on {addr}: address already in use (another process is serving it)")]
-    InUse { addr: ListenAddr },
+    InUse {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// The same address was given twice.
     #[error("cannot listen on {addr}: the address is listed twice")]
-    Duplicate { addr: ListenAddr },
+    Duplicate {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// The OS refused the bind: a privileged port, or a folder this user cannot write to.
     #[error("cannot listen on {addr}: permission denied ({})", permission_hint(.addr))]
-    PermissionDenied { addr: ListenAddr },
+    PermissionDenied {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// The IP address belongs to no interface of this machine.
     #[error("cannot listen on {addr}: no interface of this machine has that IP address")]
-    NotAvailable { addr: ListenAddr },
+    NotAvailable {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// The folder of a unix socket path does not exist.
     #[error("cannot listen on {addr}: folder {} does not exist", .folder.display())]
-    NoFolder { addr: ListenAddr, folder: PathBuf },
+    NoFolder {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+        /// The missing folder.
+        folder: PathBuf,
+    },
 
+    /// A unix socket path is in use by a server that accepts connections.
     #[error("cannot listen on {addr}: a live server is already listening on it")]
-    LiveUnixSocket { addr: ListenAddr },
+    LiveUnixSocket {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// A unix socket path names an existing file that is not a socket (never removed).
     #[error(
         "cannot listen on {addr}: the path exists and is not a socket (remove it or choose another path)"
     )]
-    NotASocket { addr: ListenAddr },
+    NotASocket {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// A unix socket path is longer than `sockaddr_un` can hold.
     #[error(
         "cannot listen on {addr}: the path is too long for a unix socket (at most {max} bytes)",
         max = super::bind::UNIX_PATH_MAX
     )]
-    PathTooLong { addr: ListenAddr },
+    PathTooLong {
+        /// The address herd tried to listen on.
+        addr: ListenAddr,
+    },
 
+    /// Any other I/O error while creating, binding or listening.
     #[error("cannot listen on {addr}: {source}")]
     Io {
+        /// The address herd tried to listen on.
         addr: ListenAddr,
+        /// The OS error.
         #[source]
         source: io::Error,
     },
 
+    /// The reuseport steering program, which sends new connections to ready slots only,
+    /// could not be attached or detached.
     #[error("cannot steer connections on {addr} to ready workers: {source}")]
     Steer {
+        /// The address whose sockets were to be steered.
         addr: ListenAddr,
+        /// The OS error.
         #[source]
         source: io::Error,
     },

@@ -41,13 +41,33 @@ pub enum Event {
     /// Start the app: spawn every slot.
     Start,
     /// The driver started the process for `worker`.
-    Spawned { worker: WorkerId, pid: u32 },
+    Spawned {
+        /// The worker named in the [`Action::Spawn`] this answers.
+        worker: WorkerId,
+        /// Process id of the new worker process.
+        pid: u32,
+    },
     /// The driver could not start the process for `worker`.
-    SpawnFailed { worker: WorkerId, error: String },
+    SpawnFailed {
+        /// The worker named in the [`Action::Spawn`] this answers.
+        worker: WorkerId,
+        /// Why the process could not be started, for the log.
+        error: String,
+    },
     /// A child process ended.
-    Exited { pid: u32, status: ExitStatus },
+    Exited {
+        /// Process id of the child that ended.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
     /// A worker's sd_notify datagram (already attributed to the worker's main pid).
-    Notify { pid: u32, msg: NotifyMsg },
+    Notify {
+        /// Main pid of the worker that sent it.
+        pid: u32,
+        /// What the worker said.
+        msg: NotifyMsg,
+    },
     /// A deadline asked for with [`Action::Wake`] may have passed.
     Timer,
     /// SIGTERM/SIGINT: drain gracefully; a second one kills at once.
@@ -106,99 +126,172 @@ pub enum Outcome {
 /// A lifecycle record for the log; the driver decides how to write it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Log {
+    /// A worker process is about to be started.
     Spawning {
+        /// Slot the worker will serve.
         slot: usize,
+        /// Identity of the new worker.
         worker: WorkerId,
+        /// Generation of the program it runs.
         generation: u64,
     },
+    /// A worker process started.
     Spawned {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
     },
+    /// A worker process could not be started.
     SpawnFailed {
+        /// Slot the worker was meant to serve.
         slot: usize,
+        /// Why it could not be started.
         error: String,
     },
+    /// A worker became ready to serve.
     Ready {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
+        /// Time from the process start to readiness.
         after: Duration,
+        /// How it was judged ready.
         how: ReadyHow,
     },
-    /// `expected` is false for crashes.
+    /// A worker process ended. `expected` is false for crashes.
     Exited {
+        /// Slot the worker served.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
+        /// How it ended.
         status: ExitStatus,
+        /// Time from the process start to its end.
         uptime: Duration,
+        /// herd had asked it to stop (or is shutting down); false for crashes and for a
+        /// worker stopped because it was not ready in time.
         expected: bool,
     },
+    /// An empty slot will get a new worker after a backoff delay.
     Restarting {
+        /// The slot to restart.
         slot: usize,
+        /// Time until the restart.
         delay: Duration,
+        /// Unstable restarts within the restart window so far.
         unstable: usize,
     },
+    /// The app crashed too often: no more restarts until a reload.
     Errored {
+        /// Unstable restarts counted within the window.
         unstable: usize,
+        /// The restart window they were counted in.
         window: Duration,
     },
+    /// A worker was not ready within the listen timeout.
     NotReady {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
+        /// The listen timeout that passed.
         timeout: Duration,
     },
+    /// herd asks a worker to stop gracefully.
     Stopping {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
+        /// Why it is stopped.
         reason: StopReason,
     },
+    /// A stopping worker outlived the kill timeout and is SIGKILLed.
     KillTimeout {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
+        /// The kill timeout that passed.
         timeout: Duration,
     },
+    /// A worker said `STOPPING=1`: it gets no new connections.
     WorkerStopping {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
     },
+    /// A worker sent `STATUS=…`.
     Status {
+        /// Slot the worker serves.
         slot: usize,
+        /// Process id of the worker.
         pid: u32,
+        /// The free text it sent.
         text: String,
     },
+    /// A rolling reload began.
     ReloadStarted {
+        /// The generation every slot is moved to.
         generation: u64,
+        /// Number of slots to replace.
         slots: usize,
+        /// It replaces a reload that was still under way.
         superseded: bool,
     },
+    /// One slot of a rolling reload now runs the new generation.
     ReloadProgress {
+        /// The slot just replaced.
         slot: usize,
+        /// Slots done so far.
         done: usize,
+        /// Slots in the whole reload.
         total: usize,
     },
+    /// A rolling reload finished: every worker runs the new generation.
     ReloadDone {
+        /// The generation every worker now runs.
         generation: u64,
     },
+    /// A rolling reload stopped because a replacement failed; the old workers keep serving.
     ReloadAborted {
+        /// The slot whose replacement failed.
         slot: usize,
+        /// What went wrong with the replacement.
         reason: String,
     },
+    /// A graceful shutdown began.
     ShutdownStarted {
+        /// Workers asked to stop.
         workers: usize,
     },
+    /// A second shutdown request: every worker left is SIGKILLed.
     ShutdownForced {
+        /// Workers killed.
         workers: usize,
     },
+    /// The number of slots changed.
     Scaled {
+        /// Slots before.
         from: usize,
+        /// Slots after.
         to: usize,
     },
+    /// A reload took the app out of the errored state.
     Recovered,
+    /// A request was not acted on.
     Ignored {
+        /// The request, e.g. `"scale down"`.
         what: &'static str,
+        /// Why it was ignored.
         why: &'static str,
     },
+    /// A notify message came from a pid that is not one of this app's workers.
     UnknownNotify {
+        /// The sender's pid.
         pid: u32,
     },
 }
@@ -208,14 +301,23 @@ pub enum Log {
 pub enum Action {
     /// Start a process for `worker` in `slot`; answer with `Spawned` or `SpawnFailed`.
     Spawn {
+        /// Identity of the new worker.
         worker: WorkerId,
+        /// Slot it will serve.
         slot: usize,
+        /// Generation of the program it runs.
         generation: u64,
     },
     /// Ask the worker to stop gracefully (stop signal to its process group).
-    Stop { pid: u32 },
+    Stop {
+        /// Process id of the worker.
+        pid: u32,
+    },
     /// SIGKILL the worker's process group.
-    Kill { pid: u32 },
+    Kill {
+        /// Process id of the worker.
+        pid: u32,
+    },
     /// Write a lifecycle record.
     Log(Log),
     /// Send `Event::Timer` at this instant (replaces any earlier request).

@@ -66,13 +66,24 @@ pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(60);
 pub struct Policy {
     /// Number of slots at start.
     pub instances: usize,
+    /// How a new worker is judged ready.
     pub readiness: Readiness,
+    /// How long a new worker may take to become ready before it is stopped (or a reload
+    /// aborted).
     pub listen_timeout: Duration,
+    /// `auto` readiness: how long after its start a worker that sent no `READY=1` is
+    /// assumed ready.
     pub auto_ready_delay: Duration,
+    /// How long a stopping worker gets between the stop signal and SIGKILL.
     pub kill_timeout: Duration,
+    /// Restart delay curve of each slot.
     pub backoff: BackoffPolicy,
+    /// A worker that ran at least this long is stable: its exit resets its slot's backoff
+    /// and does not count towards `max_restarts`.
     pub min_uptime: Duration,
+    /// Unstable restarts allowed within `restart_window` before the app is errored.
     pub max_restarts: usize,
+    /// Sliding window in which unstable restarts are counted.
     pub restart_window: Duration,
     /// Slots replaced at the same time during a rolling reload.
     pub reload_parallel: usize,

@@ -153,6 +153,21 @@ fn a_closed_channel_stops_the_worker() {
     let mut p = Proc::spawn(cmd);
     drop(theirs);
     p.wait_line("serving", |l| l.contains(&format!("serving tcp-{port}")));
+    // The worker says "ready" on the channel after it serves: close only once it has.
+    let mut said = std::io::BufReader::new(&ours);
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut said, &mut line).unwrap() > 0 {
+        if line.trim() == "\"ready\"" {
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(
+        line.trim(),
+        "\"ready\"",
+        "the worker never said ready on its channel"
+    );
+    drop(said);
     drop(ours);
     assert_eq!(p.wait_exit().code(), Some(0), "{}", p.output());
     assert!(

@@ -4,6 +4,10 @@
 //! processes. The lifecycle rules live in [`supervisor`], a pure state machine with
 //! no I/O; [`driver`] is the thin tokio layer that turns signals, child exits and
 //! notify datagrams into supervisor events and carries out the actions it returns.
+//!
+//! As a library: [`Cluster`] runs your binary as its own primary and workers (the
+//! article's `startCluster`), and [`worker`] (the `herd-worker` crate) makes a Rust server
+//! a herd worker.
 
 #![warn(missing_docs)]
 
@@ -18,5 +22,7 @@ pub mod proxy;
 pub mod supervisor;
 
 pub use cluster::Cluster;
+pub use listen::Balance;
+pub use observe::cpus::Instances;
 /// The worker side: what a Rust worker of herd (or of a [`Cluster`]) uses.
 pub use herd_worker as worker;

@@ -22,7 +22,7 @@ pub mod proxy;
 pub mod supervisor;
 
 pub use cluster::Cluster;
-pub use listen::Balance;
-pub use observe::cpus::Instances;
 /// The worker side: what a Rust worker of herd (or of a [`Cluster`]) uses.
 pub use herd_worker as worker;
+pub use listen::Balance;
+pub use observe::cpus::Instances;

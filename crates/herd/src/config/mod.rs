@@ -4,6 +4,7 @@
 //! and value at fault. Nothing here binds a socket or starts a process.
 
 pub mod cli;
+pub mod file;
 pub mod plan;
 mod values;
 

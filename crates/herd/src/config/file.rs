@@ -1,0 +1,99 @@
+//! herd.toml: the apps a user keeps in their repository, parsed in two stages as the flags
+//! are — raw serde structs that keep every value's span (`raw`), then a validated
+//! [`AppConfig`] per app (`app`) whose values are typed by the same parsers as the
+//! `herd run` flags. Every error names the file, line, column and key path. Nothing here
+//! starts a process or binds a socket; applying defaults is the caller's job.
+//!
+//! ```toml
+//! [apps.api]
+//! command = ["node", "server.js"]
+//! instances = "max"
+//! port = 3000
+//! kill_timeout = "10s"
+//! max_memory_restart = "1G"     # binary units, as in PM2: 1G = 1024³ bytes
+//! env = { NODE_ENV = "development" }
+//! env_production = { NODE_ENV = "production" }   # merged over env by `--env production`
+//! ```
+//!
+//! A file with no app is an error: there is nothing to run, so it is surely a mistake.
+
+mod app;
+mod error;
+mod raw;
+mod size;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use toml::de::DeTable;
+
+pub use app::AppConfig;
+pub use error::{FileError, Location};
+pub use size::parse_size;
+
+use error::Source;
+use raw::RawFile;
+
+/// A validated herd.toml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HerdFile {
+    /// The apps by name (at least one).
+    pub apps: BTreeMap<String, AppConfig>,
+}
+
+/// Reads and validates the herd.toml at `path`, with the env profile `profile` (`--env`)
+/// merged over each app's `env`. A relative `cwd` is made relative to the file's directory,
+/// so the file means the same thing wherever herd is started from.
+pub fn load(path: &Path, profile: Option<&str>) -> Result<HerdFile, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut file = parse(&text, &path.display().to_string(), profile)?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    for app in file.apps.values_mut() {
+        if let Some(cwd) = app.cwd.as_mut().filter(|cwd| cwd.is_relative()) {
+            *cwd = dir.join(&*cwd);
+        }
+    }
+    Ok(file)
+}
+
+/// Validates the text of a herd.toml; `file_name` is what errors call it.
+pub fn parse(text: &str, file_name: &str, profile: Option<&str>) -> Result<HerdFile, FileError> {
+    let src = Source {
+        text,
+        file: file_name,
+    };
+    let root = DeTable::parse(text).map_err(|err| src.syntax(&err))?;
+    let mut envs = raw::scan(root.get_ref(), &src)?;
+    let raw: RawFile = toml::from_str(text).map_err(|err| src.typed(&err, root.get_ref()))?;
+    if raw.apps.is_empty() {
+        return Err(FileError::NoApps {
+            file: file_name.to_string(),
+        });
+    }
+    if let Some(profile) = profile {
+        let known: BTreeSet<&String> = envs.values().flat_map(|e| e.profiles.keys()).collect();
+        if !known.contains(&profile.to_string()) {
+            return Err(FileError::UnknownProfile {
+                file: file_name.to_string(),
+                profile: profile.to_string(),
+                known: known.into_iter().cloned().collect(),
+            });
+        }
+    }
+    let mut apps = BTreeMap::new();
+    for (name, raw_app) in raw.apps {
+        let app_envs = envs.remove(&name).unwrap_or_default();
+        let mut env = app_envs.base;
+        if let Some(vars) = profile.and_then(|p| app_envs.profiles.get(p)) {
+            env.extend(vars.clone());
+        }
+        let config = app::validate(&name, raw_app, env, &src)?;
+        apps.insert(name, config);
+    }
+    Ok(HerdFile { apps })
+}

@@ -1,0 +1,311 @@
+//! The second stage: one raw `[apps.<name>]` table validated into an [`AppConfig`] of typed
+//! values, with the same parsers as the `herd run` flags so a value means the same thing in
+//! both places. A knob left out stays `None`: the caller applies `herd run`'s defaults.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::{Spanned, Value};
+
+use super::error::{FileError, Source};
+use super::raw::RawApp;
+use super::size::parse_size;
+use crate::config::cli::{LogFormat, ProxyProtocol};
+use crate::config::values::{parse_duration, parse_readiness, parse_signal};
+use crate::listen::{Balance, ListenAddr};
+use crate::observe::cpus::Instances;
+use crate::supervisor::Readiness;
+
+/// One app of a herd.toml, validated. `None` means "not set in the file".
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppConfig {
+    /// The program to run: the first word of `command`.
+    pub program: String,
+    /// The rest of `command`, then `args`.
+    pub args: Vec<String>,
+    /// `cwd`; [`load`](super::load) makes a relative one relative to the file's directory.
+    pub cwd: Option<PathBuf>,
+    /// `env`, with the selected profile's `env_<profile>` merged over it.
+    pub env: BTreeMap<String, String>,
+    /// `instances`: N, "max" or -K.
+    pub instances: Option<Instances>,
+    /// `port`: listen on 0.0.0.0:PORT.
+    pub port: Option<u16>,
+    /// `listen`: addresses to listen on.
+    pub listen: Vec<ListenAddr>,
+    /// `balance`.
+    pub balance: Option<Balance>,
+    /// `proxy`: relay connections through the primary.
+    pub proxy: Option<bool>,
+    /// `proxy_protocol`: "v1" or "v2" (needs `proxy = true`).
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// `ready`: auto, notify, message or delay:DURATION.
+    pub ready: Option<Readiness>,
+    /// `listen_timeout`.
+    pub listen_timeout: Option<Duration>,
+    /// `kill_timeout`.
+    pub kill_timeout: Option<Duration>,
+    /// `stop_signal`.
+    pub stop_signal: Option<Signal>,
+    /// `stop_message`.
+    pub stop_message: Option<bool>,
+    /// `min_uptime`.
+    pub min_uptime: Option<Duration>,
+    /// `max_restarts`.
+    pub max_restarts: Option<usize>,
+    /// `restart_window`.
+    pub restart_window: Option<Duration>,
+    /// `restart_delay`.
+    pub restart_delay: Option<Duration>,
+    /// `restart_delay_max`.
+    pub restart_delay_max: Option<Duration>,
+    /// `reload_parallel` (at least 1).
+    pub reload_parallel: Option<usize>,
+    /// `max_memory_restart`, in bytes.
+    pub max_memory_restart: Option<u64>,
+    /// `user` to run the workers as.
+    pub user: Option<String>,
+    /// `group` to run the workers as.
+    pub group: Option<String>,
+    /// `log_format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// What a duration key says when it gets a bare number.
+const BARE_NUMBER: &str = "a bare number is ambiguous (PM2 counts milliseconds, herd's flags \
+                           seconds): write the unit, e.g. \"10s\" or \"500ms\"";
+
+/// Validates the app `name`; `env` is its environment after the profile merge.
+pub(super) fn validate(
+    name: &str,
+    raw: Spanned<RawApp>,
+    env: BTreeMap<String, String>,
+    src: &Source<'_>,
+) -> Result<AppConfig, FileError> {
+    let table_span = raw.span();
+    let raw = raw.into_inner();
+    let v = Validator { name, src };
+    let (program, mut args) = v.command(raw.command, table_span)?;
+    if let Some(more) = raw.args {
+        args.extend(more.into_inner());
+    }
+    let proxy = raw.proxy.map(Spanned::into_inner);
+    let proxy_protocol = match raw.proxy_protocol {
+        Some(p) if proxy != Some(true) => {
+            return Err(v.bad("proxy_protocol", p.span(), "needs `proxy = true`"));
+        }
+        p => v.parse(p, "proxy_protocol", |s: &str| {
+            match s.to_ascii_lowercase().as_str() {
+                "v1" => Ok(ProxyProtocol::V1),
+                "v2" => Ok(ProxyProtocol::V2),
+                _ => Err("expected \"v1\" or \"v2\"".to_string()),
+            }
+        })?,
+    };
+    Ok(AppConfig {
+        program,
+        args,
+        cwd: raw.cwd.map(|c| PathBuf::from(c.into_inner())),
+        env,
+        instances: v.instances(raw.instances)?,
+        port: v.port(raw.port)?,
+        listen: raw
+            .listen
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| v.parse_one(a, "listen", |s: &str| s.parse::<ListenAddr>()))
+            .collect::<Result<_, _>>()?,
+        balance: v.parse(raw.balance, "balance", |s: &str| s.parse::<Balance>())?,
+        proxy,
+        proxy_protocol,
+        ready: v.parse(raw.ready, "ready", parse_readiness)?,
+        listen_timeout: v.duration(raw.listen_timeout, "listen_timeout")?,
+        kill_timeout: v.duration(raw.kill_timeout, "kill_timeout")?,
+        stop_signal: v.signal(raw.stop_signal)?,
+        stop_message: raw.stop_message.map(Spanned::into_inner),
+        min_uptime: v.duration(raw.min_uptime, "min_uptime")?,
+        max_restarts: v.count(raw.max_restarts, "max_restarts", 0)?,
+        restart_window: v.duration(raw.restart_window, "restart_window")?,
+        restart_delay: v.duration(raw.restart_delay, "restart_delay")?,
+        restart_delay_max: v.duration(raw.restart_delay_max, "restart_delay_max")?,
+        reload_parallel: v.count(raw.reload_parallel, "reload_parallel", 1)?,
+        max_memory_restart: v.size(raw.max_memory_restart)?,
+        user: v.parse(raw.user, "user", non_empty)?,
+        group: v.parse(raw.group, "group", non_empty)?,
+        log_format: v.parse(raw.log_format, "log_format", |s: &str| {
+            match s.to_ascii_lowercase().as_str() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected \"text\" or \"json\"".to_string()),
+            }
+        })?,
+    })
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("expected a name or a numeric id".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// Builds the errors of one app, which all name `apps.<name>.<key>`.
+struct Validator<'a> {
+    name: &'a str,
+    src: &'a Source<'a>,
+}
+
+impl Validator<'_> {
+    fn bad(&self, key: &str, span: Range<usize>, message: impl Into<String>) -> FileError {
+        self.src
+            .invalid(format!("apps.{}.{key}", self.name), span, message.into())
+    }
+
+    /// `command = "node server.js"` (split on whitespace; no shell, no quotes) or
+    /// `command = ["node", "server.js"]`.
+    fn command(
+        &self,
+        command: Option<Spanned<Value>>,
+        table_span: Range<usize>,
+    ) -> Result<(String, Vec<String>), FileError> {
+        let Some(command) = command else {
+            return Err(FileError::Missing {
+                at: self.src.at(Some(table_span)),
+                key: format!("apps.{}.command", self.name),
+                message: "write `command = \"program arg\"` or `command = [\"program\", \"arg\"]`"
+                    .to_string(),
+            });
+        };
+        let span = command.span();
+        let words: Vec<String> = match command.into_inner() {
+            Value::String(s) => {
+                if s.contains(['"', '\'', '\\']) {
+                    return Err(self.bad(
+                        "command",
+                        span,
+                        "quotes are not interpreted (there is no shell): use an array, \
+                         e.g. [\"node\", \"my app.js\"]",
+                    ));
+                }
+                s.split_whitespace().map(str::to_string).collect()
+            }
+            Value::Array(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s),
+                    _ => Err(self.bad("command", span.clone(), "expected an array of strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(self.bad(
+                    "command",
+                    span,
+                    "expected a string or an array of strings, e.g. [\"node\", \"server.js\"]",
+                ))
+            }
+        };
+        let mut words = words.into_iter();
+        match words.next() {
+            Some(program) if !program.is_empty() => Ok((program, words.collect())),
+            _ => Err(self.bad("command", span, "the command is empty")),
+        }
+    }
+
+    /// A string value through one of the flag parsers.
+    fn parse<T>(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, FileError> {
+        value.map(|v| self.parse_one(v, key, &parse)).transpose()
+    }
+
+    fn parse_one<T>(
+        &self,
+        value: Spanned<String>,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, FileError> {
+        parse(value.get_ref()).map_err(|message| self.bad(key, value.span(), message))
+    }
+
+    fn duration(
+        &self,
+        value: Option<Spanned<Value>>,
+        key: &str,
+    ) -> Result<Option<Duration>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        match value.into_inner() {
+            Value::String(s) => parse_duration(&s)
+                .map(Some)
+                .map_err(|message| self.bad(key, span, message)),
+            Value::Integer(_) | Value::Float(_) => Err(self.bad(key, span, BARE_NUMBER)),
+            _ => Err(self.bad(key, span, "expected a duration, e.g. \"500ms\", \"10s\"")),
+        }
+    }
+
+    fn instances(&self, value: Option<Spanned<Value>>) -> Result<Option<Instances>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let text = match value.into_inner() {
+            Value::String(s) => s,
+            Value::Integer(n) => n.to_string(),
+            _ => return Err(self.bad("instances", span, "expected N, \"max\" or -K")),
+        };
+        text.parse()
+            .map(Some)
+            .map_err(|message| self.bad("instances", span, message))
+    }
+
+    fn port(&self, value: Option<Spanned<i64>>) -> Result<Option<u16>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        u16::try_from(*value.get_ref())
+            .map(Some)
+            .map_err(|_| self.bad("port", value.span(), "expected a port number, 0-65535"))
+    }
+
+    fn count(
+        &self,
+        value: Option<Spanned<i64>>,
+        key: &str,
+        min: usize,
+    ) -> Result<Option<usize>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if n >= min => Ok(Some(n)),
+            _ => Err(self.bad(key, value.span(), format!("expected a number ≥ {min}"))),
+        }
+    }
+
+    fn signal(&self, value: Option<Spanned<Value>>) -> Result<Option<Signal>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let text = match value.into_inner() {
+            Value::String(s) => s,
+            Value::Integer(n) => n.to_string(),
+            _ => return Err(self.bad("stop_signal", span, "expected e.g. \"SIGTERM\"")),
+        };
+        parse_signal(&text)
+            .map(Some)
+            .map_err(|message| self.bad("stop_signal", span, message))
+    }
+
+    fn size(&self, value: Option<Spanned<Value>>) -> Result<Option<u64>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let bytes = match value.into_inner() {
+            Value::String(s) => parse_size(&s),
+            Value::Integer(n) => u64::try_from(n).map_err(|_| "a size cannot be negative".into()),
+            _ => Err("expected a size, e.g. \"200M\", \"1G\"".to_string()),
+        };
+        bytes
+            .map(Some)
+            .map_err(|message| self.bad("max_memory_restart", span, message))
+    }
+}

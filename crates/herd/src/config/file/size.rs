@@ -1,0 +1,94 @@
+//! Byte sizes as people write them in config files: `512K`, `200M`, `1G`, or a plain number
+//! of bytes.
+//!
+//! The units are binary (1K = 1024 bytes, 1G = 1024³), as in PM2's `max_memory_restart`:
+//! users copy these values from ecosystem files, and the same text must mean the same limit.
+//! `KB`/`KiB` and friends are accepted as spellings of the same binary units.
+
+/// The multiplier of each unit letter, binary as documented in the module.
+const UNITS: [(char, u64); 4] = [
+    ('K', 1 << 10),
+    ('M', 1 << 20),
+    ('G', 1 << 30),
+    ('T', 1 << 40),
+];
+
+/// What every error message says a size looks like.
+const EXPECTED: &str =
+    "expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G";
+
+/// Parses "1G", "200M", "512k", "1GiB", "4096" (bytes) into a number of bytes.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let bad = || format!("`{value}` is not a size: {EXPECTED}");
+    let text = value.trim();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let count: u64 = digits.parse().map_err(|_| bad())?;
+    let unit = unit.trim_start().to_ascii_uppercase();
+    let multiplier = match unit.as_str() {
+        "" | "B" => 1,
+        _ => {
+            let mut chars = unit.chars();
+            let letter = chars.next().ok_or_else(bad)?;
+            let suffix = chars.as_str();
+            if !matches!(suffix, "" | "B" | "IB") {
+                return Err(bad());
+            }
+            UNITS
+                .iter()
+                .find(|(l, _)| *l == letter)
+                .map(|(_, m)| *m)
+                .ok_or_else(bad)?
+        }
+    };
+    count
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{value}` is not a size: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_units() {
+        assert_eq!(parse_size("512K"), Ok(512 * 1024));
+        assert_eq!(parse_size("200M"), Ok(200 * 1024 * 1024));
+        assert_eq!(parse_size("1G"), Ok(1024 * 1024 * 1024));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+    }
+
+    #[test]
+    fn spellings_of_the_same_unit() {
+        for text in ["1g", "1G", "1GB", "1GiB", "1 G", " 1gib "] {
+            assert_eq!(parse_size(text), Ok(1 << 30), "{text}");
+        }
+    }
+
+    #[test]
+    fn plain_bytes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10B"), Ok(10));
+        assert_eq!(parse_size("0"), Ok(0));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_size() {
+        for text in ["", "G", "1.5G", "1X", "1GG", "-1M", "ten"] {
+            let err = parse_size(text).unwrap_err();
+            assert!(
+                err.contains("is not a size: expected bytes"),
+                "{text}: {err}"
+            );
+        }
+        assert_eq!(
+            parse_size("99999999999T"),
+            Err("`99999999999T` is not a size: too large".to_string())
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! herd.toml end to end through [`parse`]: a full file, each kind of error with its exact
+//! message, profiles.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::*;
+use crate::config::cli::{LogFormat, ProxyProtocol};
+use crate::listen::{Balance, ListenAddr};
+use crate::observe::cpus::Instances;
+use crate::supervisor::Readiness;
+
+fn ok(text: &str) -> HerdFile {
+    parse(text, "herd.toml", None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> String {
+    match parse(text, "herd.toml", None) {
+        Ok(file) => panic!("expected an error, got {file:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const FULL: &str = r#"
+[apps.api]
+command = ["node", "server.js"]
+args = ["--verbose"]
+cwd = "/srv/api"
+env = { NODE_ENV = "development", PORT = 3000, DEBUG = true }
+instances = "max"
+port = 3000
+listen = ["127.0.0.1:4000", "unix:/tmp/api.sock"]
+balance = "round-robin"
+proxy = true
+proxy_protocol = "v2"
+ready = "delay:250ms"
+listen_timeout = "8s"
+kill_timeout = "10s"
+stop_signal = "SIGINT"
+stop_message = true
+min_uptime = "1s"
+max_restarts = 16
+restart_window = "1m"
+restart_delay = "100ms"
+restart_delay_max = "30s"
+reload_parallel = 2
+max_memory_restart = "1G"
+user = "www-data"
+group = "www-data"
+log_format = "json"
+
+[apps.api.env_production]
+NODE_ENV = "production"
+
+[apps.worker]
+command = "python3 -m worker --queue jobs"
+instances = -1
+"#;
+
+#[test]
+fn a_full_file() {
+    let file = ok(FULL);
+    assert_eq!(file.apps.len(), 2);
+    let api = &file.apps["api"];
+    let expected = AppConfig {
+        program: "node".into(),
+        args: vec!["server.js".into(), "--verbose".into()],
+        cwd: Some("/srv/api".into()),
+        env: [
+            ("DEBUG", "true"),
+            ("NODE_ENV", "development"),
+            ("PORT", "3000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        instances: Some(Instances::Max),
+        port: Some(3000),
+        listen: vec![
+            ListenAddr::Tcp("127.0.0.1:4000".parse().unwrap()),
+            ListenAddr::Unix("/tmp/api.sock".into()),
+        ],
+        balance: Some(Balance::RoundRobin),
+        proxy: Some(true),
+        proxy_protocol: Some(ProxyProtocol::V2),
+        ready: Some(Readiness::Delay(Duration::from_millis(250))),
+        listen_timeout: Some(Duration::from_secs(8)),
+        kill_timeout: Some(Duration::from_secs(10)),
+        stop_signal: Some(Signal::SIGINT),
+        stop_message: Some(true),
+        min_uptime: Some(Duration::from_secs(1)),
+        max_restarts: Some(16),
+        restart_window: Some(Duration::from_secs(60)),
+        restart_delay: Some(Duration::from_millis(100)),
+        restart_delay_max: Some(Duration::from_secs(30)),
+        reload_parallel: Some(2),
+        max_memory_restart: Some(1 << 30),
+        user: Some("www-data".into()),
+        group: Some("www-data".into()),
+        log_format: Some(LogFormat::Json),
+    };
+    assert_eq!(api, &expected);
+    let worker = &file.apps["worker"];
+    assert_eq!(worker.program, "python3");
+    assert_eq!(worker.args, ["-m", "worker", "--queue", "jobs"]);
+    assert_eq!(worker.instances, Some(Instances::MaxMinus(1)));
+    assert_eq!(worker.kill_timeout, None);
+    assert!(worker.env.is_empty());
+}
+
+#[test]
+fn every_known_key_is_in_the_full_file() {
+    for key in raw::APP_KEYS {
+        assert!(FULL.contains(&format!("\n{key} = ")), "{key}");
+    }
+}
+
+#[test]
+fn a_profile_is_merged_over_env() {
+    let file = parse(FULL, "herd.toml", Some("production")).unwrap();
+    let env = &file.apps["api"].env;
+    assert_eq!(env["NODE_ENV"], "production");
+    assert_eq!(env["PORT"], "3000");
+    // An app without the profile keeps its env.
+    assert!(file.apps["worker"].env.is_empty());
+}
+
+#[test]
+fn an_unknown_profile_is_an_error() {
+    let e = parse(FULL, "herd.toml", Some("prod")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "herd.toml: unknown profile `prod`: no app has an `env_prod` table (defined: production)"
+    );
+}
+
+#[test]
+fn an_unknown_key_suggests_the_closest() {
+    let text = "[apps.api]\ncommand = \"node\"\ninstance = 4\n";
+    assert_eq!(
+        err(text),
+        "herd.toml:3:1: unknown key `apps.api.instance` — did you mean `instances`?"
+    );
+    assert_eq!(
+        err("[app.api]\ncommand = \"x\"\n"),
+        "herd.toml:1:2: unknown key `app` — did you mean `apps`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nfrobnicate = 1\n"),
+        "herd.toml:3:1: unknown key `apps.api.frobnicate`"
+    );
+}
+
+#[test]
+fn a_bad_duration_names_key_value_and_form() {
+    let e = err("[apps.api]\ncommand = \"node\"\nkill_timeout = \"ten\"\n");
+    assert!(
+        e.starts_with("herd.toml:3:16: `apps.api.kill_timeout = \"ten\"`: `ten` is not a duration"),
+        "{e}"
+    );
+    assert!(e.ends_with("expected e.g. 500ms, 10s, 1m"), "{e}");
+}
+
+#[test]
+fn a_bare_number_is_not_a_duration() {
+    assert_eq!(
+        err("[apps.api]\ncommand = \"node\"\nkill_timeout = 5000\n"),
+        "herd.toml:3:16: `apps.api.kill_timeout = 5000`: a bare number is ambiguous (PM2 counts \
+         milliseconds, herd's flags seconds): write the unit, e.g. \"10s\" or \"500ms\""
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    assert_eq!(
+        err("[apps.api]\ncommand = \"node\"\ncwd = 10\n"),
+        "herd.toml:3:7: `apps.api.cwd = 10`: invalid type: integer `10`, expected a string"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"node\"\nproxy = \"yes\"\n"),
+        "herd.toml:3:9: `apps.api.proxy = \"yes\"`: invalid type: string \"yes\", expected a boolean"
+    );
+}
+
+#[test]
+fn bad_values_name_the_expected_form() {
+    let cases = [
+        ("instances = \"many\"", "`apps.api.instances = \"many\"`: `many` is not a number of instances: expected N, max or -K"),
+        ("port = 70000", "`apps.api.port = 70000`: expected a port number, 0-65535"),
+        ("balance = \"random\"", "`apps.api.balance = \"random\"`: `random` is not a balance mode: expected one of reuseport, shared, round-robin, least-conn, sticky"),
+        ("ready = \"soon\"", "`apps.api.ready = \"soon\"`: `soon` is not a readiness policy: expected auto, notify, message or delay:DURATION"),
+        ("stop_signal = \"SIGNOPE\"", "`apps.api.stop_signal = \"SIGNOPE\"`: `SIGNOPE` is not a signal: expected a name such as SIGTERM, INT, QUIT or a number"),
+        ("max_memory_restart = \"1X\"", "`apps.api.max_memory_restart = \"1X\"`: `1X` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
+        ("reload_parallel = 0", "`apps.api.reload_parallel = 0`: expected a number ≥ 1"),
+        ("max_restarts = -1", "`apps.api.max_restarts = -1`: expected a number ≥ 0"),
+        ("proxy_protocol = \"v2\"", "`apps.api.proxy_protocol = \"v2\"`: needs `proxy = true`"),
+        ("log_format = \"xml\"", "`apps.api.log_format = \"xml\"`: expected \"text\" or \"json\""),
+        ("listen = [\"nowhere\"]", "`apps.api.listen = \"nowhere\"`: `nowhere` is not an address: expected host:port, [v6]:port or unix:/path"),
+        ("env = { A = [1] }", "`apps.api.env.A = [1]`: expected a string, a number or a boolean"),
+        ("env_prod = \"x\"", "`apps.api.env_prod = \"x\"`: expected a table of variables, e.g. `{ NODE_ENV = \"production\" }`"),
+    ];
+    for (line, message) in cases {
+        let e = err(&format!("[apps.api]\ncommand = \"node\"\n{line}\n"));
+        assert!(e.starts_with("herd.toml:3:"), "{e}");
+        assert!(e.ends_with(message), "{line}:\n{e}\n{message}");
+    }
+}
+
+#[test]
+fn command_forms() {
+    assert_eq!(
+        err("[apps.api]\ninstances = 2\n"),
+        "herd.toml:1:1: `apps.api.command` is missing: write `command = \"program arg\"` or \
+         `command = [\"program\", \"arg\"]`"
+    );
+    assert!(err("[apps.api]\ncommand = \"\"\n").ends_with("the command is empty"));
+    assert!(err("[apps.api]\ncommand = []\n").ends_with("the command is empty"));
+    assert!(err("[apps.api]\ncommand = [\"node\", 1]\n").ends_with("expected an array of strings"));
+    assert!(err("[apps.api]\ncommand = \"node 'my app.js'\"\n")
+        .contains("quotes are not interpreted (there is no shell)"));
+}
+
+#[test]
+fn app_names_are_plain_words() {
+    assert_eq!(
+        err("[apps.all]\ncommand = \"x\"\n"),
+        "herd.toml:1:7: `apps.all = { … }`: `all` is reserved: it selects every app in commands"
+    );
+    assert!(err("[apps.\"my app\"]\ncommand = \"x\"\n")
+        .ends_with("an app name is letters, digits, `-` and `_`"));
+}
+
+#[test]
+fn no_apps_is_an_error() {
+    let expected = "herd.toml: no apps: add an `[apps.<name>]` table with `command = \"...\"`";
+    assert_eq!(err(""), expected);
+    assert_eq!(err("# just a comment\n"), expected);
+    assert_eq!(err("[apps]\n"), expected);
+}
+
+#[test]
+fn a_syntax_error_has_a_position() {
+    let e = err("[apps.api]\ncommand = \"node\nport = 1\n");
+    assert!(e.starts_with("herd.toml:2:"), "{e}");
+}
+
+#[test]
+fn durations_and_sizes_in_all_their_forms() {
+    let file = ok(
+        "[apps.a]\ncommand = \"x\"\nkill_timeout = \"1m30s\"\nmin_uptime = \"3\"\n\
+                   max_memory_restart = 4096\nstop_signal = 15\ninstances = 0\n",
+    );
+    let a = &file.apps["a"];
+    assert_eq!(a.kill_timeout, Some(Duration::from_secs(90)));
+    assert_eq!(a.min_uptime, Some(Duration::from_secs(3)));
+    assert_eq!(a.max_memory_restart, Some(4096));
+    assert_eq!(a.stop_signal, Some(Signal::SIGTERM));
+    assert_eq!(a.instances, Some(Instances::Max));
+}
+
+#[test]
+fn load_reads_the_file_and_anchors_cwd() {
+    let dir = std::env::temp_dir().join(format!("herd-file-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("herd.toml");
+    std::fs::write(&path, "[apps.a]\ncommand = \"x\"\ncwd = \"app\"\n").unwrap();
+    let file = load(&path, None).unwrap();
+    assert_eq!(file.apps["a"].cwd, Some(dir.join("app")));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = load(&dir.join("missing.toml"), None).unwrap_err();
+    assert!(e.to_string().contains("missing.toml: cannot read:"), "{e}");
+}

@@ -232,6 +232,8 @@ impl Cluster {
                 eprintln!("herd: {e}");
                 return ExitCode::from(2);
             }
+            // The argv above always starts with `run`.
+            Ok(_) => unreachable!("the cluster's command line is a `herd run`"),
         };
         crate::observe::logging::init(LogFormat::Text);
         let mut plan = match RunPlan::from_args(args, &crate::observe::cpus::cpu_budget()) {

@@ -32,6 +32,29 @@ fn main() -> ExitCode {
             tracing::info!(code, "herd exits with code {code}: {why}");
             ExitCode::from(code)
         }
+        Command::Check(args) => check(&args),
+    }
+}
+
+/// `herd check`: the apps of a herd.toml as herd reads them, or the error.
+fn check(args: &herd::config::CheckArgs) -> ExitCode {
+    match herd::config::file::load(&args.file, args.profile.as_deref()) {
+        Ok(file) => {
+            for (name, app) in &file.apps {
+                println!("{name}: {app:?}");
+            }
+            println!(
+                "{}: {} app{} OK",
+                args.file.display(),
+                file.apps.len(),
+                if file.apps.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herd: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -229,3 +229,35 @@ fn handoff_mode_with_workers_that_take_no_connection_is_explained() {
     herd.signal(nix::sys::signal::Signal::SIGTERM);
     herd.wait_exit(T);
 }
+
+/// `herd check herd.toml`: a typo is reported with its file, line, column, key path and a
+/// suggestion (exit 1); a good file is accepted (exit 0).
+#[test]
+fn herd_check_names_the_file_line_and_key_of_a_typo() {
+    let bad = TempPath::new("bad-herd.toml");
+    std::fs::write(
+        &bad.0,
+        "[apps.api]\ncommand = \"node server.js\"\ninstance = 4\n",
+    )
+    .unwrap();
+    let mut herd = Herd::start(&["check", bad.s()]);
+    assert_eq!(herd.wait_exit(T), 1);
+    let err = herd.lines(Out::Stderr).join("\n");
+    assert!(
+        err.contains(&format!(
+            "{}:3:1: unknown key `apps.api.instance` — did you mean `instances`?",
+            bad.s()
+        )),
+        "{err}"
+    );
+    let good = TempPath::new("good-herd.toml");
+    std::fs::write(
+        &good.0,
+        "[apps.api]\ncommand = [\"node\", \"server.js\"]\ninstances = 4\n",
+    )
+    .unwrap();
+    let mut herd = Herd::start(&["check", good.s()]);
+    assert_eq!(herd.wait_exit(T), 0);
+    let out = herd.lines(Out::Stdout).join("\n");
+    assert!(out.contains("1 app OK"), "{out}");
+}

@@ -27,6 +27,21 @@ pub enum Command {
     /// Signals: SIGTERM/SIGINT drain and exit (a second one kills at once), SIGHUP/SIGUSR2
     /// reload with zero downtime, SIGTTIN/SIGTTOU add/remove one worker.
     Run(RunArgs),
+    /// Check a herd.toml: print each app as herd understands it, or the first error with
+    /// its file, line and key (exit 1).
+    Check(CheckArgs),
+}
+
+/// Flags of `herd check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The file to check.
+    #[arg(value_name = "FILE", default_value = "herd.toml")]
+    pub file: std::path::PathBuf,
+
+    /// Select the `env_<PROFILE>` tables.
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
 }
 
 /// Output format of herd's own log and of the workers' lines.

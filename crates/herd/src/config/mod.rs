@@ -8,6 +8,6 @@ pub mod file;
 pub mod plan;
 mod values;
 
-pub use cli::{Cli, Command, LogFormat, ProxyProtocol, RunArgs};
+pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs};
 pub use plan::{Hooks, PlanError, RunPlan, Transport};
 pub use values::{parse_duration, parse_readiness, parse_signal};

@@ -26,6 +26,9 @@ use serde_json::{json, Value};
 /// How far `/heavy` counts: tens of milliseconds of one core, enough to see on a load test.
 const HEAVY_SUM_TO: u64 = 10_000_000;
 
+#[path = "support/instances.rs"]
+mod instances;
+
 fn main() -> ExitCode {
     // SINGLE_PROCESS=1: the same app as one multi-threaded tokio process on PORT, without
     // herd: the baseline of scripts/bench/cluster_axum.sh.
@@ -38,11 +41,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mut cluster = herd::Cluster::new();
-    // INSTANCES=N overrides one worker per CPU (the tests use it).
-    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
-        cluster = cluster.instances(n);
-    }
+    let cluster = instances::from_env(herd::Cluster::new());
     cluster.run(|worker| {
         // One worker per CPU already uses every core, so each worker runs a single-threaded
         // runtime, as a Node process does.
@@ -75,7 +74,7 @@ fn single_process() -> io::Result<()> {
 }
 
 async fn serve(worker: Worker) -> io::Result<()> {
-    let listener = tokio_listener(&worker)?;
+    let listener = worker.tokio_listener()?;
     let app = app(worker.slot());
     worker.ready()?;
     // Stops at herd's stop signal, after the requests in progress (see support/drain.rs).
@@ -83,20 +82,6 @@ async fn serve(worker: Worker) -> io::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
         .await
-}
-
-/// The TCP socket herd passed to this worker, as a tokio listener.
-fn tokio_listener(worker: &Worker) -> io::Result<tokio::net::TcpListener> {
-    let listener = worker
-        .listeners()
-        .map_err(io::Error::other)?
-        .into_iter()
-        .next();
-    listener
-        .ok_or_else(|| io::Error::other("herd passed no listening socket"))?
-        .into_tokio()?
-        .into_tcp()
-        .ok_or_else(|| io::Error::other("herd's listening socket is not TCP"))
 }
 
 async fn hello(slot: usize) -> Json<Value> {

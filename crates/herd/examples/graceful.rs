@@ -25,12 +25,11 @@ mod drain;
 /// How long `/slow` works before it answers: long enough to send a signal meanwhile.
 const SLOW: Duration = Duration::from_secs(1);
 
+#[path = "support/instances.rs"]
+mod instances;
+
 fn main() -> ExitCode {
-    let mut cluster = herd::Cluster::new().flag("--kill-timeout", "10s");
-    // INSTANCES=N overrides one worker per CPU (the tests use it).
-    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
-        cluster = cluster.instances(n);
-    }
+    let cluster = instances::from_env(herd::Cluster::new().flag("--kill-timeout", "10s"));
     cluster.run(|worker| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -40,7 +39,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(worker: Worker) -> io::Result<()> {
-    let listener = tokio_listener(&worker)?;
+    let listener = worker.tokio_listener()?;
     let pid = std::process::id();
     let app = Router::new()
         .route(
@@ -63,20 +62,6 @@ async fn serve(worker: Worker) -> io::Result<()> {
         .await?;
     println!("worker {pid} closed all connections");
     Ok(())
-}
-
-/// The TCP socket herd passed to this worker, as a tokio listener.
-fn tokio_listener(worker: &Worker) -> io::Result<tokio::net::TcpListener> {
-    let listener = worker
-        .listeners()
-        .map_err(io::Error::other)?
-        .into_iter()
-        .next();
-    listener
-        .ok_or_else(|| io::Error::other("herd passed no listening socket"))?
-        .into_tokio()?
-        .into_tcp()
-        .ok_or_else(|| io::Error::other("herd's listening socket is not TCP"))
 }
 
 async fn slow(pid: u32) -> String {

@@ -8,12 +8,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::ExitCode;
 
+#[path = "support/instances.rs"]
+mod instances;
+
 fn main() -> ExitCode {
-    let mut cluster = herd::Cluster::new();
-    // INSTANCES=N overrides one worker per CPU (the tests use it).
-    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
-        cluster = cluster.instances(n);
-    }
+    let cluster = instances::from_env(herd::Cluster::new());
     cluster
         .on_event(|e| println!("primary: {e:?}"))
         .on_message(|from, msg| {

@@ -24,12 +24,11 @@ use herd::cluster::Worker;
 mod drain;
 use serde_json::Value;
 
+#[path = "support/instances.rs"]
+mod instances;
+
 fn main() -> ExitCode {
-    let mut cluster = herd::Cluster::new();
-    // INSTANCES=N overrides one worker per CPU (the tests use it).
-    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
-        cluster = cluster.instances(n);
-    }
+    let cluster = instances::from_env(herd::Cluster::new());
     cluster.run(|worker| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(worker: Worker) -> io::Result<()> {
-    let listener = tokio_listener(&worker)?;
+    let listener = worker.tokio_listener()?;
     let body = format!("worker pid={} slot={}\n", std::process::id(), worker.slot());
     let app = Router::new()
         .route(
@@ -58,20 +57,6 @@ async fn serve(worker: Worker) -> io::Result<()> {
         .await?;
     // The counts of the last 100 ms, before the worker is gone.
     herd::worker::flush().map_err(io::Error::other)
-}
-
-/// The TCP socket herd passed to this worker, as a tokio listener.
-fn tokio_listener(worker: &Worker) -> io::Result<tokio::net::TcpListener> {
-    let listener = worker
-        .listeners()
-        .map_err(io::Error::other)?
-        .into_iter()
-        .next();
-    listener
-        .ok_or_else(|| io::Error::other("herd passed no listening socket"))?
-        .into_tokio()?
-        .into_tcp()
-        .ok_or_else(|| io::Error::other("herd's listening socket is not TCP"))
 }
 
 /// herd's counters: `{"requests":{"total":N,"slots":{"0":…,"1":…}}}`.

@@ -23,12 +23,11 @@ use herd::worker::Connections;
 #[path = "support/drain.rs"]
 mod drain;
 
+#[path = "support/instances.rs"]
+mod instances;
+
 fn main() -> ExitCode {
-    let mut cluster = herd::Cluster::new().balance(Balance::Sticky);
-    // INSTANCES=N overrides one worker per CPU (the tests use it).
-    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
-        cluster = cluster.instances(n);
-    }
+    let cluster = instances::from_env(herd::Cluster::new().balance(Balance::Sticky));
     cluster.run(|worker| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

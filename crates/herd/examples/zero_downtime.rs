@@ -21,12 +21,11 @@ use herd::cluster::Worker;
 #[path = "support/drain.rs"]
 mod drain;
 
+#[path = "support/instances.rs"]
+mod instances;
+
 fn main() -> ExitCode {
-    let mut cluster = herd::Cluster::new();
-    // INSTANCES=N overrides one worker per CPU (the tests use it).
-    if let Some(n) = std::env::var("INSTANCES").ok().and_then(|v| v.parse().ok()) {
-        cluster = cluster.instances(n);
-    }
+    let cluster = instances::from_env(herd::Cluster::new());
     cluster
         .on_event(|e| println!("primary: {e:?}"))
         .run(|worker| {
@@ -38,7 +37,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(worker: Worker) -> io::Result<()> {
-    let listener = tokio_listener(&worker)?;
+    let listener = worker.tokio_listener()?;
     let body = format!(
         "worker pid={} slot={} generation={}\n",
         std::process::id(),
@@ -54,18 +53,4 @@ async fn serve(worker: Worker) -> io::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
         .await
-}
-
-/// The TCP socket herd passed to this worker, as a tokio listener.
-fn tokio_listener(worker: &Worker) -> io::Result<tokio::net::TcpListener> {
-    let listener = worker
-        .listeners()
-        .map_err(io::Error::other)?
-        .into_iter()
-        .next();
-    listener
-        .ok_or_else(|| io::Error::other("herd passed no listening socket"))?
-        .into_tokio()?
-        .into_tcp()
-        .ok_or_else(|| io::Error::other("herd's listening socket is not TCP"))
 }

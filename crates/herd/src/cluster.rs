@@ -297,6 +297,13 @@ impl Worker {
             .ok_or_else(|| io::Error::other("herd passed no TCP listening socket to this worker"))
     }
 
+    /// The first listening socket, as a tokio TCP listener (call it inside a runtime).
+    pub fn tokio_listener(&self) -> io::Result<tokio::net::TcpListener> {
+        let listener = self.tcp_listener()?;
+        listener.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(listener)
+    }
+
     /// Says the worker is ready for connections (`READY=1`, see [`herd_worker::ready`]).
     pub fn ready(&self) -> io::Result<()> {
         herd_worker::ready().map_err(io::Error::other)

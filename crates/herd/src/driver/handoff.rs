@@ -174,9 +174,10 @@ impl Driver {
             return;
         };
         let proxy = matches!(self.plan.transport, Transport::Proxy(_));
+        let serving = self.sup.serving();
         for (index, list) in h.candidates.iter_mut().enumerate() {
             list.clear();
-            for (slot, pid) in self.sup.serving() {
+            for &(slot, pid) in &serving {
                 let via = if proxy {
                     match self.relays.as_ref().and_then(|r| r.port(pid)) {
                         Some(port) => Via::Proxy(port),

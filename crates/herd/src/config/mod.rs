@@ -3,11 +3,12 @@
 //! command is resolved, durations and signals are typed, and every error names the flag
 //! and value at fault. Nothing here binds a socket or starts a process.
 
+pub mod app;
 pub mod cli;
 pub mod file;
 pub mod plan;
 mod values;
 
 pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs};
-pub use plan::{Hooks, PlanError, RunPlan, Transport};
+pub use plan::{Hooks, Launch, PlanError, RunPlan, Transport};
 pub use values::{parse_duration, parse_readiness, parse_signal};

@@ -100,6 +100,69 @@ pub struct RunPlan {
     pub extra_env: Vec<(String, String)>,
     /// The embedding program's callbacks (`herd::Cluster`); none for the CLI.
     pub hooks: Option<Hooks>,
+    /// How each worker process starts beyond the contract: directory, environment, user.
+    pub launch: Launch,
+}
+
+/// Where and as whom a worker runs, and the environment it starts with (an app of a
+/// herd.toml; `herd run` leaves all of it to the process herd runs in).
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Working directory (herd's own when `None`).
+    pub cwd: Option<PathBuf>,
+    /// The environment workers start from instead of herd's own: the daemon's apps get
+    /// the environment of the `herd start` that added them, as PM2 does.
+    pub base_env: Option<std::sync::Arc<Vec<(OsString, OsString)>>>,
+    /// The app's `env`, set over the base environment.
+    pub env: Vec<(String, String)>,
+    /// A variable that carries the slot number besides HERD_WORKER_ID and
+    /// NODE_APP_INSTANCE (PM2's `instance_var`).
+    pub instance_var: Option<String>,
+    /// A variable of `env` (or the base environment) whose number is increased by the slot
+    /// number in each worker (PM2's `increment_var`, e.g. a per-worker debug port).
+    pub increment_var: Option<String>,
+    /// (uid, gid) to run workers as.
+    pub credentials: Option<(u32, u32)>,
+}
+
+impl Launch {
+    /// The variables a worker of `slot` gets over its base environment, later ones
+    /// winning: the app's env, the incremented variable, the contract, then `extra`.
+    pub fn worker_env(
+        &self,
+        slot: usize,
+        contract: Vec<(String, String)>,
+        extra: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        if let Some(var) = &self.increment_var {
+            let base = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.clone())
+                .or_else(|| self.base_value(var));
+            if let Some(n) = base.and_then(|v| v.trim().parse::<i64>().ok()) {
+                env.push((var.clone(), (n + slot as i64).to_string()));
+            }
+        }
+        env.extend(contract);
+        if let Some(var) = &self.instance_var {
+            env.push((var.clone(), slot.to_string()));
+        }
+        env.extend(extra.iter().cloned());
+        env
+    }
+
+    fn base_value(&self, var: &str) -> Option<String> {
+        match &self.base_env {
+            Some(base) => base
+                .iter()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.to_string_lossy().into_owned()),
+            None => std::env::var(var).ok(),
+        }
+    }
 }
 
 /// Callbacks of a program that embeds herd ([`crate::cluster::Cluster`]): run on the
@@ -201,6 +264,7 @@ impl RunPlan {
             log_format: args.log_format,
             extra_env: Vec::new(),
             hooks: None,
+            launch: Launch::default(),
         })
     }
 }

@@ -52,19 +52,20 @@ impl Guardian {
     }
 
     /// A worker's process group to kill if herd dies.
-    pub fn register(&mut self, pgid: u32) {
+    pub fn register(&self, pgid: u32) {
         self.send(pgid as i32);
     }
 
     /// The group's leader was reaped and the group killed: forget it.
-    pub fn unregister(&mut self, pgid: u32) {
+    pub fn unregister(&self, pgid: u32) {
         self.send(-(pgid as i32));
     }
 
-    fn send(&mut self, v: i32) {
-        // Four bytes are below PIPE_BUF: the write is atomic. A failed write only weakens
-        // the backup, it must not stop herd.
-        let _ = self.pipe.write_all(&v.to_le_bytes());
+    fn send(&self, v: i32) {
+        // Four bytes are below PIPE_BUF: the write is atomic, also from the drivers of
+        // several apps at once (the daemon). A failed write only weakens the backup, it
+        // must not stop herd.
+        let _ = (&self.pipe).write_all(&v.to_le_bytes());
     }
 }
 

@@ -15,6 +15,7 @@ pub mod reap;
 mod relay;
 pub mod signals;
 pub mod spawn;
+pub mod status;
 mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,6 +26,8 @@ use anyhow::Context;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
+
+pub use output::Sink;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -58,7 +61,7 @@ const LOAD_POLL: Duration = Duration::from_millis(100);
 pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
     // Before any thread exists: the guardian is forked.
     let guardian = match guardian::Guardian::start() {
-        Ok(g) => Some(g),
+        Ok(g) => Some(Arc::new(g)),
         Err(e) => {
             warn!("no guardian process ({e}): if herd is SIGKILLed, grandchildren of workers may survive it");
             None
@@ -72,9 +75,129 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let driver = Driver::new(plan, guardian)?;
+        // Handlers first: a child that exits at once must not be missed.
+        let intents = signals::intents().context("cannot install signal handlers")?;
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        tokio::spawn(forward_intents(intents, commands_tx));
+        let sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
+        if let Err(e) = reap::become_subreaper() {
+            warn!("cannot become a child subreaper ({e}): orphans of workers will be re-parented to init");
+        }
+        let children = Arc::new(reap::Children::default());
+        let spawner =
+            Spawner::start(children.clone()).context("cannot start the spawner thread")?;
+        let host = Host {
+            commands,
+            reaping: Reaping::Own(sigchld),
+            children,
+            spawner,
+            guardian,
+            app: 0,
+            sink: None,
+        };
+        let driver = Driver::new(plan, host)?;
         driver.run().await
     })
+}
+
+async fn forward_intents(
+    mut intents: mpsc::UnboundedReceiver<Intent>,
+    commands: mpsc::UnboundedSender<Control>,
+) {
+    while let Some(i) = intents.recv().await {
+        if commands.send(Control::Intent(i)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Runs one app of a process that runs several (the daemon), on the calling thread, to
+/// its end. The process-wide parts (reaping, spawning, the guardian) come from `host`.
+pub fn run_hosted(plan: RunPlan, host: Host) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let driver = Driver::new(plan, host)?;
+        driver.run().await
+    })
+}
+
+/// What one app's driver shares with the process it runs in: `herd run` has one app, the
+/// daemon many, with one reaper, one spawner thread and one guardian between them.
+pub struct Host {
+    /// What the user asks of the app: signals in `herd run`, control requests in the daemon.
+    pub commands: mpsc::UnboundedReceiver<Control>,
+    /// Where the exits of the app's workers come from.
+    pub reaping: Reaping,
+    /// The live workers of every app of the process (see [`reap::Children`]).
+    pub children: Arc<reap::Children>,
+    /// The process's spawning thread.
+    pub spawner: Spawner,
+    /// The process's guardian, if it could be started.
+    pub guardian: Option<Arc<guardian::Guardian>>,
+    /// This app's key in `children`.
+    pub app: reap::AppKey,
+    /// Where the workers' output goes: herd's stdout and stderr when `None`.
+    pub sink: Option<Box<dyn output::Sink>>,
+}
+
+/// How a driver learns of its workers' exits.
+pub enum Reaping {
+    /// It reaps every child of the process itself on SIGCHLD (`herd run`: one app).
+    Own(tokio::signal::unix::Signal),
+    /// The process's reaper sends it the exits of its own workers (the daemon).
+    Routed(mpsc::UnboundedReceiver<reap::Reaped>),
+}
+
+impl Reaping {
+    async fn next(&mut self, children: &reap::Children) -> Vec<reap::Reaped> {
+        match self {
+            Reaping::Own(sigchld) => {
+                if sigchld.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+                reap::reap_all(children)
+            }
+            Reaping::Routed(rx) => match rx.recv().await {
+                Some(r) => {
+                    let mut all = vec![r];
+                    while let Ok(r) = rx.try_recv() {
+                        all.push(r);
+                    }
+                    all
+                }
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
+
+/// A request to a running app.
+#[derive(Debug)]
+pub enum Control {
+    /// Drain, reload or scale by one, as the signals of `herd run` do.
+    Intent(Intent),
+    /// Scale to exactly this many slots (at least 1).
+    ScaleTo(usize),
+    /// Report the app's state.
+    Status(tokio::sync::oneshot::Sender<status::AppStatus>),
+    /// Send this message on every live worker's channel; answers how many got it.
+    Broadcast(serde_json::Value, tokio::sync::oneshot::Sender<usize>),
+    /// Send this signal to every live worker's process group; answers how many got it.
+    Signal(Signal, tokio::sync::oneshot::Sender<usize>),
+    /// Answer once every slot has a ready worker, or with why not (the app errored).
+    /// Dropped unanswered when the app ends.
+    WhenReady(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Start a rolling reload; answer when it is over, or with why it was not done.
+    Reload(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// A request that waits for a state of the app.
+enum Waiter {
+    Ready(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Reloaded(tokio::sync::oneshot::Sender<Result<(), String>>),
 }
 
 /// herd's side of one worker's channel.
@@ -146,9 +269,9 @@ struct Pending {
 
 /// One input of the main loop.
 enum Input {
-    Intent(Intent),
+    Control(Control),
     Spawned(SpawnResult),
-    ChildExited,
+    Reaped(Vec<reap::Reaped>),
     /// A worker's exit, after its output was written.
     Exited(u32, ExitStatus),
     /// A message on a worker's channel.
@@ -173,9 +296,12 @@ struct Driver {
     notify: NotifySocket,
     spawner: Spawner,
     spawned: mpsc::UnboundedReceiver<SpawnResult>,
-    intents: mpsc::UnboundedReceiver<Intent>,
-    sigchld: tokio::signal::unix::Signal,
+    spawned_tx: mpsc::UnboundedSender<SpawnResult>,
+    commands: mpsc::UnboundedReceiver<Control>,
+    reaping: Reaping,
     children: Arc<reap::Children>,
+    /// This app's key among the process's children.
+    app_key: reap::AppKey,
     /// Exits of workers reaped before their spawn result was handled (a worker that exits at once).
     early_exits: HashMap<u32, ExitStatus>,
     /// Notify messages of workers whose spawn result was not handled yet.
@@ -203,7 +329,7 @@ struct Driver {
     groups: HashSet<u32>,
     wake: Option<Instant>,
     queue: VecDeque<Event>,
-    guardian: Option<guardian::Guardian>,
+    guardian: Option<Arc<guardian::Guardian>>,
     /// The primary's accept loops and pending handoffs (the handoff modes).
     handoff: Option<handoff::Handoff>,
     /// Relays and private ports (`--proxy`).
@@ -212,6 +338,10 @@ struct Driver {
     listening: mpsc::UnboundedReceiver<u32>,
     /// least-conn: when to ask `"connection"` workers for their open connections.
     load_tick: Option<tokio::time::Interval>,
+    /// CPU time of each worker at the last status request.
+    cpu_history: status::CpuHistory,
+    /// Requests waiting for a state of the app.
+    waiters: Vec<Waiter>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -219,28 +349,22 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(plan: RunPlan, guardian: Option<guardian::Guardian>) -> anyhow::Result<Driver> {
+    fn new(plan: RunPlan, host: Host) -> anyhow::Result<Driver> {
         // Everything that can fail because of the user's input fails here, before any
         // worker starts.
         let listeners = Listeners::bind(&plan.listen, plan.balance, plan.policy.instances)?;
-        // Handlers first: a child that exits at once must not be missed.
-        let intents = signals::intents().context("cannot install signal handlers")?;
-        let sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
-        if let Err(e) = reap::become_subreaper() {
-            warn!("cannot become a child subreaper ({e}): orphans of workers will be re-parented to init");
-        }
         let notify = NotifySocket::bind(&std::env::temp_dir()).with_context(|| {
             format!(
                 "cannot create the notify socket in {}",
                 std::env::temp_dir().display()
             )
         })?;
-        let children = Arc::new(reap::Children::default());
-        let (done_tx, spawned) = mpsc::unbounded_channel();
-        let spawner =
-            Spawner::start(done_tx, children.clone()).context("cannot start the spawner thread")?;
-        let (output, output_thread) = Output::start(plan.name.clone(), plan.log_format)
-            .context("cannot start the output thread")?;
+        let (spawned_tx, spawned) = mpsc::unbounded_channel();
+        let (output, output_thread) = match host.sink {
+            Some(sink) => Output::start_to(sink),
+            None => Output::start(plan.name.clone(), plan.log_format),
+        }
+        .context("cannot start the output thread")?;
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (frames_tx, frames) = mpsc::unbounded_channel();
         let (listening_tx, listening) = mpsc::unbounded_channel();
@@ -254,11 +378,13 @@ impl Driver {
             plan,
             listeners,
             notify,
-            spawner,
+            spawner: host.spawner,
             spawned,
-            intents,
-            sigchld,
-            children,
+            spawned_tx,
+            commands: host.commands,
+            reaping: host.reaping,
+            children: host.children,
+            app_key: host.app,
             early_exits: HashMap::new(),
             early_notify: HashMap::new(),
             output,
@@ -280,7 +406,7 @@ impl Driver {
             groups: HashSet::new(),
             wake: None,
             queue: VecDeque::new(),
-            guardian,
+            guardian: host.guardian,
             handoff: None,
             relays: None,
             listening_tx,
@@ -288,6 +414,8 @@ impl Driver {
             load_tick: None,
             route: Vec::new(),
             steered: None,
+            cpu_history: Default::default(),
+            waiters: Vec::new(),
         })
     }
 
@@ -337,6 +465,9 @@ impl Driver {
             if let Some(outcome) = self.drain_queue() {
                 break outcome;
             }
+            if !self.waiters.is_empty() {
+                self.answer_waiters();
+            }
             let input = self.next_input().await;
             self.handle(input);
         };
@@ -354,9 +485,9 @@ impl Driver {
             }
         };
         tokio::select! {
-            Some(i) = self.intents.recv() => Input::Intent(i),
+            Some(c) = self.commands.recv() => Input::Control(c),
             Some(r) = self.spawned.recv() => Input::Spawned(r),
-            _ = self.sigchld.recv() => Input::ChildExited,
+            r = self.reaping.next(&self.children) => Input::Reaped(r),
             Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
             Some((pid, frame)) = self.frames.recv() => Input::Frame(pid, frame),
                         _ = self.counters_tick.tick() => Input::CountersTick,
@@ -386,15 +517,7 @@ impl Driver {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Intent(i) => {
-                match i {
-                    Intent::Shutdown(sig) | Intent::Reload(sig) => {
-                        info!(signal = sig, "received {sig}")
-                    }
-                    _ => {}
-                }
-                self.queue.push_back(i.event());
-            }
+            Input::Control(c) => self.control(c),
             Input::Spawned(SpawnResult { worker, result }) => {
                 let pending = self.spawning.remove(&worker);
                 let slot = pending.as_ref().map_or(0, |p| p.slot);
@@ -425,7 +548,7 @@ impl Driver {
                             .follow(child.stderr, slot, child.pid, Stream::Stderr);
                         self.readers.insert(child.pid, [out, err]);
                         self.groups.insert(child.pid);
-                        if let Some(g) = &mut self.guardian {
+                        if let Some(g) = &self.guardian {
                             g.register(child.pid);
                         }
                         self.queue.push_back(Event::Spawned {
@@ -448,9 +571,9 @@ impl Driver {
                     }),
                 }
             }
-            Input::ChildExited => {
-                for r in reap::reap_all(&self.children) {
-                    if !r.worker {
+            Input::Reaped(reaped) => {
+                for r in reaped {
+                    if r.app.is_none() {
                         debug!(pid = r.pid, "reaped an orphan process");
                     } else if self.groups.contains(&r.pid) {
                         self.worker_exited(r.pid, r.status);
@@ -484,6 +607,92 @@ impl Driver {
         }
     }
 
+    fn control(&mut self, c: Control) {
+        match c {
+            Control::Intent(i) => {
+                match i {
+                    Intent::Shutdown(sig) | Intent::Reload(sig) => {
+                        info!(app = %self.plan.name, signal = sig, "received {sig}")
+                    }
+                    _ => {}
+                }
+                self.queue.push_back(i.event());
+            }
+            Control::ScaleTo(n) => {
+                let now = self.sup.instances();
+                let event = if n > now {
+                    Event::ScaleUp
+                } else {
+                    Event::ScaleDown
+                };
+                info!(app = %self.plan.name, from = now, to = n, "scaling {} from {now} to {n} workers", self.plan.name);
+                for _ in 0..n.abs_diff(now) {
+                    self.queue.push_back(event.clone());
+                }
+            }
+            Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
+            Control::Reload(reply) => {
+                info!(app = %self.plan.name, "reload requested");
+                self.queue.push_back(Event::Reload);
+                self.waiters.push(Waiter::Reloaded(reply));
+            }
+            Control::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Control::Broadcast(message, reply) => {
+                let sent = self
+                    .channels
+                    .values()
+                    .filter(|l| !l.closed && l.channel.send(&message))
+                    .count();
+                let _ = reply.send(sent);
+            }
+            Control::Signal(sig, reply) => {
+                let sent = self
+                    .groups
+                    .iter()
+                    .filter(|pid| killpg(Pid::from_raw(**pid as i32), sig).is_ok())
+                    .count();
+                info!(app = %self.plan.name, signal = sig.as_str(), "sent {} to {sent} workers of {}", sig.as_str(), self.plan.name);
+                let _ = reply.send(sent);
+            }
+        }
+    }
+
+    /// Answers the requests whose awaited state is reached.
+    fn answer_waiters(&mut self) {
+        let errored = self.sup.is_errored();
+        let ready = self.sup.serving().len() >= self.sup.instances();
+        let reloading = self.sup.is_reloading();
+        let why = || {
+            format!(
+                "{} errored: its workers exited too often (see `herd logs {}`)",
+                self.plan.name, self.plan.name
+            )
+        };
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            match w {
+                Waiter::Ready(tx) if errored => drop(tx.send(Err(why()))),
+                Waiter::Ready(tx) if ready => drop(tx.send(Ok(()))),
+                Waiter::Reloaded(tx) if errored => drop(tx.send(Err(why()))),
+                Waiter::Reloaded(tx) if !reloading => {
+                    let generations: HashSet<u64> =
+                        self.sup.snapshot().iter().map(|w| w.generation).collect();
+                    let _ = tx.send(match generations.len() {
+                        1 => Ok(()),
+                        _ => Err(format!(
+                            "the reload of {} stopped: a new worker did not become ready, the old workers keep serving (see `herd logs {}`)",
+                            self.plan.name, self.plan.name
+                        )),
+                    });
+                }
+                w => keep.push(w),
+            }
+        }
+        self.waiters = keep;
+    }
+
     fn on_datagram(&mut self, d: Datagram) {
         let Some(sender) = d.pid else {
             warn!("notify datagram without sender credentials: ignored");
@@ -492,7 +701,7 @@ impl Driver {
         // Workers whose spawn result is still in the channel are in `children` already.
         let spawned = {
             let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-            let known = |pid: u32| self.groups.contains(&pid) || children.contains(&pid);
+            let known = |pid: u32| self.groups.contains(&pid) || children.contains_key(&pid);
             // A worker's child (a shell wrapper's program, say) speaks for the worker.
             if known(sender) {
                 Some(sender)

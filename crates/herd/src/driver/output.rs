@@ -234,3 +234,15 @@ mod tests {
         assert_eq!(v["slot"], 2);
     }
 }
+
+/// TEMPORARY stand-in for the sink API being written on another branch.
+pub trait Sink: Send + 'static {}
+
+impl Output {
+    /// TEMPORARY: lines go to stdout.
+    pub fn start_to(
+        _sink: Box<dyn Sink>,
+    ) -> std::io::Result<(Output, std::thread::JoinHandle<()>)> {
+        Output::start("app".into(), LogFormat::Text)
+    }
+}

@@ -2,7 +2,7 @@
 //! re-parented to herd (herd is a child subreaper, or PID 1 in a container), so no zombie
 //! is ever left behind.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use nix::errno::Errno;
@@ -11,11 +11,15 @@ use nix::unistd::Pid;
 
 use crate::supervisor::ExitStatus;
 
-/// The pids of live workers, shared by the spawner (which adds a pid under the lock, in
-/// the same critical section as the fork) and the reaper (which removes it when it reaps
-/// it). Holding the lock while spawning also keeps `waitpid(-1)` from stealing the status
-/// std's `spawn` waits for when `exec` fails.
-pub type Children = Mutex<HashSet<u32>>;
+/// The pids of live workers, each with the key of the app it belongs to (0 in `herd run`;
+/// the daemon runs many apps and routes each exit to its app's driver). Shared by the
+/// spawner (which adds a pid under the lock, in the same critical section as the fork) and
+/// the reaper (which removes it when it reaps it). Holding the lock while spawning also
+/// keeps `waitpid(-1)` from stealing the status std's `spawn` waits for when `exec` fails.
+pub type Children = Mutex<HashMap<u32, AppKey>>;
+
+/// Which app of a process a worker belongs to.
+pub type AppKey = u32;
 
 /// One reaped process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +28,8 @@ pub struct Reaped {
     pub pid: u32,
     /// How it ended.
     pub status: ExitStatus,
-    /// A worker herd spawned (not an orphan re-parented to herd).
-    pub worker: bool,
+    /// The app of a worker herd spawned; `None` for an orphan re-parented to herd.
+    pub app: Option<AppKey>,
 }
 
 /// Reaps every child that has exited so far; never blocks on a running child.
@@ -37,7 +41,7 @@ pub fn reap_all(children: &Children) -> Vec<Reaped> {
         out.push(Reaped {
             pid,
             status,
-            worker: workers.remove(&pid),
+            app: workers.remove(&pid),
         });
     };
     // Not `while let`: EINTR and stop/continue reports must not end the loop.

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 
-use super::reap::Children;
+use super::reap::{AppKey, Children};
 
 use crate::supervisor::WorkerId;
 
@@ -33,12 +33,23 @@ const PID_PLACEHOLDER: &str = "0000000000";
 pub struct SpawnRequest {
     /// The worker this process is for, echoed in the [`SpawnResult`].
     pub worker: WorkerId,
+    /// The app the worker belongs to (see [`super::reap::Children`]).
+    pub app: AppKey,
+    /// Where the [`SpawnResult`] goes.
+    pub reply: tokio::sync::mpsc::UnboundedSender<SpawnResult>,
     /// The program to run, already resolved against PATH.
     pub program: PathBuf,
     /// Arguments after the program.
     pub args: Vec<OsString>,
-    /// Variables added to herd's own environment (LISTEN_PID is added here).
+    /// The environment the worker starts from: herd's own when `None` (`herd run`), the
+    /// environment of the `herd start` that added the app in the daemon.
+    pub base_env: Option<Arc<Vec<(OsString, OsString)>>>,
+    /// Variables set over the base environment, later ones winning (LISTEN_PID is added here).
     pub env: Vec<(String, String)>,
+    /// The worker's working directory (herd's own when `None`).
+    pub cwd: Option<PathBuf>,
+    /// Run the worker as this user and group (uid, gid); herd must be root to switch.
+    pub credentials: Option<(u32, u32)>,
     /// Fds to place at 3, 4, …: the listening sockets (owned by the driver's `Listeners`,
     /// which outlives every spawn), then the worker's end of its channel.
     pub fds: Vec<RawFd>,
@@ -87,32 +98,42 @@ const SCRUBBED: &[&str] = &[
 ];
 
 impl Spawner {
-    /// Starts the spawning thread; results are sent on `done`. `children` is shared with
-    /// the reaper (see [`super::reap::Children`]).
-    pub fn start(
-        done: tokio::sync::mpsc::UnboundedSender<SpawnResult>,
-        children: Arc<Children>,
-    ) -> io::Result<Spawner> {
+    /// Starts the spawning thread; each result is sent on its request's `reply`.
+    /// `children` is shared with the reaper (see [`super::reap::Children`]). One spawner
+    /// serves every app of a process: the thread that forks must live as long as the
+    /// process, since the workers' death signal is tied to it.
+    pub fn start(children: Arc<Children>) -> io::Result<Spawner> {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let parent = std::process::id();
         std::thread::Builder::new()
             .name("herd-spawner".into())
             .spawn(move || {
-                for req in rx {
+                for mut req in rx {
                     let worker = req.worker;
+                    let app = req.app;
+                    let reply = req.reply.clone();
                     let result = {
                         let mut live = children.lock().unwrap_or_else(|e| e.into_inner());
-                        let result = spawn_one(req, parent);
+                        let result = spawn_one(&mut req, parent);
+                        // The worker's ends of its fds are its own now.
+                        req.keep.clear();
                         if let Ok(child) = &result {
-                            live.insert(child.pid);
+                            live.insert(child.pid, app);
                         }
                         result
                     };
-                    if done.send(SpawnResult { worker, result }).is_err() {
-                        break;
+                    if let Err(unsent) = reply.send(SpawnResult { worker, result }) {
+                        // Its driver is gone (the app stopped meanwhile): nobody would
+                        // ever stop this worker.
+                        if let Ok(child) = unsent.0.result {
+                            let _ = nix::sys::signal::killpg(
+                                nix::unistd::Pid::from_raw(child.pid as i32),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
                     }
                 }
-                // The driver is gone: herd is exiting. Park until the process ends so that the
+                // Every driver is gone: herd is exiting. Park until the process ends so that the
                 // death signal of the children is tied to the process, not to this thread.
                 loop {
                     std::thread::park();
@@ -121,7 +142,8 @@ impl Spawner {
         Ok(Spawner { tx })
     }
 
-    /// Queues a spawn, whose result arrives on the `done` channel; false if the spawner thread is gone.
+    /// Queues a spawn, whose result arrives on the request's `reply`; false if the spawner
+    /// thread is gone.
     pub fn spawn(&self, req: SpawnRequest) -> bool {
         self.tx.send(req).is_ok()
     }
@@ -161,7 +183,11 @@ fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
     }
     let ours: Vec<&str> = req.env.iter().map(|(k, _)| k.as_str()).collect();
     let mut envp = Vec::new();
-    for (k, v) in std::env::vars_os() {
+    let base: Vec<(OsString, OsString)> = match &req.base_env {
+        Some(env) => env.to_vec(),
+        None => std::env::vars_os().collect(),
+    };
+    for (k, v) in base {
         let key = k.as_bytes();
         if SCRUBBED.iter().any(|s| s.as_bytes() == key) || ours.iter().any(|s| s.as_bytes() == key)
         {
@@ -169,7 +195,11 @@ fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
         }
         envp.push(nul_terminated(&[key, b"=", v.as_bytes()].concat())?);
     }
-    for (k, v) in &req.env {
+    // Later settings of a variable win, and each name appears once (getenv takes the first).
+    for (i, (k, v)) in req.env.iter().enumerate() {
+        if req.env[i + 1..].iter().any(|(later, _)| later == k) {
+            continue;
+        }
         envp.push(nul_terminated(format!("{k}={v}").as_bytes())?);
     }
     let mut listen_pid = None;
@@ -192,9 +222,16 @@ fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
     })
 }
 
-fn spawn_one(req: SpawnRequest, parent: u32) -> io::Result<Child> {
-    let mut strings = exec_strings(&req)?;
+fn spawn_one(req: &mut SpawnRequest, parent: u32) -> io::Result<Child> {
+    let mut strings = exec_strings(req)?;
     let mut cmd = Command::new(&req.program);
+    if let Some(cwd) = &req.cwd {
+        cmd.current_dir(cwd);
+    }
+    if let Some((uid, gid)) = req.credentials {
+        // std sets the group first and drops supplementary groups when herd is root.
+        cmd.uid(uid).gid(gid);
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

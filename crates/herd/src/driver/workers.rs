@@ -18,7 +18,7 @@ impl Driver {
         self.channels.remove(&pid);
         // Whatever the worker left running in its group goes with it.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        if let Some(g) = &mut self.guardian {
+        if let Some(g) = &self.guardian {
             g.unregister(pid);
         }
         // The exit is reported once the worker's last lines are written, so that its
@@ -104,13 +104,14 @@ impl Driver {
         });
         let req = SpawnRequest {
             worker,
+            app: self.app_key,
+            reply: self.spawned_tx.clone(),
             program: self.plan.program.clone(),
             args: self.plan.args.clone(),
-            env: c
-                .env
-                .into_iter()
-                .chain(self.plan.extra_env.iter().cloned())
-                .collect(),
+            base_env: self.plan.launch.base_env.clone(),
+            env: self.plan.launch.worker_env(slot, c.env, &self.plan.extra_env),
+            cwd: self.plan.launch.cwd.clone(),
+            credentials: self.plan.launch.credentials,
             fds: c.fds,
             listen_fds: c.listen_fds,
             keep: vec![theirs],

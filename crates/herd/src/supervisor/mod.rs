@@ -16,6 +16,8 @@
 mod backoff;
 mod events;
 mod reload;
+mod snapshot_tmp;
+pub use snapshot_tmp::{WorkerState, WorkerView};
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,201 @@
+//! An app of a herd.toml (or of a PM2 ecosystem file) made into the [`RunPlan`] its driver
+//! runs: the file's values over `herd run`'s defaults (the same clap definitions, so a
+//! default means the same in both places), the program resolved against the app's own
+//! PATH and directory, and the user and group looked up. Nothing here starts a process.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+
+use super::file::AppConfig;
+use super::plan::{resolve_program, Launch, PlanError, RunPlan};
+use super::{Cli, Command};
+use crate::observe::cpus::CpuBudget;
+
+/// Why an app cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A value that does not work on this machine (program not found, …).
+    #[error("app `{app}`: {source}")]
+    Plan {
+        /// The app.
+        app: String,
+        /// What is wrong.
+        source: PlanError,
+    },
+    /// `cwd` is not a directory.
+    #[error("app `{app}`: cwd `{path}` {why}")]
+    Cwd {
+        /// The app.
+        app: String,
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// `user` or `group` cannot be used.
+    #[error("app `{app}`: {what}")]
+    Credentials {
+        /// The app.
+        app: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Plans the app `name`. `base_env` is the environment its workers start from (the
+/// environment of the `herd start` that added it); `budget` is what `max` means here.
+pub fn plan(
+    name: &str,
+    app: &AppConfig,
+    base_env: Arc<Vec<(OsString, OsString)>>,
+    budget: &CpuBudget,
+) -> Result<RunPlan, AppError> {
+    let plan_err = |source| AppError::Plan {
+        app: name.to_string(),
+        source,
+    };
+    if let Some(cwd) = &app.cwd {
+        match std::fs::metadata(cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(cwd_err(name, cwd, "is not a directory")),
+            Err(e) => return Err(cwd_err(name, cwd, &format!("cannot be used: {e}"))),
+        }
+    }
+    let path_var = app
+        .env
+        .get("PATH")
+        .map(OsString::from)
+        .or_else(|| env_value(&base_env, "PATH"));
+    let program = if app.program.contains('/') {
+        let p = Path::new(&app.program);
+        let p = match (&app.cwd, p.is_relative()) {
+            (Some(cwd), true) => cwd.join(p),
+            _ => p.to_path_buf(),
+        };
+        resolve_program(&p.to_string_lossy(), None).map_err(plan_err)?
+    } else {
+        resolve_program(&app.program, path_var.as_deref()).map_err(plan_err)?
+    };
+    let mut argv: Vec<String> = vec![
+        "herd".into(),
+        "run".into(),
+        "--name".into(),
+        name.to_string(),
+        "--".into(),
+    ];
+    argv.push(program.to_string_lossy().into_owned());
+    argv.extend(app.args.iter().cloned());
+    let Ok(Cli {
+        command: Command::Run(mut args),
+    }) = Cli::try_parse_from(&argv)
+    else {
+        unreachable!("`herd run --name NAME -- PROGRAM` always parses");
+    };
+    macro_rules! set {
+        ($($field:ident),*) => {$(
+            if let Some(v) = app.$field.clone() {
+                args.$field = v;
+            }
+        )*};
+    }
+    set!(
+        instances,
+        ready,
+        listen_timeout,
+        kill_timeout,
+        stop_signal,
+        min_uptime,
+        max_restarts,
+        restart_window,
+        restart_delay,
+        restart_delay_max,
+        reload_parallel,
+        log_format /* MERGE: sticky_wait */
+    );
+    args.port = app.port;
+    args.listen = app.listen.clone();
+    args.balance = app.balance;
+    args.proxy = app.proxy.unwrap_or(false);
+    args.proxy_protocol = app.proxy_protocol;
+    args.stop_message = app.stop_message.unwrap_or(false);
+    args.no_node_cluster = false; // MERGE: app.node_cluster == Some(false);
+    let mut plan = RunPlan::from_args(args, budget).map_err(plan_err)?;
+    plan.launch = Launch {
+        cwd: app.cwd.clone(),
+        base_env: Some(base_env),
+        env: app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        instance_var: None, // MERGE: app.instance_var.clone(),
+        increment_var: None, // MERGE: app.increment_var.clone(),
+        credentials: credentials(name, app.user.as_deref(), app.group.as_deref())?,
+    };
+    Ok(plan)
+}
+
+fn cwd_err(app: &str, path: &Path, why: &str) -> AppError {
+    AppError::Cwd {
+        app: app.to_string(),
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
+}
+
+fn env_value(env: &[(OsString, OsString)], key: &str) -> Option<OsString> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// The (uid, gid) of `user` and `group` (names or numeric ids); the group defaults to the
+/// user's primary group. Switching needs root, unless it is herd's own user anyway.
+fn credentials(
+    app: &str,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<(u32, u32)>, AppError> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    if user.is_none() && group.is_none() {
+        return Ok(None);
+    }
+    let bad = |what: String| AppError::Credentials {
+        app: app.to_string(),
+        what,
+    };
+    let me = User::from_uid(Uid::effective()).ok().flatten();
+    let user = match user {
+        None => me.clone(),
+        Some(u) => {
+            let found = match u.parse::<u32>() {
+                Ok(id) => User::from_uid(Uid::from_raw(id)),
+                Err(_) => User::from_name(u),
+            };
+            match found {
+                Ok(Some(found)) => Some(found),
+                Ok(None) => return Err(bad(format!("user `{u}` does not exist"))),
+                Err(e) => return Err(bad(format!("cannot look up user `{u}`: {e}"))),
+            }
+        }
+    };
+    let uid = user.as_ref().map_or(Uid::effective(), |u| u.uid);
+    let gid = match group {
+        None => user.as_ref().map_or(Gid::effective(), |u| u.gid),
+        Some(g) => {
+            let found = match g.parse::<u32>() {
+                Ok(id) => Group::from_gid(Gid::from_raw(id)),
+                Err(_) => Group::from_name(g),
+            };
+            match found {
+                Ok(Some(found)) => found.gid,
+                Ok(None) => return Err(bad(format!("group `{g}` does not exist"))),
+                Err(e) => return Err(bad(format!("cannot look up group `{g}`: {e}"))),
+            }
+        }
+    };
+    if !Uid::effective().is_root() && (uid != Uid::effective() || gid != Gid::effective()) {
+        return Err(bad(format!(
+            "running workers as uid {uid} / gid {gid} needs herd to run as root (it runs as uid {})",
+            Uid::effective()
+        )));
+    }
+    Ok(Some((uid.as_raw(), gid.as_raw())))
+}

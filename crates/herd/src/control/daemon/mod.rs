@@ -1,0 +1,215 @@
+//! The per-user daemon behind `herd start`: one process that keeps many apps running.
+//!
+//! Theory of operation: each app runs the same driver as `herd run` on a thread of its
+//! own ([`crate::driver::run_hosted`]), so a busy app never delays another. What is
+//! process-wide is shared: one reaper (SIGCHLD → `waitpid(-1)` → the exit goes to the
+//! driver whose worker it was), one spawner thread, one guardian (workers die with the
+//! daemon, whatever kills it: `herd resurrect` brings back the saved apps). The control
+//! socket (mode 0600 in a 0700 directory, the peer's uid checked with SO_PEERCRED)
+//! takes one request per connection; each request type has its handler in [`handlers`].
+//! The registry is locked only between awaits, never across one, so a slow `stop` does
+//! not hold up `ls`.
+
+mod handlers;
+mod registry;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tracing::{debug, info, warn};
+
+use super::home::Home;
+use super::protocol::{Envelope, Request, Response, VERSION};
+use crate::driver::{guardian::Guardian, reap, spawn};
+pub use registry::Registry;
+
+/// Longest request the daemon reads: a herd.toml with many apps and the environment of
+/// the CLI fit easily; anything bigger is not a request of ours.
+const MAX_REQUEST: u64 = 16 * 1024 * 1024;
+
+/// Runs the daemon of `home` until `herd kill` or SIGTERM. With `resurrect`, starts the
+/// apps of the dump file first (the systemd unit of `herd startup` does that at boot).
+pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
+    home.create()
+        .with_context(|| format!("cannot create {}", home.dir().display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(home.lock())
+        .with_context(|| format!("cannot open {}", home.lock().display()))?;
+    let lock = match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => anyhow::bail!(
+            "a herd daemon already runs for {} (talk to it with `herd ping`)",
+            home.dir().display()
+        ),
+        Err((_, e)) => return Err(e).context("cannot lock the daemon's lock file"),
+    };
+    // Before any thread exists: the guardian is forked.
+    let guardian = match Guardian::start() {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) => {
+            warn!("no guardian process ({e}): if the daemon is SIGKILLed, grandchildren of workers may survive it");
+            None
+        }
+    };
+    if let Some((old, new)) = spawn::raise_fd_limit() {
+        debug!("open-file limit raised from {old} to {new} (workers keep {old})");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(home, guardian, resurrect));
+    drop(lock);
+    result
+}
+
+async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+    if let Err(e) = reap::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}): orphans of workers will be re-parented to init");
+    }
+    let children = Arc::new(reap::Children::default());
+    let spawner =
+        spawn::Spawner::start(children.clone()).context("cannot start the spawner thread")?;
+    let registry = Arc::new(Registry::new(home.clone(), children.clone(), spawner, guardian));
+
+    let socket = home.socket();
+    // The lock says no daemon runs: a socket file left here is a dead daemon's.
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", socket.display()))?;
+    info!(pid = std::process::id(), socket = %socket.display(), "herd daemon {} ready", env!("CARGO_PKG_VERSION"));
+    if let Some(previous) = registry.previous_notice() {
+        warn!("{previous}");
+    }
+    // Under systemd (Type=notify): the socket answers from now on.
+    let _ = herd_worker::ready();
+    if resurrect {
+        let r = handlers::resurrect(&registry).await;
+        info!("resurrect at start: {r:?}");
+    }
+
+    let me = nix::unistd::Uid::effective().as_raw();
+    loop {
+        tokio::select! {
+            _ = sigchld.recv() => {
+                for r in reap::reap_all(&children) {
+                    registry.route_exit(r);
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let registry = registry.clone();
+                    tokio::spawn(async move { connection(stream, me, registry).await });
+                }
+                Err(e) => {
+                    warn!("accepting a control connection failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = sigterm.recv() => { info!("received SIGTERM: stopping every app"); break; }
+            _ = sigint.recv() => { info!("received SIGINT: stopping every app"); break; }
+            _ = registry.killed() => break,
+        }
+    }
+    // Stop accepting requests, then every app, reaping as they go.
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    let stopping = handlers::stop_all(&registry);
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            _ = &mut stopping => break,
+            _ = sigchld.recv() => {
+                for r in reap::reap_all(&children) {
+                    registry.route_exit(r);
+                }
+            }
+        }
+    }
+    registry.write_state(true);
+    info!("herd daemon exits");
+    Ok(())
+}
+
+/// One control connection: check who it is, read the request, answer.
+async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
+    let (read, mut write) = stream.into_split();
+    let response = match write.as_ref().peer_cred() {
+        Ok(cred) if cred.uid() == me => {
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST);
+            match reader.read_line(&mut line).await {
+                Ok(_) => match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(value) => answer(value, &registry).await,
+                    Err(e) => error(format!("the request is not JSON: {e}")),
+                },
+                Err(e) => error(format!("cannot read the request: {e}")),
+            }
+        }
+        Ok(cred) => {
+            warn!(uid = cred.uid(), "refused a control connection from uid {}", cred.uid());
+            error(format!(
+                "this herd daemon belongs to uid {me}; uid {} may not control it (use your own HERD_HOME)",
+                cred.uid()
+            ))
+        }
+        Err(e) => error(format!("cannot tell who is connecting: {e}")),
+    };
+    let mut bytes = serde_json::to_vec(&response).unwrap_or_default();
+    bytes.push(b'\n');
+    let _ = write.write_all(&bytes).await;
+}
+
+async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response {
+    let v = value.get("v").and_then(|v| v.as_u64());
+    if v != Some(u64::from(VERSION)) {
+        return error(format!(
+            "this daemon speaks protocol {VERSION} (herd {}), the request is of protocol {}: stop the old daemon with its own herd (`herd kill`), then run your command again",
+            env!("CARGO_PKG_VERSION"),
+            v.map_or("unknown".to_string(), |v| v.to_string())
+        ));
+    }
+    let request = match serde_json::from_value::<Envelope>(value) {
+        Ok(e) => e.request,
+        Err(e) => return error(format!("unknown request: {e}")),
+    };
+    debug!(?request, "control request");
+    match request {
+        Request::Ping => handlers::ping(registry),
+        Request::Start {
+            toml,
+            origin,
+            env,
+            wait,
+        } => handlers::start(registry, &toml, &origin, env, wait).await,
+        Request::Stop { select } => handlers::stop(registry, &select).await,
+        Request::Restart { select } => handlers::restart(registry, &select).await,
+        Request::Reload { select } => handlers::reload(registry, &select).await,
+        Request::Delete { select } => handlers::delete(registry, &select).await,
+        Request::List => handlers::list(registry).await,
+        Request::Scale { name, to } => handlers::scale(registry, &name, to).await,
+        Request::Send { select, message } => handlers::send(registry, &select, message).await,
+        Request::Signal { select, signal } => handlers::signal(registry, &select, &signal).await,
+        Request::Save => handlers::save(registry).await,
+        Request::Resurrect => handlers::resurrect(registry).await,
+        Request::Kill => handlers::kill(registry),
+    }
+}
+
+fn error(message: String) -> Response {
+    Response::Error {
+        message,
+        lines: Vec::new(),
+    }
+}

@@ -1,0 +1,8 @@
+//! The PM2 side of herd: a per-user daemon that keeps many apps running ([`daemon`]),
+//! the CLI verbs that drive it over a Unix socket ([`client`]), the messages between
+//! them ([`protocol`]), and the files of HERD_HOME ([`home`]).
+
+pub mod client;
+pub mod daemon;
+pub mod home;
+pub mod protocol;

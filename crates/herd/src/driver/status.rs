@@ -1,0 +1,133 @@
+//! What `herd ls` and `herd describe` show of a running app: the driver's answer to
+//! [`Control::Status`](super::Control::Status). The values are plain (strings, numbers),
+//! since they travel over the daemon's control socket as JSON.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::Driver;
+
+/// One app as it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// `running`, `reloading`, `errored`, `stopping`.
+    pub state: String,
+    /// Slots wanted now.
+    pub instances: usize,
+    /// How connections reach workers.
+    pub balance: String,
+    /// The addresses herd listens on for the app.
+    pub listen: Vec<String>,
+    /// Every slot's worker (and a reload's replacement), by slot.
+    pub workers: Vec<WorkerStatus>,
+    /// The workers' named counters (`{"herd":"count"}` messages), as JSON.
+    pub counters: serde_json::Value,
+}
+
+/// One worker process (or a slot waiting for its restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Its slot, 0..N-1.
+    pub slot: usize,
+    /// Its process id; `None` while it is being spawned or waits for a restart.
+    pub pid: Option<u32>,
+    /// Program generation: 1 at start, one more per reload.
+    pub generation: u64,
+    /// `spawning`, `starting`, `online`, `stopping`, `waiting-restart`.
+    pub state: String,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Restarts of its slot after crashes.
+    pub restarts: u32,
+    /// CPU use of its process group since the previous status (or since it started), in
+    /// percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory of its process group, in bytes.
+    pub memory: u64,
+}
+
+/// CPU time seen at the previous status request, to turn the next one into a rate.
+#[derive(Debug, Default)]
+pub(super) struct CpuHistory {
+    seen: HashMap<u32, (Instant, std::time::Duration)>,
+}
+
+impl Driver {
+    pub(super) fn status(&mut self) -> AppStatus {
+        let now = Instant::now();
+        let sup = &self.sup;
+        let state = if sup.is_errored() {
+            "errored"
+        } else if sup.is_reloading() {
+            "reloading"
+        } else {
+            "running"
+        };
+        let mut seen = HashMap::new();
+        let workers = sup
+            .snapshot()
+            .into_iter()
+            .map(|w| {
+                let (cpu_percent, memory) = match w.pid {
+                    Some(pid) => self.cpu_history.measure(pid, w.started, now, &mut seen),
+                    None => (0.0, 0),
+                };
+                WorkerStatus {
+                    slot: w.slot,
+                    pid: w.pid,
+                    generation: w.generation,
+                    state: w.state.to_string(),
+                    uptime_ms: now.saturating_duration_since(w.started).as_millis() as u64,
+                    restarts: w.restarts,
+                    cpu_percent,
+                    memory,
+                }
+            })
+            .collect();
+        self.cpu_history.seen = seen;
+        AppStatus {
+            state: state.to_string(),
+            instances: sup.instances(),
+            balance: self.plan.balance.to_string(),
+            listen: self
+                .listeners
+                .local_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            workers,
+            counters: self.counters.to_json(),
+        }
+    }
+}
+
+impl CpuHistory {
+    /// (CPU percent since the last look or the start, resident bytes) of `pid`'s group.
+    fn measure(
+        &self,
+        pid: u32,
+        started: Instant,
+        now: Instant,
+        seen: &mut HashMap<u32, (Instant, std::time::Duration)>,
+    ) -> (f64, u64) {
+        let Ok(sample) = crate::observe::procstat::sample_group(pid) else {
+            return (0.0, 0);
+        };
+        let (since, before) = self
+            .seen
+            .get(&pid)
+            .copied()
+            .unwrap_or((started, std::time::Duration::ZERO));
+        seen.insert(pid, (now, sample.cpu));
+        let elapsed = now.saturating_duration_since(since).as_secs_f64();
+        let used = sample.cpu.saturating_sub(before).as_secs_f64();
+        let percent = if elapsed > 0.0 {
+            used / elapsed * 100.0
+        } else {
+            0.0
+        };
+        (percent, sample.rss)
+    }
+}

@@ -49,6 +49,20 @@ max_memory_restart = "1G"
 user = "www-data"
 group = "www-data"
 log_format = "json"
+sticky_wait = "1500ms"
+node_cluster = false
+namespace = "web"
+autorestart = true
+stop_exit_codes = [0, 3]
+instance_var = "INSTANCE_ID"
+increment_var = "PORT"
+out_file = "/var/log/api.out"
+error_file = "/var/log/api.err"
+log_file = "/var/log/api.log"
+merge_logs = true
+log_date_format = "YYYY-MM-DD HH:mm:ss"
+log_max_size = "10M"
+log_files = 5
 
 [apps.api.env_production]
 NODE_ENV = "production"
@@ -99,6 +113,20 @@ fn a_full_file() {
         user: Some("www-data".into()),
         group: Some("www-data".into()),
         log_format: Some(LogFormat::Json),
+        sticky_wait: Some(Duration::from_millis(1500)),
+        node_cluster: Some(false),
+        namespace: Some("web".into()),
+        autorestart: Some(true),
+        stop_exit_codes: vec![0, 3],
+        instance_var: Some("INSTANCE_ID".into()),
+        increment_var: Some("PORT".into()),
+        out_file: Some("/var/log/api.out".into()),
+        error_file: Some("/var/log/api.err".into()),
+        log_file: Some("/var/log/api.log".into()),
+        merge_logs: Some(true),
+        log_date_format: Some("YYYY-MM-DD HH:mm:ss".into()),
+        log_max_size: Some(10 << 20),
+        log_files: Some(5),
     };
     assert_eq!(api, &expected);
     let worker = &file.apps["worker"];
@@ -107,6 +135,8 @@ fn a_full_file() {
     assert_eq!(worker.instances, Some(Instances::MaxMinus(1)));
     assert_eq!(worker.kill_timeout, None);
     assert!(worker.env.is_empty());
+    assert!(worker.stop_exit_codes.is_empty());
+    assert_eq!(worker.log_files, None);
 }
 
 #[test]
@@ -145,6 +175,18 @@ fn an_unknown_key_suggests_the_closest() {
     assert_eq!(
         err("[app.api]\ncommand = \"x\"\n"),
         "herd.toml:1:2: unknown key `app` — did you mean `apps`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nstop_exit_code = [1]\n"),
+        "herd.toml:3:1: unknown key `apps.api.stop_exit_code` — did you mean `stop_exit_codes`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nlog_max_sise = \"1M\"\n"),
+        "herd.toml:3:1: unknown key `apps.api.log_max_sise` — did you mean `log_max_size`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nnamspace = \"a\"\n"),
+        "herd.toml:3:1: unknown key `apps.api.namspace` — did you mean `namespace`?"
     );
     assert_eq!(
         err("[apps.api]\ncommand = \"x\"\nfrobnicate = 1\n"),
@@ -198,6 +240,17 @@ fn bad_values_name_the_expected_form() {
         ("log_format = \"xml\"", "`apps.api.log_format = \"xml\"`: expected \"text\" or \"json\""),
         ("listen = [\"nowhere\"]", "`apps.api.listen = \"nowhere\"`: `nowhere` is not an address: expected host:port, [v6]:port or unix:/path"),
         ("env = { A = [1] }", "`apps.api.env.A = [1]`: expected a string, a number or a boolean"),
+        ("sticky_wait = 2", "`apps.api.sticky_wait = 2`: a bare number is ambiguous (PM2 counts milliseconds, herd's flags seconds): write the unit, e.g. \"10s\" or \"500ms\""),
+        ("node_cluster = \"no\"", "`apps.api.node_cluster = \"no\"`: invalid type: string \"no\", expected a boolean"),
+        ("namespace = \" \"", "`apps.api.namespace = \" \"`: expected a name, e.g. \"web\""),
+        ("stop_exit_codes = [\"1\"]", "`apps.api.stop_exit_codes = [\"1\"]`: expected exit codes, e.g. [0, 2]"),
+        ("stop_exit_codes = [4294967296]", "`apps.api.stop_exit_codes = [4294967296]`: expected exit codes, e.g. [0, 2]"),
+        ("instance_var = \"A=B\"", "`apps.api.instance_var = \"A=B\"`: expected an environment variable name, e.g. \"NODE_APP_INSTANCE\""),
+        ("increment_var = \"\"", "`apps.api.increment_var = \"\"`: expected an environment variable name, e.g. \"NODE_APP_INSTANCE\""),
+        ("out_file = \"\"", "`apps.api.out_file = \"\"`: expected a file path"),
+        ("log_date_format = \"\"", "`apps.api.log_date_format = \"\"`: expected a format, e.g. \"YYYY-MM-DD HH:mm:ss\""),
+        ("log_max_size = \"big\"", "`apps.api.log_max_size = \"big\"`: `big` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
+        ("log_files = 0", "`apps.api.log_files = 0`: expected a number ≥ 1"),
         ("env_prod = \"x\"", "`apps.api.env_prod = \"x\"`: expected a table of variables, e.g. `{ NODE_ENV = \"production\" }`"),
     ];
     for (line, message) in cases {
@@ -205,6 +258,26 @@ fn bad_values_name_the_expected_form() {
         assert!(e.starts_with("herd.toml:3:"), "{e}");
         assert!(e.ends_with(message), "{line}:\n{e}\n{message}");
     }
+}
+
+#[test]
+fn increment_var_needs_a_number_in_env() {
+    let ok_file =
+        ok("[apps.a]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv = { PORT = 3000 }\n");
+    assert_eq!(ok_file.apps["a"].increment_var.as_deref(), Some("PORT"));
+    // Absent from env: counts from 0, as in PM2.
+    ok("[apps.a]\ncommand = \"x\"\nincrement_var = \"SHARD\"\n");
+    assert_eq!(
+        err("[apps.a]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv = { PORT = \"http\" }\n"),
+        "herd.toml:3:17: `apps.a.increment_var = \"PORT\"`: `env.PORT = \"http\"` is not a number \
+         to increment"
+    );
+}
+
+#[test]
+fn one_exit_code_alone() {
+    let file = ok("[apps.a]\ncommand = \"x\"\nstop_exit_codes = 0\n");
+    assert_eq!(file.apps["a"].stop_exit_codes, [0]);
 }
 
 #[test]
@@ -264,9 +337,18 @@ fn load_reads_the_file_and_anchors_cwd() {
     let dir = std::env::temp_dir().join(format!("herd-file-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("herd.toml");
-    std::fs::write(&path, "[apps.a]\ncommand = \"x\"\ncwd = \"app\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[apps.a]\ncommand = \"x\"\ncwd = \"app\"\nout_file = \"logs/out.log\"\n\
+         error_file = \"/abs/err.log\"\nlog_file = \"all.log\"\n",
+    )
+    .unwrap();
     let file = load(&path, None).unwrap();
-    assert_eq!(file.apps["a"].cwd, Some(dir.join("app")));
+    let a = &file.apps["a"];
+    assert_eq!(a.cwd, Some(dir.join("app")));
+    assert_eq!(a.out_file, Some(dir.join("logs/out.log")));
+    assert_eq!(a.error_file, Some("/abs/err.log".into()));
+    assert_eq!(a.log_file, Some(dir.join("all.log")));
     std::fs::remove_dir_all(&dir).unwrap();
     let e = load(&dir.join("missing.toml"), None).unwrap_err();
     assert!(e.to_string().contains("missing.toml: cannot read:"), "{e}");

@@ -34,7 +34,7 @@
 //! `reload_parallel`, `max_memory_restart`, `autorestart`, `stop_exit_codes`, `user`,
 //! `group`, `namespace`, `instance_var`, `increment_var`, `log_format`, `out_file`,
 //! `error_file`, `log_file`, `merge_logs`, `log_date_format`, `log_max_size`, `log_files`.
-//! Durations need a unit (`"500ms"`, `"10s"`).
+//! Durations need a unit (`"500ms"`, `"10s"`); [`to_toml`] writes apps back as a file.
 //!
 //! A file with no app is an error: there is nothing to run, so it is surely a mistake.
 
@@ -44,6 +44,7 @@ mod raw;
 mod size;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -52,7 +53,8 @@ use toml::de::DeTable;
 
 pub use app::AppConfig;
 pub use error::{FileError, Location};
-pub use size::parse_size;
+pub use size::{format_size, parse_size};
+pub use write::to_toml;
 
 use error::Source;
 use raw::RawFile;

@@ -1,6 +1,7 @@
 //! herd.toml end to end through [`parse`]: a full file, each kind of error with its exact
 //! message, profiles.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -352,4 +353,104 @@ fn load_reads_the_file_and_anchors_cwd() {
     std::fs::remove_dir_all(&dir).unwrap();
     let e = load(&dir.join("missing.toml"), None).unwrap_err();
     assert!(e.to_string().contains("missing.toml: cannot read:"), "{e}");
+}
+
+/// `to_toml` then `parse` gives back exactly `apps`.
+fn round_trip(apps: &BTreeMap<String, AppConfig>) -> String {
+    let text = to_toml(apps);
+    let back = parse(&text, "written.toml", None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(&back.apps, apps, "\n{text}");
+    assert_eq!(to_toml(&back.apps), text, "the text is deterministic");
+    text
+}
+
+#[test]
+fn the_full_file_round_trips() {
+    round_trip(&ok(FULL).apps);
+    round_trip(&parse(FULL, "herd.toml", Some("production")).unwrap().apps);
+}
+
+#[test]
+fn odd_values_round_trip() {
+    let env = [
+        ("PLAIN", "x"),
+        ("QUOTES", "say \"hi\" and 'bye'"),
+        ("BACKSLASH", "C:\\path\\n"),
+        ("NEWLINES", "line 1\nline 2\r\n\ttabbed"),
+        ("UNICODE", "żółw 🐢 \u{7f} \u{1}"),
+        ("EMPTY", ""),
+        ("with space", "k"),
+        ("dotted.name", "k"),
+        ("ünï", "k"),
+        ("TRIPLE", "'''\"\"\""),
+    ];
+    let odd = AppConfig {
+        program: "/opt/my app/bin/run".into(),
+        args: vec!["--flag=\"x\"".into(), "".into(), "a b".into()],
+        cwd: Some("/srv/with space/ü".into()),
+        env: env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        instances: Some(Instances::MaxMinus(1)),
+        listen: vec![
+            ListenAddr::Tcp("[::1]:8080".parse().unwrap()),
+            ListenAddr::Tcp("0.0.0.0:0".parse().unwrap()),
+            ListenAddr::Unix("/tmp/a sock\"s.sock".into()),
+        ],
+        ready: Some(Readiness::Delay(Duration::from_secs(2))),
+        kill_timeout: Some(Duration::from_millis(1500)),
+        listen_timeout: Some(Duration::from_micros(1)),
+        min_uptime: Some(Duration::ZERO),
+        stop_signal: Some(Signal::SIGUSR2),
+        max_memory_restart: Some(1000),
+        log_max_size: Some(10 << 20),
+        stop_exit_codes: vec![-1, 0, 255],
+        ..AppConfig::default()
+    };
+    let counted = AppConfig {
+        program: "x".into(),
+        instances: Some(Instances::Count(3)),
+        ready: Some(Readiness::Message),
+        ..AppConfig::default()
+    };
+    let max = AppConfig {
+        program: "x".into(),
+        instances: Some(Instances::Max),
+        ready: Some(Readiness::Notify),
+        ..AppConfig::default()
+    };
+    let apps: BTreeMap<String, AppConfig> = [("odd", odd), ("counted", counted), ("max", max)]
+        .into_iter()
+        .map(|(n, a)| (n.to_string(), a))
+        .collect();
+    let text = round_trip(&apps);
+    for line in [
+        "kill_timeout = \"1500ms\"",
+        "ready = \"delay:2s\"",
+        "stop_signal = \"SIGUSR2\"",
+        "instances = -1",
+        "instances = 3",
+        "instances = \"max\"",
+        "log_max_size = \"10M\"",
+        "max_memory_restart = \"1000\"",
+        "listen = [\"[::1]:8080\", \"0.0.0.0:0\", 'unix:/tmp/a sock\"s.sock']",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+    }
+}
+
+#[test]
+fn written_keys_follow_the_reference_order() {
+    let text = to_toml(&ok(FULL).apps);
+    let keys: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "[apps.api]")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split(" = ").next())
+        .collect();
+    assert_eq!(keys.first(), Some(&"command"));
+    assert!(keys.len() > 30, "{keys:?}");
+    assert!(text.contains("\n[apps.api.env]\n"), "{text}");
 }

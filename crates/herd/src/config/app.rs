@@ -113,7 +113,8 @@ pub fn plan(
         restart_delay,
         restart_delay_max,
         reload_parallel,
-        log_format /* MERGE: sticky_wait */
+        log_format,
+        sticky_wait
     );
     args.port = app.port;
     args.listen = app.listen.clone();
@@ -121,14 +122,14 @@ pub fn plan(
     args.proxy = app.proxy.unwrap_or(false);
     args.proxy_protocol = app.proxy_protocol;
     args.stop_message = app.stop_message.unwrap_or(false);
-    args.no_node_cluster = false; // MERGE: app.node_cluster == Some(false);
+    args.no_node_cluster = app.node_cluster == Some(false);
     let mut plan = RunPlan::from_args(args, budget).map_err(plan_err)?;
     plan.launch = Launch {
         cwd: app.cwd.clone(),
         base_env: Some(base_env),
         env: app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        instance_var: None, // MERGE: app.instance_var.clone(),
-        increment_var: None, // MERGE: app.increment_var.clone(),
+        instance_var: app.instance_var.clone(),
+        increment_var: app.increment_var.clone(),
         credentials: credentials(name, app.user.as_deref(), app.group.as_deref())?,
     };
     Ok(plan)

@@ -13,7 +13,28 @@
 //! max_memory_restart = "1G"     # binary units, as in PM2: 1G = 1024³ bytes
 //! env = { NODE_ENV = "development" }
 //! env_production = { NODE_ENV = "production" }   # merged over env by `--env production`
+//! instance_var = "INSTANCE_ID"  # the slot number's variable (default NODE_APP_INSTANCE)
+//! stop_exit_codes = [0]         # a worker that exits with these is not restarted
+//! out_file = "logs/api.out.log" # relative to this file's directory, like cwd
+//! error_file = "logs/api.err.log"
+//! log_max_size = "10M"          # rotate past this size …
+//! log_files = 5                 # … keeping this many rotated files
+//!
+//! [apps.jobs]
+//! command = "python3 -m jobs"
+//! instances = -1                # max minus one
+//! node_cluster = false
+//! autorestart = false
 //! ```
+//!
+//! All the keys: `command`, `args`, `cwd`, `env`, `env_<profile>`, `instances`, `port`,
+//! `listen`, `balance`, `sticky_wait`, `proxy`, `proxy_protocol`, `ready`,
+//! `listen_timeout`, `kill_timeout`, `stop_signal`, `stop_message`, `node_cluster`,
+//! `min_uptime`, `max_restarts`, `restart_window`, `restart_delay`, `restart_delay_max`,
+//! `reload_parallel`, `max_memory_restart`, `autorestart`, `stop_exit_codes`, `user`,
+//! `group`, `namespace`, `instance_var`, `increment_var`, `log_format`, `out_file`,
+//! `error_file`, `log_file`, `merge_logs`, `log_date_format`, `log_max_size`, `log_files`.
+//! Durations need a unit (`"500ms"`, `"10s"`); [`to_toml`] writes apps back as a file.
 //!
 //! A file with no app is an error: there is nothing to run, so it is surely a mistake.
 
@@ -23,6 +44,7 @@ mod raw;
 mod size;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -31,7 +53,8 @@ use toml::de::DeTable;
 
 pub use app::AppConfig;
 pub use error::{FileError, Location};
-pub use size::parse_size;
+pub use size::{format_size, parse_size};
+pub use write::to_toml;
 
 use error::Source;
 use raw::RawFile;
@@ -44,8 +67,9 @@ pub struct HerdFile {
 }
 
 /// Reads and validates the herd.toml at `path`, with the env profile `profile` (`--env`)
-/// merged over each app's `env`. A relative `cwd` is made relative to the file's directory,
-/// so the file means the same thing wherever herd is started from.
+/// merged over each app's `env`. A relative `cwd`, `out_file`, `error_file` or `log_file`
+/// is made relative to the file's directory, so the file means the same thing wherever
+/// herd is started from.
 pub fn load(path: &Path, profile: Option<&str>) -> Result<HerdFile, FileError> {
     let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
         path: path.to_path_buf(),
@@ -54,11 +78,25 @@ pub fn load(path: &Path, profile: Option<&str>) -> Result<HerdFile, FileError> {
     let mut file = parse(&text, &path.display().to_string(), profile)?;
     let dir = path.parent().unwrap_or(Path::new(""));
     for app in file.apps.values_mut() {
-        if let Some(cwd) = app.cwd.as_mut().filter(|cwd| cwd.is_relative()) {
-            *cwd = dir.join(&*cwd);
-        }
+        anchor_paths(app, dir);
     }
     Ok(file)
+}
+
+/// Makes the relative paths of `app` (`cwd` and the log files) relative to `dir`, the
+/// directory of the file that defines it.
+pub(crate) fn anchor_paths(app: &mut AppConfig, dir: &Path) {
+    let paths = [
+        &mut app.cwd,
+        &mut app.out_file,
+        &mut app.error_file,
+        &mut app.log_file,
+    ];
+    for path in paths.into_iter().flatten() {
+        if path.is_relative() {
+            *path = dir.join(&*path);
+        }
+    }
 }
 
 /// Validates the text of a herd.toml; `file_name` is what errors call it.

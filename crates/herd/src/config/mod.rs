@@ -11,4 +11,4 @@ mod values;
 
 pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs};
 pub use plan::{Hooks, Launch, PlanError, RunPlan, Transport};
-pub use values::{parse_duration, parse_readiness, parse_signal};
+pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};

@@ -16,6 +16,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}): expected e.g. 500ms, 10s, 1m"))
 }
 
+/// A duration in the form [`parse_duration`] reads back exactly: the largest unit that
+/// divides it, so `1500ms` stays "1500ms" and 90 s is "90s". Never a bare number, whose unit
+/// a reader could mistake.
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        "0s".to_string()
+    } else if nanos % 1_000_000_000 == 0 {
+        format!("{}s", d.as_secs())
+    } else if nanos % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else if nanos % 1_000 == 0 {
+        format!("{}us", d.as_micros())
+    } else {
+        format!("{nanos}ns")
+    }
+}
+
 /// "auto", "notify" or "delay:500ms".
 pub fn parse_readiness(s: &str) -> Result<Readiness, String> {
     match s {
@@ -60,6 +78,21 @@ mod tests {
     }
 
     #[test]
+    fn formatted_durations_parse_back() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_micros(2_000_001), "2000001us"),
+            (Duration::from_nanos(7), "7ns"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+        }
+    }
+
+    #[test]
     fn readiness() {
         assert_eq!(parse_readiness("auto"), Ok(Readiness::Auto));
         assert_eq!(parse_readiness("notify"), Ok(Readiness::Notify));
@@ -72,6 +105,18 @@ mod tests {
             .contains("auto, notify, message or delay"));
         assert_eq!(parse_readiness("message"), Ok(Readiness::Message));
         assert!(parse_readiness("delay:x").is_err());
+        for r in [
+            Readiness::Auto,
+            Readiness::Notify,
+            Readiness::Message,
+            Readiness::Delay(Duration::from_millis(2500)),
+        ] {
+            assert_eq!(parse_readiness(&r.to_string()), Ok(r));
+        }
+        assert_eq!(
+            Readiness::Delay(Duration::from_secs(2)).to_string(),
+            "delay:2s"
+        );
     }
 
     #[test]

@@ -44,6 +44,19 @@ pub enum Readiness {
     Auto,
 }
 
+impl std::fmt::Display for Readiness {
+    /// The form `--ready` and herd.toml's `ready` take: "auto", "notify", "message" or
+    /// "delay:2s".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Readiness::Notify => f.write_str("notify"),
+            Readiness::Message => f.write_str("message"),
+            Readiness::Auto => f.write_str("auto"),
+            Readiness::Delay(d) => write!(f, "delay:{}", crate::config::format_duration(*d)),
+        }
+    }
+}
+
 /// Why 10 s: PM2's `listen_timeout` default (3 s) is too short for cold JVM or Rails boots,
 /// and a reload stalls at most this long per slot when a new worker hangs.
 pub const DEFAULT_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);

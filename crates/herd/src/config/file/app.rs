@@ -20,7 +20,10 @@ use crate::observe::cpus::Instances;
 use crate::supervisor::Readiness;
 
 /// One app of a herd.toml, validated. `None` means "not set in the file".
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Default` is an app with an empty program and nothing set: a starting point for code
+/// that builds an app from another format (PM2 ecosystem files) or in tests.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct AppConfig {
     /// The program to run: the first word of `command`.
     pub program: String,
@@ -72,6 +75,39 @@ pub struct AppConfig {
     pub group: Option<String>,
     /// `log_format`.
     pub log_format: Option<LogFormat>,
+    /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
+    /// restarting waits for it before going to its next-choice worker.
+    pub sticky_wait: Option<Duration>,
+    /// `node_cluster`: `false` is `herd run --no-node-cluster` (no NODE_UNIQUE_ID).
+    pub node_cluster: Option<bool>,
+    /// `namespace`: a group of apps that commands can address together (non-empty).
+    pub namespace: Option<String>,
+    /// `autorestart`: `false` leaves an exited worker stopped.
+    pub autorestart: Option<bool>,
+    /// `stop_exit_codes`: exit codes after which a worker is not restarted (empty when
+    /// absent).
+    pub stop_exit_codes: Vec<i32>,
+    /// `instance_var`: the env var that carries the slot number (PM2's `instance_var`;
+    /// herd sets `NODE_APP_INSTANCE` when absent).
+    pub instance_var: Option<String>,
+    /// `increment_var`: an env var whose value in `env` (0 when absent) is incremented by
+    /// the slot number for each worker (PM2's `increment_var`, e.g. `PORT`).
+    pub increment_var: Option<String>,
+    /// `out_file`: the workers' stdout; [`load`](super::load) anchors a relative path at
+    /// the file's directory.
+    pub out_file: Option<PathBuf>,
+    /// `error_file`: the workers' stderr, anchored like `out_file`.
+    pub error_file: Option<PathBuf>,
+    /// `log_file`: stdout and stderr combined, anchored like `out_file`.
+    pub log_file: Option<PathBuf>,
+    /// `merge_logs`: one file for all workers rather than one per slot.
+    pub merge_logs: Option<bool>,
+    /// `log_date_format`: timestamp format of log lines (non-empty).
+    pub log_date_format: Option<String>,
+    /// `log_max_size`: rotate a log file past this many bytes.
+    pub log_max_size: Option<u64>,
+    /// `log_files`: rotated files kept (at least 1).
+    pub log_files: Option<usize>,
 }
 
 /// What a duration key says when it gets a bare number.
@@ -109,7 +145,6 @@ pub(super) fn validate(
         program,
         args,
         cwd: raw.cwd.map(|c| PathBuf::from(c.into_inner())),
-        env,
         instances: v.instances(raw.instances)?,
         port: v.port(raw.port)?,
         listen: raw
@@ -132,7 +167,7 @@ pub(super) fn validate(
         restart_delay: v.duration(raw.restart_delay, "restart_delay")?,
         restart_delay_max: v.duration(raw.restart_delay_max, "restart_delay_max")?,
         reload_parallel: v.count(raw.reload_parallel, "reload_parallel", 1)?,
-        max_memory_restart: v.size(raw.max_memory_restart)?,
+        max_memory_restart: v.size(raw.max_memory_restart, "max_memory_restart")?,
         user: v.parse(raw.user, "user", non_empty)?,
         group: v.parse(raw.group, "group", non_empty)?,
         log_format: v.parse(raw.log_format, "log_format", |s: &str| {
@@ -142,12 +177,49 @@ pub(super) fn validate(
                 _ => Err("expected \"text\" or \"json\"".to_string()),
             }
         })?,
+        sticky_wait: v.duration(raw.sticky_wait, "sticky_wait")?,
+        node_cluster: raw.node_cluster.map(Spanned::into_inner),
+        namespace: v.parse(raw.namespace, "namespace", |s: &str| {
+            not_blank(s, "expected a name, e.g. \"web\"")
+        })?,
+        autorestart: raw.autorestart.map(Spanned::into_inner),
+        stop_exit_codes: v.exit_codes(raw.stop_exit_codes)?,
+        instance_var: v.parse(raw.instance_var, "instance_var", env_name)?,
+        increment_var: v.increment_var(raw.increment_var, &env)?,
+        out_file: v.parse(raw.out_file, "out_file", path)?,
+        error_file: v.parse(raw.error_file, "error_file", path)?,
+        log_file: v.parse(raw.log_file, "log_file", path)?,
+        merge_logs: raw.merge_logs.map(Spanned::into_inner),
+        log_date_format: v.parse(raw.log_date_format, "log_date_format", |s: &str| {
+            not_blank(s, "expected a format, e.g. \"YYYY-MM-DD HH:mm:ss\"")
+        })?,
+        log_max_size: v.size(raw.log_max_size, "log_max_size")?,
+        log_files: v.count(raw.log_files, "log_files", 1)?,
+        env,
     })
 }
 
 fn non_empty(s: &str) -> Result<String, String> {
+    not_blank(s, "expected a name or a numeric id")
+}
+
+fn not_blank(s: &str, expected: &str) -> Result<String, String> {
     if s.trim().is_empty() {
-        Err("expected a name or a numeric id".to_string())
+        Err(expected.to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn path(s: &str) -> Result<PathBuf, String> {
+    not_blank(s, "expected a file path").map(PathBuf::from)
+}
+
+/// A name that can be put in a process's environment: `=` would end the name early and
+/// NUL would end the whole entry.
+fn env_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['=', '\0']) || s.chars().any(char::is_whitespace) {
+        Err("expected an environment variable name, e.g. \"NODE_APP_INSTANCE\"".to_string())
     } else {
         Ok(s.to_string())
     }
@@ -296,7 +368,7 @@ impl Validator<'_> {
             .map_err(|message| self.bad("stop_signal", span, message))
     }
 
-    fn size(&self, value: Option<Spanned<Value>>) -> Result<Option<u64>, FileError> {
+    fn size(&self, value: Option<Spanned<Value>>, key: &str) -> Result<Option<u64>, FileError> {
         let Some(value) = value else { return Ok(None) };
         let span = value.span();
         let bytes = match value.into_inner() {
@@ -306,6 +378,53 @@ impl Validator<'_> {
         };
         bytes
             .map(Some)
-            .map_err(|message| self.bad("max_memory_restart", span, message))
+            .map_err(|message| self.bad(key, span, message))
+    }
+
+    /// `stop_exit_codes = [0, 2]`, or one code alone as PM2 allows.
+    fn exit_codes(&self, value: Option<Spanned<Value>>) -> Result<Vec<i32>, FileError> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let span = value.span();
+        let bad = || {
+            self.bad(
+                "stop_exit_codes",
+                span.clone(),
+                "expected exit codes, e.g. [0, 2]",
+            )
+        };
+        let items = match value.into_inner() {
+            Value::Array(items) => items,
+            one @ Value::Integer(_) => vec![one],
+            _ => return Err(bad()),
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::Integer(n) => i32::try_from(n).map_err(|_| bad()),
+                _ => Err(bad()),
+            })
+            .collect()
+    }
+
+    /// `increment_var`: a variable name whose value in `env`, if set, is a number to
+    /// add the slot number to; anything else would fail only when a worker starts.
+    fn increment_var(
+        &self,
+        value: Option<Spanned<String>>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let name = self.parse_one(value, "increment_var", env_name)?;
+        match env.get(&name) {
+            Some(start) if start.trim().parse::<i64>().is_err() => Err(self.bad(
+                "increment_var",
+                span,
+                format!("`env.{name} = {start:?}` is not a number to increment"),
+            )),
+            _ => Ok(Some(name)),
+        }
     }
 }

@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 25] = [
+pub(super) const APP_KEYS: [&str; 39] = [
     "command",
     "args",
     "cwd",
@@ -39,6 +39,20 @@ pub(super) const APP_KEYS: [&str; 25] = [
     "user",
     "group",
     "log_format",
+    "sticky_wait",
+    "node_cluster",
+    "namespace",
+    "autorestart",
+    "stop_exit_codes",
+    "instance_var",
+    "increment_var",
+    "out_file",
+    "error_file",
+    "log_file",
+    "merge_logs",
+    "log_date_format",
+    "log_max_size",
+    "log_files",
 ];
 
 /// The top-level keys of a herd.toml.
@@ -84,6 +98,20 @@ pub(super) struct RawApp {
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub log_format: Option<Spanned<String>>,
+    pub sticky_wait: Option<Spanned<Value>>,
+    pub node_cluster: Option<Spanned<bool>>,
+    pub namespace: Option<Spanned<String>>,
+    pub autorestart: Option<Spanned<bool>>,
+    pub stop_exit_codes: Option<Spanned<Value>>,
+    pub instance_var: Option<Spanned<String>>,
+    pub increment_var: Option<Spanned<String>>,
+    pub out_file: Option<Spanned<String>>,
+    pub error_file: Option<Spanned<String>>,
+    pub log_file: Option<Spanned<String>>,
+    pub merge_logs: Option<Spanned<bool>>,
+    pub log_date_format: Option<Spanned<String>>,
+    pub log_max_size: Option<Spanned<Value>>,
+    pub log_files: Option<Spanned<i64>>,
 }
 
 /// The environment tables of one app: `env` and each `env_<profile>`.

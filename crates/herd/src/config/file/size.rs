@@ -51,9 +51,38 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{value}` is not a size: too large"))
 }
 
+/// A size in the form [`parse_size`] reads back exactly: the largest unit that divides it
+/// ("1G", "1536K"), or plain bytes ("1000").
+pub fn format_size(bytes: u64) -> String {
+    UNITS
+        .iter()
+        .rev()
+        .find(|(_, multiplier)| bytes != 0 && bytes % multiplier == 0)
+        .map_or_else(
+            || bytes.to_string(),
+            |(letter, multiplier)| format!("{}{letter}", bytes / multiplier),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatted_sizes_parse_back() {
+        let cases = [
+            (0, "0"),
+            (1000, "1000"),
+            (1 << 30, "1G"),
+            (1536 << 10, "1536K"),
+            (3 << 40, "3T"),
+            (u64::MAX, "18446744073709551615"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(format_size(bytes), text);
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
 
     #[test]
     fn binary_units() {

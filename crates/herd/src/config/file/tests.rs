@@ -1,6 +1,7 @@
 //! herd.toml end to end through [`parse`]: a full file, each kind of error with its exact
 //! message, profiles.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -49,6 +50,20 @@ max_memory_restart = "1G"
 user = "www-data"
 group = "www-data"
 log_format = "json"
+sticky_wait = "1500ms"
+node_cluster = false
+namespace = "web"
+autorestart = true
+stop_exit_codes = [0, 3]
+instance_var = "INSTANCE_ID"
+increment_var = "PORT"
+out_file = "/var/log/api.out"
+error_file = "/var/log/api.err"
+log_file = "/var/log/api.log"
+merge_logs = true
+log_date_format = "YYYY-MM-DD HH:mm:ss"
+log_max_size = "10M"
+log_files = 5
 
 [apps.api.env_production]
 NODE_ENV = "production"
@@ -99,6 +114,20 @@ fn a_full_file() {
         user: Some("www-data".into()),
         group: Some("www-data".into()),
         log_format: Some(LogFormat::Json),
+        sticky_wait: Some(Duration::from_millis(1500)),
+        node_cluster: Some(false),
+        namespace: Some("web".into()),
+        autorestart: Some(true),
+        stop_exit_codes: vec![0, 3],
+        instance_var: Some("INSTANCE_ID".into()),
+        increment_var: Some("PORT".into()),
+        out_file: Some("/var/log/api.out".into()),
+        error_file: Some("/var/log/api.err".into()),
+        log_file: Some("/var/log/api.log".into()),
+        merge_logs: Some(true),
+        log_date_format: Some("YYYY-MM-DD HH:mm:ss".into()),
+        log_max_size: Some(10 << 20),
+        log_files: Some(5),
     };
     assert_eq!(api, &expected);
     let worker = &file.apps["worker"];
@@ -107,6 +136,8 @@ fn a_full_file() {
     assert_eq!(worker.instances, Some(Instances::MaxMinus(1)));
     assert_eq!(worker.kill_timeout, None);
     assert!(worker.env.is_empty());
+    assert!(worker.stop_exit_codes.is_empty());
+    assert_eq!(worker.log_files, None);
 }
 
 #[test]
@@ -145,6 +176,18 @@ fn an_unknown_key_suggests_the_closest() {
     assert_eq!(
         err("[app.api]\ncommand = \"x\"\n"),
         "herd.toml:1:2: unknown key `app` — did you mean `apps`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nstop_exit_code = [1]\n"),
+        "herd.toml:3:1: unknown key `apps.api.stop_exit_code` — did you mean `stop_exit_codes`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nlog_max_sise = \"1M\"\n"),
+        "herd.toml:3:1: unknown key `apps.api.log_max_sise` — did you mean `log_max_size`?"
+    );
+    assert_eq!(
+        err("[apps.api]\ncommand = \"x\"\nnamspace = \"a\"\n"),
+        "herd.toml:3:1: unknown key `apps.api.namspace` — did you mean `namespace`?"
     );
     assert_eq!(
         err("[apps.api]\ncommand = \"x\"\nfrobnicate = 1\n"),
@@ -198,6 +241,17 @@ fn bad_values_name_the_expected_form() {
         ("log_format = \"xml\"", "`apps.api.log_format = \"xml\"`: expected \"text\" or \"json\""),
         ("listen = [\"nowhere\"]", "`apps.api.listen = \"nowhere\"`: `nowhere` is not an address: expected host:port, [v6]:port or unix:/path"),
         ("env = { A = [1] }", "`apps.api.env.A = [1]`: expected a string, a number or a boolean"),
+        ("sticky_wait = 2", "`apps.api.sticky_wait = 2`: a bare number is ambiguous (PM2 counts milliseconds, herd's flags seconds): write the unit, e.g. \"10s\" or \"500ms\""),
+        ("node_cluster = \"no\"", "`apps.api.node_cluster = \"no\"`: invalid type: string \"no\", expected a boolean"),
+        ("namespace = \" \"", "`apps.api.namespace = \" \"`: expected a name, e.g. \"web\""),
+        ("stop_exit_codes = [\"1\"]", "`apps.api.stop_exit_codes = [\"1\"]`: expected exit codes, e.g. [0, 2]"),
+        ("stop_exit_codes = [4294967296]", "`apps.api.stop_exit_codes = [4294967296]`: expected exit codes, e.g. [0, 2]"),
+        ("instance_var = \"A=B\"", "`apps.api.instance_var = \"A=B\"`: expected an environment variable name, e.g. \"NODE_APP_INSTANCE\""),
+        ("increment_var = \"\"", "`apps.api.increment_var = \"\"`: expected an environment variable name, e.g. \"NODE_APP_INSTANCE\""),
+        ("out_file = \"\"", "`apps.api.out_file = \"\"`: expected a file path"),
+        ("log_date_format = \"\"", "`apps.api.log_date_format = \"\"`: expected a format, e.g. \"YYYY-MM-DD HH:mm:ss\""),
+        ("log_max_size = \"big\"", "`apps.api.log_max_size = \"big\"`: `big` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
+        ("log_files = 0", "`apps.api.log_files = 0`: expected a number ≥ 1"),
         ("env_prod = \"x\"", "`apps.api.env_prod = \"x\"`: expected a table of variables, e.g. `{ NODE_ENV = \"production\" }`"),
     ];
     for (line, message) in cases {
@@ -205,6 +259,26 @@ fn bad_values_name_the_expected_form() {
         assert!(e.starts_with("herd.toml:3:"), "{e}");
         assert!(e.ends_with(message), "{line}:\n{e}\n{message}");
     }
+}
+
+#[test]
+fn increment_var_needs_a_number_in_env() {
+    let ok_file =
+        ok("[apps.a]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv = { PORT = 3000 }\n");
+    assert_eq!(ok_file.apps["a"].increment_var.as_deref(), Some("PORT"));
+    // Absent from env: counts from 0, as in PM2.
+    ok("[apps.a]\ncommand = \"x\"\nincrement_var = \"SHARD\"\n");
+    assert_eq!(
+        err("[apps.a]\ncommand = \"x\"\nincrement_var = \"PORT\"\nenv = { PORT = \"http\" }\n"),
+        "herd.toml:3:17: `apps.a.increment_var = \"PORT\"`: `env.PORT = \"http\"` is not a number \
+         to increment"
+    );
+}
+
+#[test]
+fn one_exit_code_alone() {
+    let file = ok("[apps.a]\ncommand = \"x\"\nstop_exit_codes = 0\n");
+    assert_eq!(file.apps["a"].stop_exit_codes, [0]);
 }
 
 #[test]
@@ -264,10 +338,119 @@ fn load_reads_the_file_and_anchors_cwd() {
     let dir = std::env::temp_dir().join(format!("herd-file-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("herd.toml");
-    std::fs::write(&path, "[apps.a]\ncommand = \"x\"\ncwd = \"app\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[apps.a]\ncommand = \"x\"\ncwd = \"app\"\nout_file = \"logs/out.log\"\n\
+         error_file = \"/abs/err.log\"\nlog_file = \"all.log\"\n",
+    )
+    .unwrap();
     let file = load(&path, None).unwrap();
-    assert_eq!(file.apps["a"].cwd, Some(dir.join("app")));
+    let a = &file.apps["a"];
+    assert_eq!(a.cwd, Some(dir.join("app")));
+    assert_eq!(a.out_file, Some(dir.join("logs/out.log")));
+    assert_eq!(a.error_file, Some("/abs/err.log".into()));
+    assert_eq!(a.log_file, Some(dir.join("all.log")));
     std::fs::remove_dir_all(&dir).unwrap();
     let e = load(&dir.join("missing.toml"), None).unwrap_err();
     assert!(e.to_string().contains("missing.toml: cannot read:"), "{e}");
+}
+
+/// `to_toml` then `parse` gives back exactly `apps`.
+fn round_trip(apps: &BTreeMap<String, AppConfig>) -> String {
+    let text = to_toml(apps);
+    let back = parse(&text, "written.toml", None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(&back.apps, apps, "\n{text}");
+    assert_eq!(to_toml(&back.apps), text, "the text is deterministic");
+    text
+}
+
+#[test]
+fn the_full_file_round_trips() {
+    round_trip(&ok(FULL).apps);
+    round_trip(&parse(FULL, "herd.toml", Some("production")).unwrap().apps);
+}
+
+#[test]
+fn odd_values_round_trip() {
+    let env = [
+        ("PLAIN", "x"),
+        ("QUOTES", "say \"hi\" and 'bye'"),
+        ("BACKSLASH", "C:\\path\\n"),
+        ("NEWLINES", "line 1\nline 2\r\n\ttabbed"),
+        ("UNICODE", "żółw 🐢 \u{7f} \u{1}"),
+        ("EMPTY", ""),
+        ("with space", "k"),
+        ("dotted.name", "k"),
+        ("ünï", "k"),
+        ("TRIPLE", "'''\"\"\""),
+    ];
+    let odd = AppConfig {
+        program: "/opt/my app/bin/run".into(),
+        args: vec!["--flag=\"x\"".into(), "".into(), "a b".into()],
+        cwd: Some("/srv/with space/ü".into()),
+        env: env
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        instances: Some(Instances::MaxMinus(1)),
+        listen: vec![
+            ListenAddr::Tcp("[::1]:8080".parse().unwrap()),
+            ListenAddr::Tcp("0.0.0.0:0".parse().unwrap()),
+            ListenAddr::Unix("/tmp/a sock\"s.sock".into()),
+        ],
+        ready: Some(Readiness::Delay(Duration::from_secs(2))),
+        kill_timeout: Some(Duration::from_millis(1500)),
+        listen_timeout: Some(Duration::from_micros(1)),
+        min_uptime: Some(Duration::ZERO),
+        stop_signal: Some(Signal::SIGUSR2),
+        max_memory_restart: Some(1000),
+        log_max_size: Some(10 << 20),
+        stop_exit_codes: vec![-1, 0, 255],
+        ..AppConfig::default()
+    };
+    let counted = AppConfig {
+        program: "x".into(),
+        instances: Some(Instances::Count(3)),
+        ready: Some(Readiness::Message),
+        ..AppConfig::default()
+    };
+    let max = AppConfig {
+        program: "x".into(),
+        instances: Some(Instances::Max),
+        ready: Some(Readiness::Notify),
+        ..AppConfig::default()
+    };
+    let apps: BTreeMap<String, AppConfig> = [("odd", odd), ("counted", counted), ("max", max)]
+        .into_iter()
+        .map(|(n, a)| (n.to_string(), a))
+        .collect();
+    let text = round_trip(&apps);
+    for line in [
+        "kill_timeout = \"1500ms\"",
+        "ready = \"delay:2s\"",
+        "stop_signal = \"SIGUSR2\"",
+        "instances = -1",
+        "instances = 3",
+        "instances = \"max\"",
+        "log_max_size = \"10M\"",
+        "max_memory_restart = \"1000\"",
+        "listen = [\"[::1]:8080\", \"0.0.0.0:0\", 'unix:/tmp/a sock\"s.sock']",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+    }
+}
+
+#[test]
+fn written_keys_follow_the_reference_order() {
+    let text = to_toml(&ok(FULL).apps);
+    let keys: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "[apps.api]")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split(" = ").next())
+        .collect();
+    assert_eq!(keys.first(), Some(&"command"));
+    assert!(keys.len() > 30, "{keys:?}");
+    assert!(text.contains("\n[apps.api.env]\n"), "{text}");
 }

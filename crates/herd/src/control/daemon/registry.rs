@@ -388,8 +388,8 @@ fn previous_notice(home: &Home) -> Option<String> {
 }
 
 /// The app's namespace, if it has one.
-pub fn namespace(_config: &AppConfig) -> Option<&str> {
-    None // MERGE: config.namespace.as_deref()
+pub fn namespace(config: &AppConfig) -> Option<&str> {
+    config.namespace.as_deref()
 }
 
 impl Registry {

@@ -1,0 +1,208 @@
+//! The way back: validated apps written as a herd.toml that [`parse`](super::parse) reads
+//! to exactly the same [`AppConfig`]s. `herd import` prints it, and the daemon uses it to
+//! ship app definitions and to write its dump file.
+//!
+//! Every value is encoded by the `toml` crate (quoting and escapes are its job), in a
+//! fixed key order (the order of the herd.toml reference, env last) so the same apps always
+//! give the same text. Durations and sizes are written with their unit (`"1500ms"`, `"1G"`)
+//! because a bare number is refused on the way in. Paths that are not UTF-8 cannot be
+//! written in TOML and are written lossily.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Value;
+
+use super::app::AppConfig;
+use super::size::format_size;
+use crate::config::cli::{LogFormat, ProxyProtocol};
+use crate::config::values::format_duration;
+use crate::observe::cpus::Instances;
+
+/// A herd.toml with one `[apps.<name>]` table per app, in name order.
+pub fn to_toml(apps: &BTreeMap<String, AppConfig>) -> String {
+    let mut out = String::new();
+    for (name, app) in apps {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        write_app(&mut out, name, app);
+    }
+    out
+}
+
+/// The lines of one app. The destructuring is exhaustive on purpose: a new field of
+/// [`AppConfig`] does not compile until it is written here.
+fn write_app(out: &mut String, name: &str, app: &AppConfig) {
+    let AppConfig {
+        program,
+        args,
+        cwd,
+        env,
+        instances,
+        port,
+        listen,
+        balance,
+        proxy,
+        proxy_protocol,
+        ready,
+        listen_timeout,
+        kill_timeout,
+        stop_signal,
+        stop_message,
+        min_uptime,
+        max_restarts,
+        restart_window,
+        restart_delay,
+        restart_delay_max,
+        reload_parallel,
+        max_memory_restart,
+        user,
+        group,
+        log_format,
+        sticky_wait,
+        node_cluster,
+        namespace,
+        autorestart,
+        stop_exit_codes,
+        instance_var,
+        increment_var,
+        out_file,
+        error_file,
+        log_file,
+        merge_logs,
+        log_date_format,
+        log_max_size,
+        log_files,
+    } = app;
+    let _ = writeln!(out, "[apps.{}]", key(name));
+    let mut t = Lines(out);
+    let command = std::iter::once(program).chain(args);
+    t.put("command", Some(strings(command)));
+    t.put("cwd", cwd.as_deref().map(path));
+    t.put("instances", instances.map(instances_value));
+    t.put("port", port.map(|p| Value::Integer(p.into())));
+    if !listen.is_empty() {
+        t.put(
+            "listen",
+            Some(strings(listen.iter().map(|a| a.to_string()))),
+        );
+    }
+    t.put("balance", balance.map(|b| text(b.to_string())));
+    t.put("sticky_wait", sticky_wait.map(duration));
+    t.put("proxy", proxy.map(Value::Boolean));
+    t.put("proxy_protocol", proxy_protocol.map(|p| text(protocol(p))));
+    t.put("ready", ready.map(|r| text(r.to_string())));
+    t.put("listen_timeout", listen_timeout.map(duration));
+    t.put("kill_timeout", kill_timeout.map(duration));
+    t.put("stop_signal", stop_signal.map(|s| text(s.as_str())));
+    t.put("stop_message", stop_message.map(Value::Boolean));
+    t.put("node_cluster", node_cluster.map(Value::Boolean));
+    t.put("min_uptime", min_uptime.map(duration));
+    t.put("max_restarts", max_restarts.map(integer));
+    t.put("restart_window", restart_window.map(duration));
+    t.put("restart_delay", restart_delay.map(duration));
+    t.put("restart_delay_max", restart_delay_max.map(duration));
+    t.put("reload_parallel", reload_parallel.map(integer));
+    t.put("max_memory_restart", max_memory_restart.map(size));
+    t.put("autorestart", autorestart.map(Value::Boolean));
+    if !stop_exit_codes.is_empty() {
+        let codes = stop_exit_codes.iter().map(|c| Value::Integer((*c).into()));
+        t.put("stop_exit_codes", Some(Value::Array(codes.collect())));
+    }
+    t.put("user", user.as_deref().map(text));
+    t.put("group", group.as_deref().map(text));
+    t.put("namespace", namespace.as_deref().map(text));
+    t.put("instance_var", instance_var.as_deref().map(text));
+    t.put("increment_var", increment_var.as_deref().map(text));
+    t.put("log_format", log_format.map(|f| text(format(f))));
+    t.put("out_file", out_file.as_deref().map(path));
+    t.put("error_file", error_file.as_deref().map(path));
+    t.put("log_file", log_file.as_deref().map(path));
+    t.put("merge_logs", merge_logs.map(Value::Boolean));
+    t.put("log_date_format", log_date_format.as_deref().map(text));
+    t.put("log_max_size", log_max_size.map(size));
+    t.put("log_files", log_files.map(integer));
+    if !env.is_empty() {
+        let _ = writeln!(out, "\n[apps.{}.env]", key(name));
+        let mut t = Lines(out);
+        for (var, value) in env {
+            t.put(&key(var), Some(text(value)));
+        }
+    }
+}
+
+/// Appends `key = value` lines; `None` writes nothing (the key was not set).
+struct Lines<'a>(&'a mut String);
+
+impl Lines<'_> {
+    fn put(&mut self, key: &str, value: Option<Value>) {
+        if let Some(value) = value {
+            let _ = writeln!(self.0, "{key} = {value}");
+        }
+    }
+}
+
+/// A key as TOML needs it: bare when it is only letters, digits, `-` and `_`, quoted
+/// otherwise (env names may hold anything but `=`).
+fn key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        name.to_string()
+    } else {
+        Value::String(name.to_string()).to_string()
+    }
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::String(s.into())
+}
+
+fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Value {
+    Value::Array(items.into_iter().map(text).collect())
+}
+
+fn path(p: &Path) -> Value {
+    text(p.to_string_lossy())
+}
+
+fn duration(d: Duration) -> Value {
+    text(format_duration(d))
+}
+
+fn size(bytes: u64) -> Value {
+    text(format_size(bytes))
+}
+
+/// A count as a TOML integer; counts past i64 (which no config means) are clamped.
+fn integer(n: usize) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `"max"`, or N and -K as integers, the way people write them.
+fn instances_value(instances: Instances) -> Value {
+    match instances {
+        Instances::Max => text("max"),
+        Instances::Count(n) => integer(n),
+        Instances::MaxMinus(k) => Value::Integer(-i64::try_from(k).unwrap_or(i64::MAX)),
+    }
+}
+
+fn protocol(p: ProxyProtocol) -> &'static str {
+    match p {
+        ProxyProtocol::V1 => "v1",
+        ProxyProtocol::V2 => "v2",
+    }
+}
+
+fn format(f: LogFormat) -> &'static str {
+    match f {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    }
+}

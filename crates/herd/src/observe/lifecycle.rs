@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use crate::supervisor::{ExitStatus, Log, ReadyHow, StopReason};
+use crate::supervisor::{ExitStatus, Log, NoRestart, ReadyHow, StopReason};
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
@@ -32,7 +32,12 @@ fn reason_text(r: StopReason) -> &'static str {
         StopReason::ScaleDown => "scale down",
         StopReason::NotReady => "not ready in time",
         StopReason::ReloadCancelled => "reload cancelled",
+        StopReason::MemoryLimit => "over the memory limit, replaced by a new worker",
     }
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes / (1024 * 1024)
 }
 
 /// Writes one lifecycle record of app `app`.
@@ -96,6 +101,23 @@ pub fn write(app: &str, log: &Log) {
         Log::Scaled { from, to } => info!(app, from, to, "scaled {app} from {from} to {to} workers"),
         Log::Recovered => info!(app, "app {app} leaves the errored state"),
         Log::Ignored { what, why } => warn!(app, what, why, "{what} ignored: {why}"),
+        Log::NotRestarted { slot, pid, reason } => {
+            let (reason_s, code) = match reason {
+                NoRestart::AutorestartOff => ("autorestart is off".to_string(), None),
+                NoRestart::StopExitCode(c) => (format!("exit code {c} is a stop exit code"), Some(*c)),
+            };
+            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            info!(app, slot, pid = ?pid, reason = %reason_s, code = ?code,
+                "worker {app}:{slot}{who} not restarted: {reason_s}")
+        }
+        Log::AppStopped { clean: true } => info!(app, clean = true,
+            "app {app} stopped: every worker exited and none is restarted"),
+        Log::AppStopped { clean: false } => warn!(app, clean = false,
+            "app {app} stopped: every worker exited, some with a failure, and none is restarted"),
+        Log::MemoryOverLimit { slot, pid, rss, limit } => warn!(app, slot, pid, rss, limit,
+            "worker {app}:{slot} (pid {pid}) uses {} MiB, over the limit of {} MiB: starting a replacement", mib(*rss), mib(*limit)),
+        Log::MemoryRestartFailed { slot, reason, retry_in } => error!(app, slot, reason = %reason, retry_in_ms = ms(*retry_in),
+            "memory restart of worker {app}:{slot} failed: {reason}; the old worker keeps serving (next attempt in {} ms at the earliest)", ms(*retry_in)),
         Log::UnknownNotify { pid } => warn!(app, pid, "notify message from pid {pid}, which is not a worker: ignored"),
     }
 }

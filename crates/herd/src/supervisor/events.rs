@@ -78,6 +78,17 @@ pub enum Event {
     ScaleUp,
     /// SIGTTOU: one slot fewer.
     ScaleDown,
+    /// `herd scale <app> N`: exactly this many slots (at least 1; 0 is refused and logged),
+    /// as many `ScaleUp`s or `ScaleDown`s would, with one log record.
+    ScaleTo(usize),
+    /// A periodic sample of a live worker's resident memory (its process group's, in bytes).
+    /// Above the policy's `max_memory`, a ready worker is replaced.
+    Memory {
+        /// Main pid of the sampled worker.
+        pid: u32,
+        /// Resident set size in bytes.
+        rss: u64,
+    },
 }
 
 /// Why a worker is being stopped.
@@ -93,6 +104,17 @@ pub enum StopReason {
     NotReady,
     /// It was a reload replacement that is no longer wanted (reload aborted or superseded).
     ReloadCancelled,
+    /// It used more memory than `max_memory`, and its replacement is ready.
+    MemoryLimit,
+}
+
+/// Why a worker that exited is not restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRestart {
+    /// The policy's `autorestart` is off.
+    AutorestartOff,
+    /// It exited with this code, one of the policy's `stop_exit_codes`.
+    StopExitCode(i32),
 }
 
 /// How a worker was judged ready.
@@ -288,6 +310,44 @@ pub enum Log {
         what: &'static str,
         /// Why it was ignored.
         why: &'static str,
+    },
+    /// A worker exited and its slot stays empty: it is not restarted.
+    NotRestarted {
+        /// The slot left empty.
+        slot: usize,
+        /// Process id of the worker, if it had started.
+        pid: Option<u32>,
+        /// Why it is not restarted.
+        reason: NoRestart,
+    },
+    /// No worker is left and none will be restarted (`autorestart` off or stop exit codes):
+    /// the app is stopped.
+    AppStopped {
+        /// Every last exit was code 0 or a stop exit code (the run exits `Clean`; otherwise
+        /// `Errored`).
+        clean: bool,
+    },
+    /// A ready worker uses more memory than the limit: a replacement is started, and the
+    /// worker is stopped once the replacement is ready.
+    MemoryOverLimit {
+        /// Slot the worker serves.
+        slot: usize,
+        /// Process id of the worker.
+        pid: u32,
+        /// Its resident memory, bytes.
+        rss: u64,
+        /// The limit, bytes.
+        limit: u64,
+    },
+    /// The replacement of a worker over the memory limit failed; the old worker keeps
+    /// serving, and the next sample over the limit tries again after `retry_in`.
+    MemoryRestartFailed {
+        /// The slot whose replacement failed.
+        slot: usize,
+        /// What went wrong with the replacement.
+        reason: String,
+        /// No new attempt before this much time has passed.
+        retry_in: Duration,
     },
     /// A notify message came from a pid that is not one of this app's workers.
     UnknownNotify {

@@ -11,20 +11,32 @@
 //!
 //! A worker lives through `Spawning` (asked for, no pid yet) → `Starting` (running, not
 //! yet ready) → `Ready` → `Stopping` → gone. A slot has at most one current worker, plus,
-//! during a rolling reload, one replacement that takes over once it is ready.
+//! during a rolling reload or a memory restart, one replacement that takes over once it is
+//! ready.
+//!
+//! Restarts (PM2's policies): a worker that exits by itself is restarted in its slot after
+//! the slot's backoff delay, unless `autorestart` is off or its exit code is one of
+//! `stop_exit_codes`; then its slot stays empty (logged as `NotRestarted`). When every slot
+//! is empty for good, the app is stopped: the run ends with [`Outcome::Clean`] if every
+//! last exit was code 0 or a stop exit code, and with [`Outcome::Errored`] otherwise (a
+//! crash, a spawn failure, a worker stopped for not being ready). A reload while some
+//! worker is still running starts the empty slots again. A worker over `max_memory` is
+//! replaced the safe way (`memory.rs`). [`Supervisor::restarts`] counts respawns after an
+//! unexpected exit and memory replacements, never reloads or scale-ups.
 
 mod backoff;
 mod events;
+mod memory;
 mod reload;
-mod snapshot_tmp;
-pub use snapshot_tmp::{WorkerState, WorkerView};
+mod status;
 #[cfg(test)]
 mod tests;
 
 pub use backoff::{Backoff, BackoffPolicy, Jitter, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX};
 pub use events::{
-    Action, Event, ExitStatus, Log, NotifyMsg, Outcome, ReadyHow, StopReason, WorkerId,
+    Action, Event, ExitStatus, Log, NoRestart, NotifyMsg, Outcome, ReadyHow, StopReason, WorkerId,
 };
+pub use status::{AppState, WorkerState, WorkerView};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -100,8 +112,18 @@ pub struct Policy {
     pub max_restarts: usize,
     /// Sliding window in which unstable restarts are counted.
     pub restart_window: Duration,
-    /// Slots replaced at the same time during a rolling reload.
+    /// Slots replaced at the same time during a rolling reload; also the most memory
+    /// replacements in flight at once.
     pub reload_parallel: usize,
+    /// Restart a worker that exits by itself (PM2's `autorestart`). When false its slot
+    /// stays empty; see the module documentation for how the app ends.
+    pub autorestart: bool,
+    /// Exit codes after which a worker is not restarted (PM2's `stop_exit_codes`): such an
+    /// exit is treated like one under `autorestart = false`, and counts as clean.
+    pub stop_exit_codes: Vec<i32>,
+    /// Resident memory (bytes) above which a ready worker is replaced (PM2's
+    /// `max_memory_restart`), judged on [`Event::Memory`] samples. `None`: no limit.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for Policy {
@@ -117,6 +139,9 @@ impl Default for Policy {
             max_restarts: DEFAULT_MAX_RESTARTS,
             restart_window: DEFAULT_RESTART_WINDOW,
             reload_parallel: 1,
+            autorestart: true,
+            stop_exit_codes: Vec::new(),
+            max_memory: None,
         }
     }
 }
@@ -146,12 +171,54 @@ struct Worker {
     draining: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Slot {
     current: Option<WorkerId>,
     replacement: Option<WorkerId>,
+    /// The replacement is a memory restart, not a reload's new worker.
+    memory_replacement: bool,
+    /// No memory replacement before this (one failed, its backoff runs).
+    memory_retry_at: Option<Instant>,
     restart_at: Option<Instant>,
+    /// The pending start at `restart_at` is a restart (after an exit), not the first
+    /// start of a new slot or a reload's start of an empty one.
+    restart_counts: bool,
     backoff: Backoff,
+    /// Restarts of this slot: respawns after an unexpected exit, and memory replacements.
+    restarts: u32,
+    /// When the slot last lost its worker (or was created).
+    vacant_since: Instant,
+    /// The slot's worker exited and is not restarted (`autorestart = false` or a code in
+    /// `stop_exit_codes`); `clean` tells whether that exit counts as a clean one.
+    parked: Option<Parked>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Parked {
+    clean: bool,
+}
+
+impl Slot {
+    fn new(now: Instant) -> Self {
+        Slot {
+            current: None,
+            replacement: None,
+            memory_replacement: false,
+            memory_retry_at: None,
+            restart_at: None,
+            restart_counts: false,
+            backoff: Backoff::default(),
+            restarts: 0,
+            vacant_since: now,
+            parked: None,
+        }
+    }
+
+    /// Takes the replacement out of the slot, whatever kind it is.
+    fn take_replacement(&mut self) -> Option<WorkerId> {
+        self.memory_replacement = false;
+        self.replacement.take()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +252,10 @@ pub struct Supervisor {
     last_route: Option<Vec<usize>>,
     last_wake: Option<Instant>,
     exited: bool,
+    /// How the run ended, once it has.
+    outcome: Option<Outcome>,
+    /// Restarts of every slot the app ever had.
+    total_restarts: u32,
     jitter: Jitter,
 }
 
@@ -206,6 +277,8 @@ impl Supervisor {
             last_route: None,
             last_wake: None,
             exited: false,
+            outcome: None,
+            total_restarts: 0,
             jitter: Jitter::new(seed),
         }
     }
@@ -229,6 +302,8 @@ impl Supervisor {
             Event::Reload => self.on_reload(now, &mut out),
             Event::ScaleUp => self.on_scale_up(now, &mut out),
             Event::ScaleDown => self.on_scale_down(now, &mut out),
+            Event::ScaleTo(n) => self.on_scale_to(n, now, &mut out),
+            Event::Memory { pid, rss } => self.on_memory(pid, rss, now, &mut out),
         }
         self.fire_due(now, &mut out);
         self.advance_reload(now, &mut out);
@@ -290,14 +365,13 @@ impl Supervisor {
             return;
         }
         for slot in 0..self.policy.instances.max(1) {
-            self.slots.push(Slot::default());
-            let id = self.spawn(slot, out);
+            self.slots.push(Slot::new(now));
+            let id = self.spawn(slot, now, out);
             self.slots[slot].current = Some(id);
         }
-        let _ = now;
     }
 
-    fn spawn(&mut self, slot: usize, out: &mut Vec<Action>) -> WorkerId {
+    fn spawn(&mut self, slot: usize, now: Instant, out: &mut Vec<Action>) -> WorkerId {
         let id = self.next_id;
         self.next_id += 1;
         let generation = self.generation;
@@ -308,7 +382,7 @@ impl Supervisor {
                 generation,
                 pid: None,
                 // Replaced by the real start time in `on_spawned`.
-                started: Instant::now(),
+                started: now,
                 state: State::Spawning,
                 draining: false,
             },
@@ -375,7 +449,7 @@ impl Supervisor {
             slot: w.slot,
             error: error.clone(),
         }));
-        self.worker_gone(id, &w, now, out, Some(error));
+        self.worker_gone(id, &w, now, out, Some(error), None);
     }
 
     fn on_exited(&mut self, pid: u32, status: ExitStatus, now: Instant, out: &mut Vec<Action>) {
@@ -402,10 +476,11 @@ impl Supervisor {
                 format!("new worker (pid {pid}) was killed by signal {s} before it was ready")
             }
         };
-        self.worker_gone(id, &w, now, out, Some(why));
+        self.worker_gone(id, &w, now, out, Some(why), Some(status));
     }
 
-    /// A worker is gone (exited, or never started): decide what its slot needs.
+    /// A worker is gone (exited with `status`, or never started: `None`): decide what its
+    /// slot needs.
     fn worker_gone(
         &mut self,
         id: WorkerId,
@@ -413,6 +488,7 @@ impl Supervisor {
         now: Instant,
         out: &mut Vec<Action>,
         why: Option<String>,
+        status: Option<ExitStatus>,
     ) {
         if self.mode != Mode::Running {
             return;
@@ -421,10 +497,15 @@ impl Supervisor {
             return;
         };
         if slot.replacement == Some(id) {
-            slot.replacement = None;
+            let memory = slot.memory_replacement;
+            slot.take_replacement();
             if !matches!(w.state, State::Stopping { .. }) {
                 let reason = why.unwrap_or_else(|| "new worker failed".into());
-                self.abort_reload(w.slot, reason, now, out);
+                if memory {
+                    self.memory_replacement_failed(w.slot, reason, now, out);
+                } else {
+                    self.abort_reload(w.slot, reason, now, out);
+                }
             }
             return;
         }
@@ -432,7 +513,44 @@ impl Supervisor {
             return;
         }
         slot.current = None;
+        slot.vacant_since = now;
+        if slot.memory_replacement {
+            // The old worker died while its memory replacement starts: that replacement is
+            // the slot's restart.
+            slot.current = slot.take_replacement();
+            slot.restarts = slot.restarts.saturating_add(1);
+            self.total_restarts = self.total_restarts.saturating_add(1);
+            return;
+        }
         if self.errored {
+            return;
+        }
+        let stop_code = match status {
+            Some(ExitStatus::Code(c)) if self.policy.stop_exit_codes.contains(&c) => Some(c),
+            _ => None,
+        };
+        let no_restart = match (self.policy.autorestart, stop_code) {
+            (_, Some(code)) => Some(NoRestart::StopExitCode(code)),
+            (false, None) => Some(NoRestart::AutorestartOff),
+            (true, None) => None,
+        };
+        if let Some(reason) = no_restart {
+            // A worker herd stopped because it was not ready failed, whatever its code.
+            let failed = matches!(
+                w.state,
+                State::Stopping {
+                    reason: StopReason::NotReady,
+                    ..
+                }
+            );
+            let clean = !failed && (stop_code.is_some() || status == Some(ExitStatus::Code(0)));
+            slot.parked = Some(Parked { clean });
+            slot.restart_at = None;
+            out.push(Action::Log(Log::NotRestarted {
+                slot: w.slot,
+                pid: w.pid,
+                reason,
+            }));
             return;
         }
         let uptime = now.saturating_duration_since(w.started);
@@ -464,6 +582,7 @@ impl Supervisor {
         let slot = &mut self.slots[w.slot];
         let delay = slot.backoff.next(&self.policy.backoff, unit);
         slot.restart_at = Some(now + delay);
+        slot.restart_counts = true;
         out.push(Action::Log(Log::Restarting {
             slot: w.slot,
             delay,
@@ -616,11 +735,59 @@ impl Supervisor {
             return;
         }
         let from = self.slots.len();
-        self.slots.push(Slot::default());
+        self.add_slot(now);
         out.push(Action::Log(Log::Scaled { from, to: from + 1 }));
+    }
+
+    /// One slot more, started at once unless the app is errored.
+    fn add_slot(&mut self, now: Instant) {
+        let mut slot = Slot::new(now);
         if !self.errored {
-            self.slots[from].restart_at = Some(now);
+            slot.restart_at = Some(now);
         }
+        self.slots.push(slot);
+    }
+
+    /// The highest slot less; its workers are stopped gracefully.
+    fn remove_slot(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(slot) = self.slots.pop() else {
+            return;
+        };
+        for id in [slot.current, slot.replacement].into_iter().flatten() {
+            self.stop_or_forget(id, StopReason::ScaleDown, now, out);
+        }
+    }
+
+    fn on_scale_to(&mut self, to: usize, now: Instant, out: &mut Vec<Action>) {
+        if self.mode != Mode::Running {
+            out.push(Action::Log(Log::Ignored {
+                what: "scale",
+                why: "shutting down",
+            }));
+            return;
+        }
+        if to == 0 {
+            out.push(Action::Log(Log::Ignored {
+                what: "scale",
+                why: "one worker is the minimum",
+            }));
+            return;
+        }
+        let from = self.slots.len();
+        if to == from {
+            out.push(Action::Log(Log::Ignored {
+                what: "scale",
+                why: "already at that number of workers",
+            }));
+            return;
+        }
+        while self.slots.len() < to {
+            self.add_slot(now);
+        }
+        while self.slots.len() > to {
+            self.remove_slot(now, out);
+        }
+        out.push(Action::Log(Log::Scaled { from, to }));
     }
 
     fn on_scale_down(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -639,11 +806,8 @@ impl Supervisor {
             return;
         }
         let from = self.slots.len();
-        let slot = self.slots.pop().expect("len checked above");
         out.push(Action::Log(Log::Scaled { from, to: from - 1 }));
-        for id in [slot.current, slot.replacement].into_iter().flatten() {
-            self.stop_or_forget(id, StopReason::ScaleDown, now, out);
-        }
+        self.remove_slot(now, out);
     }
 
     /// Stops a worker that no slot references any more; one still spawning is marked so
@@ -709,8 +873,13 @@ impl Supervisor {
         for slot in 0..self.slots.len() {
             let s = &self.slots[slot];
             if s.current.is_none() && matches!(s.restart_at, Some(t) if t <= now) {
-                self.slots[slot].restart_at = None;
-                let id = self.spawn(slot, out);
+                let s = &mut self.slots[slot];
+                s.restart_at = None;
+                if std::mem::take(&mut s.restart_counts) {
+                    s.restarts = s.restarts.saturating_add(1);
+                    self.total_restarts = self.total_restarts.saturating_add(1);
+                }
+                let id = self.spawn(slot, now, out);
                 self.slots[slot].current = Some(id);
             }
         }
@@ -736,7 +905,13 @@ impl Supervisor {
                         "new worker (pid {pid}) was not ready within the listen timeout ({:?})",
                         self.policy.listen_timeout
                     );
-                    self.abort_reload(slot, reason, now, out);
+                    if self.slots[slot].memory_replacement {
+                        self.slots[slot].take_replacement();
+                        self.stop(id, StopReason::NotReady, now, out);
+                        self.memory_replacement_failed(slot, reason, now, out);
+                    } else {
+                        self.abort_reload(slot, reason, now, out);
+                    }
                 } else {
                     self.stop(id, StopReason::NotReady, now, out);
                 }
@@ -768,10 +943,20 @@ impl Supervisor {
                 Outcome::Clean
             }),
             Mode::Running if self.errored && self.workers.is_empty() => Some(Outcome::Errored),
+            Mode::Running if self.workers.is_empty() && self.all_parked() => {
+                let clean = self.slots.iter().all(|s| s.parked.is_some_and(|p| p.clean));
+                out.push(Action::Log(Log::AppStopped { clean }));
+                Some(if clean {
+                    Outcome::Clean
+                } else {
+                    Outcome::Errored
+                })
+            }
             _ => None,
         };
         if let Some(outcome) = outcome {
             self.exited = true;
+            self.outcome = Some(outcome);
             out.push(Action::Exit(outcome));
             return;
         }
@@ -782,6 +967,15 @@ impl Supervisor {
                 out.push(Action::Wake(at));
             }
         }
+    }
+
+    /// Every slot is empty for good (its worker exited and is not restarted).
+    fn all_parked(&self) -> bool {
+        !self.slots.is_empty()
+            && self
+                .slots
+                .iter()
+                .all(|s| s.current.is_none() && s.replacement.is_none() && s.parked.is_some())
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -25,13 +25,23 @@ impl Supervisor {
                 s.backoff.reset();
                 if s.current.is_none() {
                     s.restart_at = Some(now);
+                    s.restart_counts = false;
                 }
             }
         }
+        // Slots whose worker exited for good (autorestart off, a stop exit code) are started
+        // again: a reload means "run the program in every slot".
+        for s in &mut self.slots {
+            if s.parked.take().is_some() && s.current.is_none() && !self.errored {
+                s.restart_at = Some(now);
+                s.restart_counts = false;
+            }
+        }
         let superseded = self.reload.is_some();
-        // Replacements of an older plan are not serving yet: drop them, never double up.
+        // Replacements of an older plan (or memory replacements) are not serving yet: drop
+        // them, never double up; the reload replaces their slots anyway.
         for slot in 0..self.slots.len() {
-            if let Some(id) = self.slots[slot].replacement.take() {
+            if let Some(id) = self.slots[slot].take_replacement() {
                 self.stop_or_forget(id, StopReason::ReloadCancelled, now, out);
             }
         }
@@ -51,7 +61,7 @@ impl Supervisor {
 
     /// Starts replacements while fewer than `reload_parallel` are in flight; ends the plan
     /// when every slot runs the new generation.
-    pub(super) fn advance_reload(&mut self, _now: Instant, out: &mut Vec<Action>) {
+    pub(super) fn advance_reload(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.mode != Mode::Running {
             return;
         }
@@ -84,7 +94,7 @@ impl Supervisor {
         }
         let finished = plan.pending.is_empty() && in_flight == 0;
         for slot in starts {
-            let id = self.spawn(slot, out);
+            let id = self.spawn(slot, now, out);
             self.slots[slot].replacement = Some(id);
         }
         if finished {
@@ -96,17 +106,31 @@ impl Supervisor {
     }
 
     /// The replacement of `slot` is ready: it becomes current and the old worker stops.
+    /// A memory replacement counts as a restart of the slot.
     pub(super) fn promote(&mut self, slot: usize, now: Instant, out: &mut Vec<Action>) {
         let s = &mut self.slots[slot];
-        let Some(new) = s.replacement.take() else {
+        let memory = s.memory_replacement;
+        let Some(new) = s.take_replacement() else {
             return;
         };
         let old = s.current.replace(new);
         // The slot may have been empty, waiting for a restart: the replacement is that restart.
         s.restart_at = None;
+        s.restart_counts = false;
+        s.parked = None;
         s.backoff.reset();
+        s.memory_retry_at = None;
+        if memory {
+            s.restarts = s.restarts.saturating_add(1);
+            self.total_restarts = self.total_restarts.saturating_add(1);
+        }
+        let reason = if memory {
+            StopReason::MemoryLimit
+        } else {
+            StopReason::Replaced
+        };
         if let Some(old) = old {
-            self.stop_or_forget(old, StopReason::Replaced, now, out);
+            self.stop_or_forget(old, reason, now, out);
         }
         if let Some(plan) = self.reload.as_mut() {
             plan.done += 1;
@@ -128,7 +152,7 @@ impl Supervisor {
     ) {
         self.reload = None;
         for s in 0..self.slots.len() {
-            if let Some(id) = self.slots[s].replacement.take() {
+            if let Some(id) = self.slots[s].take_replacement() {
                 self.stop_or_forget(id, StopReason::ReloadCancelled, now, out);
             }
         }

@@ -560,6 +560,669 @@ fn spawn_failure_counts_as_a_crash() {
     assert_eq!(sim.exit, Some(Outcome::Errored));
 }
 
+fn logged(sim: &Sim, f: impl Fn(&Log) -> bool) -> bool {
+    sim.log.iter().any(|a| matches!(a, Action::Log(l) if f(l)))
+}
+
+fn ready_all(sim: &mut Sim) {
+    for p in sim.running.keys().copied().collect::<Vec<_>>() {
+        sim.ready(p);
+    }
+}
+
+fn states(sim: &Sim) -> Vec<(usize, WorkerState, bool)> {
+    sim.sup
+        .snapshot()
+        .iter()
+        .map(|v| (v.slot, v.state, v.replacement))
+        .collect()
+}
+
+// ---- status snapshot ----
+
+#[test]
+fn snapshot_lists_every_slot_in_order_through_its_states() {
+    let mut sim = Sim::new(Policy {
+        instances: 3,
+        readiness: Readiness::Notify,
+        ..Policy::default()
+    });
+    assert_eq!(sim.sup.app_state(), AppState::Stopped, "not started yet");
+    sim.step(Event::Start);
+    let spawning = sim.sup.snapshot();
+    assert_eq!(spawning.len(), 3);
+    assert!(spawning
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v.slot == i && v.pid.is_none() && v.state == WorkerState::Spawning));
+    sim.spawn_all();
+    let pid1 = sim.pid_of_slot(1)[0];
+    sim.ready(pid1);
+    assert_eq!(
+        states(&sim),
+        vec![
+            (0, WorkerState::Starting, false),
+            (1, WorkerState::Ready, false),
+            (2, WorkerState::Starting, false)
+        ]
+    );
+    let v = &sim.sup.snapshot()[1];
+    assert_eq!(
+        (v.pid, v.generation, v.started, v.restarts),
+        (Some(pid1), 0, sim.now, 0)
+    );
+    assert_eq!(sim.sup.app_state(), AppState::Running);
+}
+
+#[test]
+fn worker_and_app_states_display_as_pm2_like_words() {
+    let words: Vec<String> = [
+        WorkerState::Spawning,
+        WorkerState::Starting,
+        WorkerState::Ready,
+        WorkerState::Stopping,
+        WorkerState::Waiting,
+        WorkerState::Stopped,
+        WorkerState::Errored,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(
+        words,
+        [
+            "spawning",
+            "starting",
+            "online",
+            "stopping",
+            "waiting-restart",
+            "stopped",
+            "errored"
+        ]
+    );
+    let apps: Vec<String> = [
+        AppState::Running,
+        AppState::Reloading,
+        AppState::Errored,
+        AppState::Stopping,
+        AppState::Stopped,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(
+        apps,
+        ["running", "reloading", "errored", "stopping", "stopped"]
+    );
+}
+
+#[test]
+fn a_crashed_slot_shows_once_as_waiting_and_counts_its_restart() {
+    let mut sim = Sim::started(2, Readiness::Notify);
+    ready_all(&mut sim);
+    let pid = sim.pid_of_slot(0)[0];
+    sim.advance(Duration::from_secs(1));
+    sim.exit(pid, ExitStatus::Code(1));
+    let snap = sim.sup.snapshot();
+    assert_eq!(snap.len(), 2);
+    assert_eq!(
+        (snap[0].slot, snap[0].pid, snap[0].state, snap[0].started),
+        (0, None, WorkerState::Waiting, sim.now)
+    );
+    assert_eq!(snap[0].restarts, 0, "counted when the restart happens");
+    sim.advance(Duration::from_secs(1));
+    sim.spawn_all();
+    assert_eq!(sim.sup.snapshot()[0].restarts, 1);
+    assert_eq!(sim.sup.snapshot()[1].restarts, 0);
+    assert_eq!(sim.sup.restarts(), 1);
+    assert_eq!(sim.sup.slot_restarts(0), Some(1));
+    // A spawn failure is a crash too.
+    let pid = sim.pid_of_slot(0)[0];
+    sim.exit(pid, ExitStatus::Signal(9));
+    sim.advance(Duration::from_secs(1));
+    let (worker, _) = sim.pending.pop().unwrap();
+    sim.step(Event::SpawnFailed {
+        worker,
+        error: "ENOENT".into(),
+    });
+    sim.advance(Duration::from_secs(2));
+    sim.spawn_all();
+    assert_eq!(sim.sup.slot_restarts(0), Some(3));
+    assert_eq!(sim.sup.restarts(), 3);
+}
+
+#[test]
+fn reloads_and_scale_ups_are_not_restarts_and_replacements_are_listed() {
+    let mut sim = Sim::started(2, Readiness::Notify);
+    ready_all(&mut sim);
+    sim.step(Event::ScaleUp);
+    sim.spawn_all();
+    ready_all(&mut sim);
+    let old0 = sim.pid_of_slot(0)[0];
+    sim.step(Event::Reload);
+    assert_eq!(sim.sup.app_state(), AppState::Reloading);
+    let new = sim.spawn_all();
+    assert_eq!(
+        states(&sim),
+        vec![
+            (0, WorkerState::Ready, false),
+            (0, WorkerState::Starting, true),
+            (1, WorkerState::Ready, false),
+            (2, WorkerState::Ready, false)
+        ]
+    );
+    assert_eq!(sim.sup.snapshot()[1].generation, 1);
+    sim.ready(new[0]);
+    // The old worker is still there, stopping, after the new current one.
+    let snap = sim.sup.snapshot();
+    assert_eq!(
+        (snap[0].pid, snap[0].state, snap[0].replacement),
+        (Some(new[0]), WorkerState::Ready, false)
+    );
+    assert_eq!(
+        (snap[1].pid, snap[1].state),
+        (Some(old0), WorkerState::Stopping)
+    );
+    sim.exit(old0, ExitStatus::Code(0));
+    while sim.sup.is_reloading() {
+        let new = sim.spawn_all();
+        let old: Vec<u32> = sim
+            .running
+            .keys()
+            .copied()
+            .filter(|p| !new.contains(p))
+            .collect();
+        sim.ready(new[0]);
+        for p in old {
+            if sim.log.contains(&Action::Stop { pid: p }) {
+                sim.exit(p, ExitStatus::Code(0));
+            }
+        }
+    }
+    assert_eq!(sim.sup.restarts(), 0);
+    assert_eq!(sim.sup.app_state(), AppState::Running);
+}
+
+#[test]
+fn workers_of_a_removed_slot_are_listed_last_while_they_stop() {
+    let mut sim = Sim::started(3, Readiness::Notify);
+    ready_all(&mut sim);
+    let top = sim.pid_of_slot(2)[0];
+    sim.step(Event::ScaleTo(1));
+    let snap = sim.sup.snapshot();
+    assert_eq!(snap.len(), 3);
+    assert_eq!(snap[0].state, WorkerState::Ready);
+    assert_eq!(
+        snap[1..]
+            .iter()
+            .map(|v| (v.slot, v.state))
+            .collect::<Vec<_>>(),
+        vec![(1, WorkerState::Stopping), (2, WorkerState::Stopping)]
+    );
+    assert_eq!(snap[2].pid, Some(top));
+}
+
+#[test]
+fn app_state_follows_errored_shutdown_and_exit() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        max_restarts: 0,
+        ..Policy::default()
+    });
+    let pid = sim.pid_of_slot(0)[0];
+    sim.exit(pid, ExitStatus::Code(1));
+    assert_eq!(sim.sup.app_state(), AppState::Errored);
+    assert_eq!(sim.sup.snapshot()[0].state, WorkerState::Errored);
+    sim.step(Event::Shutdown);
+    assert_eq!(sim.sup.app_state(), AppState::Stopping);
+    assert_eq!(sim.sup.snapshot()[0].state, WorkerState::Stopped);
+    let pid = sim.pid_of_slot(1)[0];
+    sim.exit(pid, ExitStatus::Code(0));
+    assert_eq!(sim.exit, Some(Outcome::Clean));
+    assert_eq!(sim.sup.app_state(), AppState::Stopped);
+
+    let mut sim = Sim::running(Policy {
+        instances: 1,
+        max_restarts: 0,
+        ..Policy::default()
+    });
+    let pid = sim.pid_of_slot(0)[0];
+    sim.exit(pid, ExitStatus::Code(1));
+    assert_eq!(sim.exit, Some(Outcome::Errored));
+    assert_eq!(sim.sup.app_state(), AppState::Errored);
+}
+
+// ---- autorestart and stop_exit_codes ----
+
+#[test]
+fn autorestart_off_leaves_the_slot_empty_and_a_clean_app_stops() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        autorestart: false,
+        ..Policy::default()
+    });
+    let pids: Vec<u32> = sim.running.keys().copied().collect();
+    let acts = sim.exit(pids[0], ExitStatus::Code(0));
+    assert!(restart_delay(&acts).is_none());
+    assert!(logged(&sim, |l| matches!(
+        l,
+        Log::NotRestarted {
+            slot: 0,
+            reason: NoRestart::AutorestartOff,
+            ..
+        }
+    )));
+    sim.advance(Duration::from_secs(60));
+    assert!(sim.pending.is_empty(), "never restarted");
+    assert_eq!(sim.sup.snapshot()[0].state, WorkerState::Stopped);
+    assert_eq!(sim.exit, None, "slot 1 still serves");
+    sim.exit(pids[1], ExitStatus::Code(0));
+    assert!(logged(&sim, |l| *l == Log::AppStopped { clean: true }));
+    assert_eq!(sim.exit, Some(Outcome::Clean));
+    assert_eq!(sim.sup.app_state(), AppState::Stopped);
+    assert_eq!(sim.sup.restarts(), 0);
+}
+
+#[test]
+fn autorestart_off_with_a_crash_ends_errored() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        autorestart: false,
+        ..Policy::default()
+    });
+    let pids: Vec<u32> = sim.running.keys().copied().collect();
+    sim.exit(pids[0], ExitStatus::Signal(11));
+    sim.exit(pids[1], ExitStatus::Code(0));
+    assert!(logged(&sim, |l| *l == Log::AppStopped { clean: false }));
+    assert_eq!(sim.exit, Some(Outcome::Errored));
+    assert_eq!(sim.sup.app_state(), AppState::Errored);
+}
+
+#[test]
+fn autorestart_off_a_worker_stopped_for_not_being_ready_is_a_failure() {
+    let mut sim = Sim::running(Policy {
+        instances: 1,
+        autorestart: false,
+        readiness: Readiness::Notify,
+        ..Policy::default()
+    });
+    let pid = sim.pid_of_slot(0)[0];
+    let acts = sim.advance(DEFAULT_LISTEN_TIMEOUT);
+    assert_eq!(stops(&acts), vec![pid]);
+    let acts = sim.exit(pid, ExitStatus::Code(0));
+    assert!(spawns(&acts).is_empty());
+    assert_eq!(sim.exit, Some(Outcome::Errored));
+}
+
+#[test]
+fn autorestart_off_spawn_failure_is_not_retried() {
+    let mut sim = Sim::new(Policy {
+        instances: 1,
+        autorestart: false,
+        ..Policy::default()
+    });
+    sim.step(Event::Start);
+    let (worker, _) = sim.pending.pop().unwrap();
+    sim.step(Event::SpawnFailed {
+        worker,
+        error: "ENOENT".into(),
+    });
+    assert!(logged(&sim, |l| matches!(
+        l,
+        Log::NotRestarted {
+            slot: 0,
+            pid: None,
+            ..
+        }
+    )));
+    assert_eq!(sim.exit, Some(Outcome::Errored));
+}
+
+#[test]
+fn stop_exit_codes_are_not_restarted_other_codes_are() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        stop_exit_codes: vec![3, 0],
+        max_restarts: 0,
+        ..Policy::default()
+    });
+    let p0 = sim.pid_of_slot(0)[0];
+    let acts = sim.exit(p0, ExitStatus::Code(3));
+    assert!(restart_delay(&acts).is_none());
+    assert!(logged(&sim, |l| matches!(
+        l,
+        Log::NotRestarted {
+            slot: 0,
+            reason: NoRestart::StopExitCode(3),
+            ..
+        }
+    )));
+    assert!(!sim.sup.is_errored(), "not an unstable restart");
+    sim.advance(Duration::from_secs(30));
+    assert!(sim.pending.is_empty());
+    // A code that is not listed is a crash, restarted as usual.
+    let p1 = sim.pid_of_slot(1)[0];
+    let acts = sim.exit(p1, ExitStatus::Code(1));
+    assert!(restart_delay(&acts).is_some());
+
+    let mut sim = Sim::running(Policy {
+        instances: 1,
+        stop_exit_codes: vec![3],
+        ..Policy::default()
+    });
+    let p = sim.pid_of_slot(0)[0];
+    let acts = sim.exit(p, ExitStatus::Code(1));
+    assert!(restart_delay(&acts).is_some());
+    sim.advance(Duration::from_secs(1));
+    let p = sim.spawn_all()[0];
+    // A signal is never a stop exit code; then code 3 ends the slot, cleanly.
+    sim.exit(p, ExitStatus::Code(3));
+    assert_eq!(sim.exit, Some(Outcome::Clean));
+}
+
+#[test]
+fn reload_starts_slots_that_were_not_restarted() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        autorestart: false,
+        readiness: Readiness::Notify,
+        ..Policy::default()
+    });
+    ready_all(&mut sim);
+    let p0 = sim.pid_of_slot(0)[0];
+    sim.exit(p0, ExitStatus::Code(0));
+    let acts = sim.step(Event::Reload);
+    assert!(spawns(&acts).contains(&0));
+    let new = sim.spawn_all();
+    assert_eq!(sim.sup.snapshot()[0].pid, Some(new[0]));
+    assert_eq!(sim.sup.restarts(), 0);
+}
+
+#[test]
+fn intentional_stops_are_not_affected_by_autorestart() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        autorestart: false,
+        readiness: Readiness::Notify,
+        ..Policy::default()
+    });
+    ready_all(&mut sim);
+    sim.step(Event::ScaleDown);
+    let top = sim.pid_of_slot(1)[0];
+    sim.exit(top, ExitStatus::Code(1));
+    assert!(!logged(&sim, |l| matches!(l, Log::NotRestarted { .. })));
+    assert_eq!(sim.exit, None);
+}
+
+// ---- scale to N ----
+
+#[test]
+fn scale_to_adds_and_removes_slots_in_one_step() {
+    let mut sim = Sim::started(2, Readiness::Auto);
+    let acts = sim.step(Event::ScaleTo(5));
+    assert_eq!(spawns(&acts), vec![2, 3, 4]);
+    assert!(acts.contains(&Action::Log(Log::Scaled { from: 2, to: 5 })));
+    sim.spawn_all();
+    assert_eq!(sim.sup.instances(), 5);
+    let mut top: Vec<u32> = (2..5).map(|s| sim.pid_of_slot(s)[0]).collect();
+    let acts = sim.step(Event::ScaleTo(2));
+    let mut stopped = stops(&acts);
+    stopped.sort();
+    top.sort();
+    assert_eq!(stopped, top);
+    assert!(acts.contains(&Action::Log(Log::Scaled { from: 5, to: 2 })));
+    assert_eq!(sim.sup.instances(), 2);
+    for p in top {
+        assert!(spawns(&sim.exit(p, ExitStatus::Code(0))).is_empty());
+    }
+    for n in [0, 2] {
+        let acts = sim.step(Event::ScaleTo(n));
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::Log(Log::Ignored { what: "scale", .. }))));
+        assert_eq!(sim.sup.instances(), 2);
+    }
+    sim.step(Event::Shutdown);
+    let acts = sim.step(Event::ScaleTo(4));
+    assert!(spawns(&acts).is_empty());
+}
+
+#[test]
+fn scale_to_while_errored_adds_slots_without_starting_them() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        max_restarts: 0,
+        ..Policy::default()
+    });
+    let p = sim.pid_of_slot(0)[0];
+    sim.exit(p, ExitStatus::Code(1));
+    let acts = sim.step(Event::ScaleTo(3));
+    assert!(spawns(&acts).is_empty());
+    assert_eq!(sim.sup.instances(), 3);
+}
+
+// ---- memory limit ----
+
+const MB: u64 = 1024 * 1024;
+
+fn memory_sim(instances: usize) -> Sim {
+    let mut sim = Sim::running(Policy {
+        instances,
+        readiness: Readiness::Notify,
+        max_memory: Some(100 * MB),
+        ..Policy::default()
+    });
+    ready_all(&mut sim);
+    sim
+}
+
+fn memory(sim: &mut Sim, pid: u32, rss: u64) -> Vec<Action> {
+    sim.step(Event::Memory { pid, rss })
+}
+
+#[test]
+fn over_the_memory_limit_the_replacement_starts_before_the_old_worker_stops() {
+    let mut sim = memory_sim(2);
+    let old = sim.pid_of_slot(0)[0];
+    assert!(
+        memory(&mut sim, old, 100 * MB).is_empty(),
+        "at the limit is fine"
+    );
+    let acts = memory(&mut sim, old, 101 * MB);
+    assert!(acts.contains(&Action::Log(Log::MemoryOverLimit {
+        slot: 0,
+        pid: old,
+        rss: 101 * MB,
+        limit: 100 * MB
+    })));
+    assert_eq!(spawns(&acts), vec![0]);
+    assert!(stops(&acts).is_empty());
+    let new = sim.spawn_all()[0];
+    assert_eq!(
+        states(&sim)[..2],
+        [
+            (0, WorkerState::Ready, false),
+            (0, WorkerState::Starting, true)
+        ]
+    );
+    // Only one replacement per slot at a time.
+    assert!(spawns(&memory(&mut sim, old, 150 * MB)).is_empty());
+    let acts = sim.ready(new);
+    assert_eq!(stops(&acts), vec![old]);
+    assert!(acts.contains(&Action::Log(Log::Stopping {
+        slot: 0,
+        pid: old,
+        reason: StopReason::MemoryLimit
+    })));
+    assert_eq!(last_route(&sim), vec![0, 1]);
+    assert_eq!(sim.sup.restarts(), 1);
+    assert_eq!(sim.sup.slot_restarts(0), Some(1));
+    // Its exit was asked for: no restart.
+    let acts = sim.exit(old, ExitStatus::Code(0));
+    assert!(restart_delay(&acts).is_none());
+    sim.advance(Duration::from_secs(30));
+    assert!(sim.pending.is_empty());
+    assert_eq!(sim.running.len(), 2);
+}
+
+#[test]
+fn memory_samples_do_nothing_without_a_limit_or_for_unready_workers() {
+    let mut sim = Sim::started(1, Readiness::Notify);
+    let pid = sim.pid_of_slot(0)[0];
+    sim.ready(pid);
+    assert!(memory(&mut sim, pid, u64::MAX).is_empty());
+
+    let mut sim = Sim::running(Policy {
+        instances: 1,
+        readiness: Readiness::Notify,
+        max_memory: Some(MB),
+        ..Policy::default()
+    });
+    let pid = sim.pid_of_slot(0)[0];
+    assert!(
+        spawns(&memory(&mut sim, pid, 2 * MB)).is_empty(),
+        "starting"
+    );
+    assert!(memory(&mut sim, 9999, 2 * MB).is_empty(), "unknown pid");
+    sim.step(Event::Notify {
+        pid,
+        msg: NotifyMsg::Stopping,
+    });
+    sim.ready(pid);
+    assert!(
+        spawns(&memory(&mut sim, pid, 2 * MB)).is_empty(),
+        "draining"
+    );
+}
+
+#[test]
+fn a_failed_memory_replacement_keeps_the_old_worker_and_backs_off() {
+    let mut sim = memory_sim(1);
+    let old = sim.pid_of_slot(0)[0];
+    memory(&mut sim, old, 200 * MB);
+    let new = sim.spawn_all()[0];
+    let acts = sim.exit(new, ExitStatus::Code(1));
+    let retry_in = pick(&acts, |a| match a {
+        Action::Log(Log::MemoryRestartFailed {
+            slot: 0, retry_in, ..
+        }) => Some(*retry_in),
+        _ => None,
+    });
+    assert_eq!(retry_in.len(), 1);
+    assert!(spawns(&acts).is_empty() && stops(&acts).is_empty());
+    assert!(!logged(&sim, |l| matches!(l, Log::ReloadAborted { .. })));
+    assert_eq!(last_route(&sim), vec![0]);
+    assert_eq!(sim.sup.restarts(), 0);
+    // Not again before the backoff delay, then again.
+    sim.now += retry_in[0] - MS;
+    assert!(spawns(&memory(&mut sim, old, 200 * MB)).is_empty());
+    sim.now += MS;
+    assert_eq!(spawns(&memory(&mut sim, old, 200 * MB)), vec![0]);
+    // This one misses the listen timeout: stopped, the old one stays.
+    let new = sim.spawn_all()[0];
+    let acts = sim.advance(DEFAULT_LISTEN_TIMEOUT);
+    assert_eq!(stops(&acts), vec![new]);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Log(Log::MemoryRestartFailed { slot: 0, .. }))));
+    let acts = sim.exit(new, ExitStatus::Signal(15));
+    assert!(spawns(&acts).is_empty());
+    assert_eq!(sim.running.keys().copied().collect::<Vec<_>>(), vec![old]);
+    assert_eq!(last_route(&sim), vec![0]);
+}
+
+#[test]
+fn memory_restarts_wait_for_reloads_shutdown_and_errored_apps() {
+    let mut sim = memory_sim(2);
+    let pid = sim.pid_of_slot(1)[0];
+    sim.step(Event::Reload);
+    assert!(spawns(&memory(&mut sim, pid, 200 * MB)).is_empty());
+    sim.step(Event::Shutdown);
+    assert!(spawns(&memory(&mut sim, pid, 200 * MB)).is_empty());
+
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        readiness: Readiness::Notify,
+        max_memory: Some(MB),
+        max_restarts: 0,
+        ..Policy::default()
+    });
+    ready_all(&mut sim);
+    let p0 = sim.pid_of_slot(0)[0];
+    sim.exit(p0, ExitStatus::Code(1));
+    assert!(sim.sup.is_errored());
+    let p1 = sim.pid_of_slot(1)[0];
+    assert!(spawns(&memory(&mut sim, p1, 2 * MB)).is_empty());
+}
+
+#[test]
+fn a_reload_replaces_a_memory_replacement_in_flight() {
+    let mut sim = memory_sim(2);
+    let old = sim.pid_of_slot(0)[0];
+    memory(&mut sim, old, 200 * MB);
+    let mem = sim.spawn_all()[0];
+    let acts = sim.step(Event::Reload);
+    assert!(stops(&acts).contains(&mem));
+    assert_eq!(spawns(&acts), vec![0]);
+    assert!(sim.sup.active_workers() <= 3);
+    sim.exit(mem, ExitStatus::Code(0));
+    let new = sim.spawn_all()[0];
+    sim.ready(new);
+    assert!(sim.log.contains(&Action::Stop { pid: old }));
+    assert_eq!(sim.sup.restarts(), 0);
+}
+
+#[test]
+fn when_the_old_worker_dies_first_its_memory_replacement_takes_the_slot() {
+    let mut sim = memory_sim(1);
+    let old = sim.pid_of_slot(0)[0];
+    memory(&mut sim, old, 200 * MB);
+    let new = sim.spawn_all()[0];
+    let acts = sim.exit(old, ExitStatus::Signal(9));
+    assert!(restart_delay(&acts).is_none() && spawns(&acts).is_empty());
+    assert_eq!(states(&sim), vec![(0, WorkerState::Starting, false)]);
+    sim.advance(Duration::from_secs(5));
+    assert!(sim.pending.is_empty());
+    sim.ready(new);
+    assert_eq!(last_route(&sim), vec![0]);
+    assert_eq!(sim.sup.restarts(), 1);
+}
+
+#[test]
+fn memory_replacements_in_flight_are_bounded_by_reload_parallel() {
+    let mut sim = memory_sim(3);
+    let pids: Vec<u32> = sim.running.keys().copied().collect();
+    let mut started = 0;
+    for p in &pids {
+        started += spawns(&memory(&mut sim, *p, 200 * MB)).len();
+    }
+    assert_eq!(started, 1);
+    assert_eq!(sim.sup.active_workers(), 4);
+    // Once that one is done, the next sample over the limit goes ahead.
+    let new = sim.spawn_all()[0];
+    sim.ready(new);
+    assert_eq!(spawns(&memory(&mut sim, pids[1], 200 * MB)), vec![1]);
+}
+
+#[test]
+fn memory_restarts_work_with_autorestart_off() {
+    let mut sim = Sim::running(Policy {
+        instances: 1,
+        readiness: Readiness::Notify,
+        max_memory: Some(MB),
+        autorestart: false,
+        ..Policy::default()
+    });
+    ready_all(&mut sim);
+    let old = sim.pid_of_slot(0)[0];
+    memory(&mut sim, old, 2 * MB);
+    let new = sim.spawn_all()[0];
+    sim.ready(new);
+    sim.exit(old, ExitStatus::Code(0));
+    assert_eq!(sim.exit, None);
+    assert_eq!(sim.sup.snapshot()[0].pid, Some(new));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     AnswerSpawn(bool),

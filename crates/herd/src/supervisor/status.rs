@@ -1,0 +1,200 @@
+//! Read-only views of the state machine for `herd ls` and `herd describe`: one line per
+//! worker (and per empty slot), the app's restart count and its overall state. Computed on
+//! demand from the supervisor's own state; nothing here changes it.
+
+use std::fmt;
+use std::time::Instant;
+
+use super::{Mode, Outcome, State, Supervisor, Worker, WorkerId};
+
+/// One worker as `herd ls` shows it, or an empty slot (`pid` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerView {
+    /// The slot it serves (`HERD_WORKER_ID`).
+    pub slot: usize,
+    /// Its process id; `None` while it is being spawned, and for an empty slot.
+    pub pid: Option<u32>,
+    /// Generation of the program it runs (for an empty slot: the one it will run).
+    pub generation: u64,
+    /// Where it is in its lifecycle.
+    pub state: WorkerState,
+    /// When the process started (asked for, while spawning); for an empty slot, when the
+    /// slot lost its worker.
+    pub started: Instant,
+    /// Restarts of its slot (0 for a worker of a slot that was scaled away).
+    pub restarts: u32,
+    /// A new worker (of a reload or a memory restart) that does not serve yet.
+    pub replacement: bool,
+}
+
+/// The state of one worker or empty slot, with PM2-like words for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Asked for; the process does not exist yet. Shown as `spawning`.
+    Spawning,
+    /// Running, not ready yet. Shown as `starting`.
+    Starting,
+    /// Ready and serving. Shown as `online`.
+    Ready,
+    /// Asked to stop (or said `STOPPING=1`); no new connections. Shown as `stopping`.
+    Stopping,
+    /// An empty slot whose restart is pending. Shown as `waiting-restart`.
+    Waiting,
+    /// An empty slot that will not be restarted (autorestart off, a stop exit code, or
+    /// the app shutting down). Shown as `stopped`.
+    Stopped,
+    /// An empty slot of an errored app: no restart until a reload. Shown as `errored`.
+    Errored,
+}
+
+impl fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerState::Spawning => "spawning",
+            WorkerState::Starting => "starting",
+            WorkerState::Ready => "online",
+            WorkerState::Stopping => "stopping",
+            WorkerState::Waiting => "waiting-restart",
+            WorkerState::Stopped => "stopped",
+            WorkerState::Errored => "errored",
+        })
+    }
+}
+
+/// The state of the whole app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppState {
+    /// Serving (or starting up); shown as `running`.
+    Running,
+    /// A rolling reload is under way; shown as `reloading`.
+    Reloading,
+    /// It crashed too often: no restarts until a reload. Also once the run ended with
+    /// [`Outcome::Errored`] (crash loop, or a last worker that failed and was not
+    /// restarted). Shown as `errored`.
+    Errored,
+    /// Shutting down; shown as `stopping`.
+    Stopping,
+    /// Not started yet, or ended cleanly (shutdown, or every worker exited cleanly and none
+    /// is restarted); shown as `stopped`.
+    Stopped,
+}
+
+impl fmt::Display for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppState::Running => "running",
+            AppState::Reloading => "reloading",
+            AppState::Errored => "errored",
+            AppState::Stopping => "stopping",
+            AppState::Stopped => "stopped",
+        })
+    }
+}
+
+impl Supervisor {
+    /// Every slot in order: its current worker (or, when it has none, one line for the
+    /// empty slot), its replacement if one is starting, then older workers of that slot
+    /// still stopping; last, stopping workers of slots that were scaled away.
+    pub fn snapshot(&self) -> Vec<WorkerView> {
+        let mut views = Vec::with_capacity(self.workers.len() + 1);
+        let mut listed: Vec<WorkerId> = Vec::with_capacity(self.workers.len());
+        for (i, slot) in self.slots.iter().enumerate() {
+            match slot
+                .current
+                .and_then(|id| Some((id, self.workers.get(&id)?)))
+            {
+                Some((id, w)) => {
+                    listed.push(id);
+                    views.push(self.view(w, slot.restarts, false));
+                }
+                None => views.push(WorkerView {
+                    slot: i,
+                    pid: None,
+                    generation: self.generation,
+                    state: self.empty_slot_state(slot.parked.is_some()),
+                    started: slot.vacant_since,
+                    restarts: slot.restarts,
+                    replacement: false,
+                }),
+            }
+            if let Some((id, w)) = slot
+                .replacement
+                .and_then(|id| Some((id, self.workers.get(&id)?)))
+            {
+                listed.push(id);
+                views.push(self.view(w, slot.restarts, true));
+            }
+            for (id, w) in &self.workers {
+                if w.slot == i && !listed.contains(id) {
+                    views.push(self.view(w, slot.restarts, false));
+                }
+            }
+        }
+        let mut gone: Vec<&Worker> = self
+            .workers
+            .values()
+            .filter(|w| w.slot >= self.slots.len())
+            .collect();
+        gone.sort_by_key(|w| w.slot);
+        views.extend(gone.into_iter().map(|w| self.view(w, 0, false)));
+        views
+    }
+
+    /// Restarts of the app since it started: respawns after a worker exited unexpectedly
+    /// and memory replacements, over every slot it ever had. Reloads and scale-ups do not
+    /// count.
+    pub fn restarts(&self) -> u32 {
+        self.total_restarts
+    }
+
+    /// Restarts of one slot, `None` if there is no such slot.
+    pub fn slot_restarts(&self, slot: usize) -> Option<u32> {
+        self.slots.get(slot).map(|s| s.restarts)
+    }
+
+    /// The state of the whole app.
+    pub fn app_state(&self) -> AppState {
+        if self.exited {
+            return match self.outcome {
+                Some(Outcome::Errored) => AppState::Errored,
+                _ => AppState::Stopped,
+            };
+        }
+        match self.mode {
+            Mode::ShuttingDown { .. } => AppState::Stopping,
+            Mode::Running if self.slots.is_empty() => AppState::Stopped,
+            Mode::Running if self.errored => AppState::Errored,
+            Mode::Running if self.reload.is_some() => AppState::Reloading,
+            Mode::Running => AppState::Running,
+        }
+    }
+
+    fn empty_slot_state(&self, parked: bool) -> WorkerState {
+        if parked || self.mode != Mode::Running {
+            WorkerState::Stopped
+        } else if self.errored {
+            WorkerState::Errored
+        } else {
+            WorkerState::Waiting
+        }
+    }
+
+    fn view(&self, w: &Worker, restarts: u32, replacement: bool) -> WorkerView {
+        let state = match w.state {
+            State::Spawning => WorkerState::Spawning,
+            State::Starting { .. } => WorkerState::Starting,
+            State::Ready if w.draining => WorkerState::Stopping,
+            State::Ready => WorkerState::Ready,
+            State::Stopping { .. } => WorkerState::Stopping,
+        };
+        WorkerView {
+            slot: w.slot,
+            pid: w.pid,
+            generation: w.generation,
+            state,
+            started: w.started,
+            restarts,
+            replacement,
+        }
+    }
+}

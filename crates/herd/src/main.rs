@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            herd::observe::logging::init(args.log_format);
+            herd::observe::logging::init(args.flags.log_format);
             let plan = match RunPlan::from_args(args, &cpu_budget()) {
                 Ok(plan) => plan,
                 Err(e) if e.is_usage() => {

@@ -97,7 +97,7 @@ pub fn plan(
     macro_rules! set {
         ($($field:ident),*) => {$(
             if let Some(v) = app.$field.clone() {
-                args.$field = v;
+                args.flags.$field = v;
             }
         )*};
     }
@@ -116,14 +116,19 @@ pub fn plan(
         log_format,
         sticky_wait
     );
-    args.port = app.port;
-    args.listen = app.listen.clone();
-    args.balance = app.balance;
-    args.proxy = app.proxy.unwrap_or(false);
-    args.proxy_protocol = app.proxy_protocol;
-    args.stop_message = app.stop_message.unwrap_or(false);
-    args.no_node_cluster = app.node_cluster == Some(false);
+    args.flags.port = app.port;
+    args.flags.listen = app.listen.clone();
+    args.flags.balance = app.balance;
+    args.flags.proxy = app.proxy.unwrap_or(false);
+    args.flags.proxy_protocol = app.proxy_protocol;
+    args.flags.stop_message = app.stop_message.unwrap_or(false);
+    args.flags.no_node_cluster = app.node_cluster == Some(false);
+    args.flags.max_memory_restart = app.max_memory_restart;
     let mut plan = RunPlan::from_args(args, budget).map_err(plan_err)?;
+    if let Some(autorestart) = app.autorestart {
+        plan.policy.autorestart = autorestart;
+    }
+    plan.policy.stop_exit_codes = app.stop_exit_codes.clone();
     plan.launch = Launch {
         cwd: app.cwd.clone(),
         base_env: Some(base_env),

@@ -62,9 +62,21 @@ pub enum ProxyProtocol {
     V2,
 }
 
-/// Flags of `herd run`.
+/// `herd run`: its flags, then the command.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// How to run the program.
+    #[command(flatten)]
+    pub flags: RunFlags,
+
+    /// The program to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// The flags of `herd run` (also taken by `herd start -- COMMAND`).
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
     /// Number of workers: N, `max` (the CPUs this process may use, after cgroup quota and
     /// affinity) or -K (max minus K, at least 1). 0 means max, as in PM2.
     #[arg(
@@ -160,6 +172,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub restart_delay_max: Duration,
 
+    /// Restart a worker whose memory (resident, with its children) exceeds this size, e.g.
+    /// 500M or 1G: its replacement starts first, then it is stopped gracefully.
+    #[arg(long, value_parser = crate::config::file::parse_size, value_name = "SIZE")]
+    pub max_memory_restart: Option<u64>,
+
     /// Slots replaced at the same time during a rolling reload.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub reload_parallel: usize,
@@ -171,8 +188,4 @@ pub struct RunArgs {
     /// Format of herd's log and the workers' output lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
-
-    /// The program to run, and its arguments.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
 }

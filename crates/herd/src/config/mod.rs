@@ -9,6 +9,6 @@ pub mod file;
 pub mod plan;
 mod values;
 
-pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs};
+pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs, RunFlags};
 pub use plan::{Hooks, Launch, PlanError, RunPlan, Transport};
 pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};

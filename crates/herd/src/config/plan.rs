@@ -179,7 +179,13 @@ impl std::fmt::Debug for Hooks {
 impl RunPlan {
     /// Validates raw flags into a plan; `budget` is what `max` means on this machine.
     pub fn from_args(args: RunArgs, budget: &CpuBudget) -> Result<RunPlan, PlanError> {
-        let (program_arg, rest) = args.command.split_first().expect("clap requires a command");
+        let RunArgs {
+            flags: args,
+            command,
+        } = args;
+        let Some((program_arg, rest)) = command.split_first() else {
+            return Err(PlanError::CommandNotFound(String::new()));
+        };
         let program = resolve_program(program_arg, std::env::var_os("PATH").as_deref())?;
         if args.reload_parallel == 0 {
             return Err(PlanError::ReloadParallel);
@@ -237,6 +243,7 @@ impl RunPlan {
             max_restarts: args.max_restarts,
             restart_window: args.restart_window,
             reload_parallel: args.reload_parallel,
+            max_memory: args.max_memory_restart,
             backoff: BackoffPolicy {
                 initial: args.restart_delay,
                 max: args.restart_delay_max,

@@ -6,3 +6,7 @@ pub mod client;
 pub mod daemon;
 pub mod home;
 pub mod protocol;
+pub mod logs;
+pub mod startup;
+pub mod table;
+pub mod verbs;

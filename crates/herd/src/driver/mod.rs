@@ -52,6 +52,9 @@ const OUTPUT_TAIL: Duration = Duration::from_millis(500);
 /// Why 10 s: often enough to follow a load test in the log, rare enough not to flood it.
 /// Nothing is written while the counters do not change.
 const COUNTERS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// With a memory limit: how often each worker's memory is read. Why 1 s: a leak grows over
+/// minutes, and a /proc scan per worker each second costs well under 1 % of a core.
+const MEMORY_POLL: Duration = Duration::from_secs(1);
 /// least-conn: how often workers that take `"connection"` messages are asked how many of
 /// them are still open (besides once after each connection handed over). Closes are seen
 /// this late at most.
@@ -284,6 +287,8 @@ enum Input {
     HandoffWake,
     /// least-conn: time to ask workers for their open connections.
     LoadTick,
+    /// Time to read the workers' memory (`max_memory_restart`).
+    MemoryTick,
     /// A proxied worker's port answers.
     Listening(u32),
     Notify(std::io::Result<Datagram>),
@@ -342,6 +347,8 @@ struct Driver {
     cpu_history: status::CpuHistory,
     /// Requests waiting for a state of the app.
     waiters: Vec<Waiter>,
+    /// When to read the workers' memory, with a memory limit.
+    memory_tick: Option<tokio::time::Interval>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -360,6 +367,7 @@ impl Driver {
             )
         })?;
         let (spawned_tx, spawned) = mpsc::unbounded_channel();
+        let memory_limit = plan.policy.max_memory;
         let (output, output_thread) = match host.sink {
             Some(sink) => Output::start_to(sink),
             None => Output::start(plan.name.clone(), plan.log_format),
@@ -416,6 +424,11 @@ impl Driver {
             steered: None,
             cpu_history: Default::default(),
             waiters: Vec::new(),
+            memory_tick: memory_limit.map(|_| {
+                let mut t = tokio::time::interval(MEMORY_POLL);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            }),
         })
     }
 
@@ -509,6 +522,12 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             } => Input::LoadTick,
+            _ = async {
+                match self.memory_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::MemoryTick,
             Some(pid) = self.listening.recv() => Input::Listening(pid),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
@@ -589,6 +608,16 @@ impl Driver {
             Input::Connection(conn) => self.dispatch(conn),
             Input::HandoffWake => self.retry_waiting(),
             Input::LoadTick => self.ask_open_counts(),
+            Input::MemoryTick => {
+                for pid in &self.groups {
+                    if let Ok(sample) = crate::observe::procstat::sample_group(*pid) {
+                        self.queue.push_back(Event::Memory {
+                            pid: *pid,
+                            rss: sample.rss,
+                        });
+                    }
+                }
+            }
             Input::Listening(pid) => {
                 if let Some(r) = self.relays.as_mut() {
                     r.listening(pid);
@@ -620,15 +649,8 @@ impl Driver {
             }
             Control::ScaleTo(n) => {
                 let now = self.sup.instances();
-                let event = if n > now {
-                    Event::ScaleUp
-                } else {
-                    Event::ScaleDown
-                };
                 info!(app = %self.plan.name, from = now, to = n, "scaling {} from {now} to {n} workers", self.plan.name);
-                for _ in 0..n.abs_diff(now) {
-                    self.queue.push_back(event.clone());
-                }
+                self.queue.push_back(Event::ScaleTo(n));
             }
             Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             Control::Reload(reply) => {

@@ -58,13 +58,7 @@ impl Driver {
     pub(super) fn status(&mut self) -> AppStatus {
         let now = Instant::now();
         let sup = &self.sup;
-        let state = if sup.is_errored() {
-            "errored"
-        } else if sup.is_reloading() {
-            "reloading"
-        } else {
-            "running"
-        };
+        let state = sup.app_state().to_string();
         let mut seen = HashMap::new();
         let workers = sup
             .snapshot()
@@ -88,7 +82,7 @@ impl Driver {
             .collect();
         self.cpu_history.seen = seen;
         AppStatus {
-            state: state.to_string(),
+            state,
             instances: sup.instances(),
             balance: self.plan.balance.to_string(),
             listen: self

@@ -1,0 +1,214 @@
+//! The CLI's side of the control socket: connect (starting the daemon when asked to),
+//! send one request, read one response. Synchronous: a CLI command makes one round trip,
+//! and a runtime would cost more than the round trip itself (`herd ls` must stay fast).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use super::home::Home;
+use super::protocol::{Envelope, Request, Response, VERSION};
+
+/// How long a CLI waits for a daemon it started to answer. Why 10 s: the daemon answers
+/// within milliseconds of its start; this only bounds a machine that is thrashing.
+const DAEMON_START: Duration = Duration::from_secs(10);
+/// How often a CLI tries to connect while a daemon starts or stops.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Why a request did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon runs for this home (and none was to be started).
+    #[error("no herd daemon runs for {0} (`herd start` starts one)")]
+    NoDaemon(String),
+    /// The daemon could not be started.
+    #[error("the herd daemon did not start: {0}")]
+    Start(String),
+    /// The connection failed half-way.
+    #[error("talking to the herd daemon at {path} failed: {source}")]
+    Io {
+        /// The socket.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The daemon's answer is not one of ours.
+    #[error("the herd daemon answered something this herd does not understand ({0}); is it of another version? `herd kill` stops it")]
+    Protocol(String),
+}
+
+/// A connection to the daemon of one home.
+#[derive(Debug, Clone)]
+pub struct Client {
+    home: Home,
+}
+
+impl Client {
+    /// A client of the daemon of `home`.
+    pub fn new(home: Home) -> Client {
+        Client { home }
+    }
+
+    /// The home.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Sends `request` to a running daemon.
+    pub fn request(&self, request: Request) -> Result<Response, ClientError> {
+        let stream = self.connect()?.ok_or_else(|| self.no_daemon())?;
+        self.exchange(stream, request)
+    }
+
+    /// Sends `request`, starting the daemon first when none runs. The flag says whether
+    /// this call started it.
+    pub fn request_starting(&self, request: Request) -> Result<(Response, bool), ClientError> {
+        let (stream, started) = match self.connect()? {
+            Some(s) => (s, false),
+            None => (self.start_daemon()?, true),
+        };
+        Ok((self.exchange(stream, request)?, started))
+    }
+
+    fn no_daemon(&self) -> ClientError {
+        ClientError::NoDaemon(self.home.dir().display().to_string())
+    }
+
+    fn io(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            path: self.home.socket().display().to_string(),
+            source,
+        }
+    }
+
+    /// A connection, or `None` when no daemon listens.
+    fn connect(&self) -> Result<Option<UnixStream>, ClientError> {
+        match UnixStream::connect(self.home.socket()) {
+            Ok(s) => Ok(Some(s)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn exchange(&self, mut stream: UnixStream, request: Request) -> Result<Response, ClientError> {
+        let mut bytes = serde_json::to_vec(&Envelope {
+            v: VERSION,
+            request,
+        })
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        bytes.push(b'\n');
+        stream.write_all(&bytes).map_err(|e| self.io(e))?;
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .map_err(|e| self.io(e))?;
+        if line.is_empty() {
+            return Err(self.io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the daemon closed the connection without answering (see its log)",
+            )));
+        }
+        serde_json::from_str(&line).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Starts `herd daemon` in a session of its own (no terminal's hangup reaches it),
+    /// with its output in the daemon log, and waits until it answers. Two CLIs may race
+    /// here: the daemon's lock lets one win, and both connect to it.
+    fn start_daemon(&self) -> Result<UnixStream, ClientError> {
+        self.home
+            .create()
+            .map_err(|e| ClientError::Start(format!("cannot create {}: {e}", self.home.dir().display())))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| ClientError::Start(format!("cannot find herd's own binary: {e}")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.daemon_log())
+            .map_err(|e| {
+                ClientError::Start(format!("cannot open {}: {e}", self.home.daemon_log().display()))
+            })?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| ClientError::Start(e.to_string()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("daemon")
+            .env("HERD_HOME", self.home.dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        // SAFETY: setsid is async-signal-safe and only changes the child's own session.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ClientError::Start(format!("cannot run `herd daemon`: {e}")))?;
+        let deadline = Instant::now() + DAEMON_START;
+        loop {
+            if let Some(stream) = self.connect()? {
+                // The daemon lives on in its own session; its exit is collected by init.
+                std::thread::spawn(move || child.wait());
+                return Ok(stream);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // It lost the race to another daemon (which will answer) or failed.
+                if !status.success() && !self.lock_held() {
+                    return Err(ClientError::Start(format!(
+                        "it exited with {status}; its log {} ends with:\n{}",
+                        self.home.daemon_log().display(),
+                        log_tail(&self.home.daemon_log(), 5)
+                    )));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Start(format!(
+                    "no answer after {} s; see {}",
+                    DAEMON_START.as_secs(),
+                    self.home.daemon_log().display()
+                )));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Whether a daemon holds the home's lock (it runs, or is stopping its apps).
+    pub fn lock_held(&self) -> bool {
+        let Ok(f) = std::fs::File::open(self.home.lock()) else {
+            return false;
+        };
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+            Ok(_) => false,
+            Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+        }
+    }
+
+    /// Waits until the daemon process has ended (after `kill`), at most `timeout`.
+    pub fn wait_gone(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.lock_held() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
+        true
+    }
+}
+
+/// The last `n` lines of a small file, for error messages.
+fn log_tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,160 @@
+//! The `herd ls` table: one row per worker (one per app that is not running), columns
+//! aligned, widths from the content. A pure function of the apps, so its output is
+//! snapshot-tested.
+
+use super::protocol::AppInfo;
+
+const HEADER: [&str; 10] = [
+    "NAME", "NAMESPACE", "SLOT", "PID", "STATUS", "UPTIME", "RESTARTS", "CPU", "MEMORY", "BALANCE",
+];
+
+/// Renders the table; `now_ms` is the time uptimes are counted to (Unix milliseconds).
+pub fn render(apps: &[AppInfo]) -> String {
+    let mut rows: Vec<[String; 10]> = vec![HEADER.map(str::to_string)];
+    for app in apps {
+        let ns = app.namespace.clone().unwrap_or_else(|| "-".into());
+        match &app.status {
+            Some(status) if !status.workers.is_empty() => {
+                for w in &status.workers {
+                    rows.push([
+                        app.name.clone(),
+                        ns.clone(),
+                        w.slot.to_string(),
+                        w.pid.map_or("-".into(), |p| p.to_string()),
+                        w.state.clone(),
+                        w.pid.map_or("-".into(), |_| duration(w.uptime_ms)),
+                        w.restarts.to_string(),
+                        w.pid.map_or("-".into(), |_| format!("{:.0}%", w.cpu_percent)),
+                        w.pid.map_or("-".into(), |_| bytes(w.memory)),
+                        status.balance.clone(),
+                    ]);
+                }
+            }
+            _ => rows.push([
+                app.name.clone(),
+                ns,
+                "-".into(),
+                "-".into(),
+                app.state.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
+        }
+    }
+    let mut widths = [0usize; 10];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `45s`, `12m`, `3h`, `2d`: the largest unit that fits, as PM2 shows uptime.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Binary units with one decimal: `812K`, `45.2M`, `1.5G`.
+pub fn bytes(n: u64) -> String {
+    const K: f64 = 1024.0;
+    let n = n as f64;
+    if n < K * K {
+        format!("{:.0}K", n / K)
+    } else if n < K * K * K {
+        format!("{:.1}M", n / K / K)
+    } else {
+        format!("{:.1}G", n / K / K / K)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::status::{AppStatus, WorkerStatus};
+
+    fn app(name: &str, state: &str, status: Option<AppStatus>) -> AppInfo {
+        AppInfo {
+            name: name.into(),
+            namespace: None,
+            state: state.into(),
+            reason: None,
+            command: vec!["node".into(), "server.js".into()],
+            cwd: None,
+            origin: "herd.toml".into(),
+            toml: String::new(),
+            started_ms: 0,
+            logs: Vec::new(),
+            status,
+        }
+    }
+
+    fn worker(slot: usize, pid: Option<u32>, state: &str, uptime_ms: u64) -> WorkerStatus {
+        WorkerStatus {
+            slot,
+            pid,
+            generation: 1,
+            state: state.into(),
+            uptime_ms,
+            restarts: slot as u32,
+            cpu_percent: 1.46,
+            memory: 47_400_000,
+        }
+    }
+
+    #[test]
+    fn ls_table_snapshot() {
+        let status = AppStatus {
+            state: "running".into(),
+            instances: 2,
+            balance: "reuseport".into(),
+            listen: vec!["0.0.0.0:3000".into()],
+            workers: vec![
+                worker(0, Some(4242), "online", 75_000),
+                worker(1, None, "waiting-restart", 0),
+            ],
+            counters: serde_json::json!({}),
+        };
+        let mut worker_app = app("worker", "stopped", None);
+        worker_app.namespace = Some("jobs".into());
+        let table = render(&[app("api", "running", Some(status)), worker_app]);
+        let expected = "\
+NAME    NAMESPACE  SLOT  PID   STATUS           UPTIME  RESTARTS  CPU  MEMORY  BALANCE
+api     -          0     4242  online           1m      0         1%   45.2M   reuseport
+api     -          1     -     waiting-restart  -       1         -    -       reuseport
+worker  jobs       -     -     stopped          -       -         -    -       -
+";
+        assert_eq!(table, expected, "\n{table}");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(duration(59_999), "59s");
+        assert_eq!(duration(3_600_000), "1h");
+        assert_eq!(duration(200_000_000), "2d");
+        assert_eq!(bytes(512 * 1024), "512K");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024 / 2), "1.5G");
+    }
+}

@@ -1,0 +1,507 @@
+//! The daemon's verbs on the command line (`herd start`, `ls`, `reload`, …): their flags,
+//! the request each one sends, and how the answer is printed. Exit codes: 0 done, 1 the
+//! request failed (the message says why), 2 usage error (clap's).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::client::Client;
+use super::home::Home;
+use super::protocol::{AppInfo, Request, Response, Scale};
+use crate::config::file::AppConfig;
+use crate::config::RunFlags;
+
+/// The verbs that talk to the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Start apps in the daemon (which starts when needed): those of a herd.toml or a PM2
+    /// ecosystem file (.json, .yaml, .js, .cjs, .mjs), or one command after `--` with
+    /// `herd run`'s flags. Waits until every worker is ready, then shows `herd ls`.
+    Start(StartArgs),
+    /// Stop apps gracefully (names, namespaces or `all`); they stay listed as stopped.
+    Stop(Select),
+    /// Stop apps, then start them again (a short gap in service; `reload` has none).
+    Restart(Select),
+    /// Replace every worker of apps slot by slot, with zero downtime.
+    Reload(Select),
+    /// Stop apps and forget them.
+    Delete(Select),
+    /// List the apps and their workers.
+    #[command(visible_alias = "list", visible_alias = "status")]
+    Ls(LsArgs),
+    /// Everything about one app.
+    Describe(DescribeArgs),
+    /// Print the last lines of apps' logs, and follow them.
+    Logs(LogsArgs),
+    /// Set the number of workers of an app: N, +N or -N.
+    Scale(ScaleArgs),
+    /// Send a JSON message to every worker of apps (`process.on('message')` in Node).
+    Send(SendArgs),
+    /// Send a signal to every worker of apps.
+    Signal(SignalArgs),
+    /// Save the apps, so that `herd resurrect` brings them back.
+    Save,
+    /// Start the apps of the last `herd save` that are not running.
+    Resurrect,
+    /// Print a systemd unit that starts the daemon (and the saved apps) at boot.
+    Startup(StartupArgs),
+    /// Stop every app, then the daemon.
+    Kill,
+    /// Check that the daemon answers (starting it when needed).
+    Ping,
+    /// Print the versions of this herd and of the running daemon.
+    Version,
+    /// Run the daemon in the foreground (the CLI starts it when needed; systemd runs this).
+    #[command(hide = true)]
+    Daemon(DaemonArgs),
+}
+
+/// Flags of `herd start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// herd.toml or a PM2 ecosystem file (default: herd.toml), unless a command follows `--`.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Select the `env_<PROFILE>` tables of the file.
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Start only these apps of the file (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+    /// The namespace of an app started from a command.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Answer once the apps are started, without waiting for their workers to be ready.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How to run a command (the flags of `herd run`).
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// A program and its arguments, to start as one app.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Which apps.
+#[derive(Debug, Args)]
+pub struct Select {
+    /// App names, namespaces, or `all`.
+    #[arg(required = true, value_name = "NAME")]
+    pub apps: Vec<String>,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The app.
+    pub name: String,
+    /// One JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The app (default: every app).
+    pub name: Option<String>,
+    /// How many of the last lines of each file to print.
+    #[arg(long, short = 'n', default_value_t = 15)]
+    pub lines: usize,
+    /// Keep printing lines as they are written.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// One JSON object per line: {"file", "line"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The app.
+    pub name: String,
+    /// N, +N or -N.
+    #[arg(allow_hyphen_values = true)]
+    pub to: Scale,
+}
+
+/// Flags of `herd send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The app, a namespace, or `all`.
+    pub name: String,
+    /// The message: JSON (a bare word is sent as a string).
+    pub message: String,
+}
+
+/// Flags of `herd signal`.
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// The app, a namespace, or `all`.
+    pub name: String,
+    /// The signal, e.g. SIGUSR1 or USR1.
+    pub signal: String,
+}
+
+/// Flags of `herd startup`.
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// Write the unit file and enable it with systemctl (otherwise it is only printed).
+    #[arg(long)]
+    pub install: bool,
+}
+
+/// Flags of `herd daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Start the apps of the last `herd save` first.
+    #[arg(long)]
+    pub resurrect: bool,
+}
+
+/// Runs a verb. `explicit_run_flags` names the `herd run` flags given on the command line
+/// (they only go with `-- COMMAND`).
+pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
+    let home = match Home::from_env() {
+        Ok(h) => h,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let client = Client::new(home.clone());
+    match verb {
+        Verb::Daemon(args) => {
+            crate::observe::logging::init(crate::config::LogFormat::Text);
+            match super::daemon::run(home, args.resurrect) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
+        Verb::Start(args) => start(&client, args, explicit_run_flags),
+        Verb::Stop(s) => act(&client, Request::Stop { select: s.apps }, s.json),
+        Verb::Restart(s) => act(&client, Request::Restart { select: s.apps }, s.json),
+        Verb::Reload(s) => act(&client, Request::Reload { select: s.apps }, s.json),
+        Verb::Delete(s) => act(&client, Request::Delete { select: s.apps }, s.json),
+        Verb::Ls(args) => match client.request(Request::List) {
+            Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json),
+            Err(super::client::ClientError::NoDaemon(_)) if !args.json => {
+                print!("{}", super::table::render(&[]));
+                ExitCode::SUCCESS
+            }
+            Err(super::client::ClientError::NoDaemon(_)) => {
+                println!("[]");
+                ExitCode::SUCCESS
+            }
+            other => answer(other, false),
+        },
+        Verb::Describe(args) => describe(&client, &args),
+        Verb::Logs(args) => super::logs::run(&client, &args),
+        Verb::Scale(args) => act(
+            &client,
+            Request::Scale {
+                name: args.name,
+                to: args.to,
+            },
+            false,
+        ),
+        Verb::Send(args) => {
+            let message = serde_json::from_str(&args.message)
+                .unwrap_or(serde_json::Value::String(args.message));
+            act(
+                &client,
+                Request::Send {
+                    select: vec![args.name],
+                    message,
+                },
+                false,
+            )
+        }
+        Verb::Signal(args) => act(
+            &client,
+            Request::Signal {
+                select: vec![args.name],
+                signal: args.signal,
+            },
+            false,
+        ),
+        Verb::Save => act(&client, Request::Save, false),
+        Verb::Resurrect => match client.request_starting(Request::Resurrect) {
+            Ok((r, _)) => answer(Ok(r), false),
+            Err(e) => fail(&e.to_string()),
+        },
+        Verb::Startup(args) => super::startup::run(&home, args.install),
+        Verb::Kill => kill(&client),
+        Verb::Ping => match client.request_starting(Request::Ping) {
+            Ok((Response::Pong { pid, version, apps, .. }, started)) => {
+                println!(
+                    "herd daemon {version} (pid {pid}, {apps} app{}){}",
+                    if apps == 1 { "" } else { "s" },
+                    if started { ", just started" } else { "" }
+                );
+                ExitCode::SUCCESS
+            }
+            other => answer(other.map(|(r, _)| r), false),
+        },
+        Verb::Version => {
+            println!("herd {}", env!("CARGO_PKG_VERSION"));
+            match client.request(Request::Ping) {
+                Ok(Response::Pong { version, pid, .. }) => {
+                    println!("daemon {version} (pid {pid})")
+                }
+                _ => println!("daemon not running"),
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("herd: {message}");
+    ExitCode::from(1)
+}
+
+/// Sends a request that acts on apps; prints what was done and the table.
+fn act(client: &Client, request: Request, json: bool) -> ExitCode {
+    answer(client.request(request), json)
+}
+
+fn answer(response: Result<Response, super::client::ClientError>, json: bool) -> ExitCode {
+    match response {
+        Ok(Response::Done { lines, apps }) => {
+            for line in &lines {
+                if json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            }
+            if apps.is_empty() && !json {
+                return ExitCode::SUCCESS;
+            }
+            print_apps(&apps, json)
+        }
+        Ok(Response::Error { message, lines }) => {
+            for line in lines {
+                println!("{line}");
+            }
+            fail(&message)
+        }
+        Ok(Response::Pong { .. }) => fail("the daemon answered a ping to another request"),
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn print_apps(apps: &[AppInfo], json: bool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string_pretty(apps).unwrap_or_default() + "\n"
+    } else {
+        super::table::render(apps)
+    };
+    let _ = out.write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn kill(client: &Client) -> ExitCode {
+    match client.request(Request::Kill) {
+        Ok(Response::Done { lines, .. }) => {
+            for line in lines {
+                println!("{line}");
+            }
+            // The daemon stops its apps (each within its kill timeout), then exits.
+            if client.wait_gone(Duration::from_secs(600)) {
+                println!("daemon stopped");
+                ExitCode::SUCCESS
+            } else {
+                fail("the daemon is still stopping its apps after 10 minutes")
+            }
+        }
+        Err(super::client::ClientError::NoDaemon(_)) => {
+            println!("no herd daemon runs");
+            ExitCode::SUCCESS
+        }
+        other => answer(other, false),
+    }
+}
+
+fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
+    let apps = match client.request(Request::List) {
+        Ok(Response::Done { apps, .. }) => apps,
+        other => return answer(other, false),
+    };
+    let Some(app) = apps.into_iter().find(|a| a.name == args.name) else {
+        return fail(&format!("no app `{}` (`herd ls` lists them)", args.name));
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&app).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let mut out = String::new();
+    let mut field = |k: &str, v: &str| out.push_str(&format!("{k:<11} {v}\n"));
+    field("name", &app.name);
+    field("namespace", app.namespace.as_deref().unwrap_or("-"));
+    field("state", &app.state);
+    if let Some(r) = &app.reason {
+        field("reason", r);
+    }
+    field("command", &app.command.join(" "));
+    field("cwd", app.cwd.as_deref().unwrap_or("-"));
+    field("from", &app.origin);
+    if let Some(s) = &app.status {
+        field("balance", &s.balance);
+        field("listen", &s.listen.join(", "));
+        field("instances", &s.instances.to_string());
+        if s.counters.as_object().is_some_and(|o| !o.is_empty()) {
+            field("counters", &s.counters.to_string());
+        }
+    }
+    for log in &app.logs {
+        field("log", log);
+    }
+    print!("{out}\n{}", super::table::render(std::slice::from_ref(&app)));
+    ExitCode::SUCCESS
+}
+
+fn start(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> ExitCode {
+    let (apps, origin) = if args.command.is_empty() {
+        if let Some(flag) = explicit_run_flags.iter().find(|f| f.as_str() != "name") {
+            return usage(&format!(
+                "--{} goes with a command (`herd start [FLAGS] -- COMMAND`); for the apps of a file, set it in the file",
+                flag.replace('_', "-")
+            ));
+        }
+        let file = args.file.clone().unwrap_or_else(|| PathBuf::from("herd.toml"));
+        match load_apps(&file, args.profile.as_deref(), &args.only) {
+            Ok(apps) => (apps, file.display().to_string()),
+            Err(e) => return fail(&e),
+        }
+    } else {
+        if let Some(file) = &args.file {
+            return usage(&format!(
+                "give a file ({}) or a command after `--`, not both",
+                file.display()
+            ));
+        }
+        match app_from_command(&args) {
+            Ok((name, app)) => (
+                std::iter::once((name, app)).collect(),
+                format!("herd start -- {}", args.command.join(" ")),
+            ),
+            Err(e) => return fail(&e),
+        }
+    };
+    let toml = crate::config::file::to_toml(&apps);
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    match client.request_starting(Request::Start {
+        toml,
+        origin,
+        env,
+        wait: !args.no_wait,
+    }) {
+        Ok((response, _)) => answer(Ok(response), args.json),
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("herd: {message}");
+    ExitCode::from(2)
+}
+
+/// The apps of a herd.toml or an ecosystem file, validated here so that errors name the
+/// file and line before anything reaches the daemon; paths are made absolute.
+fn load_apps(
+    file: &Path,
+    profile: Option<&str>,
+    only: &[String],
+) -> Result<std::collections::BTreeMap<String, AppConfig>, String> {
+    let mut apps = crate::config::file::load(file, profile)
+        .map_err(|e| e.to_string())?
+        .apps;
+    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let dir = file.parent().map(|p| cwd.join(p)).unwrap_or(cwd.clone());
+    for app in apps.values_mut() {
+        let cwd = app.cwd.get_or_insert_with(|| dir.clone());
+        if cwd.is_relative() {
+            *cwd = std::env::current_dir().unwrap_or_default().join(&*cwd);
+        }
+    }
+    if !only.is_empty() {
+        for name in only {
+            if !apps.contains_key(name) {
+                return Err(format!(
+                    "--only {name}: {} has no app `{name}` (it has {})",
+                    file.display(),
+                    apps.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        apps.retain(|name, _| only.contains(name));
+    }
+    Ok(apps)
+}
+
+/// One app from `herd start [FLAGS] -- COMMAND`: the flags as `herd run` reads them, the
+/// current directory as its cwd.
+fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
+    let f = &args.run;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| "no command after `--`".to_string())?;
+    let name = match &f.name {
+        Some(n) if n.trim().is_empty() => return Err("--name must not be empty".into()),
+        Some(n) => n.clone(),
+        None => Path::new(program)
+            .file_stem()
+            .map_or(program.clone(), |s| s.to_string_lossy().into_owned()),
+    };
+    let app = AppConfig {
+        program: program.clone(),
+        args: rest.to_vec(),
+        cwd: Some(std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?),
+        instances: Some(f.instances),
+        port: f.port,
+        listen: f.listen.clone(),
+        balance: f.balance,
+        proxy: Some(f.proxy),
+        proxy_protocol: f.proxy_protocol,
+        sticky_wait: Some(f.sticky_wait),
+        ready: Some(f.ready),
+        listen_timeout: Some(f.listen_timeout),
+        kill_timeout: Some(f.kill_timeout),
+        stop_signal: Some(f.stop_signal),
+        stop_message: Some(f.stop_message),
+        node_cluster: Some(!f.no_node_cluster),
+        min_uptime: Some(f.min_uptime),
+        max_restarts: Some(f.max_restarts),
+        restart_window: Some(f.restart_window),
+        restart_delay: Some(f.restart_delay),
+        restart_delay_max: Some(f.restart_delay_max),
+        reload_parallel: Some(f.reload_parallel),
+        max_memory_restart: f.max_memory_restart,
+        log_format: Some(f.log_format),
+        namespace: args.namespace.clone(),
+        ..AppConfig::default()
+    };
+    Ok((name, app))
+}

@@ -39,7 +39,7 @@ const READ_BUFFER: usize = 4096;
 const QUEUE: usize = 4096;
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     /// The worker's standard output.
     Stdout,

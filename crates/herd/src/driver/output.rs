@@ -1,11 +1,26 @@
-//! Workers' stdout and stderr, streamed line by line with an `app:slot` prefix (or as
-//! JSON lines). Reading never blocks the supervisor: one task per pipe reads until EOF,
-//! so the last lines before a crash are kept, and a writer thread does the (possibly
-//! blocking) writes to herd's own stdout/stderr. A slow terminal slows the workers'
-//! pipes, never the primary's decisions.
+//! Workers' stdout and stderr, streamed line by line to a [`Sink`]: herd's own
+//! stdout/stderr with an `app:slot` prefix (or as JSON lines) for a foreground `herd run`,
+//! or any other sink, such as the daemon's log files ([`crate::observe::logfiles`]).
+//!
+//! Theory of operation: one task per pipe reads until EOF, so the last lines before a
+//! crash are kept, and stamps each line with the time it was read. Lines go through one
+//! bounded queue to a writer thread, the only place that calls the sink and so the only
+//! place that may block on a terminal or a disk. The writer flushes the sink whenever the
+//! queue runs empty, so a reader of the sink's output sees a line soon after it was
+//! printed, while a busy writer still writes in large batches.
+//!
+//! What happens when the queue is full is the mode's choice: [`Output::start`] makes the
+//! readers wait (a slow terminal slows the workers' pipes, like a shell would), and
+//! [`Output::start_to`] never makes them wait: the line is dropped and counted, and the
+//! sink hears the count. Either way the supervisor's decisions never wait for output.
+//! This module owns reading, splitting and queueing; it must not know file names,
+//! rotation or any other property of a particular sink.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -18,16 +33,62 @@ const MAX_LINE: usize = 64 * 1024;
 /// Read buffer per pipe: small, because a primary with 64 workers has 128 of them; longer
 /// lines are gathered across reads up to MAX_LINE.
 const READ_BUFFER: usize = 4096;
-/// Lines buffered between the readers and the writer thread.
+/// Lines buffered between the readers and the writer thread: enough to ride out a burst
+/// of a few thousand lines or a disk's hiccup of some milliseconds, while bounding the
+/// memory held for a writer that fell behind (at most QUEUE lines of MAX_LINE bytes).
 const QUEUE: usize = 4096;
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     /// The worker's standard output.
     Stdout,
     /// The worker's standard error.
     Stderr,
+}
+
+impl Stream {
+    /// The stream's name in JSON lines: `"stdout"` or `"stderr"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of a worker's output, as handed to a sink.
+#[derive(Debug, Clone, Copy)]
+pub struct LineRef<'a> {
+    /// The worker's slot.
+    pub slot: usize,
+    /// The worker's pid.
+    pub pid: u32,
+    /// The pipe the line came from.
+    pub stream: Stream,
+    /// The line without its newline; at most MAX_LINE (64 KiB) bytes, not necessarily
+    /// UTF-8, possibly ending in `\r`.
+    pub text: &'a [u8],
+    /// When herd read the line from the pipe (not when the sink got it).
+    pub time: SystemTime,
+}
+
+/// Where the writer thread puts lines. Called from the writer thread only, so a sink may
+/// block (on a terminal, a disk) without ever holding up a worker in
+/// [`Output::start_to`] mode, or the supervisor in either mode.
+pub trait Sink: Send + 'static {
+    /// Writes one line.
+    fn line(&mut self, line: &LineRef<'_>);
+    /// `n` lines were dropped since the last call because the writer fell behind.
+    ///
+    /// Usually called right before the first line the same pipe delivered after its gap,
+    /// so the count belongs to that next line's slot and stream and sits where the gap
+    /// is. Lines lost at the very end of a pipe (nothing came after them) are reported
+    /// before the next flush instead, without a line to attribute them to.
+    fn dropped(&mut self, n: u64);
+    /// Pushes buffered lines out: called when the queue runs empty, on
+    /// [`Output::flush`], and when the writer thread ends.
+    fn flush(&mut self);
 }
 
 #[derive(Debug)]
@@ -45,48 +106,71 @@ struct Line {
     pid: u32,
     stream: Stream,
     text: Vec<u8>,
+    time: SystemTime,
+    /// Lines of the same pipe dropped just before this one (start_to mode).
+    dropped_before: u64,
 }
 
-/// The sink for every worker's output.
+impl Line {
+    fn as_ref(&self) -> LineRef<'_> {
+        LineRef {
+            slot: self.slot,
+            pid: self.pid,
+            stream: self.stream,
+            text: &self.text,
+            time: self.time,
+        }
+    }
+}
+
+/// The entrance for every worker's output: cheap to clone, one per app.
 #[derive(Debug, Clone)]
 pub struct Output {
     tx: mpsc::Sender<Msg>,
+    /// `Some` in [`Output::start_to`] mode: readers never wait. A reader counts the lines
+    /// it could not queue and hands the count over with its next line that fits; a count
+    /// left when its pipe ends goes here, for the writer to report when the queue empties.
+    dropped: Option<Arc<AtomicU64>>,
 }
 
 impl Output {
-    /// Starts the writer thread. `app` prefixes every line.
+    /// Starts the writer thread for a foreground `herd run`: lines go to herd's own
+    /// stdout and stderr, prefixed with `app:slot | ` or as JSON objects. When the queue
+    /// is full, readers wait: nothing is lost, and a slow terminal slows the workers.
     pub fn start(
         app: String,
         format: LogFormat,
     ) -> std::io::Result<(Output, std::thread::JoinHandle<()>)> {
-        let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE);
-        let handle = std::thread::Builder::new()
-            .name("herd-output".into())
-            .spawn(move || {
-                let mut buf = Vec::with_capacity(256);
-                while let Some(msg) = rx.blocking_recv() {
-                    let line = match msg {
-                        Msg::Line(line) => line,
-                        Msg::Flush(done) => {
-                            let _ = std::io::stdout().flush();
-                            let _ = done.send(());
-                            continue;
-                        }
-                        Msg::Close => break,
-                    };
-                    buf.clear();
-                    format_line(&mut buf, &app, &line, format);
-                    let _ = match line.stream {
-                        Stream::Stdout => std::io::stdout().lock().write_all(&buf),
-                        Stream::Stderr => std::io::stderr().lock().write_all(&buf),
-                    };
-                }
-                let _ = std::io::stdout().flush();
-            })?;
-        Ok((Output { tx }, handle))
+        Output::spawn(
+            Box::new(Terminal {
+                app,
+                format,
+                buf: Vec::with_capacity(256),
+            }),
+            None,
+        )
     }
 
-    /// Returns once every line queued so far is written.
+    /// Lines go to `sink`; readers never wait: when the queue is full a line is dropped
+    /// and counted, and the sink is told how many before the next line it gets. For the
+    /// daemon, which must never block a worker because a disk is slow.
+    pub fn start_to(sink: Box<dyn Sink>) -> std::io::Result<(Output, std::thread::JoinHandle<()>)> {
+        Output::spawn(sink, Some(Arc::new(AtomicU64::new(0))))
+    }
+
+    fn spawn(
+        sink: Box<dyn Sink>,
+        dropped: Option<Arc<AtomicU64>>,
+    ) -> std::io::Result<(Output, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Msg>(QUEUE);
+        let counter = dropped.clone();
+        let handle = std::thread::Builder::new()
+            .name("herd-output".into())
+            .spawn(move || write_lines(rx, sink, counter))?;
+        Ok((Output { tx, dropped }, handle))
+    }
+
+    /// Returns once every line queued so far is written and the sink flushed.
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
@@ -108,33 +192,144 @@ impl Output {
         pid: u32,
         stream: Stream,
     ) -> tokio::task::JoinHandle<()> {
-        let tx = self.tx.clone();
+        let output = self.clone();
         tokio::spawn(async move {
             let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
                 return;
             };
-            let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER, pipe);
-            loop {
-                let mut text = Vec::new();
-                match read_line(&mut reader, &mut text).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx
-                            .send(Msg::Line(Line {
-                                slot,
-                                pid,
-                                stream,
-                                text,
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
+            let reader = tokio::io::BufReader::with_capacity(READ_BUFFER, pipe);
+            output.pump(reader, slot, pid, stream).await;
+        })
+    }
+
+    /// Reads lines until EOF and queues them; the one implementation of reading for every
+    /// mode. Generic over the reader so the tests can feed it bytes.
+    async fn pump<R: tokio::io::AsyncBufRead + Unpin>(
+        &self,
+        mut reader: R,
+        slot: usize,
+        pid: u32,
+        stream: Stream,
+    ) {
+        // Lines of this pipe dropped since the last one that fit in the queue.
+        let mut lost = 0u64;
+        loop {
+            let mut text = Vec::new();
+            match read_line(&mut reader, &mut text).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let msg = Msg::Line(Line {
+                slot,
+                pid,
+                stream,
+                text,
+                time: SystemTime::now(),
+                dropped_before: lost,
+            });
+            let open = match &self.dropped {
+                None => self.tx.send(msg).await.is_ok(),
+                Some(_) => match self.tx.try_send(msg) {
+                    Ok(()) => {
+                        lost = 0;
+                        true
                     }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        lost += 1;
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                },
+            };
+            if !open {
+                // The writer thread has ended (closed): nobody will write what follows.
+                break;
+            }
+        }
+        if let (Some(dropped), true) = (&self.dropped, lost > 0) {
+            dropped.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The writer thread's loop: lines to the sink, a flush whenever the queue runs empty.
+fn write_lines(
+    mut rx: mpsc::Receiver<Msg>,
+    mut sink: Box<dyn Sink>,
+    dropped: Option<Arc<AtomicU64>>,
+) {
+    let report_dropped = |sink: &mut Box<dyn Sink>| {
+        if let Some(dropped) = &dropped {
+            // A load first: the common case (nothing dropped) stays a plain read.
+            if dropped.load(Ordering::Relaxed) != 0 {
+                let n = dropped.swap(0, Ordering::Relaxed);
+                if n != 0 {
+                    sink.dropped(n);
                 }
             }
-        })
+        }
+    };
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Nothing more to do right now: push out what is buffered, so a reader
+                // of the sink (`herd logs --follow`) sees it without waiting for more.
+                report_dropped(&mut sink);
+                sink.flush();
+                match rx.blocking_recv() {
+                    Some(msg) => msg,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        match msg {
+            Msg::Line(line) => {
+                if line.dropped_before > 0 {
+                    sink.dropped(line.dropped_before);
+                }
+                sink.line(&line.as_ref());
+            }
+            Msg::Flush(done) => {
+                report_dropped(&mut sink);
+                sink.flush();
+                let _ = done.send(());
+            }
+            Msg::Close => break,
+        }
+    }
+    report_dropped(&mut sink);
+    sink.flush();
+}
+
+/// herd's own stdout and stderr, for a foreground `herd run`.
+struct Terminal {
+    app: String,
+    format: LogFormat,
+    buf: Vec<u8>,
+}
+
+impl Sink for Terminal {
+    fn line(&mut self, line: &LineRef<'_>) {
+        self.buf.clear();
+        format_line(&mut self.buf, &self.app, line, self.format);
+        let _ = match line.stream {
+            Stream::Stdout => std::io::stdout().lock().write_all(&self.buf),
+            Stream::Stderr => std::io::stderr().lock().write_all(&self.buf),
+        };
+    }
+
+    fn dropped(&mut self, n: u64) {
+        // Start mode waits instead of dropping; this is for completeness.
+        tracing::warn!(
+            "{n} lines of {} dropped: the output writer fell behind",
+            self.app
+        );
+    }
+
+    fn flush(&mut self) {
+        let _ = std::io::stdout().flush();
     }
 }
 
@@ -167,8 +362,8 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-fn format_line(buf: &mut Vec<u8>, app: &str, line: &Line, format: LogFormat) {
-    let text = String::from_utf8_lossy(&line.text);
+fn format_line(buf: &mut Vec<u8>, app: &str, line: &LineRef<'_>, format: LogFormat) {
+    let text = String::from_utf8_lossy(line.text);
     let text = text.strip_suffix('\r').unwrap_or(&text);
     match format {
         LogFormat::Text => {
@@ -176,11 +371,11 @@ fn format_line(buf: &mut Vec<u8>, app: &str, line: &Line, format: LogFormat) {
         }
         LogFormat::Json => {
             let v = serde_json::json!({
-                "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                "timestamp": humantime::format_rfc3339_millis(line.time).to_string(),
                 "app": app,
                 "slot": line.slot,
                 "pid": line.pid,
-                "stream": match line.stream { Stream::Stdout => "stdout", Stream::Stderr => "stderr" },
+                "stream": line.stream.name(),
                 "line": text,
             });
             let _ = serde_json::to_writer(&mut *buf, &v);
@@ -222,7 +417,10 @@ mod tests {
             pid: 9,
             stream: Stream::Stderr,
             text: b"hi\r".to_vec(),
+            time: SystemTime::now(),
+            dropped_before: 0,
         };
+        let line = line.as_ref();
         let mut buf = Vec::new();
         format_line(&mut buf, "api", &line, LogFormat::Text);
         assert_eq!(buf, b"api:2 | hi\n");
@@ -235,14 +433,147 @@ mod tests {
     }
 }
 
-/// TEMPORARY stand-in for the sink API being written on another branch.
-pub trait Sink: Send + 'static {}
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
 
-impl Output {
-    /// TEMPORARY: lines go to stdout.
-    pub fn start_to(
-        _sink: Box<dyn Sink>,
-    ) -> std::io::Result<(Output, std::thread::JoinHandle<()>)> {
-        Output::start("app".into(), LogFormat::Text)
+    #[derive(Debug, PartialEq)]
+    enum Ev {
+        Line(String),
+        Dropped(u64),
+    }
+
+    /// A sink that blocks in its first line until the test releases it: a disk that
+    /// stopped answering.
+    struct Gate {
+        entered: std::sync::mpsc::Sender<()>,
+        release: Option<std::sync::mpsc::Receiver<()>>,
+        events: Arc<Mutex<Vec<Ev>>>,
+    }
+
+    impl Sink for Gate {
+        fn line(&mut self, line: &LineRef<'_>) {
+            let text = String::from_utf8_lossy(line.text).into_owned();
+            self.events.lock().unwrap().push(Ev::Line(text));
+            if let Some(release) = self.release.take() {
+                let _ = self.entered.send(());
+                let _ = release.recv();
+            }
+        }
+        fn dropped(&mut self, n: u64) {
+            self.events.lock().unwrap().push(Ev::Dropped(n));
+        }
+        fn flush(&mut self) {}
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_reports_the_count_instead_of_blocking() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let (output, thread) = Output::start_to(Box::new(Gate {
+            entered: entered_tx,
+            release: Some(release_rx),
+            events: events.clone(),
+        }))
+        .unwrap();
+
+        // The writer takes the first line and hangs in the sink.
+        output.pump(&b"first\n"[..], 0, 1, Stream::Stdout).await;
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
+
+        // A worker prints far more than the queue holds: its reader must not wait.
+        let extra = 700u64;
+        let total = QUEUE as u64 + extra;
+        // A small pipe, so write_all returns only once the reader has taken nearly all.
+        let (mut worker, pipe) = tokio::io::duplex(64);
+        let reader = {
+            let output = output.clone();
+            tokio::spawn(async move {
+                output
+                    .pump(tokio::io::BufReader::new(pipe), 0, 1, Stream::Stdout)
+                    .await
+            })
+        };
+        let mut text = String::new();
+        for i in 0..total {
+            text.push_str(&format!("line {i}\n"));
+        }
+        tokio::time::timeout(Duration::from_secs(5), worker.write_all(text.as_bytes()))
+            .await
+            .expect("the reader waited for the blocked sink")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        // The disk answers again; the next line after the gap carries the count.
+        release.send(()).unwrap();
+        output.flush().await;
+        worker.write_all(b"after\n").await.unwrap();
+        drop(worker);
+        reader.await.unwrap();
+        output.close().await;
+        thread.join().unwrap();
+
+        let events = events.lock().unwrap();
+        let lines: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Line(l) => Some(l.as_str()),
+                Ev::Dropped(_) => None,
+            })
+            .collect();
+        let dropped: u64 = events
+            .iter()
+            .map(|e| match e {
+                Ev::Dropped(n) => *n,
+                Ev::Line(_) => 0,
+            })
+            .sum();
+        assert!(
+            dropped >= extra,
+            "dropped {dropped}, expected at least {extra}"
+        );
+        assert_eq!(
+            lines.len() as u64 + dropped,
+            total + 2,
+            "every line is either written or counted"
+        );
+        let n = events.len();
+        assert_eq!(events[n - 1], Ev::Line("after".into()));
+        assert!(
+            matches!(events[n - 2], Ev::Dropped(_)),
+            "the count comes right before the next line: {:?}",
+            &events[n - 3..]
+        );
+        // What was kept is the oldest part, in order.
+        let kept: Vec<String> = (0..(lines.len() - 2))
+            .map(|i| format!("line {i}"))
+            .collect();
+        assert_eq!(&lines[1..lines.len() - 1], &kept[..]);
+    }
+
+    #[tokio::test]
+    async fn a_count_left_at_the_end_of_a_pipe_is_reported_before_the_flush() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let (output, thread) = Output::start_to(Box::new(Gate {
+            entered: entered_tx,
+            release: Some(release_rx),
+            events: events.clone(),
+        }))
+        .unwrap();
+        output.pump(&b"first\n"[..], 3, 1, Stream::Stderr).await;
+        entered.recv_timeout(Duration::from_secs(5)).unwrap();
+        let text = "x\n".repeat(QUEUE + 5);
+        output.pump(text.as_bytes(), 3, 1, Stream::Stderr).await;
+        release.send(()).unwrap();
+        output.flush().await;
+        assert_eq!(events.lock().unwrap().last(), Some(&Ev::Dropped(5)));
+        output.close().await;
+        thread.join().unwrap();
     }
 }

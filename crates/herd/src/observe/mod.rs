@@ -1,8 +1,9 @@
-//! Watching workers from the outside: the CPU budget behind `-i max` and the lifecycle
-//! log (later: /proc sampling, metrics, health endpoints, status tables). Reads the
-//! system and reports; decides nothing.
+//! Watching workers from the outside: the CPU budget behind `-i max`, the lifecycle
+//! log, and the workers' output in rotated log files (later: /proc sampling, metrics,
+//! health endpoints, status tables). Reads the system and reports; decides nothing.
 
 pub mod cpus;
 pub mod lifecycle;
+pub mod logfiles;
 pub mod logging;
 pub mod procstat;

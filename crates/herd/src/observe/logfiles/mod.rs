@@ -1,0 +1,564 @@
+//! Workers' output in log files under `HERD_HOME/logs`, for the daemon: the file names
+//! (PM2's, per slot or merged), the line format (text or JSON), size-based rotation,
+//! and reading the files back for `herd logs` ([`tail`], [`Follower`]).
+//!
+//! Theory of operation: a [`LogPlan`] says where an app's lines go; [`LogPlan::sink`]
+//! makes a [`FileSink`], which the output writer thread ([`crate::driver::output`])
+//! drives. The sink opens a file the first time a line is bound for it, writes through
+//! a small buffer, and rotates a file (`x.log` → `x.log.1` → … → `x.log.<keep>`) before
+//! a line would make it larger than `max_size`. A file that cannot be opened or written
+//! (disk full, permissions) loses its lines while it fails, with one warning per
+//! failure spell; it never stops the writer, and never stops a worker.
+//!
+//! This module owns the files' names, format and rotation; it must not decide which
+//! apps log where (that is the plan's caller) and must not read worker pipes (that is
+//! the output module).
+//!
+//! Line formats, one line per worker line:
+//! - text, in a stream's file: `<time> <app>:<slot> <text>`; in the combined `log_file`,
+//!   lines from stderr are marked `<time> <app>:<slot>:err <text>`, so `grep ':err '`
+//!   finds them and the second field stays one word;
+//! - JSON: `{"time","app","slot","pid","stream","message"}` with `stream` `"stdout"` or
+//!   `"stderr"`, as in `herd run --log-format json`;
+//! - a gap, when the writer fell behind and lines were dropped: text
+//!   `<time> <app>:<slot> [herd] 123 lines dropped: the log writer fell behind`, JSON with
+//!   `"stream":"herd"` and `"dropped":123`. The gap is written where it happened, in the
+//!   files of the slot and stream that lost the lines; a gap at the very end of a pipe
+//!   (no line followed it) is written to every open file of the app, with slot `*`
+//!   (`null` in JSON), since it cannot be placed.
+//!
+//! Time: RFC 3339 in UTC with milliseconds, or `date_format` (moment.js tokens, as PM2's
+//! `log_date_format`) in the machine's local time, as PM2 prints it. The time is when
+//! herd read the line from the pipe.
+
+mod follow;
+mod stamp;
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use follow::{tail, Follower, FOLLOW_POLL};
+use stamp::{Stamp, Zone};
+
+use crate::driver::output::{LineRef, Sink, Stream};
+
+/// Rotate a log file before it grows past this: PM2's pm2-logrotate default, and small
+/// enough that `herd logs` and an editor open a file at once, while a worker printing a
+/// 100-byte line per request rotates only every ~100 000 requests.
+pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// Rotated files kept per log file (`x.log.1` … `x.log.5`): with DEFAULT_MAX_SIZE at most
+/// 60 MiB per file, enough history for an incident without filling a small disk.
+pub const DEFAULT_KEEP: usize = 5;
+/// Write buffer per open log file: std's default. Small on purpose: an app with 64
+/// workers has 128 files open, and the writer flushes whenever the queue runs empty.
+const FILE_BUFFER: usize = 8 * 1024;
+/// After a file failed to open, lines bound for it are dropped without trying again for
+/// this long: a missing mount or a permission error is not fixed in microseconds, and a
+/// failed open per line would slow the writer for every other file.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+/// Log files are readable by the owner and the owner's group (an operator's group may
+/// read logs), never by everyone: a worker's output may hold secrets.
+const FILE_MODE: u32 = 0o640;
+/// The log directory, created if missing: the owner's only.
+const DIR_MODE: u32 = 0o700;
+
+/// Where and how an app's worker output is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPlan {
+    /// The default directory, `HERD_HOME/logs`.
+    pub dir: PathBuf,
+    /// The app's name: in file names and on every line.
+    pub app: String,
+    /// PM2's `merge_logs`: one file per stream for all slots instead of one per slot.
+    pub merge: bool,
+    /// Overrides the stdout file. Unless `merge`, each slot gets `-<slot>` before the
+    /// extension (`/var/log/api.log` → `/var/log/api-3.log`), as PM2 does in cluster
+    /// mode. A relative path is taken relative to `dir`.
+    pub out_file: Option<PathBuf>,
+    /// Overrides the stderr file; named like `out_file`. It may be the same file.
+    pub error_file: Option<PathBuf>,
+    /// Also write every line, stdout and stderr, to this combined file (PM2's
+    /// `log_file`); per slot unless `merge`, named like `out_file`.
+    pub log_file: Option<PathBuf>,
+    /// PM2's `log_date_format` (moment.js tokens `YYYY YY MM M DD D HH H mm m ss s SSS Z
+    /// ZZ`, `[literal]`), in local time; `None` is RFC 3339 UTC with milliseconds.
+    pub date_format: Option<String>,
+    /// Rotate a file before a line would make it larger than this many bytes (a single
+    /// line larger than this still goes whole into a fresh file).
+    pub max_size: u64,
+    /// Rotated files kept: `x.log.1` (newest) … `x.log.<keep>`. 0 keeps none: a full file
+    /// is deleted and started again.
+    pub keep: usize,
+    /// Lines written as JSON objects instead of text.
+    pub json: bool,
+}
+
+impl LogPlan {
+    /// The defaults: per-slot files in `dir`, RFC 3339 times, text, DEFAULT_MAX_SIZE,
+    /// DEFAULT_KEEP.
+    pub fn new(dir: impl Into<PathBuf>, app: impl Into<String>) -> LogPlan {
+        LogPlan {
+            dir: dir.into(),
+            app: app.into(),
+            merge: false,
+            out_file: None,
+            error_file: None,
+            log_file: None,
+            date_format: None,
+            max_size: DEFAULT_MAX_SIZE,
+            keep: DEFAULT_KEEP,
+            json: false,
+        }
+    }
+
+    /// The stdout and stderr files of a slot: `<dir>/<app>-<slot>.out.log` and
+    /// `.err.log`, `<dir>/<app>.out.log` and `.err.log` when merged, or the overrides.
+    pub fn paths(&self, slot: usize) -> (PathBuf, PathBuf) {
+        (
+            self.path_of(slot, self.out_file.as_deref(), "out"),
+            self.path_of(slot, self.error_file.as_deref(), "err"),
+        )
+    }
+
+    /// The combined file of a slot, if `log_file` is set.
+    pub fn combined_path(&self, slot: usize) -> Option<PathBuf> {
+        self.log_file.as_deref().map(|p| self.overridden(slot, p))
+    }
+
+    /// A sink writing to this plan's files. Creates `dir` (mode 0700) now, so that a
+    /// directory herd cannot create is an error at start; files are opened when their
+    /// first line comes.
+    pub fn sink(&self) -> std::io::Result<FileSink> {
+        create_dir(&self.dir)?;
+        let stamp = match &self.date_format {
+            Some(pattern) => Stamp::new(pattern, Zone::Local),
+            None => Stamp::rfc3339(),
+        };
+        Ok(FileSink {
+            plan: self.clone(),
+            stamp,
+            files: Vec::new(),
+            routes: HashMap::new(),
+            time: Vec::with_capacity(64),
+            buf: Vec::with_capacity(256),
+            pending_dropped: 0,
+        })
+    }
+
+    fn path_of(&self, slot: usize, over: Option<&Path>, stream: &str) -> PathBuf {
+        match over {
+            Some(p) => self.overridden(slot, p),
+            None if self.merge => self.dir.join(format!("{}.{stream}.log", self.app)),
+            None => self.dir.join(format!("{}-{slot}.{stream}.log", self.app)),
+        }
+    }
+
+    fn overridden(&self, slot: usize, path: &Path) -> PathBuf {
+        let path = self.dir.join(path);
+        if self.merge {
+            return path;
+        }
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let name = match path.extension() {
+            Some(ext) => format!("{stem}-{slot}.{}", ext.to_string_lossy()),
+            None => format!("{stem}-{slot}"),
+        };
+        path.with_file_name(name)
+    }
+}
+
+/// Every current log file of an app in `dir` (not rotated ones), for `herd logs`, by the
+/// default naming: `<app>.out.log`, `<app>.err.log` (merged), then `<app>-<slot>.out.log`,
+/// `<app>-<slot>.err.log` by slot. Files named by `out_file`, `error_file` or `log_file`
+/// are not found here: the caller, which has the plan, adds them. A missing `dir` is no
+/// files. Ambiguity of PM2's naming: the merged files of an app named `api-2` also look
+/// like slot 2 of `api`.
+pub fn app_files(dir: &Path, app: &str) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(app) else {
+            continue;
+        };
+        let (rest, stream) = if let Some(r) = rest.strip_suffix(".out.log") {
+            (r, 0)
+        } else if let Some(r) = rest.strip_suffix(".err.log") {
+            (r, 1)
+        } else {
+            continue;
+        };
+        let slot = if rest.is_empty() {
+            None
+        } else {
+            match rest.strip_prefix('-') {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    match n.parse::<usize>() {
+                        Ok(n) => Some(n),
+                        Err(_) => continue,
+                    }
+                }
+                _ => continue,
+            }
+        };
+        found.push(((slot, stream), entry.path()));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Creates a log directory and its missing parents, owner-only.
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Writes an app's lines to its log files; made by [`LogPlan::sink`], driven by
+/// [`crate::driver::output::Output::start_to`].
+#[derive(Debug)]
+pub struct FileSink {
+    plan: LogPlan,
+    stamp: Stamp,
+    /// Every file opened or tried so far, once per path (out and err may share a file).
+    files: Vec<LogFile>,
+    /// Where a slot's stream goes: its own file and the combined one, indexes in `files`.
+    routes: HashMap<(usize, Stream), Route>,
+    /// The current line's timestamp.
+    time: Vec<u8>,
+    /// The current line, formatted.
+    buf: Vec<u8>,
+    /// A count from `dropped` not yet written: goes with the next line.
+    pending_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    file: usize,
+    combined: Option<usize>,
+}
+
+/// One log file, open or failing.
+#[derive(Debug)]
+struct LogFile {
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+    /// Bytes in the file, including what is still in the buffer.
+    size: u64,
+    /// Not before this instant: the last open failed.
+    retry_at: Option<Instant>,
+    /// Lines lost in the current failure spell; 0 when the file works.
+    failed: u64,
+}
+
+/// How a line is printed: text and the combined file differ in the stream marker.
+#[derive(Debug, Clone, Copy)]
+enum Label {
+    /// A stream's own file: `app:slot`.
+    Plain,
+    /// The combined file: `app:slot:err` for stderr.
+    Combined,
+}
+
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    time: &'a str,
+    app: &'a str,
+    slot: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    stream: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<u64>,
+}
+
+impl FileSink {
+    fn route(&mut self, slot: usize, stream: Stream) -> Route {
+        if let Some(route) = self.routes.get(&(slot, stream)) {
+            return *route;
+        }
+        let (out, err) = self.plan.paths(slot);
+        let path = match stream {
+            Stream::Stdout => out,
+            Stream::Stderr => err,
+        };
+        let file = self.file_index(path);
+        let combined = self
+            .plan
+            .combined_path(slot)
+            .map(|p| self.file_index(p))
+            .filter(|c| *c != file);
+        let route = Route { file, combined };
+        self.routes.insert((slot, stream), route);
+        route
+    }
+
+    fn file_index(&mut self, path: PathBuf) -> usize {
+        if let Some(i) = self.files.iter().position(|f| f.path == path) {
+            return i;
+        }
+        self.files.push(LogFile {
+            path,
+            writer: None,
+            size: 0,
+            retry_at: None,
+            failed: 0,
+        });
+        self.files.len() - 1
+    }
+
+    /// Formats a worker's line (or, with `dropped`, a gap notice) into `self.buf`.
+    fn format(
+        &mut self,
+        line: Option<&LineRef<'_>>,
+        slot: Option<usize>,
+        label: Label,
+        dropped: u64,
+    ) {
+        self.buf.clear();
+        let time = String::from_utf8_lossy(&self.time);
+        let notice;
+        let (message, stream, pid) = match line {
+            Some(line) => {
+                // A worker on Windows line endings (or a TTY-minded one) ends lines in \r.
+                let text = line.text.strip_suffix(b"\r").unwrap_or(line.text);
+                (
+                    String::from_utf8_lossy(text),
+                    line.stream.name(),
+                    Some(line.pid),
+                )
+            }
+            None => {
+                notice = format!("{dropped} lines dropped: the log writer fell behind");
+                (std::borrow::Cow::Borrowed(notice.as_str()), "herd", None)
+            }
+        };
+        if self.plan.json {
+            let v = JsonLine {
+                time: &time,
+                app: &self.plan.app,
+                slot,
+                pid,
+                stream,
+                message: &message,
+                dropped: line.is_none().then_some(dropped),
+            };
+            let _ = serde_json::to_writer(&mut self.buf, &v);
+            self.buf.push(b'\n');
+            return;
+        }
+        let buf = &mut self.buf;
+        buf.extend_from_slice(time.as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(self.plan.app.as_bytes());
+        let _ = match slot {
+            Some(slot) => write!(buf, ":{slot}"),
+            None => write!(buf, ":*"),
+        };
+        if let (
+            Label::Combined,
+            Some(LineRef {
+                stream: Stream::Stderr,
+                ..
+            }),
+        ) = (label, line)
+        {
+            buf.extend_from_slice(b":err");
+        }
+        buf.push(b' ');
+        if line.is_none() {
+            buf.extend_from_slice(b"[herd] ");
+        }
+        buf.extend_from_slice(message.as_bytes());
+        buf.push(b'\n');
+    }
+
+    /// Appends `self.buf` to a file, rotating first if it would grow past max_size.
+    fn write(&mut self, index: usize) {
+        let plan = &self.plan;
+        let file = &mut self.files[index];
+        let len = self.buf.len() as u64;
+        if file.writer.is_none() && !file.open() {
+            return;
+        }
+        if file.size > 0 && file.size.saturating_add(len) > plan.max_size {
+            file.rotate(plan.keep);
+            if !file.open() {
+                return;
+            }
+        }
+        let Some(writer) = file.writer.as_mut() else {
+            return;
+        };
+        match writer.write_all(&self.buf) {
+            // Buffered: whether the disk took it shows at the flush.
+            Ok(()) => file.size += len,
+            Err(e) => file.fail("write", &e),
+        }
+    }
+}
+
+impl LogFile {
+    /// Opens the file for appending, unless a recent attempt failed. True if open.
+    fn open(&mut self) -> bool {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            self.failed += 1;
+            return false;
+        }
+        let opened = (|| {
+            if let Some(parent) = self.path.parent() {
+                create_dir(parent)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(FILE_MODE)
+                .open(&self.path)?;
+            let size = file.metadata()?.len();
+            Ok::<_, std::io::Error>((file, size))
+        })();
+        match opened {
+            Ok((file, size)) => {
+                self.writer = Some(BufWriter::with_capacity(FILE_BUFFER, file));
+                self.size = size;
+                self.retry_at = None;
+                true
+            }
+            Err(e) => {
+                self.fail("open", &e);
+                self.retry_at = Some(Instant::now() + REOPEN_AFTER);
+                false
+            }
+        }
+    }
+
+    /// Closes the file and shifts `x.log` → `x.log.1` → … → `x.log.<keep>`, deleting the
+    /// oldest. The next write opens a fresh `x.log`.
+    fn rotate(&mut self, keep: usize) {
+        if let Some(mut writer) = self.writer.take() {
+            if let Err(e) = writer.flush() {
+                self.fail("flush", &e);
+            }
+        }
+        let numbered = |n: usize| {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        let result = (|| {
+            if keep == 0 {
+                return ignore_missing(std::fs::remove_file(&self.path));
+            }
+            ignore_missing(std::fs::remove_file(numbered(keep)))?;
+            for n in (1..keep).rev() {
+                ignore_missing(std::fs::rename(numbered(n), numbered(n + 1)))?;
+            }
+            ignore_missing(std::fs::rename(&self.path, numbered(1)))
+        })();
+        if let Err(e) = result {
+            // The file keeps growing past max_size rather than losing lines.
+            self.fail("rotate", &e);
+        }
+        self.size = 0;
+    }
+
+    /// Counts a failure; warns at the first of a spell.
+    fn fail(&mut self, what: &str, e: &std::io::Error) {
+        if self.failed == 0 {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot {what} the log file {}: {e}; its lines are lost until it works again",
+                self.path.display()
+            );
+        }
+        self.failed += 1;
+    }
+
+    fn recovered(&mut self) {
+        if self.failed > 0 {
+            tracing::info!(
+                path = %self.path.display(),
+                failures = self.failed,
+                "the log file {} works again, after {} failures",
+                self.path.display(),
+                self.failed
+            );
+            self.failed = 0;
+        }
+    }
+}
+
+fn ignore_missing(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+impl Sink for FileSink {
+    fn line(&mut self, line: &LineRef<'_>) {
+        let route = self.route(line.slot, line.stream);
+        self.time.clear();
+        self.stamp.write(&mut self.time, line.time);
+        let targets = [
+            (Some(route.file), Label::Plain),
+            (route.combined, Label::Combined),
+        ];
+        if self.pending_dropped > 0 {
+            let n = std::mem::take(&mut self.pending_dropped);
+            for (index, label) in targets {
+                if let Some(index) = index {
+                    self.format(None, Some(line.slot), label, n);
+                    self.write(index);
+                }
+            }
+        }
+        for (index, label) in targets {
+            if let Some(index) = index {
+                self.format(Some(line), Some(line.slot), label, 0);
+                self.write(index);
+            }
+        }
+    }
+
+    fn dropped(&mut self, n: u64) {
+        self.pending_dropped = self.pending_dropped.saturating_add(n);
+    }
+
+    fn flush(&mut self) {
+        if self.pending_dropped > 0 {
+            // Lost at the end of a pipe: no line to place it by, so every open file.
+            let n = std::mem::take(&mut self.pending_dropped);
+            self.time.clear();
+            self.stamp
+                .write(&mut self.time, std::time::SystemTime::now());
+            for index in 0..self.files.len() {
+                if self.files[index].writer.is_some() {
+                    self.format(None, None, Label::Plain, n);
+                    self.write(index);
+                }
+            }
+        }
+        for file in &mut self.files {
+            if let Some(writer) = file.writer.as_mut() {
+                match writer.flush() {
+                    Ok(()) => file.recovered(),
+                    Err(e) => file.fail("write", &e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

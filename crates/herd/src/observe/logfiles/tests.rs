@@ -1,0 +1,270 @@
+//! The file sink: names, formats, rotation, failures.
+
+use super::*;
+use std::time::SystemTime;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("herd-logfiles-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn line(slot: usize, stream: Stream, text: &str) -> LineRef<'_> {
+    LineRef {
+        slot,
+        pid: 4242,
+        stream,
+        text: text.as_bytes(),
+        time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn paths_default_merged_and_overridden() {
+    let mut plan = LogPlan::new("/h/logs", "api");
+    assert_eq!(
+        plan.paths(3),
+        (
+            "/h/logs/api-3.out.log".into(),
+            "/h/logs/api-3.err.log".into()
+        )
+    );
+    plan.out_file = Some("/var/log/api.out.log".into());
+    plan.error_file = Some("errors".into());
+    plan.log_file = Some("/var/log/all.log".into());
+    assert_eq!(
+        plan.paths(3),
+        ("/var/log/api.out-3.log".into(), "/h/logs/errors-3".into())
+    );
+    assert_eq!(plan.combined_path(3), Some("/var/log/all-3.log".into()));
+    plan.merge = true;
+    assert_eq!(
+        plan.paths(3),
+        ("/var/log/api.out.log".into(), "/h/logs/errors".into())
+    );
+    plan.out_file = None;
+    assert_eq!(plan.paths(7).0, PathBuf::from("/h/logs/api.out.log"));
+}
+
+#[test]
+fn text_lines_per_slot_combined_with_err_marker_and_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir("text");
+    let mut plan = LogPlan::new(d.join("logs"), "api");
+    plan.log_file = Some("all.log".into());
+    let mut sink = plan.sink().unwrap();
+    sink.line(&line(0, Stream::Stdout, "hello\r"));
+    sink.line(&line(1, Stream::Stderr, "oops"));
+    sink.line(&line(0, Stream::Stdout, "not utf-8: \u{FFFD}"));
+    sink.flush();
+    let t = "2023-11-14T22:13:20.123Z";
+    assert_eq!(
+        read(&d.join("logs/api-0.out.log")),
+        format!("{t} api:0 hello\n{t} api:0 not utf-8: \u{FFFD}\n")
+    );
+    assert_eq!(
+        read(&d.join("logs/api-1.err.log")),
+        format!("{t} api:1 oops\n")
+    );
+    assert_eq!(
+        read(&d.join("logs/all-0.log")),
+        read(&d.join("logs/api-0.out.log"))
+    );
+    assert_eq!(
+        read(&d.join("logs/all-1.log")),
+        format!("{t} api:1:err oops\n")
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.join("logs")), 0o700);
+    assert_eq!(
+        mode(&d.join("logs/api-0.out.log")) & !0o640,
+        0,
+        "at most 0640"
+    );
+    assert_eq!(
+        app_files(&d.join("logs"), "api").unwrap(),
+        [d.join("logs/api-0.out.log"), d.join("logs/api-1.err.log")]
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn json_lines_are_valid_json_with_every_field() {
+    let d = dir("json");
+    let mut plan = LogPlan::new(&d, "api");
+    plan.json = true;
+    plan.merge = true;
+    plan.date_format = Some("YYYY".into());
+    let mut sink = plan.sink().unwrap();
+    sink.line(&line(2, Stream::Stderr, "say \"hi\"\t\\ \u{1b}[31m"));
+    sink.dropped(7);
+    sink.line(&line(2, Stream::Stderr, "after"));
+    sink.flush();
+    let text = read(&d.join("api.err.log"));
+    let v: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0]["message"], "say \"hi\"\t\\ \u{1b}[31m");
+    assert_eq!(v[0]["app"], "api");
+    assert_eq!(v[0]["slot"], 2);
+    assert_eq!(v[0]["pid"], 4242);
+    assert_eq!(v[0]["stream"], "stderr");
+    assert!(v[0]["time"].as_str().is_some_and(|t| t.len() == 4));
+    assert_eq!(v[1]["stream"], "herd");
+    assert_eq!(v[1]["dropped"], 7);
+    assert_eq!(v[2]["message"], "after");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn dropped_lines_are_noted_where_the_gap_is_or_everywhere_at_a_flush() {
+    let d = dir("dropped");
+    let plan = LogPlan::new(&d, "api");
+    let mut sink = plan.sink().unwrap();
+    sink.line(&line(0, Stream::Stdout, "a"));
+    sink.line(&line(1, Stream::Stdout, "b"));
+    sink.dropped(123);
+    sink.line(&line(1, Stream::Stdout, "c"));
+    sink.dropped(5);
+    sink.flush();
+    let t = "2023-11-14T22:13:20.123Z";
+    let one = read(&d.join("api-1.out.log"));
+    let one: Vec<&str> = one.lines().collect();
+    assert_eq!(
+        one[..3],
+        [
+            format!("{t} api:1 b"),
+            format!("{t} api:1 [herd] 123 lines dropped: the log writer fell behind"),
+            format!("{t} api:1 c"),
+        ]
+    );
+    assert!(one[3].ends_with(" api:* [herd] 5 lines dropped: the log writer fell behind"));
+    let zero = read(&d.join("api-0.out.log"));
+    assert!(zero.starts_with(&format!("{t} api:0 a\n")));
+    assert!(zero
+        .lines()
+        .nth(1)
+        .is_some_and(|l| l.ends_with(" api:* [herd] 5 lines dropped: the log writer fell behind")));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn rotation_keeps_exactly_keep_files_and_loses_no_line() {
+    let d = dir("rotation");
+    let mut plan = LogPlan::new(&d, "api");
+    plan.max_size = 1000;
+    plan.keep = 3;
+    let mut sink = plan.sink().unwrap();
+    let count = 400;
+    for i in 0..count {
+        sink.line(&line(0, Stream::Stdout, &format!("line {i:04}")));
+    }
+    sink.flush();
+    let path = d.join("api-0.out.log");
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "api-0.out.log",
+            "api-0.out.log.1",
+            "api-0.out.log.2",
+            "api-0.out.log.3"
+        ]
+    );
+    // Newest last: .3 .2 .1 current, each within max_size, consecutive lines throughout.
+    let mut all = Vec::new();
+    for name in [
+        "api-0.out.log.3",
+        "api-0.out.log.2",
+        "api-0.out.log.1",
+        "api-0.out.log",
+    ] {
+        let text = read(&d.join(name));
+        assert!(
+            text.len() as u64 <= plan.max_size,
+            "{name}: {} bytes",
+            text.len()
+        );
+        all.extend(
+            text.lines()
+                .map(|l| l.rsplit(' ').next().unwrap().to_string()),
+        );
+    }
+    let last = count - 1;
+    let first = last + 1 - all.len();
+    let want: Vec<String> = (first..=last).map(|i| format!("{i:04}")).collect();
+    assert_eq!(
+        all, want,
+        "consecutive lines up to the last, none lost inside"
+    );
+    assert_eq!(
+        app_files(&d, "api").unwrap(),
+        vec![path.clone()],
+        "rotated files are not current files"
+    );
+
+    // A follower polling after every flush sees every line across rotations.
+    let mut follower = Follower::new(vec![path.clone()]);
+    let mut seen = Vec::new();
+    for i in 0..200 {
+        sink.line(&line(0, Stream::Stdout, &format!("more {i:04}")));
+        sink.flush();
+        seen.extend(follower.poll().into_iter().map(|(_, l)| l));
+    }
+    let seen: Vec<String> = seen
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..200).map(|i| format!("{i:04}")).collect();
+    assert_eq!(seen, want);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn keep_zero_starts_the_file_again() {
+    let d = dir("keep0");
+    let mut plan = LogPlan::new(&d, "api");
+    plan.max_size = 100;
+    plan.keep = 0;
+    let mut sink = plan.sink().unwrap();
+    for i in 0..50 {
+        sink.line(&line(0, Stream::Stdout, &format!("{i}")));
+    }
+    sink.flush();
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+    assert!(read(&d.join("api-0.out.log")).ends_with(" api:0 49\n"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_file_that_cannot_be_written_loses_lines_without_stopping_the_others() {
+    let d = dir("failing");
+    let mut plan = LogPlan::new(&d, "api");
+    // /dev/full: every write fails with ENOSPC, as a full disk does.
+    plan.out_file = Some("/dev/full".into());
+    plan.merge = true;
+    // Never rotate (rename) /dev/full.
+    plan.max_size = u64::MAX;
+    let mut sink = plan.sink().unwrap();
+    for i in 0..10_000 {
+        sink.line(&line(0, Stream::Stdout, &format!("lost {i}")));
+        sink.line(&line(0, Stream::Stderr, &format!("kept {i}")));
+    }
+    sink.flush();
+    assert!(sink.files.iter().any(|f| f.failed > 0));
+    assert_eq!(
+        tail(&d.join("api.err.log"), 1).unwrap(),
+        ["2023-11-14T22:13:20.123Z api:0 kept 9999"]
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -15,6 +15,7 @@ pub mod balance;
 pub mod channel;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod listen;
 pub mod observe;

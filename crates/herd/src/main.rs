@@ -5,14 +5,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use herd::config::{Cli, Command, RunPlan};
 use herd::observe::cpus::cpu_budget;
 use herd::supervisor::Outcome;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
+        Command::Daemon(verb) => herd::control::verbs::run(verb, &explicit_flags(&matches)),
         Command::Run(args) => {
             herd::observe::logging::init(args.flags.log_format);
             let plan = match RunPlan::from_args(args, &cpu_budget()) {
@@ -56,6 +60,17 @@ fn check(args: &herd::config::CheckArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The flags of the subcommand that were given on the command line (not defaults).
+fn explicit_flags(matches: &clap::ArgMatches) -> Vec<String> {
+    let Some((_, sub)) = matches.subcommand() else {
+        return Vec::new();
+    };
+    sub.ids()
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

@@ -30,6 +30,9 @@ pub enum Command {
     /// Check a herd.toml: print each app as herd understands it, or the first error with
     /// its file, line and key (exit 1).
     Check(CheckArgs),
+    /// The daemon's verbs (PM2 style).
+    #[command(flatten)]
+    Daemon(crate::control::verbs::Verb),
 }
 
 /// Flags of `herd check`.

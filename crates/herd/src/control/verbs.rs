@@ -381,7 +381,15 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
 
 fn start(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> ExitCode {
     let (apps, origin) = if args.command.is_empty() {
-        if let Some(flag) = explicit_run_flags.iter().find(|f| f.as_str() != "name") {
+        let run_ids: Vec<String> =
+            <RunFlags as clap::Args>::augment_args(clap::Command::new("run"))
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect();
+        if let Some(flag) = explicit_run_flags
+            .iter()
+            .find(|f| f.as_str() != "name" && run_ids.contains(f))
+        {
             return usage(&format!(
                 "--{} goes with a command (`herd start [FLAGS] -- COMMAND`); for the apps of a file, set it in the file",
                 flag.replace('_', "-")

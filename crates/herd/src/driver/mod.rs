@@ -699,10 +699,16 @@ impl Driver {
                 Waiter::Ready(tx) if ready => drop(tx.send(Ok(()))),
                 Waiter::Reloaded(tx) if errored => drop(tx.send(Err(why()))),
                 Waiter::Reloaded(tx) if !reloading => {
-                    let generations: HashSet<u64> =
-                        self.sup.snapshot().iter().map(|w| w.generation).collect();
+                    // Old workers may still be draining; the serving ones tell.
+                    let generations: HashSet<u64> = self
+                        .sup
+                        .snapshot()
+                        .iter()
+                        .filter(|w| w.state == crate::supervisor::WorkerState::Ready)
+                        .map(|w| w.generation)
+                        .collect();
                     let _ = tx.send(match generations.len() {
-                        1 => Ok(()),
+                        0 | 1 => Ok(()),
                         _ => Err(format!(
                             "the reload of {} stopped: a new worker did not become ready, the old workers keep serving (see `herd logs {}`)",
                             self.plan.name, self.plan.name

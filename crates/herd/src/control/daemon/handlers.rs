@@ -277,7 +277,7 @@ pub async fn send(
     select: &[String],
     message: serde_json::Value,
 ) -> Response {
-    each_running(registry, select, |run, tx| Control::Broadcast(message.clone(), tx), run_send_line("message")).await
+    each_running(registry, select, |_, tx| Control::Broadcast(message.clone(), tx), run_send_line("message")).await
 }
 
 /// `signal`: a signal to every worker's process group.
@@ -445,7 +445,7 @@ async fn status_of(run: &Running) -> Option<crate::driver::status::AppStatus> {
 async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
     let mut out = Vec::new();
     for name in registry.names() {
-        let Some((mut info, run)) = registry.with_app(&name, |a| {
+        let Some((mut info, run, config)) = registry.with_app(&name, |a| {
             let info = AppInfo {
                 name: name.clone(),
                 namespace: registry::namespace(&a.config).map(str::to_string),
@@ -461,7 +461,7 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
                 logs: Vec::new(),
                 status: None,
             };
-            (info, a.run.clone())
+            (info, a.run.clone(), a.config.clone())
         }) else {
             continue;
         };
@@ -473,6 +473,8 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
                 }
             }
         }
+        let slots = info.status.as_ref().map_or(0, |s| s.instances.max(s.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0)));
+        info.logs = registry::log_files(registry.home(), &name, &config, slots);
         out.push(info);
     }
     out

@@ -16,7 +16,7 @@ mod registry;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tracing::{debug, info, warn};
 
@@ -148,7 +148,7 @@ async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
     let response = match write.as_ref().peer_cred() {
         Ok(cred) if cred.uid() == me => {
             let mut line = String::new();
-            let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST);
+            let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
             match reader.read_line(&mut line).await {
                 Ok(_) => match serde_json::from_str::<serde_json::Value>(&line) {
                     Ok(value) => answer(value, &registry).await,

@@ -14,6 +14,7 @@ use crate::config::file::AppConfig;
 use crate::control::home::{write_atomic, Home};
 use crate::driver::{self, guardian::Guardian, reap, spawn::Spawner, Control, Host, Reaping};
 use crate::observe::cpus::CpuBudget;
+use crate::observe::logfiles::LogPlan;
 use crate::supervisor::Outcome;
 
 /// Where an app is in its life.
@@ -62,14 +63,13 @@ impl Running {
     /// Waits until the driver has ended.
     pub async fn wait(&self) -> Ended {
         let mut ended = self.ended.clone();
-        match ended.wait_for(|e| e.is_some()).await {
-            Ok(e) => e.clone().unwrap_or(Ended {
-                outcome: Err("ended".into()),
-            }),
-            Err(_) => Ended {
-                outcome: Err("its thread is gone".into()),
-            },
-        }
+        let seen = match ended.wait_for(|e| e.is_some()).await {
+            Ok(e) => e.clone(),
+            Err(_) => None,
+        };
+        seen.unwrap_or(Ended {
+            outcome: Err("its thread ended without a word".into()),
+        })
     }
 }
 
@@ -231,6 +231,15 @@ impl Registry {
                 return Err(e.to_string());
             }
         };
+        let sink = match log_plan(&self.home, name, &app.config).sink() {
+            Ok(sink) => sink,
+            Err(e) => {
+                let why = format!("cannot write {name}'s logs in {}: {e}", self.home.logs().display());
+                app.state = State::Errored;
+                app.reason = Some(why.clone());
+                return Err(why);
+            }
+        };
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let (route_tx, route) = mpsc::unbounded_channel();
         let (ended_tx, ended) = watch::channel(None);
@@ -241,7 +250,7 @@ impl Registry {
             spawner: self.spawner.clone(),
             guardian: self.guardian.clone(),
             app: key,
-            sink: None,
+            sink: Some(Box::new(sink)),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("herd-app-{key}"))
@@ -399,4 +408,38 @@ impl Registry {
             self.ended(name, run.key, &ended);
         }
     }
+}
+
+/// Where the output of the app `name` goes: HERD_HOME/logs unless its config says.
+pub fn log_plan(home: &Home, name: &str, config: &AppConfig) -> LogPlan {
+    let mut plan = LogPlan::new(home.logs(), name);
+    plan.merge = config.merge_logs.unwrap_or(false);
+    plan.out_file = config.out_file.clone();
+    plan.error_file = config.error_file.clone();
+    plan.log_file = config.log_file.clone();
+    plan.date_format = config.log_date_format.clone();
+    if let Some(size) = config.log_max_size {
+        plan.max_size = size;
+    }
+    if let Some(keep) = config.log_files {
+        plan.keep = keep;
+    }
+    plan.json = config.log_format == Some(crate::config::LogFormat::Json);
+    plan
+}
+
+/// The current log files of an app with `slots` slots.
+pub fn log_files(home: &Home, name: &str, config: &AppConfig, slots: usize) -> Vec<String> {
+    let plan = log_plan(home, name, config);
+    let mut files = Vec::new();
+    for slot in 0..slots.max(1) {
+        let (out, err) = plan.paths(slot);
+        for f in [Some(out), Some(err), plan.combined_path(slot)].into_iter().flatten() {
+            let f = f.display().to_string();
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    files
 }

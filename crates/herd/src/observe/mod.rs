@@ -5,3 +5,4 @@
 pub mod cpus;
 pub mod lifecycle;
 pub mod logging;
+pub mod procstat;

@@ -36,8 +36,9 @@ fn reason_text(r: StopReason) -> &'static str {
     }
 }
 
-fn mib(bytes: u64) -> u64 {
-    bytes / (1024 * 1024)
+/// Bytes as MiB with one decimal: "181.3".
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Writes one lifecycle record of app `app`.

@@ -12,7 +12,7 @@ mod load;
 pub mod plan;
 mod values;
 
-pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs};
+pub use cli::{CheckArgs, Cli, Command, ImportArgs, LogFormat, ProxyProtocol, RunArgs};
 pub use load::{import, load_any, LoadError, Loaded};
 pub use plan::{Hooks, PlanError, RunPlan, Transport};
 pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};

@@ -178,6 +178,14 @@ struct Mapper<'a> {
     warnings: &'a mut Vec<String>,
 }
 
+/// `path` without its `.` components (`/srv/./app` is `/srv/app`), so that imported
+/// paths read as the user would write them. `..` is kept: it may cross a symlink.
+fn clean(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
 /// A value's JSON text, shortened for a message.
 fn shown(value: &Value) -> String {
     let text = value.to_string();
@@ -337,7 +345,7 @@ impl Mapper<'_> {
             ));
         };
         let dir = match cwd {
-            Some(cwd) => self.cx.dir.join(cwd),
+            Some(cwd) => clean(&self.cx.dir.join(cwd)),
             None => self.cx.dir.to_path_buf(),
         };
         self.command(&mut app, &script, interpreter, interpreter_args, args, &dir);
@@ -347,7 +355,7 @@ impl Mapper<'_> {
             .flatten()
         {
             if path.is_relative() {
-                *path = self.cx.dir.join(&*path);
+                *path = clean(&self.cx.dir.join(&*path));
             }
         }
         // PM2 starts one instance unless told otherwise, in both modes; herd's own default
@@ -435,7 +443,7 @@ impl Mapper<'_> {
                 // A relative path is made absolute: herd looks a bare name up in PATH, and
                 // PM2 meant the script in cwd.
                 app.program = if script.contains('/') && Path::new(script).is_relative() {
-                    dir.join(script).to_string_lossy().into_owned()
+                    clean(&dir.join(script)).to_string_lossy().into_owned()
                 } else {
                     script.to_string()
                 };

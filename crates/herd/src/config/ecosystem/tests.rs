@@ -109,7 +109,7 @@ fn json_maps_every_option() {
             "--color".into(),
             "--verbose".into(),
         ],
-        cwd: Some(dir.join(".")),
+        cwd: Some(dir.clone()),
         env: [
             ("NODE_ENV", "production"),
             ("WORKERS", "4"),
@@ -320,7 +320,7 @@ fn interpreters_by_extension() {
     };
     assert_eq!(cmd("sh"), ["bash", "run.sh"]);
     assert_eq!(cmd("rb"), ["ruby", "app.rb"]);
-    assert_eq!(cmd("bin"), ["/srv/app/./bin/server", "--port", "1"]);
+    assert_eq!(cmd("bin"), ["/srv/app/bin/server", "--port", "1"]);
     assert_eq!(cmd("npm"), ["npm", "start"]);
     assert_eq!(cmd("custom"), ["/opt/node22/bin/node", "app.js"]);
     assert_eq!(cmd("ts"), ["bun", "src/main.ts"]);

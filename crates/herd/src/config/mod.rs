@@ -1,7 +1,7 @@
 //! What the user asked for: command-line flags parsed in two stages, as ripgrep does —
 //! raw clap arguments ([`cli`]), then a validated [`RunPlan`] ([`plan`]) in which the
 //! command is resolved, durations and signals are typed, and every error names the flag
-//! and value at fault. Apps kept in files come from a herd.toml ([`file`]) or a PM2
+//! and value at fault. Apps kept in files come from a herd.toml ([`file`](mod@file)) or a PM2
 //! ecosystem file ([`ecosystem`]), either through [`load_any`]. Nothing here binds a
 //! socket or starts a process (node evaluates a JavaScript ecosystem file, nothing else).
 

@@ -37,13 +37,18 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
         Command::Check(args) => check(&args),
+        Command::Import(args) => import(&args),
     }
 }
 
-/// `herd check`: the apps of a herd.toml as herd reads them, or the error.
+/// `herd check`: the apps of a herd.toml or an ecosystem file as herd reads them (with
+/// the warnings), or the error.
 fn check(args: &herd::config::CheckArgs) -> ExitCode {
-    match herd::config::file::load(&args.file, args.profile.as_deref()) {
+    match herd::config::load_any(&args.file, args.profile.as_deref()) {
         Ok(file) => {
+            for warning in &file.warnings {
+                eprintln!("herd: warning: {warning}");
+            }
             for (name, app) in &file.apps {
                 println!("{name}: {app:?}");
             }
@@ -71,6 +76,23 @@ fn explicit_flags(matches: &clap::ArgMatches) -> Vec<String> {
         .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
         .map(|id| id.to_string())
         .collect()
+}
+
+/// `herd import`: the ecosystem file as a herd.toml on stdout, warnings on stderr.
+fn import(args: &herd::config::ImportArgs) -> ExitCode {
+    match herd::config::import(&args.file, args.profile.as_deref()) {
+        Ok((toml, warnings)) => {
+            for warning in &warnings {
+                eprintln!("herd: warning: {warning}");
+            }
+            print!("{toml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herd: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

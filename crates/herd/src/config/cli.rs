@@ -27,18 +27,34 @@ pub enum Command {
     /// Signals: SIGTERM/SIGINT drain and exit (a second one kills at once), SIGHUP/SIGUSR2
     /// reload with zero downtime, SIGTTIN/SIGTTOU add/remove one worker.
     Run(RunArgs),
-    /// Check a herd.toml: print each app as herd understands it, or the first error with
+    /// Check a herd.toml or a PM2 ecosystem file: print each app as herd understands it
+    /// (and, for an ecosystem file, the PM2 options herd ignores), or the first error with
     /// its file, line and key (exit 1).
     Check(CheckArgs),
+    /// Convert a PM2 ecosystem file (.js, .cjs, .mjs, .json, .yaml) to a herd.toml, printed
+    /// on stdout; the PM2 options herd ignores are listed on stderr. Exit 1 on bad input.
+    Import(ImportArgs),
     /// The daemon's verbs (PM2 style).
     #[command(flatten)]
     Daemon(crate::control::verbs::Verb),
 }
 
+/// Flags of `herd import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The ecosystem file, e.g. ecosystem.config.js.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+
+    /// Merge the `env_<PROFILE>` objects over `env` (PM2's `--env`).
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
+}
+
 /// Flags of `herd check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The file to check.
+    /// The file to check: a herd.toml, or a PM2 ecosystem file (.js, .json, .yaml, …).
     #[arg(value_name = "FILE", default_value = "herd.toml")]
     pub file: std::path::PathBuf,
 

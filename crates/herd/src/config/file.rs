@@ -52,6 +52,7 @@ use std::path::Path;
 use toml::de::DeTable;
 
 pub use app::AppConfig;
+pub(crate) use error::suggest;
 pub use error::{FileError, Location};
 pub use size::{format_size, parse_size};
 pub use write::to_toml;

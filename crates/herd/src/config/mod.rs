@@ -1,14 +1,19 @@
 //! What the user asked for: command-line flags parsed in two stages, as ripgrep does —
 //! raw clap arguments ([`cli`]), then a validated [`RunPlan`] ([`plan`]) in which the
 //! command is resolved, durations and signals are typed, and every error names the flag
-//! and value at fault. Nothing here binds a socket or starts a process.
+//! and value at fault. Apps kept in files come from a herd.toml ([`file`](mod@file)) or a PM2
+//! ecosystem file ([`ecosystem`]), either through [`load_any`]. Nothing here binds a
+//! socket or starts a process (node evaluates a JavaScript ecosystem file, nothing else).
 
 pub mod app;
 pub mod cli;
+pub mod ecosystem;
 pub mod file;
+mod load;
 pub mod plan;
 mod values;
 
-pub use cli::{CheckArgs, Cli, Command, LogFormat, ProxyProtocol, RunArgs, RunFlags};
+pub use cli::{CheckArgs, Cli, Command, ImportArgs, LogFormat, ProxyProtocol, RunArgs, RunFlags};
+pub use load::{import, load_any, LoadError, Loaded};
 pub use plan::{Hooks, Launch, PlanError, RunPlan, Transport};
 pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};

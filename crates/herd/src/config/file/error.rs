@@ -222,7 +222,7 @@ fn floor_char_boundary(text: &str, offset: usize) -> usize {
 
 /// The known key closest to `key` by edit distance, if it is close enough to be a typo
 /// (at most a third of the key's length, and at least one edit allowed).
-pub(super) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     let allowed = (key.chars().count() / 3).max(1);
     known
         .iter()

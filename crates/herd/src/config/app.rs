@@ -132,7 +132,11 @@ pub fn plan(
     plan.launch = Launch {
         cwd: app.cwd.clone(),
         base_env: Some(base_env),
-        env: app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: app
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         instance_var: app.instance_var.clone(),
         increment_var: app.increment_var.clone(),
         credentials: credentials(name, app.user.as_deref(), app.group.as_deref())?,

@@ -123,9 +123,9 @@ impl Client {
     /// with its output in the daemon log, and waits until it answers. Two CLIs may race
     /// here: the daemon's lock lets one win, and both connect to it.
     fn start_daemon(&self) -> Result<UnixStream, ClientError> {
-        self.home
-            .create()
-            .map_err(|e| ClientError::Start(format!("cannot create {}: {e}", self.home.dir().display())))?;
+        self.home.create().map_err(|e| {
+            ClientError::Start(format!("cannot create {}: {e}", self.home.dir().display()))
+        })?;
         let exe = std::env::current_exe()
             .map_err(|e| ClientError::Start(format!("cannot find herd's own binary: {e}")))?;
         let log = std::fs::OpenOptions::new()
@@ -133,7 +133,10 @@ impl Client {
             .append(true)
             .open(self.home.daemon_log())
             .map_err(|e| {
-                ClientError::Start(format!("cannot open {}: {e}", self.home.daemon_log().display()))
+                ClientError::Start(format!(
+                    "cannot open {}: {e}",
+                    self.home.daemon_log().display()
+                ))
             })?;
         let log2 = log
             .try_clone()

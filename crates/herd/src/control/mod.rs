@@ -5,8 +5,8 @@
 pub mod client;
 pub mod daemon;
 pub mod home;
-pub mod protocol;
 pub mod logs;
+pub mod protocol;
 pub mod startup;
 pub mod table;
 pub mod verbs;

@@ -136,6 +136,9 @@ pub enum Response {
         apps: usize,
         /// Since when it runs (Unix milliseconds).
         since_ms: u64,
+        /// Set when the previous daemon of this home died without `herd kill` (its
+        /// workers died with it): what to do about it.
+        notice: Option<String>,
     },
     /// The request failed; nothing or only part of it was done (the lines say what).
     Error {

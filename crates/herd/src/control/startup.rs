@@ -30,8 +30,14 @@ pub fn run(home: &Home, install: bool) -> ExitCode {
             .unwrap_or_else(|| PathBuf::from(".config"));
         config.join("systemd/user/herd.service")
     };
-    let systemctl = if root { "systemctl" } else { "systemctl --user" };
-    let name = path.file_name().map_or("herd.service".into(), |n| n.to_string_lossy().into_owned());
+    let systemctl = if root {
+        "systemctl"
+    } else {
+        "systemctl --user"
+    };
+    let name = path
+        .file_name()
+        .map_or("herd.service".into(), |n| n.to_string_lossy().into_owned());
     if !install {
         print!("{unit}");
         eprintln!(
@@ -53,7 +59,11 @@ pub fn run(home: &Home, install: bool) -> ExitCode {
     println!("wrote {}", path.display());
     let mut args: Vec<&str> = if root { vec![] } else { vec!["--user"] };
     args.extend(["enable", &name]);
-    let reload: Vec<&str> = if root { vec!["daemon-reload"] } else { vec!["--user", "daemon-reload"] };
+    let reload: Vec<&str> = if root {
+        vec!["daemon-reload"]
+    } else {
+        vec!["--user", "daemon-reload"]
+    };
     for a in [reload, args] {
         match std::process::Command::new("systemctl").args(&a).status() {
             Ok(s) if s.success() => println!("ran systemctl {}", a.join(" ")),

@@ -5,7 +5,16 @@
 use super::protocol::AppInfo;
 
 const HEADER: [&str; 10] = [
-    "NAME", "NAMESPACE", "SLOT", "PID", "STATUS", "UPTIME", "RESTARTS", "CPU", "MEMORY", "BALANCE",
+    "NAME",
+    "NAMESPACE",
+    "SLOT",
+    "PID",
+    "STATUS",
+    "UPTIME",
+    "RESTARTS",
+    "CPU",
+    "MEMORY",
+    "BALANCE",
 ];
 
 /// Renders the table; `now_ms` is the time uptimes are counted to (Unix milliseconds).
@@ -24,7 +33,8 @@ pub fn render(apps: &[AppInfo]) -> String {
                         w.state.clone(),
                         w.pid.map_or("-".into(), |_| duration(w.uptime_ms)),
                         w.restarts.to_string(),
-                        w.pid.map_or("-".into(), |_| format!("{:.0}%", w.cpu_percent)),
+                        w.pid
+                            .map_or("-".into(), |_| format!("{:.0}%", w.cpu_percent)),
                         w.pid.map_or("-".into(), |_| bytes(w.memory)),
                         status.balance.clone(),
                     ]);

@@ -243,13 +243,28 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
         ),
         Verb::Save => act(&client, Request::Save, false),
         Verb::Resurrect => match client.request_starting(Request::Resurrect) {
-            Ok((r, _)) => answer(Ok(r), false),
+            Ok((r, started)) => {
+                tell_previous(&client, started);
+                answer(Ok(r), false)
+            }
             Err(e) => fail(&e.to_string()),
         },
         Verb::Startup(args) => super::startup::run(&home, args.install),
         Verb::Kill => kill(&client),
         Verb::Ping => match client.request_starting(Request::Ping) {
-            Ok((Response::Pong { pid, version, apps, .. }, started)) => {
+            Ok((
+                Response::Pong {
+                    pid,
+                    version,
+                    apps,
+                    notice,
+                    ..
+                },
+                started,
+            )) => {
+                if let (true, Some(notice)) = (started, notice) {
+                    eprintln!("herd: {notice}");
+                }
                 println!(
                     "herd daemon {version} (pid {pid}, {apps} app{}){}",
                     if apps == 1 { "" } else { "s" },
@@ -375,7 +390,10 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
     for log in &app.logs {
         field("log", log);
     }
-    print!("{out}\n{}", super::table::render(std::slice::from_ref(&app)));
+    print!(
+        "{out}\n{}",
+        super::table::render(std::slice::from_ref(&app))
+    );
     ExitCode::SUCCESS
 }
 
@@ -395,7 +413,10 @@ fn start(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> Exi
                 flag.replace('_', "-")
             ));
         }
-        let file = args.file.clone().unwrap_or_else(|| PathBuf::from("herd.toml"));
+        let file = args
+            .file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("herd.toml"));
         match load_apps(&file, args.profile.as_deref(), &args.only) {
             Ok(apps) => (apps, file.display().to_string()),
             Err(e) => return fail(&e),
@@ -425,8 +446,25 @@ fn start(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> Exi
         env,
         wait: !args.no_wait,
     }) {
-        Ok((response, _)) => answer(Ok(response), args.json),
+        Ok((response, started)) => {
+            tell_previous(client, started);
+            answer(Ok(response), args.json)
+        }
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// After this CLI started the daemon: what the daemon found of its predecessor.
+fn tell_previous(client: &Client, started: bool) {
+    if !started {
+        return;
+    }
+    if let Ok(Response::Pong {
+        notice: Some(notice),
+        ..
+    }) = client.request(Request::Ping)
+    {
+        eprintln!("herd: {notice}");
     }
 }
 
@@ -442,10 +480,13 @@ fn load_apps(
     profile: Option<&str>,
     only: &[String],
 ) -> Result<std::collections::BTreeMap<String, AppConfig>, String> {
-    let mut apps = crate::config::file::load(file, profile)
-        .map_err(|e| e.to_string())?
-        .apps;
-    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let loaded = crate::config::load_any(file, profile).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        eprintln!("herd: warning: {warning}");
+    }
+    let mut apps = loaded.apps;
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     let dir = file.parent().map(|p| cwd.join(p)).unwrap_or(cwd.clone());
     for app in apps.values_mut() {
         let cwd = app.cwd.get_or_insert_with(|| dir.clone());
@@ -486,7 +527,10 @@ fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
     let app = AppConfig {
         program: program.clone(),
         args: rest.to_vec(),
-        cwd: Some(std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?),
+        cwd: Some(
+            std::env::current_dir()
+                .map_err(|e| format!("cannot read the current directory: {e}"))?,
+        ),
         instances: Some(f.instances),
         port: f.port,
         listen: f.listen.clone(),

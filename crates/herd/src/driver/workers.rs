@@ -109,7 +109,10 @@ impl Driver {
             program: self.plan.program.clone(),
             args: self.plan.args.clone(),
             base_env: self.plan.launch.base_env.clone(),
-            env: self.plan.launch.worker_env(slot, c.env, &self.plan.extra_env),
+            env: self
+                .plan
+                .launch
+                .worker_env(slot, c.env, &self.plan.extra_env),
             cwd: self.plan.launch.cwd.clone(),
             credentials: self.plan.launch.credentials,
             fds: c.fds,

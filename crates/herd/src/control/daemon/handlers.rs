@@ -34,6 +34,7 @@ pub fn ping(registry: &Registry) -> Response {
         version: env!("CARGO_PKG_VERSION").to_string(),
         apps: registry.names().len(),
         since_ms: unix_ms(registry.started),
+        notice: registry.previous_notice(),
     }
 }
 
@@ -198,7 +199,9 @@ pub async fn reload(registry: &Arc<Registry>, select: &[String]) -> Response {
     let mut errors = Vec::new();
     for name in &names {
         let Some(run) = running(registry, name) else {
-            errors.push(format!("{name}: not running (`herd restart {name}` starts it)"));
+            errors.push(format!(
+                "{name}: not running (`herd restart {name}` starts it)"
+            ));
             continue;
         };
         let (tx, rx) = oneshot::channel();
@@ -277,7 +280,13 @@ pub async fn send(
     select: &[String],
     message: serde_json::Value,
 ) -> Response {
-    each_running(registry, select, |_, tx| Control::Broadcast(message.clone(), tx), run_send_line("message")).await
+    each_running(
+        registry,
+        select,
+        |_, tx| Control::Broadcast(message.clone(), tx),
+        run_send_line("message"),
+    )
+    .await
 }
 
 /// `signal`: a signal to every worker's process group.
@@ -286,11 +295,22 @@ pub async fn signal(registry: &Arc<Registry>, select: &[String], signal: &str) -
         Ok(s) => s,
         Err(e) => return failed(format!("signal `{signal}`: {e}"), Vec::new()),
     };
-    each_running(registry, select, |_, tx| Control::Signal(sig, tx), run_send_line(sig.as_str())).await
+    each_running(
+        registry,
+        select,
+        |_, tx| Control::Signal(sig, tx),
+        run_send_line(sig.as_str()),
+    )
+    .await
 }
 
 fn run_send_line(what: &str) -> impl Fn(&str, usize) -> String + '_ {
-    move |name, n| format!("{name}: {what} sent to {n} worker{}", if n == 1 { "" } else { "s" })
+    move |name, n| {
+        format!(
+            "{name}: {what} sent to {n} worker{}",
+            if n == 1 { "" } else { "s" }
+        )
+    }
 }
 
 async fn each_running(
@@ -362,7 +382,11 @@ pub async fn save(registry: &Arc<Registry>) -> Response {
     };
     match write_atomic(&path, &bytes) {
         Ok(()) => done(
-            vec![format!("saved {n} app{} to {}", if n == 1 { "" } else { "s" }, path.display())],
+            vec![format!(
+                "saved {n} app{} to {}",
+                if n == 1 { "" } else { "s" },
+                path.display()
+            )],
             Vec::new(),
         ),
         Err(e) => failed(format!("cannot write {}: {e}", path.display()), Vec::new()),
@@ -376,7 +400,10 @@ pub async fn resurrect(registry: &Arc<Registry>) -> Response {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return failed(
-                format!("there is no dump at {} (`herd save` writes it)", path.display()),
+                format!(
+                    "there is no dump at {} (`herd save` writes it)",
+                    path.display()
+                ),
                 Vec::new(),
             )
         }
@@ -473,7 +500,10 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
                 }
             }
         }
-        let slots = info.status.as_ref().map_or(0, |s| s.instances.max(s.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0)));
+        let slots = info.status.as_ref().map_or(0, |s| {
+            s.instances
+                .max(s.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0))
+        });
         info.logs = registry::log_files(registry.home(), &name, &config, slots);
         out.push(info);
     }

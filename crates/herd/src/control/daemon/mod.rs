@@ -74,12 +74,19 @@ async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
     if let Err(e) = reap::become_subreaper() {
-        warn!("cannot become a child subreaper ({e}): orphans of workers will be re-parented to init");
+        warn!(
+            "cannot become a child subreaper ({e}): orphans of workers will be re-parented to init"
+        );
     }
     let children = Arc::new(reap::Children::default());
     let spawner =
         spawn::Spawner::start(children.clone()).context("cannot start the spawner thread")?;
-    let registry = Arc::new(Registry::new(home.clone(), children.clone(), spawner, guardian));
+    let registry = Arc::new(Registry::new(
+        home.clone(),
+        children.clone(),
+        spawner,
+        guardian,
+    ));
 
     let socket = home.socket();
     // The lock says no daemon runs: a socket file left here is a dead daemon's.
@@ -158,7 +165,11 @@ async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
             }
         }
         Ok(cred) => {
-            warn!(uid = cred.uid(), "refused a control connection from uid {}", cred.uid());
+            warn!(
+                uid = cred.uid(),
+                "refused a control connection from uid {}",
+                cred.uid()
+            );
             error(format!(
                 "this herd daemon belongs to uid {me}; uid {} may not control it (use your own HERD_HOME)",
                 cred.uid()

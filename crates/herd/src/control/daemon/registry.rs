@@ -223,18 +223,22 @@ impl Registry {
         if let Some(run) = &app.run {
             return Ok(run.clone());
         }
-        let plan = match crate::config::app::plan(name, &app.config, app.base_env.clone(), &self.budget) {
-            Ok(plan) => plan,
-            Err(e) => {
-                app.state = State::Errored;
-                app.reason = Some(e.to_string());
-                return Err(e.to_string());
-            }
-        };
+        let plan =
+            match crate::config::app::plan(name, &app.config, app.base_env.clone(), &self.budget) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    app.state = State::Errored;
+                    app.reason = Some(e.to_string());
+                    return Err(e.to_string());
+                }
+            };
         let sink = match log_plan(&self.home, name, &app.config).sink() {
             Ok(sink) => sink,
             Err(e) => {
-                let why = format!("cannot write {name}'s logs in {}: {e}", self.home.logs().display());
+                let why = format!(
+                    "cannot write {name}'s logs in {}: {e}",
+                    self.home.logs().display()
+                );
                 app.state = State::Errored;
                 app.reason = Some(why.clone());
                 return Err(why);
@@ -340,7 +344,11 @@ impl Registry {
                 let known: Vec<&str> = inner.apps.keys().map(String::as_str).collect();
                 return Err(format!(
                     "no app or namespace `{s}` (apps: {})",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ));
             }
             for m in matched {
@@ -434,7 +442,10 @@ pub fn log_files(home: &Home, name: &str, config: &AppConfig, slots: usize) -> V
     let mut files = Vec::new();
     for slot in 0..slots.max(1) {
         let (out, err) = plan.paths(slot);
-        for f in [Some(out), Some(err), plan.combined_path(slot)].into_iter().flatten() {
+        for f in [Some(out), Some(err), plan.combined_path(slot)]
+            .into_iter()
+            .flatten()
+        {
             let f = f.display().to_string();
             if !files.contains(&f) {
                 files.push(f);

@@ -518,12 +518,19 @@ fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
         .split_first()
         .ok_or_else(|| "no command after `--`".to_string())?;
     let name = match &f.name {
-        Some(n) if n.trim().is_empty() => return Err("--name must not be empty".into()),
         Some(n) => n.clone(),
-        None => Path::new(program)
-            .file_stem()
-            .map_or(program.clone(), |s| s.to_string_lossy().into_owned()),
+        None => default_name(program, rest),
     };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || name == "all"
+    {
+        return Err(format!(
+            "--name `{name}`: an app name is letters, digits, `-` and `_` (and not `all`)"
+        ));
+    }
     let app = AppConfig {
         program: program.clone(),
         args: rest.to_vec(),
@@ -556,4 +563,49 @@ fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
         ..AppConfig::default()
     };
     Ok((name, app))
+}
+
+/// The app name PM2 would choose: the script's name for an interpreter (`node server.js`
+/// is `server`), else the program's; reduced to the characters an app name may have.
+fn default_name(program: &str, args: &[String]) -> String {
+    const INTERPRETERS: [&str; 9] = [
+        "node", "nodejs", "bun", "deno", "python", "python3", "ruby", "php", "perl",
+    ];
+    let stem = |p: &str| {
+        Path::new(p)
+            .file_stem()
+            .map_or(p.to_string(), |s| s.to_string_lossy().into_owned())
+    };
+    let program_name = stem(program);
+    // `node -e CODE`, `python3 -c CODE`: no script to name it after.
+    let inline = |a: &String| matches!(a.as_str(), "-e" | "--eval" | "-p" | "--print" | "-c");
+    let script = INTERPRETERS
+        .contains(&program_name.as_str())
+        .then(|| args.iter().find(|a| !a.starts_with('-') || inline(a)))
+        .flatten()
+        .filter(|a| !inline(a));
+    let name: String = stem(script.map_or(program, |s| s.as_str()))
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    if name.is_empty() {
+        "app".to_string()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_name;
+
+    #[test]
+    fn default_names_follow_the_script() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(default_name("node", &v(&["--inspect", "server.js"])), "server");
+        assert_eq!(default_name("/usr/bin/python3", &v(&["app.py"])), "app");
+        assert_eq!(default_name("./my.server", &v(&["x"])), "my");
+        assert_eq!(default_name("node", &v(&["-e", "require('x')"])), "node");
+        assert_eq!(default_name("python3", &v(&["-c", "print(1)"])), "python3");
+    }
 }

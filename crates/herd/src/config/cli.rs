@@ -20,6 +20,8 @@ pub struct Cli {
 }
 
 /// The verbs.
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run N workers of a program in the foreground, sharing the listening sockets.

@@ -89,7 +89,7 @@ fn files(client: &Client, name: Option<&str>) -> Result<Vec<PathBuf>, String> {
         }
     }
     for app in &apps {
-        if name.is_none_or(|n| n == app.name) {
+        if name.map_or(true, |n| n == app.name) {
             files.extend(app.logs.iter().map(PathBuf::from));
         }
     }

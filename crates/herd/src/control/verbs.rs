@@ -21,7 +21,7 @@ pub enum Verb {
     /// Start apps in the daemon (which starts when needed): those of a herd.toml or a PM2
     /// ecosystem file (.json, .yaml, .js, .cjs, .mjs), or one command after `--` with
     /// `herd run`'s flags. Waits until every worker is ready, then shows `herd ls`.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Stop apps gracefully (names, namespaces or `all`); they stay listed as stopped.
     Stop(Select),
     /// Stop apps, then start them again (a short gap in service; `reload` has none).
@@ -194,7 +194,7 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
                 Err(e) => fail(&format!("{e:#}")),
             }
         }
-        Verb::Start(args) => start(&client, args, explicit_run_flags),
+        Verb::Start(args) => start(&client, *args, explicit_run_flags),
         Verb::Stop(s) => act(&client, Request::Stop { select: s.apps }, s.json),
         Verb::Restart(s) => act(&client, Request::Restart { select: s.apps }, s.json),
         Verb::Reload(s) => act(&client, Request::Reload { select: s.apps }, s.json),
@@ -586,7 +586,13 @@ fn default_name(program: &str, args: &[String]) -> String {
         .filter(|a| !inline(a));
     let name: String = stem(script.map_or(program, |s| s.as_str()))
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if name.is_empty() {
         "app".to_string()
@@ -602,7 +608,10 @@ mod tests {
     #[test]
     fn default_names_follow_the_script() {
         let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(default_name("node", &v(&["--inspect", "server.js"])), "server");
+        assert_eq!(
+            default_name("node", &v(&["--inspect", "server.js"])),
+            "server"
+        );
         assert_eq!(default_name("/usr/bin/python3", &v(&["app.py"])), "app");
         assert_eq!(default_name("./my.server", &v(&["x"])), "my");
         assert_eq!(default_name("node", &v(&["-e", "require('x')"])), "node");

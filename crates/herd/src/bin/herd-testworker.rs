@@ -26,6 +26,9 @@
 //!   `HERD_TRANSPORT` (a line
 //!   is left out when the variable is unset), then
 //!   `PID=<own pid>` and `PPID=<parent pid>`
+//! - `/var?name=KEY` → 200, the value of any environment variable (`<unset>`)
+//! - `/whoami` → 200, `uid=<uid> gid=<gid> cwd=<dir>`
+//! - `/grow?mb=N` → holds N more MiB (touched) until it exits, prints `grew by N MiB`
 //! - anything else → 404
 //!
 //! Connections are keep-alive (HTTP/1.1 default; HTTP/1.0 only with
@@ -706,6 +709,44 @@ fn route<'a>(ctx: &'a Ctx, target: &str, scratch: &'a mut String) -> (u16, &'a s
         "/crash" => {
             eprintln!("crashing");
             process::exit(70);
+        }
+        "/var" => {
+            // Any variable, for tests of the environment herd builds.
+            let name = query.split('&').find_map(|kv| kv.strip_prefix("name="));
+            scratch.clear();
+            match name.map(std::env::var) {
+                Some(Ok(v)) => scratch.push_str(&v),
+                Some(Err(_)) => scratch.push_str("<unset>"),
+                None => return (400, "var needs ?name=KEY\n"),
+            }
+            scratch.push('\n');
+            (200, scratch)
+        }
+        "/whoami" => {
+            scratch.clear();
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let _ = writeln!(
+                scratch,
+                "uid={} gid={} cwd={}",
+                nix::unistd::getuid(),
+                nix::unistd::getgid(),
+                cwd.display()
+            );
+            (200, scratch)
+        }
+        "/grow" => {
+            // Holds N more MiB for the rest of its life (memory-limit tests).
+            let mb = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("mb="))
+                .and_then(|v| v.parse::<usize>().ok());
+            let Some(mb) = mb else {
+                return (400, "grow needs ?mb=N\n");
+            };
+            let block = vec![1u8; mb << 20];
+            std::mem::forget(block);
+            println!("grew by {mb} MiB");
+            (200, &ctx.ident)
         }
         "/env" => {
             scratch.clear();

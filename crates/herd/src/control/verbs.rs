@@ -176,6 +176,10 @@ pub struct DaemonArgs {
     /// Start the apps of the last `herd save` first.
     #[arg(long)]
     pub resurrect: bool,
+    /// Format of the daemon's own log (daemon.log): text, or JSON objects. A daemon the
+    /// CLI starts takes HERD_LOG_FORMAT.
+    #[arg(long, value_enum, env = "HERD_LOG_FORMAT", default_value_t = crate::config::LogFormat::Text)]
+    pub log_format: crate::config::LogFormat,
 }
 
 /// Runs a verb. `explicit_run_flags` names the `herd run` flags given on the command line
@@ -188,7 +192,7 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
     let client = Client::new(home.clone());
     match verb {
         Verb::Daemon(args) => {
-            crate::observe::logging::init(crate::config::LogFormat::Text);
+            crate::observe::logging::init(args.log_format);
             match super::daemon::run(home, args.resurrect) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("{e:#}")),

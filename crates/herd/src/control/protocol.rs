@@ -175,3 +175,34 @@ pub struct AppInfo {
     /// The workers, while it runs.
     pub status: Option<AppStatus>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_takes_n_plus_n_and_minus_n() {
+        assert_eq!("4".parse::<Scale>(), Ok(Scale::To(4)));
+        assert_eq!("+2".parse::<Scale>(), Ok(Scale::By(2)));
+        assert_eq!("-1".parse::<Scale>(), Ok(Scale::By(-1)));
+        assert!("x".parse::<Scale>().unwrap_err().contains("N, +N or -N"));
+        assert!("".parse::<Scale>().is_err());
+    }
+
+    #[test]
+    fn requests_carry_their_version_and_name() {
+        let e = Envelope {
+            v: VERSION,
+            request: Request::Scale {
+                name: "api".into(),
+                to: Scale::By(-1),
+            },
+        };
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(text, r#"{"v":1,"cmd":"scale","name":"api","to":{"by":-1}}"#);
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.request, e.request);
+        let ls: Envelope = serde_json::from_str(r#"{"v":1,"cmd":"list"}"#).unwrap();
+        assert_eq!(ls.request, Request::List);
+    }
+}

@@ -41,9 +41,14 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
-    /// Binds a socket in a new private folder under `parent`. Must run inside a tokio runtime.
-    pub fn bind(parent: &Path) -> io::Result<NotifySocket> {
-        let dir = parent.join(format!("herd-{}", std::process::id()));
+    /// Binds a socket in a new private folder under `parent`, named after herd's pid and
+    /// `app` (each app of the daemon has its own socket: a worker's `READY=1` must reach
+    /// its own app). Must run inside a tokio runtime.
+    pub fn bind(parent: &Path, app: u32) -> io::Result<NotifySocket> {
+        let dir = match app {
+            0 => parent.join(format!("herd-{}", std::process::id())),
+            n => parent.join(format!("herd-{}-{n}", std::process::id())),
+        };
         // A folder left by an earlier herd that had this pid (killed with SIGKILL) is stale.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
@@ -179,7 +184,7 @@ mod tests {
     async fn attributes_datagrams_to_the_sender_pid() {
         let dir = std::env::temp_dir().join(format!("herd-notify-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut sock = NotifySocket::bind(&dir).unwrap();
+        let mut sock = NotifySocket::bind(&dir, 0).unwrap();
         let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
         client.send_to(b"READY=1\nSTATUS=up", sock.path()).unwrap();
         let d = sock.recv().await.unwrap();

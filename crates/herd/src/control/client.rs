@@ -105,12 +105,14 @@ impl Client {
         })
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
         bytes.push(b'\n');
-        stream.write_all(&bytes).map_err(|e| self.io(e))?;
+        // A daemon that refuses this client answers and closes before reading it all:
+        // the answer is still there to read after a failed write.
+        let written = stream.write_all(&bytes);
         let mut line = String::new();
-        BufReader::new(stream)
-            .read_line(&mut line)
-            .map_err(|e| self.io(e))?;
+        let read = BufReader::new(stream).read_line(&mut line);
         if line.is_empty() {
+            written.map_err(|e| self.io(e))?;
+            read.map_err(|e| self.io(e))?;
             return Err(self.io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the daemon closed the connection without answering (see its log)",

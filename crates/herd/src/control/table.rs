@@ -24,6 +24,13 @@ pub fn render(apps: &[AppInfo]) -> String {
         let ns = app.namespace.clone().unwrap_or_else(|| "-".into());
         match &app.status {
             Some(status) if !status.workers.is_empty() => {
+                // Workers that listen on their own (a Node app's listen(3000) asks herd
+                // later): no socket of herd's yet, so no balancing to show.
+                let balance = if status.listen.is_empty() {
+                    "-".to_string()
+                } else {
+                    status.balance.clone()
+                };
                 for w in &status.workers {
                     rows.push([
                         app.name.clone(),
@@ -36,7 +43,7 @@ pub fn render(apps: &[AppInfo]) -> String {
                         w.pid
                             .map_or("-".into(), |_| format!("{:.0}%", w.cpu_percent)),
                         w.pid.map_or("-".into(), |_| bytes(w.memory)),
-                        status.balance.clone(),
+                        balance.clone(),
                     ]);
                 }
             }

@@ -200,7 +200,8 @@ pub enum Control {
 /// A request that waits for a state of the app.
 enum Waiter {
     Ready(tokio::sync::oneshot::Sender<Result<(), String>>),
-    Reloaded(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Done when every serving worker runs at least this generation.
+    Reloaded(tokio::sync::oneshot::Sender<Result<(), String>>, u64),
 }
 
 /// herd's side of one worker's channel.
@@ -360,7 +361,7 @@ impl Driver {
         // Everything that can fail because of the user's input fails here, before any
         // worker starts.
         let listeners = Listeners::bind(&plan.listen, plan.balance, plan.policy.instances)?;
-        let notify = NotifySocket::bind(&std::env::temp_dir()).with_context(|| {
+        let notify = NotifySocket::bind(&std::env::temp_dir(), host.app).with_context(|| {
             format!(
                 "cannot create the notify socket in {}",
                 std::env::temp_dir().display()
@@ -656,7 +657,9 @@ impl Driver {
             Control::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");
                 self.queue.push_back(Event::Reload);
-                self.waiters.push(Waiter::Reloaded(reply));
+                // The reload gives new workers the next generation.
+                let target = self.sup.generation() + 1;
+                self.waiters.push(Waiter::Reloaded(reply, target));
             }
             Control::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -697,19 +700,15 @@ impl Driver {
             match w {
                 Waiter::Ready(tx) if errored => drop(tx.send(Err(why()))),
                 Waiter::Ready(tx) if ready => drop(tx.send(Ok(()))),
-                Waiter::Reloaded(tx) if errored => drop(tx.send(Err(why()))),
-                Waiter::Reloaded(tx) if !reloading => {
+                Waiter::Reloaded(tx, _) if errored => drop(tx.send(Err(why()))),
+                Waiter::Reloaded(tx, target) if !reloading => {
                     // Old workers may still be draining; the serving ones tell.
-                    let generations: HashSet<u64> = self
-                        .sup
-                        .snapshot()
-                        .iter()
-                        .filter(|w| w.state == crate::supervisor::WorkerState::Ready)
-                        .map(|w| w.generation)
-                        .collect();
-                    let _ = tx.send(match generations.len() {
-                        0 | 1 => Ok(()),
-                        _ => Err(format!(
+                    let old = self.sup.snapshot().iter().any(|w| {
+                        w.state == crate::supervisor::WorkerState::Ready && w.generation < target
+                    });
+                    let _ = tx.send(match old {
+                        false => Ok(()),
+                        true => Err(format!(
                             "the reload of {} stopped: a new worker did not become ready, the old workers keep serving (see `herd logs {}`)",
                             self.plan.name, self.plan.name
                         )),

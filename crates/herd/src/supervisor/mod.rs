@@ -334,6 +334,11 @@ impl Supervisor {
         self.errored
     }
 
+    /// The program generation new workers get: one more with each reload.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// A rolling reload is under way.
     pub fn is_reloading(&self) -> bool {
         self.reload.is_some()

@@ -314,6 +314,9 @@ impl Validator<'_> {
         let Some(value) = value else { return Ok(None) };
         let span = value.span();
         match value.into_inner() {
+            Value::String(s) if s.trim().parse::<f64>().is_ok() => {
+                Err(self.bad(key, span, BARE_NUMBER))
+            }
             Value::String(s) => parse_duration(&s)
                 .map(Some)
                 .map_err(|message| self.bad(key, span, message)),

@@ -28,6 +28,9 @@ pub use registry::Registry;
 /// Longest request the daemon reads: a herd.toml with many apps and the environment of
 /// the CLI fit easily; anything bigger is not a request of ours.
 const MAX_REQUEST: u64 = 16 * 1024 * 1024;
+/// How long a client may take to send its request: the CLI sends it at once; a
+/// connection that says nothing must not hold a task forever.
+const REQUEST_READ: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs the daemon of `home` until `herd kill` or SIGTERM. With `resurrect`, starts the
 /// apps of the dump file first (the systemd unit of `herd startup` does that at boot).
@@ -152,24 +155,23 @@ async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> 
 /// One control connection: check who it is, read the request, answer.
 async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
     let (read, mut write) = stream.into_split();
-    let response = match write.as_ref().peer_cred() {
-        Ok(cred) if cred.uid() == me => {
-            let mut line = String::new();
-            let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
-            match reader.read_line(&mut line).await {
-                Ok(_) => match serde_json::from_str::<serde_json::Value>(&line) {
-                    Ok(value) => answer(value, &registry).await,
-                    Err(e) => error(format!("the request is not JSON: {e}")),
-                },
-                Err(e) => error(format!("cannot read the request: {e}")),
-            }
-        }
+    let peer = write.as_ref().peer_cred();
+    // The request is read whoever sent it: a client whose request is still unread when
+    // the answer comes and the socket closes would see EPIPE instead of the answer.
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST));
+    let read = tokio::time::timeout(REQUEST_READ, reader.read_line(&mut line)).await;
+    let response = match peer {
+        Ok(cred) if cred.uid() == me => match read {
+            Ok(Ok(_)) => match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(value) => answer(value, &registry).await,
+                Err(e) => error(format!("the request is not JSON: {e}")),
+            },
+            Ok(Err(e)) => error(format!("cannot read the request: {e}")),
+            Err(_) => error("no request within the time allowed".to_string()),
+        },
         Ok(cred) => {
-            warn!(
-                uid = cred.uid(),
-                "refused a control connection from uid {}",
-                cred.uid()
-            );
+            warn!(uid = cred.uid(), "refused a control connection from uid {}", cred.uid());
             error(format!(
                 "this herd daemon belongs to uid {me}; uid {} may not control it (use your own HERD_HOME)",
                 cred.uid()

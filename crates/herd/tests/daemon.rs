@@ -18,7 +18,9 @@ fn wait_answers_from(d: &Daemon, port: u16, pids: &[u32]) {
     let mut seen = HashSet::new();
     let mut errors = Vec::new();
     d.wait_until(
-        &format!("every worker {want:?} answered on port {port} (seen {seen:?}, errors {errors:?})"),
+        &format!(
+            "every worker {want:?} answered on port {port} (seen {seen:?}, errors {errors:?})"
+        ),
         T,
         || {
             match who(port) {
@@ -45,7 +47,10 @@ fn start_from_file_lists_both_apps_and_they_answer() {
     // One app at a time: one start of both races (see the ignored test below).
     for name in ["web", "api"] {
         let r = d.ok(&["start", file.to_str().unwrap(), "--only", name]);
-        if !r.stdout.contains(&format!("{name}: started, every worker ready")) {
+        if !r
+            .stdout
+            .contains(&format!("{name}: started, every worker ready"))
+        {
             d.fail(&format!("start did not report {name} ready:\n{r}"));
         }
     }
@@ -70,7 +75,11 @@ fn start_from_file_lists_both_apps_and_they_answer() {
     let r = d.ok(&["describe", "web", "--json"]);
     let desc: serde_json::Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| d.fail(&format!("describe --json is not JSON ({e}):\n{r}")));
-    assert_eq!(desc["command"], serde_json::json!([worker_bin()]), "{desc:#}");
+    assert_eq!(
+        desc["command"],
+        serde_json::json!([worker_bin()]),
+        "{desc:#}"
+    );
     assert_eq!(
         desc["cwd"].as_str(),
         Some(d.root().to_str().unwrap()),
@@ -81,7 +90,12 @@ fn start_from_file_lists_both_apps_and_they_answer() {
         .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
     let logdir = d.home().join("logs");
-    for f in ["web-0.out.log", "web-0.err.log", "web-1.out.log", "web-1.err.log"] {
+    for f in [
+        "web-0.out.log",
+        "web-0.err.log",
+        "web-1.out.log",
+        "web-1.err.log",
+    ] {
         let want = logdir.join(f);
         assert!(
             logs.contains(&want.to_str().unwrap()),
@@ -98,7 +112,17 @@ fn start_from_file_lists_both_apps_and_they_answer() {
 fn start_from_a_command_and_again_does_not_duplicate() {
     let d = Daemon::new();
     let port = free_port().to_string();
-    let args = ["start", "--name", "x", "-i", "2", "-p", &port, "--", worker_bin()];
+    let args = [
+        "start",
+        "--name",
+        "x",
+        "-i",
+        "2",
+        "-p",
+        &port,
+        "--",
+        worker_bin(),
+    ];
     let r = d.run(&args);
     if r.code != 0 && r.stderr.contains("already in use") {
         eprintln!("SKIPPED: port {port} was taken meanwhile:\n{r}");
@@ -161,7 +185,9 @@ fn reload_under_load_replaces_every_worker_without_a_failed_request() {
         old.iter().all(|p| proc_state(*p).is_none())
     });
     let ok = load.ok();
-    d.wait_until("50 more answers after the reload", T, || load.ok() >= ok + 50);
+    d.wait_until("50 more answers after the reload", T, || {
+        load.ok() >= ok + 50
+    });
     let (ok, errors) = load.finish();
     if !errors.is_empty() {
         d.fail(&format!(
@@ -202,7 +228,11 @@ fn scale_up_and_down_and_refuse_zero() {
     let r = d.ok(&["scale", "web", "-1"]);
     assert!(r.stdout.contains("scaled from 4 to 3"), "{r}");
     let three = d.wait_online("web", 3);
-    let gone: Vec<u32> = four.iter().copied().filter(|p| !three.contains(p)).collect();
+    let gone: Vec<u32> = four
+        .iter()
+        .copied()
+        .filter(|p| !three.contains(p))
+        .collect();
     assert_eq!(gone.len(), 1, "one worker stopped: {four:?} -> {three:?}");
     d.wait_until("the scaled-down worker is gone", T, || {
         proc_state(gone[0]).is_none()
@@ -213,7 +243,11 @@ fn scale_up_and_down_and_refuse_zero() {
         let r = d.refused(&["scale", "web", to]);
         assert!(r.stderr.contains("at least 1"), "scale to {to}: {r}");
     }
-    assert_eq!(d.online_pids("web"), three, "a refused scale changes nothing");
+    assert_eq!(
+        d.online_pids("web"),
+        three,
+        "a refused scale changes nothing"
+    );
     d.refused(&["scale", "nosuch", "2"]);
 }
 
@@ -242,13 +276,19 @@ fn stop_restart_delete() {
     let r = d.ok(&["restart", "web"]);
     assert!(r.stdout.contains("web: restarted"), "{r}");
     let back = d.wait_online("web", 2);
-    assert!(back.iter().all(|p| !pids.contains(p)), "{pids:?} -> {back:?}");
+    assert!(
+        back.iter().all(|p| !pids.contains(p)),
+        "{pids:?} -> {back:?}"
+    );
     wait_answers_from(&d, d.port("web"), &back);
 
     let r = d.ok(&["delete", "web"]);
     assert!(r.stdout.contains("web: deleted"), "{r}");
     assert!(d.find("web").is_none(), "deleted app still listed");
-    assert!(back.iter().all(|p| !pid_alive(*p)), "workers alive after delete");
+    assert!(
+        back.iter().all(|p| !pid_alive(*p)),
+        "workers alive after delete"
+    );
     let names: Vec<String> = d.ls().iter().map(|a| a["name"].to_string()).collect();
     assert_eq!(names, ["\"other\""]);
     d.refused(&["stop", "web"]);
@@ -275,7 +315,10 @@ fn save_kill_resurrect() {
     assert!(left.is_empty(), "workers alive after kill: {left:?}");
     assert!(!pid_alive(daemon), "daemon {daemon} alive after kill");
     d.wait_until(
-        &format!("no process of the home is left: {:?}", d.describe_processes()),
+        &format!(
+            "no process of the home is left: {:?}",
+            d.describe_processes()
+        ),
         T,
         || d.processes().is_empty(),
     );
@@ -310,7 +353,10 @@ fn sigkill_daemon(d: &Daemon) -> u32 {
         .collect();
     kill(Pid::from_raw(daemon as i32), Signal::SIGKILL).expect("kill the daemon");
     d.wait_until(
-        &format!("the workers {workers:?} and guardian {guardian:?} die with the daemon (states {:?})", states(&workers)),
+        &format!(
+            "the workers {workers:?} and guardian {guardian:?} die with the daemon (states {:?})",
+            states(&workers)
+        ),
         T,
         || workers.iter().chain(&guardian).all(|p| !pid_alive(*p)),
     );
@@ -332,7 +378,9 @@ fn sigkilled_daemon_takes_its_workers_and_the_next_ping_starts_another() {
     // The new daemon noticed; for now only its log says so (see the ignored test below).
     let log = d.daemon_log();
     assert!(
-        log.contains(&format!("the previous herd daemon (pid {old}) ended without `herd kill`")),
+        log.contains(&format!(
+            "the previous herd daemon (pid {old}) ended without `herd kill`"
+        )),
         "daemon.log lacks the notice:\n{log}"
     );
 }
@@ -416,7 +464,11 @@ fn a_reload_aborted_at_the_first_slot_fails() {
     let flag = d.root().join("fail-now");
     let toml = testworker_app("web", 1, "listen_timeout = \"5s\"\nmax_restarts = 2").replace(
         &format!("command = [{:?}]", worker_bin()),
-        &format!("command = [{:?}, \"--fail-if-file\", {:?}]", worker_bin(), flag),
+        &format!(
+            "command = [{:?}, \"--fail-if-file\", {:?}]",
+            worker_bin(),
+            flag
+        ),
     );
     let file = d.file("herd.toml", &toml);
     d.ok(&["start", file.to_str().unwrap()]);
@@ -426,6 +478,8 @@ fn a_reload_aborted_at_the_first_slot_fails() {
     let still = d.online_pids("web");
     assert_eq!(still, old, "the old worker keeps serving");
     if r.code != 1 {
-        d.fail(&format!("a reload whose new worker exits at once must fail:\n{r}"));
+        d.fail(&format!(
+            "a reload whose new worker exits at once must fail:\n{r}"
+        ));
     }
 }

@@ -31,12 +31,21 @@ fn bad_file(toml: &str, line: usize, key: &str) {
 #[test]
 fn bad_config_files_are_refused_with_file_line_and_key() {
     bad_file(&testworker_app("a", 1, "bogus = 1"), 5, "bogus");
-    bad_file(&testworker_app("a", 1, "kill_timeout = \"ten\""), 5, "kill_timeout");
-    bad_file(&testworker_app("a", 1, "kill_timeout = 10"), 5, "kill_timeout");
+    bad_file(
+        &testworker_app("a", 1, "kill_timeout = \"ten\""),
+        5,
+        "kill_timeout",
+    );
+    bad_file(
+        &testworker_app("a", 1, "kill_timeout = 10"),
+        5,
+        "kill_timeout",
+    );
     let port = format!("[apps.a]\ncommand = [{:?}]\nport = 99999\n", worker_bin());
     bad_file(&port, 3, "port");
     // A good app next to a bad one: nothing starts.
-    let mixed = testworker_app("good", 1, "") + &testworker_app("bad", 1, "min_uptime = \"1 fortnight\"");
+    let mixed =
+        testworker_app("good", 1, "") + &testworker_app("bad", 1, "min_uptime = \"1 fortnight\"");
     bad_file(&mixed, 10, "min_uptime");
 }
 
@@ -45,7 +54,11 @@ fn bad_config_files_are_refused_with_file_line_and_key() {
             values::parse_duration, which reads it as seconds, although the file format \
             refuses bare numbers as ambiguous (PM2 means milliseconds)"]
 fn a_quoted_bare_number_is_not_a_duration() {
-    bad_file(&testworker_app("a", 1, "kill_timeout = \"1600\""), 5, "kill_timeout");
+    bad_file(
+        &testworker_app("a", 1, "kill_timeout = \"1600\""),
+        5,
+        "kill_timeout",
+    );
 }
 
 /// `setpriv` to uid/gid 65534 in front of `herd <args>`, or None (skipped) when not root
@@ -60,10 +73,15 @@ fn as_nobody(d: &Daemon, args: &[&str]) -> Option<std::process::Command> {
         None
     })?;
     let mut cmd = std::process::Command::new(setpriv);
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", herd_bin()])
-        .args(args)
-        .env("HERD_HOME", d.home())
-        .current_dir(d.root());
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        herd_bin(),
+    ])
+    .args(args)
+    .env("HERD_HOME", d.home())
+    .current_dir(d.root());
     Some(cmd)
 }
 
@@ -81,13 +99,12 @@ fn another_uid_is_refused() {
     d.ok(&["start", file.to_str().unwrap()]);
     let pids = d.wait_online("web", 1);
     let daemon = d.daemon_pid().unwrap();
-    let Some(cmd) = as_nobody(&d, &["ls"]) else { return };
+    let Some(cmd) = as_nobody(&d, &["ls"]) else {
+        return;
+    };
     // The home is 0700, the socket 0600.
     let r = d.run_command(cmd, &["ls (as uid 65534)"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("Permission denied"),
-        "{r}"
-    );
+    assert!(r.code == 1 && r.stderr.contains("Permission denied"), "{r}");
 
     open_up(&d);
     let tries: [&[&str]; 4] = [
@@ -200,9 +217,11 @@ fn two_clis_racing_start_one_daemon() {
         assert_eq!(ping(()), pings[0].stdout);
         let pid = d.daemon_pid().unwrap();
         // The loser of the race exits at once; then one daemon is left.
-        d.wait_until(&format!("one daemon process ({:?})", d.describe_processes()), T, || {
-            daemons(&d) == [pid]
-        });
+        d.wait_until(
+            &format!("one daemon process ({:?})", d.describe_processes()),
+            T,
+            || daemons(&d) == [pid],
+        );
     }
 }
 
@@ -281,11 +300,12 @@ fn ls_table_layout_snapshot() {
             && s[..s.len() - 1].chars().all(|c| c.is_ascii_digit())
             && "smhd".contains(&s[s.len() - 1..])
     };
-    let is_cpu = |s: &str| s.strip_suffix('%').is_some_and(|n| n.parse::<u32>().is_ok());
+    let is_cpu = |s: &str| {
+        s.strip_suffix('%')
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+    };
     let is_mem = |s: &str| {
-        s.len() >= 2
-            && s[..s.len() - 1].parse::<f64>().is_ok()
-            && "KMG".contains(&s[s.len() - 1..])
+        s.len() >= 2 && s[..s.len() - 1].parse::<f64>().is_ok() && "KMG".contains(&s[s.len() - 1..])
     };
     let mut masked = vec![names.join("  ")];
     let mut pids = Vec::new();
@@ -293,7 +313,11 @@ fn ls_table_layout_snapshot() {
         assert_eq!(*line, line.trim_end(), "no trailing spaces: {line:?}");
         let row = cells(line);
         let at: Vec<usize> = row.iter().map(|(a, _)| *a).collect();
-        assert_eq!(at, cols, "every cell starts under its header:\n{}", r.stdout);
+        assert_eq!(
+            at, cols,
+            "every cell starts under its header:\n{}",
+            r.stdout
+        );
         let mut out: Vec<String> = Vec::new();
         for (i, (_, cell)) in row.iter().enumerate() {
             let cell = *cell;
@@ -327,7 +351,11 @@ old  -  -  -  stopped  -  -  -  -  -
 web  front  0  <pid>  online  <uptime>  0  <cpu>  <mem>  reuseport
 web  front  1  <pid>  online  <uptime>  0  <cpu>  <mem>  reuseport";
     assert_eq!(masked.join("\n"), expected, "\n{}", r.stdout);
-    assert_eq!(pids, [api, web].concat(), "the table's pids are the workers'");
+    assert_eq!(
+        pids,
+        [api, web].concat(),
+        "the table's pids are the workers'"
+    );
     // With no daemon, `ls` prints the bare header.
     d.ok(&["kill"]);
     let r = d.ok(&["ls"]);
@@ -384,7 +412,10 @@ fn node_app_from_a_herd_toml() {
                 let (status, body) = http_get(&url).unwrap_or_else(|e| d.fail(&e));
                 assert_eq!(status, 200, "{body}");
                 let pid = answer_pid(&body).unwrap_or_else(|| d.fail(&body));
-                assert!(pids.contains(&pid), "{pid} is not a worker of {name}: {pids:?}");
+                assert!(
+                    pids.contains(&pid),
+                    "{pid} is not a worker of {name}: {pids:?}"
+                );
                 seen.insert(pid);
                 seen == pids
             });

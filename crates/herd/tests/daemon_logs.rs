@@ -57,7 +57,10 @@ fn logs_shows_the_last_lines_with_times_and_follows_new_ones() {
         .stdout
         .lines()
         .filter(|l| !l.starts_with("==> "))
-        .map(|l| stamped(l, "talk:0").unwrap_or_else(|| panic!("line without a timestamp and app:slot: {l:?}\n{r}")))
+        .map(|l| {
+            stamped(l, "talk:0")
+                .unwrap_or_else(|| panic!("line without a timestamp and app:slot: {l:?}\n{r}"))
+        })
         .collect();
     assert_eq!(
         texts,
@@ -92,13 +95,17 @@ fn logs_shows_the_last_lines_with_times_and_follows_new_ones() {
     // (Repeated: a line written between `-f`'s tail and its follower's start is missed;
     // the window is microseconds wide.)
     let mut next = Instant::now();
-    d.wait_until("`herd logs -f` shows a line written after it started", T, || {
-        if Instant::now() >= next {
-            d.ok(&["signal", "talk", "SIGUSR1"]);
-            next = Instant::now() + Duration::from_millis(500);
-        }
-        has("got usr1")
-    });
+    d.wait_until(
+        "`herd logs -f` shows a line written after it started",
+        T,
+        || {
+            if Instant::now() >= next {
+                d.ok(&["signal", "talk", "SIGUSR1"]);
+                next = Instant::now() + Duration::from_millis(500);
+            }
+            has("got usr1")
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = reader.join();
@@ -173,7 +180,10 @@ fn rotation_keeps_log_files_and_loses_no_line() {
     let d = Daemon::new();
     let logs = run_chatty(&d, 200);
     let (all, files) = all_numbers(&logs, 200);
-    assert!(files > 10, "2K files should have rotated many times: {files} files");
+    assert!(
+        files > 10,
+        "2K files should have rotated many times: {files} files"
+    );
     if all != (1..=LINES).collect::<Vec<_>>() {
         let gaps: Vec<(u64, u64)> = all
             .windows(2)

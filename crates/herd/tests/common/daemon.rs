@@ -163,6 +163,15 @@ impl Daemon {
         r
     }
 
+    /// `herd start FILE --only NAME` for each name in turn: apps of one file started one
+    /// at a time. (One `herd start` of several apps races: see `daemon.rs`,
+    /// `one_start_of_several_apps_starts_them_all`.)
+    pub fn start_each(&self, file: &Path, names: &[&str]) {
+        for name in names {
+            self.ok(&["start", file.to_str().unwrap(), "--only", name]);
+        }
+    }
+
     /// The daemon's log so far.
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()

@@ -44,7 +44,7 @@ fn start_from_file_lists_both_apps_and_they_answer() {
     let d = Daemon::new();
     let toml = testworker_app("web", 2, "namespace = \"front\"") + &testworker_app("api", 1, "");
     let file = d.file("herd.toml", &toml);
-    // One app at a time: one start of both races (see the ignored test below).
+    // One app at a time (`one_start_of_several_apps_starts_them_all` starts both at once).
     for name in ["web", "api"] {
         let r = d.ok(&["start", file.to_str().unwrap(), "--only", name]);
         if !r
@@ -375,7 +375,7 @@ fn sigkilled_daemon_takes_its_workers_and_the_next_ping_starts_another() {
     let new = d.daemon_pid().expect("ping started a daemon");
     assert_ne!(new, old);
     assert_eq!(d.ls().len(), 0, "the new daemon knows no app");
-    // The new daemon noticed; for now only its log says so (see the ignored test below).
+    // The new daemon noticed, and its log says so (the CLI too: see the next test).
     let log = d.daemon_log();
     assert!(
         log.contains(&format!(
@@ -386,8 +386,6 @@ fn sigkilled_daemon_takes_its_workers_and_the_next_ping_starts_another() {
 }
 
 #[test]
-#[ignore = "bug: the notice that the previous daemon died is only written to daemon.log; \
-            `herd ping` (control/verbs.rs, Verb::Ping) prints nothing of it"]
 fn after_a_sigkilled_daemon_the_cli_says_so() {
     let d = Daemon::new();
     let file = d.file("herd.toml", &testworker_app("web", 2, ""));
@@ -404,9 +402,6 @@ fn after_a_sigkilled_daemon_the_cli_says_so() {
 /// The apps of one file (or of a dump) start on a thread each; every driver binds its
 /// NOTIFY_SOCKET at `$TMPDIR/herd-<daemon pid>/notify.sock`, removing that folder first.
 #[test]
-#[ignore = "bug: channel/notify.rs NotifySocket::bind names the folder after the process \
-            (herd-<pid>), so the apps of one daemon share it: concurrent starts fail with \
-            `cannot create the notify socket in /tmp: File exists / No such file or directory`"]
 fn one_start_of_several_apps_starts_them_all() {
     let d = Daemon::new();
     let names = ["a", "b", "c", "e"];
@@ -434,8 +429,6 @@ fn one_start_of_several_apps_starts_them_all() {
 /// workers send READY=1 to the second one's socket (same path), so the first cannot
 /// reload (nor scale, nor restart a crashed worker) any more.
 #[test]
-#[ignore = "bug: channel/notify.rs NotifySocket::bind: one NOTIFY_SOCKET path per daemon \
-            process; the last app started takes it over, and a stopped app deletes it"]
 fn two_notify_apps_each_get_their_own_ready_messages() {
     let d = Daemon::new();
     let extra = "ready = \"notify\"\nlisten_timeout = \"5s\"";
@@ -456,9 +449,6 @@ fn two_notify_apps_each_get_their_own_ready_messages() {
 /// A reload whose new worker cannot start is aborted (the old worker keeps serving);
 /// `herd reload` must then fail.
 #[test]
-#[ignore = "bug: driver/mod.rs Driver::answer_waiters answers a reload Ok when the serving \
-            workers are of one generation, which is also the case when the reload was \
-            aborted at its first slot (all serving workers are still the old ones)"]
 fn a_reload_aborted_at_the_first_slot_fails() {
     let d = Daemon::new();
     let flag = d.root().join("fail-now");

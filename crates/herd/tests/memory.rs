@@ -30,8 +30,10 @@ fn a_worker_over_the_memory_limit_is_replaced_without_a_gap() {
     let (_, line) = herd.wait_log_from(mark, "over the limit of 64.0 MiB");
     assert!(line.contains(&format!("(pid {grower})")), "{line}");
     // The slot's new worker is ready before the old one is told to stop.
-    let (stop_at, _) =
-        herd.wait_log_from(mark, &format!("stopping worker {APP}:{slot} (pid {grower})"));
+    let (stop_at, _) = herd.wait_log_from(
+        mark,
+        &format!("stopping worker {APP}:{slot} (pid {grower})"),
+    );
     let ready = herd.lines(Out::Stderr)[mark..stop_at]
         .iter()
         .any(|l| l.contains(&format!("worker {APP}:{slot} (pid ")) && l.contains(" ready after "));

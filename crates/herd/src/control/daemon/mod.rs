@@ -171,7 +171,11 @@ async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
             Err(_) => error("no request within the time allowed".to_string()),
         },
         Ok(cred) => {
-            warn!(uid = cred.uid(), "refused a control connection from uid {}", cred.uid());
+            warn!(
+                uid = cred.uid(),
+                "refused a control connection from uid {}",
+                cred.uid()
+            );
             error(format!(
                 "this herd daemon belongs to uid {me}; uid {} may not control it (use your own HERD_HOME)",
                 cred.uid()

@@ -1,0 +1,185 @@
+//! What an app of the daemon starts with and how its workers' exits are treated: the
+//! environment of the `herd start` under the app's `env` under the worker contract, `cwd`,
+//! `user`, `instance_var` and `increment_var`, `autorestart = false`, `stop_exit_codes`,
+//! and a memory limit given as a `herd start` flag.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::daemon::*;
+use common::*;
+
+/// GET `path` until every slot in `slots` answered; returns each slot's body.
+fn per_slot(d: &Daemon, port: u16, path: &str, slots: usize) -> Vec<String> {
+    let mut bodies = vec![None; slots];
+    d.wait_until(&format!("every slot answered {path}"), T, || {
+        // The slot comes from `/`: ask it on the same connection.
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        if let (Ok((_, who)), Ok((_, body))) = (
+            request_on(&mut conn, "/", false),
+            request_on(&mut conn, path, false),
+        ) {
+            if let Some((_, slot)) = ident(&who) {
+                if slot < slots {
+                    bodies[slot] = Some(body.trim().to_string());
+                }
+            }
+        }
+        bodies.iter().all(Option::is_some)
+    });
+    bodies.into_iter().map(Option::unwrap_or_default).collect()
+}
+
+#[test]
+fn workers_start_with_the_start_environment_the_app_env_and_the_contract() {
+    let d = Daemon::new();
+    let dir = d.root().join("app-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = nix::unistd::Uid::effective().is_root();
+    let user = if root { "user = \"nobody\"\n" } else { "" };
+    let file = d.file(
+        "herd.toml",
+        &testworker_app(
+            "envy",
+            2,
+            &format!(
+                "cwd = \"app-dir\"\n{user}instance_var = \"INSTANCE_ID\"\nincrement_var = \"DEBUG_PORT\"\n\
+                 env = {{ DEBUG_PORT = \"9230\", FROM_FILE = \"file\", FROM_BOTH = \"file\", PORT = \"1\" }}"
+            ),
+        ),
+    );
+    let mut start = d.command(&["start", file.to_str().unwrap()]);
+    start.env("FROM_CLI", "cli").env("FROM_BOTH", "cli");
+    let r = d.run_command(start, &["start"]);
+    assert_eq!(r.code, 0, "{r}");
+    d.wait_online("envy", 2);
+    let port = d.port("envy");
+    let var = |name: &str| per_slot(&d, port, &format!("/var?name={name}"), 2);
+    assert_eq!(
+        var("FROM_CLI"),
+        ["cli", "cli"],
+        "the start's environment is the base"
+    );
+    assert_eq!(
+        var("FROM_BOTH"),
+        ["file", "file"],
+        "the app's env wins over it"
+    );
+    assert_eq!(var("FROM_FILE"), ["file", "file"]);
+    assert_eq!(
+        var("PORT"),
+        [port.to_string(), port.to_string()],
+        "the contract wins over the app's env"
+    );
+    assert_eq!(var("INSTANCE_ID"), ["0", "1"]);
+    assert_eq!(var("DEBUG_PORT"), ["9230", "9231"]);
+    let who = per_slot(&d, port, "/whoami", 2);
+    for w in &who {
+        assert!(
+            w.ends_with(&format!("cwd={}", dir.display())),
+            "cwd relative to the file: {w}"
+        );
+        if root {
+            assert!(w.starts_with("uid=65534 gid=65534"), "user = nobody: {w}");
+        }
+    }
+    if !root {
+        eprintln!("note: not root, `user` not tested");
+    }
+}
+
+#[test]
+fn a_user_that_does_not_exist_is_an_error_naming_the_app() {
+    let d = Daemon::new();
+    let file = d.file(
+        "herd.toml",
+        &testworker_app("who", 1, "user = \"no-such-user-herd\""),
+    );
+    let r = d.run(&["start", file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.stderr.contains("who") && r.stderr.contains("no-such-user-herd"),
+        "{r}"
+    );
+}
+
+/// Crashes one worker of `name` (GET /crash) and returns its slot.
+fn crash_one(d: &Daemon, name: &str) -> (u32, usize) {
+    let port = d.port(name);
+    // One connection (no client retry on another): the worker that said who it is is the
+    // one that crashes.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (_, body) = request_on(&mut conn, "/", false).unwrap_or_else(|e| d.fail(&e));
+    let (pid, slot) = ident(&body).unwrap_or_else(|| d.fail(&body));
+    let _ = request_on(&mut conn, "/crash", false);
+    d.wait_until(&format!("pid {pid} gone"), T, || !pid_alive(pid));
+    (pid, slot)
+}
+
+#[test]
+fn autorestart_off_and_stop_exit_codes_leave_the_slot_empty() {
+    let d = Daemon::new();
+    let text = testworker_app("once", 2, "autorestart = false")
+        + &testworker_app("coded", 2, "stop_exit_codes = [70]")
+        + &testworker_app("restarts", 1, "");
+    let file = d.file("herd.toml", &text);
+    d.ok(&["start", file.to_str().unwrap()]);
+    for name in ["once", "coded"] {
+        let before: BTreeSet<u32> = d.wait_online(name, 2).into_iter().collect();
+        let (crashed, slot) = crash_one(&d, name);
+        d.wait_until(&format!("{name}:{slot} listed as stopped"), T, || {
+            d.workers(name)
+                .iter()
+                .any(|w| w.slot == slot && w.pid.is_none() && w.state == "stopped")
+        });
+        // The other slot still serves, and nothing replaced the crashed worker.
+        let port = d.port(name);
+        let (pid, _) = who(port).unwrap_or_else(|e| d.fail(&e));
+        assert!(before.contains(&pid) && pid != crashed);
+        let now: Vec<u32> = d.workers(name).iter().filter_map(|w| w.pid).collect();
+        assert_eq!(now.len(), 1, "{name}: {:?}", d.workers(name));
+    }
+    // Without either, a crashed worker is replaced.
+    d.wait_online("restarts", 1);
+    let (crashed, _) = crash_one(&d, "restarts");
+    d.wait_until("a replacement", T, || {
+        d.online_pids("restarts").iter().any(|p| *p != crashed)
+    });
+    assert_eq!(d.app("restarts")["status"]["workers"][0]["restarts"], 1);
+}
+
+#[test]
+fn a_memory_limit_from_the_start_flags_replaces_a_grown_worker() {
+    let d = Daemon::new();
+    let r = d.run(&[
+        "start",
+        "--name",
+        "grow",
+        "-i",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-memory-restart",
+        "64M",
+        "--",
+        worker_bin(),
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    let old = d.wait_online("grow", 1)[0];
+    let port = d.port("grow");
+    http_get(&format!("http://127.0.0.1:{port}/grow?mb=80")).unwrap();
+    d.wait_until("the grown worker replaced", T, || {
+        let pids = d.online_pids("grow");
+        pids.len() == 1 && pids[0] != old && !pid_alive(old)
+    });
+    let app = d.app("grow");
+    assert_eq!(app["status"]["workers"][0]["restarts"], 1, "{app:#}");
+    assert!(
+        d.daemon_log().contains("over the limit of 64.0 MiB"),
+        "{}",
+        d.daemon_log()
+    );
+}

@@ -22,9 +22,15 @@ pub fn run(client: &Client, args: &LogsArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The follower starts first, at each file's current end, and the last lines are read
+    // up to there: a line written in between is printed once, by the follower.
+    let mut follower = args.follow.then(|| logfiles::Follower::new(files.clone()));
     let mut out = std::io::stdout().lock();
     for file in &files {
-        let lines = match logfiles::tail(file, args.lines) {
+        let end = follower
+            .as_ref()
+            .map_or(u64::MAX, |f| f.position(file).unwrap_or(u64::MAX));
+        let lines = match logfiles::tail_before(file, args.lines, end) {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -40,11 +46,10 @@ pub fn run(client: &Client, args: &LogsArgs) -> ExitCode {
         }
     }
     let _ = out.flush();
-    if !args.follow {
+    let Some(follower) = follower.as_mut() else {
         return ExitCode::SUCCESS;
-    }
+    };
     drop(out);
-    let mut follower = logfiles::Follower::new(files);
     loop {
         let batch = follower.wait(Duration::from_secs(1));
         let mut out = std::io::stdout().lock();

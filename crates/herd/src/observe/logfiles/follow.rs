@@ -21,11 +21,18 @@ const FOLLOW_MAX_LINE: usize = 1024 * 1024;
 /// costs what its last lines cost). A last line without a newline is included. Bytes
 /// that are not UTF-8 are replaced.
 pub fn tail(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
-    tail_in_chunks(&File::open(path)?, n, TAIL_CHUNK)
+    tail_before(path, n, u64::MAX)
 }
 
-fn tail_in_chunks(file: &File, n: usize, chunk: usize) -> std::io::Result<Vec<String>> {
-    let len = file.metadata()?.len();
+/// The last `n` lines of the first `end` bytes of a file: with a [`Follower`] started
+/// first at `end` ([`Follower::position`]), every line is printed once, none lost between
+/// the two.
+pub fn tail_before(path: &Path, n: usize, end: u64) -> std::io::Result<Vec<String>> {
+    tail_in_chunks(&File::open(path)?, n, TAIL_CHUNK, end)
+}
+
+fn tail_in_chunks(file: &File, n: usize, chunk: usize, end: u64) -> std::io::Result<Vec<String>> {
+    let len = file.metadata()?.len().min(end);
     if n == 0 || len == 0 {
         return Ok(Vec::new());
     }
@@ -105,6 +112,14 @@ impl Follower {
             })
             .collect();
         Follower { files }
+    }
+
+    /// Where following `path` starts (its length when the follower started), if it existed.
+    pub fn position(&self, path: &Path) -> Option<u64> {
+        self.files
+            .iter()
+            .find(|f| f.path == path && f.open.is_some())
+            .map(|f| f.pos)
     }
 
     /// The lines appended since the last call, without waiting; `(path, line)` in file
@@ -244,12 +259,15 @@ mod tests {
         assert_eq!(tail(&path, 1000).unwrap(), want);
         // Tiny chunks: every line crosses a chunk boundary.
         let file = File::open(&path).unwrap();
-        assert_eq!(tail_in_chunks(&file, 1000, 7).unwrap(), want);
-        assert_eq!(tail_in_chunks(&file, 1, 3).unwrap(), ["line 19999"]);
+        assert_eq!(tail_in_chunks(&file, 1000, 7, u64::MAX).unwrap(), want);
+        assert_eq!(
+            tail_in_chunks(&file, 1, 3, u64::MAX).unwrap(),
+            ["line 19999"]
+        );
         // More lines asked than there are; a last line without newline.
         append(&path, "partial");
         assert_eq!(
-            tail_in_chunks(&file, 2, 5).unwrap(),
+            tail_in_chunks(&file, 2, 5, u64::MAX).unwrap(),
             ["line 19999", "partial"]
         );
         let small = d.join("small.log");

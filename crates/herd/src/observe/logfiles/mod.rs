@@ -41,7 +41,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use follow::{tail, Follower, FOLLOW_POLL};
+pub use follow::{tail, tail_before, Follower, FOLLOW_POLL};
 use stamp::{Stamp, Zone};
 
 use crate::driver::output::{LineRef, Sink, Stream};

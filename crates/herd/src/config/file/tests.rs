@@ -322,7 +322,7 @@ fn a_syntax_error_has_a_position() {
 #[test]
 fn durations_and_sizes_in_all_their_forms() {
     let file = ok(
-        "[apps.a]\ncommand = \"x\"\nkill_timeout = \"1m30s\"\nmin_uptime = \"3\"\n\
+        "[apps.a]\ncommand = \"x\"\nkill_timeout = \"1m30s\"\nmin_uptime = \"3s\"\n\
                    max_memory_restart = 4096\nstop_signal = 15\ninstances = 0\n",
     );
     let a = &file.apps["a"];
@@ -331,6 +331,18 @@ fn durations_and_sizes_in_all_their_forms() {
     assert_eq!(a.max_memory_restart, Some(4096));
     assert_eq!(a.stop_signal, Some(Signal::SIGTERM));
     assert_eq!(a.instances, Some(Instances::Max));
+    // A number in quotes is as ambiguous as a bare one.
+    let err = parse(
+        "[apps.a]\ncommand = \"x\"\nmin_uptime = \"3\"\n",
+        "herd.toml",
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("herd.toml:3:") && err.contains("ambiguous"),
+        "{err}"
+    );
 }
 
 #[test]

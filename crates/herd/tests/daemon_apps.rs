@@ -183,3 +183,73 @@ fn a_memory_limit_from_the_start_flags_replaces_a_grown_worker() {
         d.daemon_log()
     );
 }
+
+/// The article's kind of ecosystem file, in each format PM2 reads, started as it is:
+/// `server.js` listens on PORT and says "ready" (`wait_ready`).
+#[test]
+fn pm2_ecosystem_files_start_as_they_are() {
+    let Some(_) = node() else {
+        eprintln!("note: node not found, ecosystem files not tested");
+        return;
+    };
+    let d = Daemon::new();
+    let server =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pm2/server.js");
+    std::fs::copy(&server, d.root().join("server.js")).unwrap();
+    let app = |name: &str, port: u16| {
+        format!(
+            r#"{{ "name": "{name}", "script": "./server.js", "instances": 2, "exec_mode": "cluster",
+                 "port": {port}, "wait_ready": true, "listen_timeout": 10000, "kill_timeout": 5000,
+                 "env": {{ "NODE_ENV": "development" }}, "env_production": {{ "NODE_ENV": "production" }},
+                 "watch": true }}"#
+        )
+    };
+    let files = [
+        (
+            "ecosystem.config.js",
+            format!(
+                "module.exports = {{ apps: [{}] }};\n",
+                app("js", free_port())
+            ),
+        ),
+        (
+            "ecosystem.json",
+            format!("{{ \"apps\": [{}] }}\n", app("json", free_port())),
+        ),
+        // JSON is YAML: the flow style keeps the file short.
+        (
+            "ecosystem.yaml",
+            format!("apps: [{}]\n", app("yaml", free_port())),
+        ),
+    ];
+    for (file, text) in &files {
+        let path = d.file(file, text);
+        let r = d.run(&["start", path.to_str().unwrap(), "--env", "production"]);
+        assert_eq!(r.code, 0, "{file}: {r}");
+        assert!(
+            r.stderr.contains("`watch`"),
+            "{file}: the unsupported key is named: {r}"
+        );
+    }
+    for name in ["js", "json", "yaml"] {
+        let pids = d.wait_online(name, 2);
+        let port = d.port(name);
+        let mut seen = std::collections::HashSet::new();
+        d.wait_until(
+            &format!("both workers {pids:?} of {name} answer on {port}"),
+            T,
+            || {
+                if let Ok((200, body)) = http_get(&format!("http://127.0.0.1:{port}/")) {
+                    if let Some(pid) = body
+                        .trim()
+                        .strip_prefix("hello from ")
+                        .and_then(|p| p.parse::<u32>().ok())
+                    {
+                        seen.insert(pid);
+                    }
+                }
+                pids.iter().all(|p| seen.contains(p))
+            },
+        );
+    }
+}

@@ -344,8 +344,6 @@ struct Driver {
     listening: mpsc::UnboundedReceiver<u32>,
     /// least-conn: when to ask `"connection"` workers for their open connections.
     load_tick: Option<tokio::time::Interval>,
-    /// CPU time of each worker at the last status request.
-    cpu_history: status::CpuHistory,
     /// Requests waiting for a state of the app.
     waiters: Vec<Waiter>,
     /// When to read the workers' memory, with a memory limit.
@@ -423,7 +421,6 @@ impl Driver {
             load_tick: None,
             route: Vec::new(),
             steered: None,
-            cpu_history: Default::default(),
             waiters: Vec::new(),
             memory_tick: memory_limit.map(|_| {
                 let mut t = tokio::time::interval(MEMORY_POLL);
@@ -610,12 +607,16 @@ impl Driver {
             Input::HandoffWake => self.retry_waiting(),
             Input::LoadTick => self.ask_open_counts(),
             Input::MemoryTick => {
-                for pid in &self.groups {
-                    if let Ok(sample) = crate::observe::procstat::sample_group(*pid) {
-                        self.queue.push_back(Event::Memory {
-                            pid: *pid,
-                            rss: sample.rss,
-                        });
+                // One /proc scan for every worker's process group.
+                let pids: Vec<u32> = self.groups.iter().copied().collect();
+                if let Ok(samples) = crate::observe::procstat::sample_groups(&pids) {
+                    for (pid, sample) in pids.into_iter().zip(samples) {
+                        if let Some(sample) = sample {
+                            self.queue.push_back(Event::Memory {
+                                pid,
+                                rss: sample.rss,
+                            });
+                        }
                     }
                 }
             }

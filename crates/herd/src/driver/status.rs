@@ -2,7 +2,6 @@
 //! [`Control::Status`](super::Control::Status). The values are plain (strings, numbers),
 //! since they travel over the daemon's control socket as JSON.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -41,17 +40,11 @@ pub struct WorkerStatus {
     pub uptime_ms: u64,
     /// Restarts of its slot after crashes.
     pub restarts: u32,
-    /// CPU use of its process group since the previous status (or since it started), in
-    /// percent of one core.
+    /// CPU use of its process group since the previous `herd ls` (or since it started), in
+    /// percent of one core; 0 until the daemon measured it.
     pub cpu_percent: f64,
     /// Resident memory of its process group, in bytes.
     pub memory: u64,
-}
-
-/// CPU time seen at the previous status request, to turn the next one into a rate.
-#[derive(Debug, Default)]
-pub(super) struct CpuHistory {
-    seen: HashMap<u32, (Instant, std::time::Duration)>,
 }
 
 impl Driver {
@@ -59,15 +52,10 @@ impl Driver {
         let now = Instant::now();
         let sup = &self.sup;
         let state = sup.app_state().to_string();
-        let mut seen = HashMap::new();
         let workers = sup
             .snapshot()
             .into_iter()
             .map(|w| {
-                let (cpu_percent, memory) = match w.pid {
-                    Some(pid) => self.cpu_history.measure(pid, w.started, now, &mut seen),
-                    None => (0.0, 0),
-                };
                 WorkerStatus {
                     slot: w.slot,
                     pid: w.pid,
@@ -75,12 +63,12 @@ impl Driver {
                     state: w.state.to_string(),
                     uptime_ms: now.saturating_duration_since(w.started).as_millis() as u64,
                     restarts: w.restarts,
-                    cpu_percent,
-                    memory,
+                    // Filled in by whoever asked (one /proc scan for every app).
+                    cpu_percent: 0.0,
+                    memory: 0,
                 }
             })
             .collect();
-        self.cpu_history.seen = seen;
         AppStatus {
             state,
             instances: sup.instances(),
@@ -94,34 +82,5 @@ impl Driver {
             workers,
             counters: self.counters.to_json(),
         }
-    }
-}
-
-impl CpuHistory {
-    /// (CPU percent since the last look or the start, resident bytes) of `pid`'s group.
-    fn measure(
-        &self,
-        pid: u32,
-        started: Instant,
-        now: Instant,
-        seen: &mut HashMap<u32, (Instant, std::time::Duration)>,
-    ) -> (f64, u64) {
-        let Ok(sample) = crate::observe::procstat::sample_group(pid) else {
-            return (0.0, 0);
-        };
-        let (since, before) = self
-            .seen
-            .get(&pid)
-            .copied()
-            .unwrap_or((started, std::time::Duration::ZERO));
-        seen.insert(pid, (now, sample.cpu));
-        let elapsed = now.saturating_duration_since(since).as_secs_f64();
-        let used = sample.cpu.saturating_sub(before).as_secs_f64();
-        let percent = if elapsed > 0.0 {
-            used / elapsed * 100.0
-        } else {
-            0.0
-        };
-        (percent, sample.rss)
     }
 }

@@ -73,12 +73,14 @@ pub async fn start(
             Err(e) => errors.push(e),
         }
     }
-    for (name, run, timeout) in started {
-        if !wait {
-            lines.push(format!("{name}: started"));
-            continue;
-        }
-        match ready(&run, timeout + READY_SLACK).await {
+    if !wait {
+        lines.extend(started.iter().map(|(name, ..)| format!("{name}: started")));
+        return respond(registry, lines, errors).await;
+    }
+    // Every app's workers start at once: the waits overlap, so a slow or failing app
+    // costs its own timeout once, not once per app before it.
+    for (name, run, result) in all_ready(started).await {
+        match result {
             Ok(()) => lines.push(format!("{name}: started, every worker ready")),
             Err(why) => {
                 registry.ended_if_done(&name, &run);
@@ -87,6 +89,28 @@ pub async fn start(
         }
     }
     respond(registry, lines, errors).await
+}
+
+/// Waits for every app to be ready, all at the same time; in the order given.
+async fn all_ready(
+    apps: Vec<(String, Running, Duration)>,
+) -> Vec<(String, Running, Result<(), String>)> {
+    let waits: Vec<_> = apps
+        .into_iter()
+        .map(|(name, run, timeout)| {
+            tokio::spawn(async move {
+                let result = ready(&run, timeout + READY_SLACK).await;
+                (name, run, result)
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(waits.len());
+    for w in waits {
+        if let Ok(done) = w.await {
+            out.push(done);
+        }
+    }
+    out
 }
 
 /// Waits until every slot of a running app has a ready worker.
@@ -173,17 +197,21 @@ pub async fn restart(registry: &Arc<Registry>, select: &[String]) -> Response {
     };
     let mut lines = stop_names(registry, &names).await;
     let mut errors = Vec::new();
+    let mut started = Vec::new();
     for name in &names {
         let timeout = registry
             .with_app(name, |a| a.config.listen_timeout)
             .flatten()
             .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
         match registry.launch(name) {
-            Ok(run) => match ready(&run, timeout + READY_SLACK).await {
-                Ok(()) => lines.push(format!("{name}: restarted")),
-                Err(why) => errors.push(format!("{name}: {why}")),
-            },
+            Ok(run) => started.push((name.clone(), run, timeout)),
             Err(e) => errors.push(e),
+        }
+    }
+    for (name, _, result) in all_ready(started).await {
+        match result {
+            Ok(()) => lines.push(format!("{name}: restarted")),
+            Err(why) => errors.push(format!("{name}: {why}")),
         }
     }
     respond(registry, lines, errors).await
@@ -507,6 +535,7 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
         info.logs = registry::log_files(registry.home(), &name, &config, slots);
         out.push(info);
     }
+    registry.usage.measure(&mut out);
     out
 }
 

@@ -12,6 +12,7 @@
 
 mod handlers;
 mod registry;
+mod usage;
 
 use std::sync::Arc;
 

@@ -110,6 +110,8 @@ pub struct Registry {
     budget: CpuBudget,
     inner: Mutex<Inner>,
     kill: tokio::sync::Notify,
+    /// The workers' CPU time between two `herd ls`.
+    pub usage: super::usage::Usage,
     /// When the daemon started.
     pub started: SystemTime,
     previous: Option<String>,
@@ -136,6 +138,7 @@ impl Registry {
                 ..Default::default()
             }),
             kill: tokio::sync::Notify::new(),
+            usage: Default::default(),
             started: SystemTime::now(),
             previous,
         };

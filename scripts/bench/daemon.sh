@@ -163,7 +163,8 @@ def toml(kind, ready=f"delay:{DELAY_MS}ms", extra=""):
     path = os.path.join(WORK, f"{kind}-{time.time_ns()}.toml")
     with open(path, "w") as f:
         for i in range(1, NAPPS + 1):
-            cmd = [TW] if kind == "tw" else ["node", os.path.join(WORK, "node", "server.js")]
+            cmd = ([TW] + (["--notify"] if ready == "notify" else [])) if kind == "tw" \
+                else ["node", os.path.join(WORK, "node", "server.js")]
             f.write(f'[apps.{kind}{i:02d}]\ncommand = {json.dumps(cmd)}\ninstances = {NINST}\n'
                     f'port = {free_port()}\nready = "{ready}"\n{extra}\n')
     return path

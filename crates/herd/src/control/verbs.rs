@@ -525,12 +525,7 @@ fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
         Some(n) => n.clone(),
         None => default_name(program, rest),
     };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        || name == "all"
-    {
+    if !crate::config::file::is_app_name(&name) {
         return Err(format!(
             "--name `{name}`: an app name is letters, digits, `-` and `_` (and not `all`)"
         ));
@@ -588,21 +583,7 @@ fn default_name(program: &str, args: &[String]) -> String {
         .then(|| args.iter().find(|a| !a.starts_with('-') || inline(a)))
         .flatten()
         .filter(|a| !inline(a));
-    let name: String = stem(script.map_or(program, |s| s.as_str()))
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "app".to_string()
-    } else {
-        name
-    }
+    crate::config::file::app_name_from(&stem(script.map_or(program, |s| s.as_str())))
 }
 
 #[cfg(test)]

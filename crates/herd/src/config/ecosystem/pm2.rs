@@ -463,22 +463,7 @@ impl Mapper<'_> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        let mut name: String = wanted
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        if name.is_empty() {
-            name = "app".to_string();
-        }
-        if name == "all" {
-            name = "all-app".to_string();
-        }
+        let name = crate::config::file::app_name_from(&wanted);
         if name != wanted {
             let why = if wanted == "all" {
                 "`all` selects every app in herd's commands"

@@ -60,9 +60,11 @@ const MEMORY_POLL: Duration = Duration::from_secs(1);
 /// this late at most.
 const LOAD_POLL: Duration = Duration::from_millis(100);
 
-/// Runs the plan to its end; the outcome decides herd's exit code.
-pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
-    // Before any thread exists: the guardian is forked.
+/// What a process that supervises workers sets up first, while it has one thread: the
+/// guardian (forked, so it must come before any thread), the open-file limit, and the
+/// runtime of its main thread. `herd run` and the daemon both start with it.
+pub fn process_start() -> anyhow::Result<(Option<Arc<guardian::Guardian>>, tokio::runtime::Runtime)>
+{
     let guardian = match guardian::Guardian::start() {
         Ok(g) => Some(Arc::new(g)),
         Err(e) => {
@@ -77,6 +79,12 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    Ok((guardian, runtime))
+}
+
+/// Runs the plan to its end; the outcome decides herd's exit code.
+pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
+    let (guardian, runtime) = process_start()?;
     runtime.block_on(async move {
         // Handlers first: a child that exits at once must not be missed.
         let intents = signals::intents().context("cannot install signal handlers")?;

@@ -52,21 +52,7 @@ pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
         ),
         Err((_, e)) => return Err(e).context("cannot lock the daemon's lock file"),
     };
-    // Before any thread exists: the guardian is forked.
-    let guardian = match Guardian::start() {
-        Ok(g) => Some(Arc::new(g)),
-        Err(e) => {
-            warn!("no guardian process ({e}): if the daemon is SIGKILLed, grandchildren of workers may survive it");
-            None
-        }
-    };
-    if let Some((old, new)) = spawn::raise_fd_limit() {
-        debug!("open-file limit raised from {old} to {new} (workers keep {old})");
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (guardian, runtime) = crate::driver::process_start()?;
     let result = runtime.block_on(serve(home, guardian, resurrect));
     drop(lock);
     result

@@ -170,7 +170,9 @@ impl Output {
         Ok((Output { tx, dropped }, handle))
     }
 
-    /// Returns once every line queued so far is written and the sink flushed.
+    /// Returns once every line queued so far is written and the sink flushed. Unlike the
+    /// lines in [`Output::start_to`] mode, this waits for room in the queue and for the
+    /// sink: bound it with a timeout where a hung disk must not hold the caller.
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
@@ -178,7 +180,8 @@ impl Output {
         }
     }
 
-    /// Asks the writer thread to finish once the lines queued so far are written.
+    /// Asks the writer thread to finish once the lines queued so far are written. Waits
+    /// for room in the queue, as [`Output::flush`] does.
     pub async fn close(&self) {
         let _ = self.tx.send(Msg::Close).await;
     }

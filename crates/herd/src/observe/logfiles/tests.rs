@@ -268,3 +268,69 @@ fn a_file_that_cannot_be_written_loses_lines_without_stopping_the_others() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The whole path the daemon will use: a worker's pipes, `Output::start_to`, a FileSink,
+/// and `herd logs --follow` reading the file while the worker still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_pipes_to_files_and_a_follower_sees_each_line_soon() {
+    use crate::driver::output::Output;
+    let d = dir("pipes");
+    let plan = LogPlan::new(&d, "api");
+    let (output, thread) = Output::start_to(Box::new(plan.sink().unwrap())).unwrap();
+    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    let (err_r, err_w) = nix::unistd::pipe().unwrap();
+    let readers = [
+        output.follow(out_r, 0, 7, Stream::Stdout),
+        output.follow(err_r, 0, 7, Stream::Stderr),
+    ];
+    let (out_path, err_path) = plan.paths(0);
+    let mut follower = Follower::new(vec![out_path.clone(), err_path.clone()]);
+    let mut out_w = std::fs::File::from(out_w);
+    let mut err_w = std::fs::File::from(err_w);
+
+    // Each line, once printed, shows up in the file within the follower's reach: the
+    // writer flushes as soon as its queue is empty, not when a buffer fills.
+    let mut worst = Duration::ZERO;
+    for i in 0..5 {
+        let t = Instant::now();
+        writeln!(out_w, "ping {i}").unwrap();
+        let got = loop {
+            let got = follower.poll();
+            if !got.is_empty() || t.elapsed() > Duration::from_secs(5) {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        worst = worst.max(t.elapsed());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].1.ends_with(&format!(" api:0 ping {i}")), "{got:?}");
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "slowest line took {worst:?}"
+    );
+    eprintln!("print to file-visible latency, worst of 5: {worst:?}");
+
+    for i in 0..1000 {
+        writeln!(out_w, "out {i}").unwrap();
+        writeln!(err_w, "err {i}").unwrap();
+    }
+    drop((out_w, err_w));
+    for r in readers {
+        r.await.unwrap();
+    }
+    output.flush().await;
+    output.close().await;
+    thread.join().unwrap();
+    let out = read(&out_path);
+    let err = read(&err_path);
+    // 5 pings + 1000 lines (a writer this fast for a 2000-line burst drops nothing: the
+    // queue holds 4096).
+    assert_eq!(out.lines().count(), 1005);
+    assert_eq!(err.lines().count(), 1000);
+    assert!(err
+        .lines()
+        .last()
+        .is_some_and(|l| l.ends_with(" api:0 err 999")));
+    let _ = std::fs::remove_dir_all(&d);
+}

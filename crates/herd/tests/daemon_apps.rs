@@ -253,3 +253,16 @@ fn pm2_ecosystem_files_start_as_they_are() {
         );
     }
 }
+
+#[test]
+fn save_keeps_the_scaled_number_of_workers() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("web", 1, ""));
+    d.ok(&["start", file.to_str().unwrap()]);
+    d.ok(&["scale", "web", "3"]);
+    d.wait_online("web", 3);
+    d.ok(&["save"]);
+    d.ok(&["kill"]);
+    d.ok(&["resurrect"]);
+    d.wait_online("web", 3);
+}

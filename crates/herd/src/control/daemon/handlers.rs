@@ -290,6 +290,7 @@ pub async fn scale(registry: &Arc<Registry>, name: &str, to: Scale) -> Response 
     }
     let target = target as usize;
     let _ = run.commands.send(Control::ScaleTo(target));
+    registry.with_app(name, |a| a.scaled = Some(target));
     let timeout = registry
         .with_app(name, |a| a.config.listen_timeout)
         .flatten()
@@ -390,7 +391,14 @@ pub async fn save(registry: &Arc<Registry>) -> Response {
     for name in registry.names() {
         let app = registry.with_app(&name, |a| DumpedApp {
             name: name.clone(),
-            toml: a.toml.clone(),
+            // Its definition alone, with the number of workers it was scaled to.
+            toml: {
+                let mut config = a.config.clone();
+                if let Some(n) = a.scaled {
+                    config.instances = Some(crate::observe::cpus::Instances::Count(n));
+                }
+                crate::config::file::to_toml(&std::iter::once((name.clone(), config)).collect())
+            },
             origin: a.origin.clone(),
             env: a
                 .base_env

@@ -92,6 +92,8 @@ pub struct App {
     pub started: SystemTime,
     /// Its driver, while it runs.
     pub run: Option<Running>,
+    /// The number of workers `herd scale` set last (what `save` keeps).
+    pub scaled: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +213,7 @@ impl Registry {
                 reason: None,
                 started: SystemTime::now(),
                 run: None,
+                scaled: None,
             },
         );
         true

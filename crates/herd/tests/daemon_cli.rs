@@ -9,6 +9,8 @@ use std::sync::{Arc, Barrier};
 
 use common::daemon::*;
 use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// Runs `herd start FILE` with `toml` in a fresh home; it must fail naming `file:line:`
 /// and `key`, and start nothing (not even the daemon).
@@ -436,4 +438,43 @@ fn node_app_from_a_herd_toml() {
         return;
     }
     panic!("five pairs of free ports in a row were taken");
+}
+
+#[test]
+fn stray_signals_do_not_end_the_daemon() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("web", 1, ""));
+    d.ok(&["start", file.to_str().unwrap()]);
+    let daemon = d.daemon_pid().expect("a daemon");
+    let worker = d.wait_online("web", 1)[0];
+    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        kill(Pid::from_raw(daemon as i32), sig).unwrap();
+    }
+    d.wait_until("the daemon logged the signals", T, || {
+        d.daemon_log()
+            .matches(": ignored (the daemon takes commands")
+            .count()
+            == 3
+    });
+    assert_eq!(d.daemon_pid(), Some(daemon));
+    assert_eq!(d.online_pids("web"), [worker]);
+}
+
+#[test]
+fn startup_prints_a_unit_that_resurrects() {
+    let d = Daemon::new();
+    let r = d.ok(&["startup"]);
+    assert!(
+        r.stdout
+            .contains(&format!("ExecStart={} daemon --resurrect", herd_bin())),
+        "{r}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("Environment=HERD_HOME={}", d.home().display())),
+        "{r}"
+    );
+    assert!(r.stdout.contains("Type=notify"), "{r}");
+    assert!(r.stderr.contains("--install"), "{r}");
+    assert_eq!(d.daemon_pid(), None, "printing the unit starts no daemon");
 }

@@ -130,6 +130,7 @@ impl Client {
         })?;
         let exe = std::env::current_exe()
             .map_err(|e| ClientError::Start(format!("cannot find herd's own binary: {e}")))?;
+        rotate_daemon_log(&self.home.daemon_log());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -146,6 +147,11 @@ impl Client {
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("daemon")
             .env("HERD_HOME", self.home.dir())
+            // This CLI's own service manager and sockets are not the daemon's.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -208,6 +214,17 @@ impl Client {
             std::thread::sleep(POLL);
         }
         true
+    }
+}
+
+/// The daemon log is kept below this size: it is moved to `daemon.log.1` (replacing the
+/// one before) when a daemon starts. Why 10 MiB: months of lifecycle records of a busy
+/// machine, and small enough to read whole.
+const DAEMON_LOG_MAX: u64 = 10 * 1024 * 1024;
+
+fn rotate_daemon_log(path: &std::path::Path) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > DAEMON_LOG_MAX) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
     }
 }
 

@@ -63,6 +63,20 @@ async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> 
     let mut sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
+    // Signals whose default would end the daemon (and every app with it) by accident.
+    let mut ignored = Vec::new();
+    for (kind, name) in [
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+    ] {
+        let mut stream = signal(kind).context("cannot install signal handlers")?;
+        ignored.push(tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                info!("received {name}: ignored (the daemon takes commands on its socket; `herd reload all` reloads every app)");
+            }
+        }));
+    }
     if let Err(e) = reap::become_subreaper() {
         warn!(
             "cannot become a child subreaper ({e}): orphans of workers will be re-parented to init"

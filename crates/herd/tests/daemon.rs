@@ -87,7 +87,7 @@ fn start_from_file_lists_both_apps_and_they_answer() {
     );
     let logs: Vec<&str> = desc["logs"]
         .as_array()
-        .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
+        .map(|l| l.iter().filter_map(|v| v["path"].as_str()).collect())
         .unwrap_or_default();
     let logdir = d.home().join("logs");
     for f in [

@@ -72,6 +72,19 @@ fn logs_shows_the_last_lines_with_times_and_follows_new_ones() {
         "{r}"
     );
 
+    // --json: one object per line, saying whose it is.
+    let r = d.ok(&["logs", "talk", "-n", "1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| {
+        panic!("logs --json is one JSON object per line ({e}):\n{r}");
+    });
+    assert_eq!(v["app"], "talk", "{v}");
+    assert_eq!(v["slot"], 0, "{v}");
+    assert_eq!(v["stream"], "out", "{v}");
+    assert!(
+        v["line"].as_str().unwrap_or("").ends_with("talk:0 early 7"),
+        "{v}"
+    );
+
     // -f: a line written after it started.
     let mut child = d
         .command(&["logs", "talk", "-f", "-n", "1"])

@@ -171,9 +171,20 @@ pub struct AppInfo {
     /// When it was last started (Unix milliseconds).
     pub started_ms: u64,
     /// Its log files.
-    pub logs: Vec<String>,
+    pub logs: Vec<LogFile>,
     /// The workers, while it runs.
     pub status: Option<AppStatus>,
+}
+
+/// One log file of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFile {
+    /// Where it is.
+    pub path: String,
+    /// The slot whose output it holds; `None` for the merged file of every slot.
+    pub slot: Option<usize>,
+    /// `out`, `err`, or `all` (the combined `log_file`).
+    pub stream: String,
 }
 
 #[cfg(test)]

@@ -392,7 +392,7 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
         }
     }
     for log in &app.logs {
-        field("log", log);
+        field("log", &log.path);
     }
     print!(
         "{out}\n{}",

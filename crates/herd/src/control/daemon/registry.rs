@@ -443,19 +443,36 @@ pub fn log_plan(home: &Home, name: &str, config: &AppConfig) -> LogPlan {
 }
 
 /// The current log files of an app with `slots` slots.
-pub fn log_files(home: &Home, name: &str, config: &AppConfig, slots: usize) -> Vec<String> {
+pub fn log_files(
+    home: &Home,
+    name: &str,
+    config: &AppConfig,
+    slots: usize,
+) -> Vec<crate::control::protocol::LogFile> {
     let plan = log_plan(home, name, config);
-    let mut files = Vec::new();
+    let mut files: Vec<crate::control::protocol::LogFile> = Vec::new();
     for slot in 0..slots.max(1) {
         let (out, err) = plan.paths(slot);
-        for f in [Some(out), Some(err), plan.combined_path(slot)]
-            .into_iter()
-            .flatten()
-        {
-            let f = f.display().to_string();
-            if !files.contains(&f) {
-                files.push(f);
+        let streams = [
+            (Some(out), "out"),
+            (Some(err), "err"),
+            (plan.combined_path(slot), "all"),
+        ];
+        for (path, stream) in streams {
+            let Some(path) = path else { continue };
+            let path = path.display().to_string();
+            // out_file = error_file, or merged files: one entry for what they hold.
+            if let Some(known) = files.iter_mut().find(|f| f.path == path) {
+                if known.stream != stream {
+                    known.stream = "all".into();
+                }
+                continue;
             }
+            files.push(crate::control::protocol::LogFile {
+                path,
+                slot: (!plan.merge).then_some(slot),
+                stream: stream.into(),
+            });
         }
     }
     files

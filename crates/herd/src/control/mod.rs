@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod home;
 pub mod logs;
 pub mod protocol;
+pub mod start;
 pub mod startup;
 pub mod table;
 pub mod verbs;

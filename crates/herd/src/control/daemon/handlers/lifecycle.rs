@@ -1,0 +1,199 @@
+//! `start`, `stop`, `restart`, `reload`, `delete` and `kill`: an app's life.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::super::registry::{Registry, State};
+use super::{all_ready, done, ended_why, failed, respond, running};
+use crate::control::protocol::Response;
+use crate::driver::signals::Intent;
+use crate::driver::Control;
+
+/// `start`: define the apps of a herd.toml text and start those not running.
+pub async fn start(
+    registry: &Arc<Registry>,
+    toml: &str,
+    origin: &str,
+    env: Vec<(String, String)>,
+    wait: bool,
+) -> Response {
+    let file = match crate::config::file::parse(toml, origin, None) {
+        Ok(f) => f,
+        Err(e) => return failed(e.to_string(), Vec::new()),
+    };
+    let base_env: Arc<Vec<(OsString, OsString)>> = Arc::new(
+        env.into_iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect(),
+    );
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    let mut started = Vec::new();
+    for (name, config) in file.apps {
+        let timeout = config
+            .listen_timeout
+            .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
+        if !registry.define(&name, config, toml, origin, base_env.clone()) {
+            lines.push(format!(
+                "{name}: already running (`herd reload {name}` replaces its workers, `herd delete {name}` forgets it)"
+            ));
+            continue;
+        }
+        match registry.launch(&name) {
+            Ok(run) => started.push((name, run, timeout)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !wait {
+        lines.extend(started.iter().map(|(name, ..)| format!("{name}: started")));
+        return respond(registry, lines, errors).await;
+    }
+    // Every app's workers start at once: the waits overlap, so a slow or failing app
+    // costs its own timeout once, not once per app before it.
+    for (name, run, result) in all_ready(started).await {
+        match result {
+            Ok(()) => lines.push(format!("{name}: started, every worker ready")),
+            Err(why) => {
+                registry.ended_if_done(&name, &run);
+                errors.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    respond(registry, lines, errors).await
+}
+
+/// `stop`.
+pub async fn stop(registry: &Arc<Registry>, select: &[String]) -> Response {
+    let names = match registry.select(select) {
+        Ok(n) => n,
+        Err(e) => return failed(e, Vec::new()),
+    };
+    let lines = stop_names(registry, &names).await;
+    respond(registry, lines, Vec::new()).await
+}
+
+/// Stops the apps and waits until their drivers ended.
+async fn stop_names(registry: &Arc<Registry>, names: &[String]) -> Vec<String> {
+    let mut waiting = Vec::new();
+    let mut lines = Vec::new();
+    for name in names {
+        let run = registry.with_app(name, |app| {
+            let run = app.run.clone();
+            if run.is_some() {
+                app.state = State::Stopping;
+            }
+            run
+        });
+        match run.flatten() {
+            Some(run) => {
+                let _ = run
+                    .commands
+                    .send(Control::Intent(Intent::Shutdown("herd stop")));
+                waiting.push((name.clone(), run));
+            }
+            None => lines.push(format!("{name}: not running")),
+        }
+    }
+    for (name, run) in waiting {
+        let ended = run.wait().await;
+        registry.ended(&name, run.key, &ended);
+        lines.push(match ended.outcome {
+            Ok(crate::supervisor::Outcome::Killed) => {
+                format!("{name}: stopped (some worker had to be killed after the kill timeout)")
+            }
+            _ => format!("{name}: stopped"),
+        });
+    }
+    lines
+}
+
+/// Stops every app (the daemon is exiting).
+pub async fn stop_all(registry: &Arc<Registry>) {
+    let names = registry.names();
+    for line in stop_names(registry, &names).await {
+        tracing::info!("{line}");
+    }
+}
+
+/// `restart`: stop, then start again.
+pub async fn restart(registry: &Arc<Registry>, select: &[String]) -> Response {
+    let names = match registry.select(select) {
+        Ok(n) => n,
+        Err(e) => return failed(e, Vec::new()),
+    };
+    let mut lines = stop_names(registry, &names).await;
+    let mut errors = Vec::new();
+    let mut started = Vec::new();
+    for name in &names {
+        let timeout = registry
+            .with_app(name, |a| a.config.listen_timeout)
+            .flatten()
+            .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
+        match registry.launch(name) {
+            Ok(run) => started.push((name.clone(), run, timeout)),
+            Err(e) => errors.push(e),
+        }
+    }
+    for (name, _, result) in all_ready(started).await {
+        match result {
+            Ok(()) => lines.push(format!("{name}: restarted")),
+            Err(why) => errors.push(format!("{name}: {why}")),
+        }
+    }
+    respond(registry, lines, errors).await
+}
+
+/// `reload`: rolling, zero downtime.
+pub async fn reload(registry: &Arc<Registry>, select: &[String]) -> Response {
+    let names = match registry.select(select) {
+        Ok(n) => n,
+        Err(e) => return failed(e, Vec::new()),
+    };
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for name in &names {
+        let Some(run) = running(registry, name) else {
+            errors.push(format!(
+                "{name}: not running (`herd restart {name}` starts it)"
+            ));
+            continue;
+        };
+        let (tx, rx) = oneshot::channel();
+        if run.commands.send(Control::Reload(tx)).is_err() {
+            errors.push(format!("{name}: {}", ended_why(&run).await));
+            continue;
+        }
+        match rx.await {
+            Ok(Ok(())) => lines.push(format!("{name}: reloaded, every worker replaced")),
+            Ok(Err(why)) => errors.push(why),
+            Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
+        }
+    }
+    respond(registry, lines, errors).await
+}
+
+/// `delete`: stop and forget.
+pub async fn delete(registry: &Arc<Registry>, select: &[String]) -> Response {
+    let names = match registry.select(select) {
+        Ok(n) => n,
+        Err(e) => return failed(e, Vec::new()),
+    };
+    stop_names(registry, &names).await;
+    let mut lines = Vec::new();
+    for name in &names {
+        registry.remove(name);
+        lines.push(format!("{name}: deleted"));
+    }
+    respond(registry, lines, Vec::new()).await
+}
+
+/// `kill`: answered at once; the daemon then stops every app and exits.
+pub fn kill(registry: &Arc<Registry>) -> Response {
+    registry.request_kill();
+    done(
+        vec!["stopping every app, then the daemon".to_string()],
+        Vec::new(),
+    )
+}

@@ -1,0 +1,167 @@
+//! One handler per control request. Each takes the registry, does what was asked, and
+//! says what happened in lines a user can read (which the CLI prints). This file holds
+//! what they share: the answers, the wait for ready workers, the `ls` view of the apps.
+
+mod dump;
+mod lifecycle;
+mod workers;
+
+pub use dump::{resurrect, save};
+pub use lifecycle::{delete, kill, reload, restart, start, stop, stop_all};
+pub use workers::{scale, send, signal};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::registry::{self, Registry, Running};
+use crate::control::protocol::{AppInfo, Response};
+use crate::driver::Control;
+
+/// How long `start` and `scale` wait for workers beyond the app's listen timeout.
+const READY_SLACK: Duration = Duration::from_secs(2);
+/// How long `ls` waits for one app's driver to answer: a driver answers in microseconds
+/// unless its thread is stuck, and one stuck app must not hang `ls`.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(super) fn done(lines: Vec<String>, apps: Vec<AppInfo>) -> Response {
+    Response::Done { lines, apps }
+}
+
+pub(super) fn failed(message: String, lines: Vec<String>) -> Response {
+    Response::Error { message, lines }
+}
+
+/// `ping`.
+pub fn ping(registry: &Registry) -> Response {
+    Response::Pong {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        apps: registry.names().len(),
+        since_ms: unix_ms(registry.started),
+        notice: registry.previous_notice(),
+    }
+}
+
+/// `ls`.
+pub async fn list(registry: &Arc<Registry>) -> Response {
+    done(Vec::new(), infos(registry).await)
+}
+
+/// Waits for every app to be ready, all at the same time; in the order given.
+pub(super) async fn all_ready(
+    apps: Vec<(String, Running, Duration)>,
+) -> Vec<(String, Running, Result<(), String>)> {
+    let waits: Vec<_> = apps
+        .into_iter()
+        .map(|(name, run, timeout)| {
+            tokio::spawn(async move {
+                let result = ready(&run, timeout + READY_SLACK).await;
+                (name, run, result)
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(waits.len());
+    for w in waits {
+        if let Ok(done) = w.await {
+            out.push(done);
+        }
+    }
+    out
+}
+
+/// Waits until every slot of a running app has a ready worker.
+pub(super) async fn ready(run: &Running, timeout: Duration) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel();
+    if run.commands.send(Control::WhenReady(tx)).is_err() {
+        return Err(ended_why(run).await);
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(ended_why(run).await),
+        Err(_) => Err(format!(
+            "not every worker was ready after {} s; it keeps trying (see `herd ls` and `herd logs`)",
+            timeout.as_secs()
+        )),
+    }
+}
+
+pub(super) async fn ended_why(run: &Running) -> String {
+    match run.wait().await.outcome {
+        Ok(outcome) => format!("it ended ({outcome:?})"),
+        Err(e) => format!("could not start: {e}"),
+    }
+}
+
+pub(super) fn running(registry: &Registry, name: &str) -> Option<Running> {
+    registry.with_app(name, |a| a.run.clone()).flatten()
+}
+
+pub(super) async fn status_of(run: &Running) -> Option<crate::driver::status::AppStatus> {
+    let (tx, rx) = oneshot::channel();
+    run.commands.send(Control::Status(tx)).ok()?;
+    tokio::time::timeout(STATUS_TIMEOUT, rx).await.ok()?.ok()
+}
+
+/// Every app as `ls` shows it.
+async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
+    let mut out = Vec::new();
+    for name in registry.names() {
+        let Some((mut info, run, config)) = registry.with_app(&name, |a| {
+            let info = AppInfo {
+                name: name.clone(),
+                namespace: registry::namespace(&a.config).map(str::to_string),
+                state: a.state.to_string(),
+                reason: a.reason.clone(),
+                command: std::iter::once(a.config.program.clone())
+                    .chain(a.config.args.iter().cloned())
+                    .collect(),
+                cwd: a.config.cwd.as_ref().map(|c| c.display().to_string()),
+                origin: a.origin.clone(),
+                toml: a.toml.clone(),
+                started_ms: unix_ms(a.started),
+                logs: Vec::new(),
+                status: None,
+            };
+            (info, a.run.clone(), a.config.clone())
+        }) else {
+            continue;
+        };
+        if let Some(run) = run {
+            info.status = status_of(&run).await;
+            if let Some(s) = &info.status {
+                if info.state == "running" && s.state != "running" {
+                    info.state = s.state.clone();
+                }
+            }
+        }
+        let slots = info.status.as_ref().map_or(0, |s| {
+            s.instances
+                .max(s.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0))
+        });
+        info.logs = registry::log_files(registry.home(), &name, &config, slots);
+        out.push(info);
+    }
+    registry.usage.measure(&mut out);
+    out
+}
+
+/// The answer of a request that acted on apps: what was done, the apps now, and the
+/// errors (which make it a failure).
+pub(super) async fn respond(
+    registry: &Arc<Registry>,
+    lines: Vec<String>,
+    errors: Vec<String>,
+) -> Response {
+    if errors.is_empty() {
+        done(lines, infos(registry).await)
+    } else {
+        failed(errors.join("\n"), lines)
+    }
+}
+
+pub(super) fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,113 @@
+//! `scale`, `send` and `signal`: requests to a running app's workers.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::super::registry::{Registry, Running};
+use super::{ended_why, failed, ready, respond, running, status_of, READY_SLACK};
+use crate::control::protocol::{Response, Scale};
+use crate::driver::Control;
+
+/// `scale`.
+pub async fn scale(registry: &Arc<Registry>, name: &str, to: Scale) -> Response {
+    let Some(run) = running(registry, name) else {
+        return failed(
+            format!("{name}: not running (scale works on a running app)"),
+            Vec::new(),
+        );
+    };
+    let now = match status_of(&run).await {
+        Some(s) => s.instances,
+        None => return failed(format!("{name}: {}", ended_why(&run).await), Vec::new()),
+    };
+    let target = match to {
+        Scale::To(n) => n as i64,
+        Scale::By(d) => now as i64 + d,
+    };
+    if target < 1 {
+        return failed(
+            format!("{name}: cannot scale to {target} workers: at least 1 (`herd stop {name}` stops them all)"),
+            Vec::new(),
+        );
+    }
+    let target = target as usize;
+    let _ = run.commands.send(Control::ScaleTo(target));
+    registry.with_app(name, |a| a.scaled = Some(target));
+    let timeout = registry
+        .with_app(name, |a| a.config.listen_timeout)
+        .flatten()
+        .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
+    let result = ready(&run, timeout + READY_SLACK).await;
+    let lines = vec![format!("{name}: scaled from {now} to {target} workers")];
+    match result {
+        Ok(()) => respond(registry, lines, Vec::new()).await,
+        Err(why) => respond(registry, lines, vec![format!("{name}: {why}")]).await,
+    }
+}
+
+/// `send`: a JSON message to every worker.
+pub async fn send(
+    registry: &Arc<Registry>,
+    select: &[String],
+    message: serde_json::Value,
+) -> Response {
+    each_running(
+        registry,
+        select,
+        |_, tx| Control::Broadcast(message.clone(), tx),
+        run_send_line("message"),
+    )
+    .await
+}
+
+/// `signal`: a signal to every worker's process group.
+pub async fn signal(registry: &Arc<Registry>, select: &[String], signal: &str) -> Response {
+    let sig = match crate::config::parse_signal(signal) {
+        Ok(s) => s,
+        Err(e) => return failed(format!("signal `{signal}`: {e}"), Vec::new()),
+    };
+    each_running(
+        registry,
+        select,
+        |_, tx| Control::Signal(sig, tx),
+        run_send_line(sig.as_str()),
+    )
+    .await
+}
+
+fn run_send_line(what: &str) -> impl Fn(&str, usize) -> String + '_ {
+    move |name, n| {
+        format!(
+            "{name}: {what} sent to {n} worker{}",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+async fn each_running(
+    registry: &Arc<Registry>,
+    select: &[String],
+    make: impl Fn(&Running, oneshot::Sender<usize>) -> Control,
+    line: impl Fn(&str, usize) -> String,
+) -> Response {
+    let names = match registry.select(select) {
+        Ok(n) => n,
+        Err(e) => return failed(e, Vec::new()),
+    };
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for name in &names {
+        let Some(run) = running(registry, name) else {
+            errors.push(format!("{name}: not running"));
+            continue;
+        };
+        let (tx, rx) = oneshot::channel();
+        let _ = run.commands.send(make(&run, tx));
+        match rx.await {
+            Ok(n) => lines.push(line(name, n)),
+            Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
+        }
+    }
+    respond(registry, lines, errors).await
+}

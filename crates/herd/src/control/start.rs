@@ -1,0 +1,197 @@
+//! `herd start`: the apps of a file (herd.toml or a PM2 ecosystem file), or one app from
+//! a command and `herd run`'s flags, checked here (errors name the file, line and key
+//! before any daemon is involved) and sent to the daemon as a herd.toml text.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::client::Client;
+use super::protocol::Request;
+use super::verbs::{answer, fail, tell_previous, usage, StartArgs};
+use crate::config::file::AppConfig;
+use crate::config::RunFlags;
+
+/// Runs `herd start`.
+pub fn run(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> ExitCode {
+    let (apps, origin) = if args.command.is_empty() {
+        let run_ids: Vec<String> =
+            <RunFlags as clap::Args>::augment_args(clap::Command::new("run"))
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect();
+        if let Some(flag) = explicit_run_flags
+            .iter()
+            .find(|f| f.as_str() != "name" && run_ids.contains(f))
+        {
+            return usage(&format!(
+                "--{} goes with a command (`herd start [FLAGS] -- COMMAND`); for the apps of a file, set it in the file",
+                flag.replace('_', "-")
+            ));
+        }
+        let file = args
+            .file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("herd.toml"));
+        match load_apps(&file, args.profile.as_deref(), &args.only) {
+            Ok(apps) => (apps, file.display().to_string()),
+            Err(e) => return fail(&e),
+        }
+    } else {
+        if let Some(file) = &args.file {
+            return usage(&format!(
+                "give a file ({}) or a command after `--`, not both",
+                file.display()
+            ));
+        }
+        match app_from_command(&args) {
+            Ok((name, app)) => (
+                std::iter::once((name, app)).collect(),
+                format!("herd start -- {}", args.command.join(" ")),
+            ),
+            Err(e) => return fail(&e),
+        }
+    };
+    let toml = crate::config::file::to_toml(&apps);
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    match client.request_starting(Request::Start {
+        toml,
+        origin,
+        env,
+        wait: !args.no_wait,
+    }) {
+        Ok((response, started)) => {
+            tell_previous(client, started);
+            answer(Ok(response), args.json)
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// The apps of a herd.toml or an ecosystem file, validated here so that errors name the
+/// file and line before anything reaches the daemon; paths are made absolute.
+fn load_apps(
+    file: &Path,
+    profile: Option<&str>,
+    only: &[String],
+) -> Result<std::collections::BTreeMap<String, AppConfig>, String> {
+    let loaded = crate::config::load_any(file, profile).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        eprintln!("herd: warning: {warning}");
+    }
+    let mut apps = loaded.apps;
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let dir = file.parent().map(|p| cwd.join(p)).unwrap_or(cwd.clone());
+    for app in apps.values_mut() {
+        let cwd = app.cwd.get_or_insert_with(|| dir.clone());
+        if cwd.is_relative() {
+            *cwd = std::env::current_dir().unwrap_or_default().join(&*cwd);
+        }
+    }
+    if !only.is_empty() {
+        for name in only {
+            if !apps.contains_key(name) {
+                return Err(format!(
+                    "--only {name}: {} has no app `{name}` (it has {})",
+                    file.display(),
+                    apps.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        apps.retain(|name, _| only.contains(name));
+    }
+    Ok(apps)
+}
+
+/// One app from `herd start [FLAGS] -- COMMAND`: the flags as `herd run` reads them, the
+/// current directory as its cwd.
+fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
+    let f = &args.run;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| "no command after `--`".to_string())?;
+    let name = match &f.name {
+        Some(n) => n.clone(),
+        None => default_name(program, rest),
+    };
+    if !crate::config::file::is_app_name(&name) {
+        return Err(format!(
+            "--name `{name}`: an app name is letters, digits, `-` and `_` (and not `all`)"
+        ));
+    }
+    let app = AppConfig {
+        program: program.clone(),
+        args: rest.to_vec(),
+        cwd: Some(
+            std::env::current_dir()
+                .map_err(|e| format!("cannot read the current directory: {e}"))?,
+        ),
+        instances: Some(f.instances),
+        port: f.port,
+        listen: f.listen.clone(),
+        balance: f.balance,
+        proxy: Some(f.proxy),
+        proxy_protocol: f.proxy_protocol,
+        sticky_wait: Some(f.sticky_wait),
+        ready: Some(f.ready),
+        listen_timeout: Some(f.listen_timeout),
+        kill_timeout: Some(f.kill_timeout),
+        stop_signal: Some(f.stop_signal),
+        stop_message: Some(f.stop_message),
+        node_cluster: Some(!f.no_node_cluster),
+        min_uptime: Some(f.min_uptime),
+        max_restarts: Some(f.max_restarts),
+        restart_window: Some(f.restart_window),
+        restart_delay: Some(f.restart_delay),
+        restart_delay_max: Some(f.restart_delay_max),
+        reload_parallel: Some(f.reload_parallel),
+        max_memory_restart: f.max_memory_restart,
+        log_format: Some(f.log_format),
+        namespace: args.namespace.clone(),
+        ..AppConfig::default()
+    };
+    Ok((name, app))
+}
+
+/// The app name PM2 would choose: the script's name for an interpreter (`node server.js`
+/// is `server`), else the program's; reduced to the characters an app name may have.
+fn default_name(program: &str, args: &[String]) -> String {
+    const INTERPRETERS: [&str; 9] = [
+        "node", "nodejs", "bun", "deno", "python", "python3", "ruby", "php", "perl",
+    ];
+    let stem = |p: &str| {
+        Path::new(p)
+            .file_stem()
+            .map_or(p.to_string(), |s| s.to_string_lossy().into_owned())
+    };
+    let program_name = stem(program);
+    // `node -e CODE`, `python3 -c CODE`: no script to name it after.
+    let inline = |a: &String| matches!(a.as_str(), "-e" | "--eval" | "-p" | "--print" | "-c");
+    let script = INTERPRETERS
+        .contains(&program_name.as_str())
+        .then(|| args.iter().find(|a| !a.starts_with('-') || inline(a)))
+        .flatten()
+        .filter(|a| !inline(a));
+    crate::config::file::app_name_from(&stem(script.map_or(program, |s| s.as_str())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_name;
+
+    #[test]
+    fn default_names_follow_the_script() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            default_name("node", &v(&["--inspect", "server.js"])),
+            "server"
+        );
+        assert_eq!(default_name("/usr/bin/python3", &v(&["app.py"])), "app");
+        assert_eq!(default_name("./my.server", &v(&["x"])), "my");
+        assert_eq!(default_name("node", &v(&["-e", "require('x')"])), "node");
+        assert_eq!(default_name("python3", &v(&["-c", "print(1)"])), "python3");
+    }
+}

@@ -1,0 +1,123 @@
+//! What the user asks of a running app, besides signals: the daemon's requests (status,
+//! scale, send, signal, reload and wait for readiness), and the requests that wait for a
+//! state of the app, answered once it is reached.
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tracing::info;
+
+use super::signals::Intent;
+use super::{status, Driver};
+use crate::supervisor::Event;
+
+/// A request to a running app.
+#[derive(Debug)]
+pub enum Control {
+    /// Drain, reload or scale by one, as the signals of `herd run` do.
+    Intent(Intent),
+    /// Scale to exactly this many slots (at least 1).
+    ScaleTo(usize),
+    /// Report the app's state.
+    Status(tokio::sync::oneshot::Sender<status::AppStatus>),
+    /// Send this message on every live worker's channel; answers how many got it.
+    Broadcast(serde_json::Value, tokio::sync::oneshot::Sender<usize>),
+    /// Send this signal to every live worker's process group; answers how many got it.
+    Signal(Signal, tokio::sync::oneshot::Sender<usize>),
+    /// Answer once every slot has a ready worker, or with why not (the app errored).
+    /// Dropped unanswered when the app ends.
+    WhenReady(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Start a rolling reload; answer when it is over, or with why it was not done.
+    Reload(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// A request that waits for a state of the app.
+pub(super) enum Waiter {
+    Ready(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Done when every serving worker runs at least this generation.
+    Reloaded(tokio::sync::oneshot::Sender<Result<(), String>>, u64),
+}
+
+impl Driver {
+    pub(super) fn control(&mut self, c: Control) {
+        match c {
+            Control::Intent(i) => {
+                match i {
+                    Intent::Shutdown(sig) | Intent::Reload(sig) => {
+                        info!(app = %self.plan.name, signal = sig, "received {sig}")
+                    }
+                    _ => {}
+                }
+                self.queue.push_back(i.event());
+            }
+            Control::ScaleTo(n) => {
+                let now = self.sup.instances();
+                info!(app = %self.plan.name, from = now, to = n, "scaling {} from {now} to {n} workers", self.plan.name);
+                self.queue.push_back(Event::ScaleTo(n));
+            }
+            Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
+            Control::Reload(reply) => {
+                info!(app = %self.plan.name, "reload requested");
+                self.queue.push_back(Event::Reload);
+                // The reload gives new workers the next generation.
+                let target = self.sup.generation() + 1;
+                self.waiters.push(Waiter::Reloaded(reply, target));
+            }
+            Control::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Control::Broadcast(message, reply) => {
+                let sent = self
+                    .channels
+                    .values()
+                    .filter(|l| !l.closed && l.channel.send(&message))
+                    .count();
+                let _ = reply.send(sent);
+            }
+            Control::Signal(sig, reply) => {
+                let sent = self
+                    .groups
+                    .iter()
+                    .filter(|pid| killpg(Pid::from_raw(**pid as i32), sig).is_ok())
+                    .count();
+                info!(app = %self.plan.name, signal = sig.as_str(), "sent {} to {sent} workers of {}", sig.as_str(), self.plan.name);
+                let _ = reply.send(sent);
+            }
+        }
+    }
+
+    /// Answers the requests whose awaited state is reached.
+    pub(super) fn answer_waiters(&mut self) {
+        let errored = self.sup.is_errored();
+        let ready = self.sup.serving().len() >= self.sup.instances();
+        let reloading = self.sup.is_reloading();
+        let why = || {
+            format!(
+                "{} errored: its workers exited too often (see `herd logs {}`)",
+                self.plan.name, self.plan.name
+            )
+        };
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            match w {
+                Waiter::Ready(tx) if errored => drop(tx.send(Err(why()))),
+                Waiter::Ready(tx) if ready => drop(tx.send(Ok(()))),
+                Waiter::Reloaded(tx, _) if errored => drop(tx.send(Err(why()))),
+                Waiter::Reloaded(tx, target) if !reloading => {
+                    // Old workers may still be draining; the serving ones tell.
+                    let old = self.sup.snapshot().iter().any(|w| {
+                        w.state == crate::supervisor::WorkerState::Ready && w.generation < target
+                    });
+                    let _ = tx.send(match old {
+                        false => Ok(()),
+                        true => Err(format!(
+                            "the reload of {} stopped: a new worker did not become ready, the old workers keep serving (see `herd logs {}`)",
+                            self.plan.name, self.plan.name
+                        )),
+                    });
+                }
+                w => keep.push(w),
+            }
+        }
+        self.waiters = keep;
+    }
+}

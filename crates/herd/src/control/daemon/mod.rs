@@ -52,6 +52,10 @@ pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
         ),
         Err((_, e)) => return Err(e).context("cannot lock the daemon's lock file"),
     };
+    // Every app has its own cwd: the daemon must not keep the directory of the CLI that
+    // started it busy (an unmounted or deleted checkout).
+    std::env::set_current_dir(home.dir())
+        .with_context(|| format!("cannot enter {}", home.dir().display()))?;
     let (guardian, runtime) = crate::driver::process_start()?;
     let result = runtime.block_on(serve(home, guardian, resurrect));
     drop(lock);

@@ -49,9 +49,9 @@ fn check(args: &herd::config::CheckArgs) -> ExitCode {
             for warning in &file.warnings {
                 eprintln!("herd: warning: {warning}");
             }
-            for (name, app) in &file.apps {
-                println!("{name}: {app:?}");
-            }
+            // As herd reads them: every value normalised (units, signal names, absolute
+            // paths), in the form a herd.toml takes.
+            print!("{}", herd::config::file::to_toml(&file.apps));
             println!(
                 "{}: {} app{} OK",
                 args.file.display(),

@@ -18,6 +18,7 @@ fn per_slot(d: &Daemon, port: u16, path: &str, slots: usize) -> Vec<String> {
         let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
             return false;
         };
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(10)));
         if let (Ok((_, who)), Ok((_, body))) = (
             request_on(&mut conn, "/", false),
             request_on(&mut conn, path, false),
@@ -84,6 +85,28 @@ fn workers_start_with_the_start_environment_the_app_env_and_the_contract() {
         );
         if root {
             assert!(w.starts_with("uid=65534 gid=65534"), "user = nobody: {w}");
+            // Its supplementary groups are its own (`id -G`), not herd's, not none.
+            let id = std::process::Command::new("id")
+                .args(["-G", "nobody"])
+                .output()
+                .unwrap();
+            let mut want: Vec<String> = String::from_utf8_lossy(&id.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            want.sort();
+            let mut got: Vec<String> = w
+                .split("groups=")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .unwrap_or("")
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect();
+            got.sort();
+            got.dedup();
+            assert_eq!(got, want, "{w}");
         }
     }
     if !root {
@@ -112,6 +135,8 @@ fn crash_one(d: &Daemon, name: &str) -> (u32, usize) {
     // One connection (no client retry on another): the worker that said who it is is the
     // one that crashes.
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let (_, body) = request_on(&mut conn, "/", false).unwrap_or_else(|e| d.fail(&e));
     let (pid, slot) = ident(&body).unwrap_or_else(|| d.fail(&body));
     let _ = request_on(&mut conn, "/crash", false);
@@ -265,4 +290,74 @@ fn save_keeps_the_scaled_number_of_workers() {
     d.ok(&["kill"]);
     d.ok(&["resurrect"]);
     d.wait_online("web", 3);
+}
+
+#[test]
+fn relative_log_paths_are_relative_to_the_file_and_a_stopped_app_keeps_its_logs() {
+    let d = Daemon::new();
+    d.file(
+        "herd.toml",
+        &testworker_app("rel", 2, "out_file = \"applogs/rel.log\""),
+    );
+    // Started with a relative file name from the file's folder, as users do.
+    let mut start = d.command(&["start", "herd.toml"]);
+    start.current_dir(d.root());
+    let r = d.run_command(start, &["start"]);
+    assert_eq!(r.code, 0, "{r}");
+    d.wait_online("rel", 2);
+    for slot in 0..2 {
+        let f = d.root().join(format!("applogs/rel-{slot}.log"));
+        d.wait_until(&format!("{} written", f.display()), T, || {
+            std::fs::read_to_string(&f).is_ok_and(|t| t.contains("listening"))
+        });
+    }
+    d.ok(&["stop", "rel"]);
+    // Stopped (no worker to count slots by): every slot's files are still listed.
+    let r = d.ok(&["logs", "rel", "-n", "1", "--json"]);
+    let slots: BTreeSet<u64> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["slot"].as_u64())
+        .collect();
+    assert_eq!(slots, BTreeSet::from([0, 1]), "{r}");
+}
+
+#[test]
+fn ping_and_kill_are_understood_in_any_protocol_version() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = Daemon::new();
+    d.ok(&["ping"]);
+    let ask = |line: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(d.home().join("herd.sock")).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        BufReader::new(s).read_line(&mut answer).unwrap();
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+    };
+    let list = ask("{\"v\":999,\"cmd\":\"list\"}\n");
+    assert_eq!(list["kind"], "error", "{list}");
+    assert!(
+        list["message"].as_str().unwrap_or("").contains("herd kill"),
+        "{list}"
+    );
+    let pong = ask("{\"v\":999,\"cmd\":\"ping\"}\n");
+    assert_eq!(pong["kind"], "pong", "{pong}");
+    assert_eq!(pong["protocol"], 1, "{pong}");
+    let killed = ask("{\"v\":999,\"cmd\":\"kill\"}\n");
+    assert_eq!(killed["kind"], "done", "{killed}");
+    d.wait_until("the daemon gone", T, || d.daemon_pid().is_none());
+}
+
+#[test]
+fn scale_is_bounded() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("web", 1, ""));
+    d.ok(&["start", file.to_str().unwrap()]);
+    for to in ["+9223372036854775807", "18446744073709551615", "5000"] {
+        let r = d.run(&["scale", "web", to]);
+        assert_eq!(r.code, 1, "{to}: {r}");
+        assert!(r.stderr.contains("at most 1024"), "{to}: {r}");
+    }
+    assert_eq!(d.online_pids("web").len(), 1);
 }

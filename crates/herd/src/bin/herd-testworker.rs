@@ -27,7 +27,7 @@
 //!   is left out when the variable is unset), then
 //!   `PID=<own pid>` and `PPID=<parent pid>`
 //! - `/var?name=KEY` → 200, the value of any environment variable (`<unset>`)
-//! - `/whoami` → 200, `uid=<uid> gid=<gid> cwd=<dir>`
+//! - `/whoami` → 200, `uid=<uid> gid=<gid> groups=<g,…> cwd=<dir>`
 //! - `/grow?mb=N` → holds N more MiB (touched) until it exits, prints `grew by N MiB`
 //! - anything else → 404
 //!
@@ -725,11 +725,17 @@ fn route<'a>(ctx: &'a Ctx, target: &str, scratch: &'a mut String) -> (u16, &'a s
         "/whoami" => {
             scratch.clear();
             let cwd = std::env::current_dir().unwrap_or_default();
+            let groups: Vec<String> = nix::unistd::getgroups()
+                .unwrap_or_default()
+                .iter()
+                .map(|g| g.to_string())
+                .collect();
             let _ = writeln!(
                 scratch,
-                "uid={} gid={} cwd={}",
+                "uid={} gid={} groups={} cwd={}",
                 nix::unistd::getuid(),
                 nix::unistd::getgid(),
+                groups.join(","),
                 cwd.display()
             );
             (200, scratch)

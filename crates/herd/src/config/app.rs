@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use super::file::AppConfig;
-use super::plan::{resolve_program, Launch, PlanError, RunPlan};
+use super::plan::{resolve_program, Credentials, Launch, PlanError, RunPlan};
 use super::{Cli, Command};
 use crate::observe::cpus::CpuBudget;
 
@@ -156,13 +156,14 @@ fn env_value(env: &[(OsString, OsString)], key: &str) -> Option<OsString> {
     env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
-/// The (uid, gid) of `user` and `group` (names or numeric ids); the group defaults to the
-/// user's primary group. Switching needs root, unless it is herd's own user anyway.
+/// Who `user` and `group` (names or numeric ids) are: the group defaults to the user's
+/// primary group, the supplementary groups are the user's. Switching needs root; as
+/// another user, naming oneself is allowed and changes nothing (`None`).
 fn credentials(
     app: &str,
     user: Option<&str>,
     group: Option<&str>,
-) -> Result<Option<(u32, u32)>, AppError> {
+) -> Result<Option<Credentials>, AppError> {
     use nix::unistd::{Gid, Group, Uid, User};
     if user.is_none() && group.is_none() {
         return Ok(None);
@@ -207,5 +208,24 @@ fn credentials(
             Uid::effective()
         )));
     }
-    Ok(Some((uid.as_raw(), gid.as_raw())))
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let groups = match &user {
+        Some(u) => {
+            let name = std::ffi::CString::new(u.name.clone())
+                .map_err(|_| bad(format!("user name `{}` has a NUL byte", u.name)))?;
+            nix::unistd::getgrouplist(&name, gid)
+                .map_err(|e| bad(format!("cannot list the groups of `{}`: {e}", u.name)))?
+                .into_iter()
+                .map(Gid::as_raw)
+                .collect()
+        }
+        None => vec![gid.as_raw()],
+    };
+    Ok(Some(Credentials {
+        uid: uid.as_raw(),
+        gid: gid.as_raw(),
+        groups,
+    }))
 }

@@ -15,5 +15,5 @@ mod values;
 
 pub use cli::{CheckArgs, Cli, Command, ImportArgs, LogFormat, ProxyProtocol, RunArgs, RunFlags};
 pub use load::{import, load_any, LoadError, Loaded};
-pub use plan::{Hooks, Launch, PlanError, RunPlan, Transport};
+pub use plan::{Credentials, Hooks, Launch, PlanError, RunPlan, Transport};
 pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};

@@ -121,8 +121,20 @@ pub struct Launch {
     /// A variable of `env` (or the base environment) whose number is increased by the slot
     /// number in each worker (PM2's `increment_var`, e.g. a per-worker debug port).
     pub increment_var: Option<String>,
-    /// (uid, gid) to run workers as.
-    pub credentials: Option<(u32, u32)>,
+    /// The user, group and supplementary groups to run workers as.
+    pub credentials: Option<Credentials>,
+}
+
+/// Who a worker runs as (herd is root and switches in the child, before exec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups: the user's own (as login, systemd and PM2 set them), so a
+    /// worker run as `www-data` keeps e.g. `ssl-cert`.
+    pub groups: Vec<u32>,
 }
 
 impl Launch {

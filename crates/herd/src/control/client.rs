@@ -13,6 +13,9 @@ use super::protocol::{Envelope, Request, Response, VERSION};
 /// How long a CLI waits for a daemon it started to answer. Why 10 s: the daemon answers
 /// within milliseconds of its start; this only bounds a machine that is thrashing.
 const DAEMON_START: Duration = Duration::from_secs(10);
+/// How long a CLI that needs a daemon waits for the previous one to finish stopping its
+/// apps: each within its kill timeout, 10 s by default.
+const STOPPING_WAIT: Duration = Duration::from_secs(120);
 /// How often a CLI tries to connect while a daemon starts or stops.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -130,6 +133,21 @@ impl Client {
         })?;
         let exe = std::env::current_exe()
             .map_err(|e| ClientError::Start(format!("cannot find herd's own binary: {e}")))?;
+        if self.lock_held() {
+            // The socket is gone but its daemon still stops its apps (`herd kill`): the
+            // new daemon can only start once it has exited.
+            eprintln!(
+                "herd: the daemon of {} is stopping its apps; waiting for it to exit",
+                self.home.dir().display()
+            );
+            if !self.wait_gone(STOPPING_WAIT) {
+                return Err(ClientError::Start(format!(
+                    "the previous daemon is still stopping its apps after {} s (see {})",
+                    STOPPING_WAIT.as_secs(),
+                    self.home.daemon_log().display()
+                )));
+            }
+        }
         rotate_daemon_log(&self.home.daemon_log());
         let log = std::fs::OpenOptions::new()
             .create(true)

@@ -43,6 +43,28 @@ impl Home {
             .create(self.logs())
     }
 
+    /// Makes sure the directory and its logs are the user's alone (mode 0700): they hold
+    /// the control socket and the apps' output, which may carry secrets. A directory of
+    /// another user is refused.
+    pub fn secure(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let me = nix::unistd::Uid::effective().as_raw();
+        for dir in [self.dir.clone(), self.logs()] {
+            let meta = std::fs::metadata(&dir)?;
+            if meta.uid() != me {
+                return Err(std::io::Error::other(format!(
+                    "{} belongs to uid {}, not to this user (uid {me}): set HERD_HOME to a directory of your own",
+                    dir.display(),
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o077 != 0 {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

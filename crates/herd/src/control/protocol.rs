@@ -132,6 +132,9 @@ pub enum Response {
         pid: u32,
         /// The daemon's version.
         version: String,
+        /// The daemon's protocol version ([`VERSION`] of its herd).
+        #[serde(default)]
+        protocol: u32,
         /// How many apps it holds.
         apps: usize,
         /// Since when it runs (Unix milliseconds).

@@ -84,10 +84,26 @@ fn load_apps(
     let cwd =
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     let dir = file.parent().map(|p| cwd.join(p)).unwrap_or(cwd.clone());
+    // The daemon works in HERD_HOME: every path it gets must be absolute. A relative one
+    // that survived loading is relative to the file (`load` joined it to the file's
+    // folder, which is itself relative when the file is named so).
+    let absolute = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    };
     for app in apps.values_mut() {
-        let cwd = app.cwd.get_or_insert_with(|| dir.clone());
-        if cwd.is_relative() {
-            *cwd = std::env::current_dir().unwrap_or_default().join(&*cwd);
+        app.cwd.get_or_insert_with(|| dir.clone());
+        for p in [
+            app.cwd.as_mut(),
+            app.out_file.as_mut(),
+            app.error_file.as_mut(),
+            app.log_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            absolute(p);
         }
     }
     if !only.is_empty() {

@@ -83,7 +83,7 @@ pub fn run(home: &Home, install: bool) -> ExitCode {
 /// The unit's text.
 fn unit(exe: &std::path::Path, home: &Home, user: &str, root: bool) -> String {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let exe = exe.display();
+    let exe = quote(&exe.display().to_string());
     let (user_line, target) = if root {
         (format!("User={user}\n"), "multi-user.target")
     } else {
@@ -97,8 +97,8 @@ After=network.target
 [Service]
 # The daemon says READY=1 once its control socket answers.
 Type=notify
-{user_line}Environment=HERD_HOME={home}
-Environment=PATH={path}
+{user_line}Environment={home}
+Environment={path}
 ExecStart={exe} daemon --resurrect
 # SIGTERM makes the daemon stop every app gracefully (each within its kill_timeout).
 KillMode=mixed
@@ -109,8 +109,20 @@ LimitNOFILE=1048576
 [Install]
 WantedBy={target}
 ",
-        home = home.dir().display()
+        home = quote(&format!("HERD_HOME={}", home.dir().display())),
+        path = quote(&format!("PATH={path}")),
     )
+}
+
+/// A word of a unit file: quoted (systemd's double-quote rules) when it has a space, a
+/// quote or a backslash; `%` is doubled, as systemd expands specifiers.
+fn quote(word: &str) -> String {
+    let word = word.replace('%', "%%");
+    if !word.contains([' ', '"', '\\', '\'', '\t']) {
+        return word;
+    }
+    let escaped = word.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
 }
 
 #[cfg(test)]
@@ -126,6 +138,21 @@ mod tests {
             false,
         );
         assert!(u.contains("ExecStart=/usr/bin/herd daemon --resurrect"));
+        let spaced = unit(
+            std::path::Path::new("/opt/my tools/herd"),
+            &Home::at("/home/a b/.herd".into()),
+            "a",
+            false,
+        );
+        assert!(
+            spaced.contains("ExecStart=\"/opt/my tools/herd\" daemon --resurrect"),
+            "{spaced}"
+        );
+        assert!(
+            spaced.contains("Environment=\"HERD_HOME=/home/a b/.herd\""),
+            "{spaced}"
+        );
+        assert_eq!(quote("50%"), "50%%");
         assert!(u.contains("Environment=HERD_HOME=/home/a/.herd"));
         assert!(u.contains("Type=notify"));
         assert!(!u.contains("User="));

@@ -280,10 +280,26 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
         Verb::Version => {
             println!("herd {}", env!("CARGO_PKG_VERSION"));
             match client.request(Request::Ping) {
-                Ok(Response::Pong { version, pid, .. }) => {
+                Ok(Response::Pong {
+                    version,
+                    pid,
+                    protocol,
+                    ..
+                }) if protocol == super::protocol::VERSION => {
                     println!("daemon {version} (pid {pid})")
                 }
-                _ => println!("daemon not running"),
+                Ok(Response::Pong {
+                    version,
+                    pid,
+                    protocol,
+                    ..
+                }) => println!(
+                    "daemon {version} (pid {pid}), protocol {protocol}: incompatible with this herd (protocol {}); `herd kill` stops it",
+                    super::protocol::VERSION
+                ),
+                Err(super::client::ClientError::NoDaemon(_)) => println!("daemon not running"),
+                Ok(other) => println!("daemon: unexpected answer {other:?}"),
+                Err(e) => println!("daemon: {e}"),
             }
             ExitCode::SUCCESS
         }

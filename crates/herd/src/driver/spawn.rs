@@ -48,8 +48,8 @@ pub struct SpawnRequest {
     pub env: Vec<(String, String)>,
     /// The worker's working directory (herd's own when `None`).
     pub cwd: Option<PathBuf>,
-    /// Run the worker as this user and group (uid, gid); herd must be root to switch.
-    pub credentials: Option<(u32, u32)>,
+    /// Run the worker as this user and these groups; herd must be root to switch.
+    pub credentials: Option<crate::config::Credentials>,
     /// Fds to place at 3, 4, …: the listening sockets (owned by the driver's `Listeners`,
     /// which outlives every spawn), then the worker's end of its channel.
     pub fds: Vec<RawFd>,
@@ -228,21 +228,22 @@ fn spawn_one(req: &mut SpawnRequest, parent: u32) -> io::Result<Child> {
     if let Some(cwd) = &req.cwd {
         cmd.current_dir(cwd);
     }
-    if let Some((uid, gid)) = req.credentials {
-        // std sets the group first and drops supplementary groups when herd is root.
-        cmd.uid(uid).gid(gid);
-    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // Its own process group, so that stop and kill reach everything the worker started.
     cmd.process_group(0);
     let fds = req.fds.clone();
+    let credentials = req.credentials.clone();
     // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe calls (prctl, getppid, fcntl, dup2, getpid, execve, _exit) and
-    // writes to memory the child owns; it allocates nothing.
+    // async-signal-safe calls (setgroups, setgid, setuid, prctl, getppid, fcntl, dup2,
+    // getpid, execve, _exit) and writes to memory the child owns; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
+            // Before the death signal is asked for: changing credentials clears it.
+            if let Some(c) = &credentials {
+                switch_user(c)?;
+            }
             child_setup(parent, &fds)?;
             exec(&mut strings)
         });
@@ -348,6 +349,23 @@ fn child_setup(parent: u32, fds: &[RawFd]) -> io::Result<()> {
         // SAFETY: dup2 onto 3+i; the copy has no CLOEXEC so it survives exec. The high
         // copies keep CLOEXEC and vanish at exec.
         if unsafe { libc::dup2(*h, 3 + i as RawFd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Becomes the worker's user: supplementary groups, group, then user (the order in which
+/// each step is still allowed). Runs in the child; allocates nothing.
+fn switch_user(c: &crate::config::Credentials) -> io::Result<()> {
+    let groups: &[libc::gid_t] = &c.groups;
+    // SAFETY: setgroups reads `groups.len()` gids from a live slice; setgid and setuid
+    // take plain ids. All three only change this (child) process.
+    unsafe {
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            || libc::setgid(c.gid) != 0
+            || libc::setuid(c.uid) != 0
+        {
             return Err(io::Error::last_os_error());
         }
     }

@@ -114,7 +114,7 @@ impl Driver {
                 .launch
                 .worker_env(slot, c.env, &self.plan.extra_env),
             cwd: self.plan.launch.cwd.clone(),
-            credentials: self.plan.launch.credentials,
+            credentials: self.plan.launch.credentials.clone(),
             fds: c.fds,
             listen_fds: c.listen_fds,
             keep: vec![theirs],

@@ -136,6 +136,11 @@ pub fn sample_group(pgid: u32) -> io::Result<Sample> {
 /// `None` for a group with no process left.
 pub fn sample_groups(pgids: &[u32]) -> io::Result<Vec<Option<Sample>>> {
     let mut out: Vec<Option<Sample>> = vec![None; pgids.len()];
+    // Each process is matched once, not against every group (hundreds of workers).
+    let mut index: std::collections::HashMap<u32, Vec<usize>> = std::collections::HashMap::new();
+    for (i, g) in pgids.iter().enumerate() {
+        index.entry(*g).or_default().push(i);
+    }
     let mut buf = String::with_capacity(512);
     for entry in std::fs::read_dir("/proc")? {
         let Ok(entry) = entry else { continue };
@@ -148,12 +153,10 @@ pub fn sample_groups(pgids: &[u32]) -> io::Result<Vec<Option<Sample>>> {
         let Ok(stat) = read_stat(pid, &mut buf) else {
             continue;
         };
-        for (i, g) in pgids.iter().enumerate() {
-            if *g == stat.pgrp {
-                out[i]
-                    .get_or_insert_with(Sample::default)
-                    .add(&stat.sample());
-            }
+        for i in index.get(&stat.pgrp).into_iter().flatten() {
+            out[*i]
+                .get_or_insert_with(Sample::default)
+                .add(&stat.sample());
         }
     }
     Ok(out)

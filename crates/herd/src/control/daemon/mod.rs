@@ -38,6 +38,8 @@ const REQUEST_READ: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
     home.create()
         .with_context(|| format!("cannot create {}", home.dir().display()))?;
+    home.secure()
+        .with_context(|| format!("cannot make {} private", home.dir().display()))?;
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -140,6 +142,7 @@ async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> 
     // Stop accepting requests, then every app, reaping as they go.
     drop(listener);
     let _ = std::fs::remove_file(&socket);
+    registry.close();
     let stopping = handlers::stop_all(&registry);
     tokio::pin!(stopping);
     loop {
@@ -194,10 +197,17 @@ async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
 }
 
 async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response {
+    // `ping` and `kill` are understood in every version, so that any herd can tell which
+    // daemon runs and stop it.
+    match value.get("cmd").and_then(|c| c.as_str()) {
+        Some("ping") => return handlers::ping(registry),
+        Some("kill") => return handlers::kill(registry),
+        _ => {}
+    }
     let v = value.get("v").and_then(|v| v.as_u64());
     if v != Some(u64::from(VERSION)) {
         return error(format!(
-            "this daemon speaks protocol {VERSION} (herd {}), the request is of protocol {}: stop the old daemon with its own herd (`herd kill`), then run your command again",
+            "this daemon speaks protocol {VERSION} (herd {}), the request is of protocol {}: stop it with `herd kill` (any version understands it), then run your command again",
             env!("CARGO_PKG_VERSION"),
             v.map_or("unknown".to_string(), |v| v.to_string())
         ));

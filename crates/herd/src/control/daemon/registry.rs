@@ -94,6 +94,8 @@ pub struct App {
     pub run: Option<Running>,
     /// The number of workers `herd scale` set last (what `save` keeps).
     pub scaled: Option<usize>,
+    /// The slots it last ran with: its log files, once it stopped.
+    pub slots: usize,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +116,8 @@ pub struct Registry {
     kill: tokio::sync::Notify,
     /// The workers' CPU time between two `herd ls`.
     pub usage: super::usage::Usage,
+    /// The daemon is stopping its apps: no app starts any more.
+    closing: std::sync::atomic::AtomicBool,
     /// When the daemon started.
     pub started: SystemTime,
     previous: Option<String>,
@@ -141,6 +145,7 @@ impl Registry {
             }),
             kill: tokio::sync::Notify::new(),
             usage: Default::default(),
+            closing: Default::default(),
             started: SystemTime::now(),
             previous,
         };
@@ -214,37 +219,59 @@ impl Registry {
                 started: SystemTime::now(),
                 run: None,
                 scaled: None,
+                slots: 0,
             },
         );
         true
     }
 
     /// Starts the driver of a defined app that is not running.
-    pub fn launch(self: &Arc<Self>, name: &str) -> Result<Running, String> {
+    pub async fn launch(self: &Arc<Self>, name: &str) -> Result<Running, String> {
+        let (config, base_env) = {
+            let inner = self.lock();
+            let Some(app) = inner.apps.get(name) else {
+                return Err(format!("no app `{name}`"));
+            };
+            if let Some(run) = &app.run {
+                return Ok(run.clone());
+            }
+            (app.config.clone(), app.base_env.clone())
+        };
+        // The plan looks up the program, the user and the directory, and the sink creates
+        // the log folder: calls that can hang on a stuck mount or a slow user database
+        // must not stall the daemon's thread, which routes every app's exits.
+        let (home, budget, app_name) = (self.home.clone(), self.budget.clone(), name.to_string());
+        let prepared = tokio::task::spawn_blocking(move || {
+            let plan = crate::config::app::plan(&app_name, &config, base_env, &budget)
+                .map_err(|e| e.to_string())?;
+            let sink = log_plan(&home, &app_name, &config).sink().map_err(|e| {
+                format!(
+                    "cannot write {app_name}'s logs in {}: {e}",
+                    home.logs().display()
+                )
+            })?;
+            Ok::<_, String>((plan, sink))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("preparing {name} failed: {e}")));
         let mut inner = self.lock();
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("{name}: not started: the daemon is shutting down"));
+        }
         let key = inner.next_key;
         let Some(app) = inner.apps.get_mut(name) else {
-            return Err(format!("no app `{name}`"));
+            return Err(format!("{name}: deleted by another command meanwhile"));
         };
         if let Some(run) = &app.run {
+            // Another command started it meanwhile.
             return Ok(run.clone());
         }
-        let plan =
-            match crate::config::app::plan(name, &app.config, app.base_env.clone(), &self.budget) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    app.state = State::Errored;
-                    app.reason = Some(e.to_string());
-                    return Err(e.to_string());
-                }
-            };
-        let sink = match log_plan(&self.home, name, &app.config).sink() {
-            Ok(sink) => sink,
-            Err(e) => {
-                let why = format!(
-                    "cannot write {name}'s logs in {}: {e}",
-                    self.home.logs().display()
-                );
+        let (plan, sink) = match prepared {
+            Ok(p) => {
+                app.slots = p.0.policy.instances;
+                p
+            }
+            Err(why) => {
                 app.state = State::Errored;
                 app.reason = Some(why.clone());
                 return Err(why);
@@ -376,9 +403,20 @@ impl Registry {
         self.lock().apps.keys().cloned().collect()
     }
 
-    /// Forgets a stopped app.
-    pub fn remove(&self, name: &str) {
-        self.lock().apps.remove(name);
+    /// Forgets an app unless it runs; false if it runs.
+    pub fn remove_if_stopped(&self, name: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.apps.get(name).is_some_and(|a| a.run.is_some()) {
+            return false;
+        }
+        inner.apps.remove(name);
+        true
+    }
+
+    /// From now on no app starts (the daemon is stopping them all).
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Asks the daemon to stop every app and exit.

@@ -116,7 +116,7 @@ pub async fn resurrect(registry: &Arc<Registry>) -> Response {
             lines.push(format!("{}: restored, stopped", app.name));
             continue;
         }
-        match registry.launch(&app.name) {
+        match registry.launch(&app.name).await {
             Ok(_) => lines.push(format!("{}: resurrected", app.name)),
             Err(e) => errors.push(e),
         }

@@ -41,7 +41,7 @@ pub async fn start(
             ));
             continue;
         }
-        match registry.launch(&name) {
+        match registry.launch(&name).await {
             Ok(run) => started.push((name, run, timeout)),
             Err(e) => errors.push(e),
         }
@@ -131,7 +131,7 @@ pub async fn restart(registry: &Arc<Registry>, select: &[String]) -> Response {
             .with_app(name, |a| a.config.listen_timeout)
             .flatten()
             .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
-        match registry.launch(name) {
+        match registry.launch(name).await {
             Ok(run) => started.push((name.clone(), run, timeout)),
             Err(e) => errors.push(e),
         }
@@ -182,11 +182,17 @@ pub async fn delete(registry: &Arc<Registry>, select: &[String]) -> Response {
     };
     stop_names(registry, &names).await;
     let mut lines = Vec::new();
+    let mut errors = Vec::new();
     for name in &names {
-        registry.remove(name);
-        lines.push(format!("{name}: deleted"));
+        // Another command may have started it again while it stopped: that one wins.
+        match registry.remove_if_stopped(name) {
+            true => lines.push(format!("{name}: deleted")),
+            false => errors.push(format!(
+                "{name}: started again by another command while it stopped; not deleted"
+            )),
+        }
     }
-    respond(registry, lines, Vec::new()).await
+    respond(registry, lines, errors).await
 }
 
 /// `kill`: answered at once; the daemon then stops every app and exits.

@@ -38,6 +38,7 @@ pub fn ping(registry: &Registry) -> Response {
     Response::Pong {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: crate::control::protocol::VERSION,
         apps: registry.names().len(),
         since_ms: unix_ms(registry.started),
         notice: registry.previous_notice(),
@@ -88,8 +89,13 @@ pub(super) async fn ready(run: &Running, timeout: Duration) -> Result<(), String
 }
 
 pub(super) async fn ended_why(run: &Running) -> String {
+    use crate::supervisor::Outcome;
     match run.wait().await.outcome {
-        Ok(outcome) => format!("it ended ({outcome:?})"),
+        Ok(Outcome::Clean) => {
+            "it stopped (by another command, or every worker exited and none restarts)".into()
+        }
+        Ok(Outcome::Killed) => "it stopped, some worker after the kill timeout".into(),
+        Ok(Outcome::Errored) => "it errored: its workers exited too often (see `herd logs`)".into(),
         Err(e) => format!("could not start: {e}"),
     }
 }
@@ -108,7 +114,7 @@ pub(super) async fn status_of(run: &Running) -> Option<crate::driver::status::Ap
 async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
     let mut out = Vec::new();
     for name in registry.names() {
-        let Some((mut info, run, config)) = registry.with_app(&name, |a| {
+        let Some((mut info, run, config, last_slots)) = registry.with_app(&name, |a| {
             let info = AppInfo {
                 name: name.clone(),
                 namespace: registry::namespace(&a.config).map(str::to_string),
@@ -124,7 +130,7 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
                 logs: Vec::new(),
                 status: None,
             };
-            (info, a.run.clone(), a.config.clone())
+            (info, a.run.clone(), a.config.clone(), a.slots)
         }) else {
             continue;
         };
@@ -136,15 +142,21 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
                 }
             }
         }
-        let slots = info.status.as_ref().map_or(0, |s| {
+        let slots = info.status.as_ref().map_or(last_slots, |s| {
             s.instances
                 .max(s.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0))
         });
         info.logs = registry::log_files(registry.home(), &name, &config, slots);
         out.push(info);
     }
-    registry.usage.measure(&mut out);
-    out
+    // A /proc scan: off the daemon's thread, which routes every app's exits.
+    let registry = registry.clone();
+    tokio::task::spawn_blocking(move || {
+        registry.usage.measure(&mut out);
+        out
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// The answer of a request that acted on apps: what was done, the apps now, and the

@@ -21,9 +21,11 @@ pub async fn scale(registry: &Arc<Registry>, name: &str, to: Scale) -> Response 
         Some(s) => s.instances,
         None => return failed(format!("{name}: {}", ended_why(&run).await), Vec::new()),
     };
+    // Why 1024: far beyond any machine's cores; a typo must not fork thousands.
+    const MOST: i64 = 1024;
     let target = match to {
-        Scale::To(n) => n as i64,
-        Scale::By(d) => now as i64 + d,
+        Scale::To(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        Scale::By(d) => (now as i64).saturating_add(d),
     };
     if target < 1 {
         return failed(
@@ -31,9 +33,18 @@ pub async fn scale(registry: &Arc<Registry>, name: &str, to: Scale) -> Response 
             Vec::new(),
         );
     }
+    if target > MOST {
+        return failed(
+            format!("{name}: cannot scale to {target} workers: at most {MOST}"),
+            Vec::new(),
+        );
+    }
     let target = target as usize;
     let _ = run.commands.send(Control::ScaleTo(target));
-    registry.with_app(name, |a| a.scaled = Some(target));
+    registry.with_app(name, |a| {
+        a.scaled = Some(target);
+        a.slots = a.slots.max(target);
+    });
     let timeout = registry
         .with_app(name, |a| a.config.listen_timeout)
         .flatten()

@@ -361,3 +361,40 @@ fn scale_is_bounded() {
     }
     assert_eq!(d.online_pids("web").len(), 1);
 }
+
+#[test]
+fn a_start_during_a_kill_waits_for_the_old_daemon_then_starts_a_new_one() {
+    let d = Daemon::new();
+    let file = d.file(
+        "herd.toml",
+        &format!(
+            "[apps.stubborn]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 1\nlisten = [\"127.0.0.1:0\"]\nkill_timeout = \"2s\"\n",
+            worker_bin()
+        ),
+    );
+    d.ok(&["start", file.to_str().unwrap()]);
+    let old = d.daemon_pid().expect("a daemon");
+    let kill = d.command(&["kill"]).spawn().unwrap();
+    // The old daemon has closed its socket and waits for the stubborn worker.
+    d.wait_until("the socket gone", T, || {
+        !d.home().join("herd.sock").exists()
+    });
+    let r = d.run(&[
+        "start",
+        "--name",
+        "fresh",
+        "-i",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+    ]);
+    assert_eq!(r.code, 0, "{r}");
+    let new = d.daemon_pid().expect("a new daemon");
+    assert_ne!(new, old);
+    assert!(!pid_alive(old) || stat(old).is_some_and(|s| s.state == 'Z'));
+    d.wait_online("fresh", 1);
+    let mut kill = kill;
+    assert!(kill.wait().unwrap().success());
+}

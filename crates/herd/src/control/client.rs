@@ -16,6 +16,8 @@ const DAEMON_START: Duration = Duration::from_secs(10);
 /// How long a CLI that needs a daemon waits for the previous one to finish stopping its
 /// apps: each within its kill timeout, 10 s by default.
 const STOPPING_WAIT: Duration = Duration::from_secs(120);
+/// A daemon that holds its lock without answering for this long is stopping, not starting.
+const STOPPING_NOTICE: Duration = Duration::from_secs(1);
 /// How often a CLI tries to connect while a daemon starts or stops.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -133,20 +135,30 @@ impl Client {
         })?;
         let exe = std::env::current_exe()
             .map_err(|e| ClientError::Start(format!("cannot find herd's own binary: {e}")))?;
-        if self.lock_held() {
-            // The socket is gone but its daemon still stops its apps (`herd kill`): the
-            // new daemon can only start once it has exited.
-            eprintln!(
-                "herd: the daemon of {} is stopping its apps; waiting for it to exit",
-                self.home.dir().display()
-            );
-            if !self.wait_gone(STOPPING_WAIT) {
+        // A daemon holds the lock but does not answer: it is starting (another CLI started
+        // it a moment ago: it answers soon) or stopping its apps after `herd kill` (its
+        // socket is gone; a new daemon can start once it has exited).
+        let since = Instant::now();
+        let mut told = false;
+        while self.lock_held() {
+            if let Some(stream) = self.connect()? {
+                return Ok(stream);
+            }
+            if !told && since.elapsed() > STOPPING_NOTICE {
+                eprintln!(
+                    "herd: the daemon of {} is stopping its apps; waiting for it to exit",
+                    self.home.dir().display()
+                );
+                told = true;
+            }
+            if since.elapsed() > STOPPING_WAIT {
                 return Err(ClientError::Start(format!(
                     "the previous daemon is still stopping its apps after {} s (see {})",
                     STOPPING_WAIT.as_secs(),
                     self.home.daemon_log().display()
                 )));
             }
+            std::thread::sleep(POLL);
         }
         rotate_daemon_log(&self.home.daemon_log());
         let log = std::fs::OpenOptions::new()

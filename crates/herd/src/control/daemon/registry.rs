@@ -96,6 +96,8 @@ pub struct App {
     pub scaled: Option<usize>,
     /// The slots it last ran with: its log files, once it stopped.
     pub slots: usize,
+    /// A `launch` prepares its driver: it counts as running for `define`.
+    launching: bool,
 }
 
 #[derive(Debug, Default)]
@@ -203,7 +205,7 @@ impl Registry {
     ) -> bool {
         let mut inner = self.lock();
         if let Some(app) = inner.apps.get(name) {
-            if app.run.is_some() {
+            if app.run.is_some() || app.launching {
                 return false;
             }
         }
@@ -220,6 +222,7 @@ impl Registry {
                 run: None,
                 scaled: None,
                 slots: 0,
+                launching: false,
             },
         );
         true
@@ -228,13 +231,14 @@ impl Registry {
     /// Starts the driver of a defined app that is not running.
     pub async fn launch(self: &Arc<Self>, name: &str) -> Result<Running, String> {
         let (config, base_env) = {
-            let inner = self.lock();
-            let Some(app) = inner.apps.get(name) else {
+            let mut inner = self.lock();
+            let Some(app) = inner.apps.get_mut(name) else {
                 return Err(format!("no app `{name}`"));
             };
             if let Some(run) = &app.run {
                 return Ok(run.clone());
             }
+            app.launching = true;
             (app.config.clone(), app.base_env.clone())
         };
         // The plan looks up the program, the user and the directory, and the sink creates
@@ -255,13 +259,14 @@ impl Registry {
         .await
         .unwrap_or_else(|e| Err(format!("preparing {name} failed: {e}")));
         let mut inner = self.lock();
-        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(format!("{name}: not started: the daemon is shutting down"));
-        }
         let key = inner.next_key;
         let Some(app) = inner.apps.get_mut(name) else {
             return Err(format!("{name}: deleted by another command meanwhile"));
         };
+        app.launching = false;
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("{name}: not started: the daemon is shutting down"));
+        }
         if let Some(run) = &app.run {
             // Another command started it meanwhile.
             return Ok(run.clone());

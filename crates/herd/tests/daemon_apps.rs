@@ -166,6 +166,14 @@ fn autorestart_off_and_stop_exit_codes_leave_the_slot_empty() {
         assert!(before.contains(&pid) && pid != crashed);
         let now: Vec<u32> = d.workers(name).iter().filter_map(|w| w.pid).collect();
         assert_eq!(now.len(), 1, "{name}: {:?}", d.workers(name));
+        // herd's own record of why says so in the app's logs.
+        let logs = d.ok(&["logs", name, "-n", "50"]);
+        assert!(
+            logs.stdout.contains(&format!(
+                "{name} [herd] INFO worker {name}:{slot} (pid {crashed}) not restarted"
+            )),
+            "{logs}"
+        );
     }
     // Without either, a crashed worker is replaced.
     d.wait_online("restarts", 1);

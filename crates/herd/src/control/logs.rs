@@ -118,7 +118,12 @@ fn sources(client: &Client, name: Option<&str>) -> Result<Vec<Source>, String> {
     // No daemon, or an app it does not know (deleted): the files of herd's own names.
     let known: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
     let paths = match name {
-        Some(n) => logfiles::app_files(&dir, n).map_err(|e| e.to_string())?,
+        Some(n) => {
+            let herd = crate::observe::app_events::AppEvents::path(&dir, n);
+            let mut paths: Vec<PathBuf> = herd.exists().then_some(herd).into_iter().collect();
+            paths.extend(logfiles::app_files(&dir, n).map_err(|e| e.to_string())?);
+            paths
+        }
         None => {
             let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -149,7 +154,7 @@ fn source_of(path: &Path) -> Source {
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let (stem, stream) = match name.strip_suffix(".log").and_then(|n| n.rsplit_once('.')) {
-        Some((stem, s @ ("out" | "err"))) => (stem.to_string(), s.to_string()),
+        Some((stem, s @ ("out" | "err" | "herd"))) => (stem.to_string(), s.to_string()),
         _ => (name.clone(), "all".to_string()),
     };
     let (app, slot) = match stem.rsplit_once('-') {

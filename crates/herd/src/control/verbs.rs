@@ -191,7 +191,7 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
     let client = Client::new(home.clone());
     match verb {
         Verb::Daemon(args) => {
-            crate::observe::logging::init(args.log_format);
+            crate::observe::logging::init_daemon(args.log_format, home.logs());
             match super::daemon::run(home, args.resurrect) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("{e:#}")),

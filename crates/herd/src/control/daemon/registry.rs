@@ -493,7 +493,14 @@ pub fn log_files(
     slots: usize,
 ) -> Vec<crate::control::protocol::LogFile> {
     let plan = log_plan(home, name, config);
-    let mut files: Vec<crate::control::protocol::LogFile> = Vec::new();
+    // herd's own records of the app: why workers came and went.
+    let mut files = vec![crate::control::protocol::LogFile {
+        path: crate::observe::app_events::AppEvents::path(&home.logs(), name)
+            .display()
+            .to_string(),
+        slot: None,
+        stream: "herd".into(),
+    }];
     for slot in 0..slots.max(1) {
         let (out, err) = plan.paths(slot);
         let streams = [

@@ -35,9 +35,9 @@ pub enum AppError {
         /// What is wrong with it.
         why: String,
     },
-    /// `user` or `group` cannot be used.
+    /// `user` or `group` cannot be used, or the app's values do not make a plan.
     #[error("app `{app}`: {what}")]
-    Credentials {
+    Invalid {
         /// The app.
         app: String,
         /// What is wrong.
@@ -79,20 +79,26 @@ pub fn plan(
     } else {
         resolve_program(&app.program, path_var.as_deref()).map_err(plan_err)?
     };
+    // `--name=NAME`: a name may start with `-`.
     let mut argv: Vec<String> = vec![
         "herd".into(),
         "run".into(),
-        "--name".into(),
-        name.to_string(),
+        format!("--name={name}"),
         "--".into(),
     ];
     argv.push(program.to_string_lossy().into_owned());
     argv.extend(app.args.iter().cloned());
-    let Ok(Cli {
-        command: Command::Run(mut args),
-    }) = Cli::try_parse_from(&argv)
-    else {
-        unreachable!("`herd run --name NAME -- PROGRAM` always parses");
+    let mut args = match Cli::try_parse_from(&argv) {
+        Ok(Cli {
+            command: Command::Run(args),
+        }) => args,
+        Ok(_) => unreachable!("the argv above is a `herd run`"),
+        Err(e) => {
+            return Err(AppError::Invalid {
+                app: name.to_string(),
+                what: format!("cannot be planned: {e}"),
+            })
+        }
     };
     macro_rules! set {
         ($($field:ident),*) => {$(
@@ -168,7 +174,7 @@ fn credentials(
     if user.is_none() && group.is_none() {
         return Ok(None);
     }
-    let bad = |what: String| AppError::Credentials {
+    let bad = |what: String| AppError::Invalid {
         app: app.to_string(),
         what,
     };
@@ -228,4 +234,61 @@ fn credentials(
         gid: gid.as_raw(),
         groups,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Arc<Vec<(OsString, OsString)>> {
+        Arc::new(vec![("PATH".into(), "/bin:/usr/bin".into())])
+    }
+
+    #[test]
+    fn plans_take_the_file_over_the_defaults() {
+        let app = AppConfig {
+            program: "sh".into(),
+            args: vec!["-c".into(), "exit 0".into()],
+            instances: Some(crate::observe::cpus::Instances::Count(3)),
+            kill_timeout: Some(std::time::Duration::from_secs(2)),
+            autorestart: Some(false),
+            stop_exit_codes: vec![3],
+            max_memory_restart: Some(1 << 30),
+            ..AppConfig::default()
+        };
+        let plan = plan("-dash", &app, base(), &crate::observe::cpus::cpu_budget()).unwrap();
+        assert_eq!(plan.name, "-dash", "a name may start with `-`");
+        assert!(plan.program.ends_with("sh"), "found in the app's PATH");
+        assert_eq!(plan.policy.instances, 3);
+        assert_eq!(plan.policy.kill_timeout, std::time::Duration::from_secs(2));
+        assert!(!plan.policy.autorestart);
+        assert_eq!(plan.policy.stop_exit_codes, [3]);
+        assert_eq!(plan.policy.max_memory, Some(1 << 30));
+        // herd run's defaults for the rest.
+        assert_eq!(
+            plan.policy.listen_timeout,
+            crate::supervisor::DEFAULT_LISTEN_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_program_not_in_the_apps_path_is_named() {
+        let app = AppConfig {
+            program: "no-such-program-herd".into(),
+            ..AppConfig::default()
+        };
+        let err = plan("api", &app, base(), &crate::observe::cpus::cpu_budget()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("app `api`: command `no-such-program-herd`"),
+            "{err}"
+        );
+        let app = AppConfig {
+            program: "sh".into(),
+            cwd: Some("/no/such/dir".into()),
+            ..AppConfig::default()
+        };
+        let err = plan("api", &app, base(), &crate::observe::cpus::cpu_budget()).unwrap_err();
+        assert!(err.to_string().contains("cwd `/no/such/dir`"), "{err}");
+    }
 }

@@ -48,6 +48,9 @@ enum Outgoing {
     Message(Cow<'static, [u8]>),
     /// A `NODE_HANDLE` line and the fd that goes with it.
     Handle(HandleLine, OwnedFd),
+    /// Answered once everything queued before it is written and every handle sent is
+    /// answered (or given up on).
+    Delivered(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The line of a handle, kept until it is answered (a NACK sends it again).
@@ -172,6 +175,15 @@ impl Channel {
         }
     }
 
+    /// Resolves once every message queued so far is written and every handle sent is
+    /// answered by the worker (or given up on after [`HANDLE_ACK_TIMEOUT`]), or the channel
+    /// closed. A worker told to stop afterwards has read every connection handed to it.
+    pub fn delivered(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Outgoing::Delivered(tx));
+        rx
+    }
+
     /// Queues a `NODE_HANDLE` message of `type` carrying `fd`; false if the channel is closed.
     pub fn send_handle(&self, kind: &str, msg: Value, fd: OwnedFd) -> bool {
         let line = encode(&serde_json::json!({"cmd": "NODE_HANDLE", "type": kind, "msg": msg}));
@@ -214,7 +226,14 @@ async fn write_loop(
     let mut flight: std::collections::VecDeque<InFlight> =
         std::collections::VecDeque::with_capacity(HANDLE_WINDOW);
     let mut buf = Vec::with_capacity(256);
+    // `delivered()` waiters: answered when no handle is in flight.
+    let mut delivered: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
+        if flight.is_empty() {
+            for d in delivered.drain(..) {
+                let _ = d.send(());
+            }
+        }
         let deadline = flight.front().map(|f| f.sent + HANDLE_ACK_TIMEOUT);
         let timeout = async move {
             match deadline {
@@ -261,6 +280,7 @@ async fn write_loop(
                     }
                     flight.push_back(InFlight { line, fd, tries: 1, sent: tokio::time::Instant::now() });
                 }
+                Some(Outgoing::Delivered(done)) => delivered.push(done),
             },
         }
     }
@@ -285,4 +305,54 @@ async fn send_with_fd(write: &mut OwnedWriteHalf, line: &[u8], fd: &OwnedFd) -> 
         write.write_all(&line[sent..]).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[tokio::test]
+    async fn delivered_waits_until_every_handle_is_answered() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (frames, _frames_rx) = mpsc::unbounded_channel();
+        let channel = Channel::start(ours, 1, frames).unwrap();
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        channel
+            .send_handle_line(&b"{\"cmd\":\"NODE_HANDLE\"}\n"[..], OwnedFd::from(a))
+            .unwrap();
+        let mut delivered = channel.delivered();
+        // The worker side reads the handle but has not answered: not delivered.
+        let mut theirs = tokio::net::UnixStream::from_std({
+            theirs.set_nonblocking(true).unwrap();
+            theirs
+        })
+        .unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            theirs.readable().await.unwrap();
+            let mut buf = [0u8; 256];
+            match theirs.try_read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(delivered.try_recv().is_err(), "not answered yet");
+        let theirs = theirs.into_std().unwrap();
+        theirs.set_nonblocking(false).unwrap();
+        (&theirs)
+            .write_all(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), delivered)
+            .await
+            .expect("delivered once the handle is answered")
+            .unwrap();
+        // With nothing in flight it resolves at once.
+        tokio::time::timeout(Duration::from_secs(5), channel.delivered())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

@@ -176,6 +176,26 @@ impl Driver {
             warn!(pid, "worker (pid {pid}) has no open channel: sending {} instead of the shutdown message",
                 self.plan.stop_signal.as_str());
         }
+        // A worker that takes connections as messages may still have some in the channel
+        // (queued in herd, or unread): signalled now, it could stop reading before they
+        // arrive, and their clients would see a reset. The signal waits until the worker
+        // has answered every handle (bounded by the answer timeout).
+        if let Some(link) = self
+            .channels
+            .get(&pid)
+            .filter(|l| !l.closed && !l.cluster && l.sockets_handed > 0)
+        {
+            let delivered = link.channel.delivered();
+            let sig = self.plan.stop_signal;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(crate::channel::worker::HANDLE_ACK_TIMEOUT, delivered)
+                    .await;
+                if let Err(e) = killpg(Pid::from_raw(pid as i32), sig) {
+                    debug!(pid, "{} to process group {pid} failed: {e}", sig.as_str());
+                }
+            });
+            return;
+        }
         self.signal(pid, self.plan.stop_signal);
     }
 

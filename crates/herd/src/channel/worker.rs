@@ -323,7 +323,7 @@ mod tests {
             .unwrap();
         let mut delivered = channel.delivered();
         // The worker side reads the handle but has not answered: not delivered.
-        let mut theirs = tokio::net::UnixStream::from_std({
+        let theirs = tokio::net::UnixStream::from_std({
             theirs.set_nonblocking(true).unwrap();
             theirs
         })

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use super::file::AppConfig;
-use super::plan::{resolve_program, Credentials, Launch, PlanError, RunPlan};
+use super::plan::{env_value, resolve_program, Credentials, Launch, PlanError, RunPlan};
 use super::{Cli, Command};
 use crate::observe::cpus::CpuBudget;
 
@@ -68,7 +68,7 @@ pub fn plan(
         .env
         .get("PATH")
         .map(OsString::from)
-        .or_else(|| env_value(&base_env, "PATH"));
+        .or_else(|| env_value(&base_env, "PATH").cloned());
     let program = if app.program.contains('/') {
         let p = Path::new(&app.program);
         let p = match (&app.cwd, p.is_relative()) {
@@ -156,10 +156,6 @@ fn cwd_err(app: &str, path: &Path, why: &str) -> AppError {
         path: path.to_path_buf(),
         why: why.to_string(),
     }
-}
-
-fn env_value(env: &[(OsString, OsString)], key: &str) -> Option<OsString> {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
 /// Who `user` and `group` (names or numeric ids) are: the group defaults to the user's

@@ -168,13 +168,15 @@ impl Launch {
 
     fn base_value(&self, var: &str) -> Option<String> {
         match &self.base_env {
-            Some(base) => base
-                .iter()
-                .find(|(k, _)| k == var)
-                .map(|(_, v)| v.to_string_lossy().into_owned()),
+            Some(base) => env_value(base, var).map(|v| v.to_string_lossy().into_owned()),
             None => std::env::var(var).ok(),
         }
     }
+}
+
+/// The value of `key` in an environment given as pairs.
+pub fn env_value<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a OsString> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// Callbacks of a program that embeds herd ([`crate::cluster::Cluster`]): run on the

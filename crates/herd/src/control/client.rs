@@ -160,7 +160,7 @@ impl Client {
             }
             std::thread::sleep(POLL);
         }
-        rotate_daemon_log(&self.home.daemon_log());
+        crate::observe::logfiles::set_aside_if_larger(&self.home.daemon_log(), DAEMON_LOG_MAX);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -252,15 +252,9 @@ impl Client {
 /// machine, and small enough to read whole.
 const DAEMON_LOG_MAX: u64 = 10 * 1024 * 1024;
 
-fn rotate_daemon_log(path: &std::path::Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > DAEMON_LOG_MAX) {
-        let _ = std::fs::rename(path, path.with_extension("log.1"));
-    }
-}
-
-/// The last `n` lines of a small file, for error messages.
+/// The last `n` lines of a log, for error messages.
 fn log_tail(path: &std::path::Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    crate::observe::logfiles::tail(path, n)
+        .unwrap_or_default()
+        .join("\n")
 }

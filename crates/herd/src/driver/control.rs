@@ -49,11 +49,8 @@ impl Driver {
                 }
                 self.queue.push_back(i.event());
             }
-            Control::ScaleTo(n) => {
-                let now = self.sup.instances();
-                info!(app = %self.plan.name, from = now, to = n, "scaling {} from {now} to {n} workers", self.plan.name);
-                self.queue.push_back(Event::ScaleTo(n));
-            }
+            // The supervisor logs the change (or why it ignores it).
+            Control::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
             Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             Control::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");

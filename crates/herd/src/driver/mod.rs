@@ -43,7 +43,6 @@ use crate::observe::lifecycle;
 use crate::supervisor::{Action, Event, ExitStatus, NotifyMsg, Outcome, Supervisor, WorkerId};
 use control::Waiter;
 use output::{Output, Stream};
-use signals::Intent;
 use spawn::{SpawnResult, Spawner};
 
 /// How long herd waits, after the last worker exited, for output still in the pipes
@@ -63,11 +62,24 @@ const MEMORY_POLL: Duration = Duration::from_secs(1);
 /// this late at most.
 const LOAD_POLL: Duration = Duration::from_millis(100);
 
-/// What a process that supervises workers sets up first, while it has one thread: the
-/// guardian (forked, so it must come before any thread), the open-file limit, and the
-/// runtime of its main thread. `herd run` and the daemon both start with it.
-pub fn process_start() -> anyhow::Result<(Option<Arc<guardian::Guardian>>, tokio::runtime::Runtime)>
-{
+/// What a process that supervises workers shares between its apps: `herd run` has one
+/// app, the daemon many.
+pub struct Process {
+    /// The guardian, if it could be forked.
+    pub guardian: Option<Arc<guardian::Guardian>>,
+    /// The runtime of the main thread.
+    pub runtime: tokio::runtime::Runtime,
+    /// The live workers of every app (see [`reap::Children`]).
+    pub children: Arc<reap::Children>,
+    /// The one spawning thread.
+    pub spawner: Spawner,
+}
+
+/// Sets up what a process that supervises workers needs first, while it has one thread:
+/// the guardian (forked, so it must come before any thread), the open-file limit, the
+/// child subreaper, the runtime and the spawner thread. `herd run` and the daemon both
+/// start with it.
+pub fn process_start() -> anyhow::Result<Process> {
     let guardian = match guardian::Guardian::start() {
         Ok(g) => Some(Arc::new(g)),
         Err(e) => {
@@ -78,28 +90,37 @@ pub fn process_start() -> anyhow::Result<(Option<Arc<guardian::Guardian>>, tokio
     if let Some((old, new)) = spawn::raise_fd_limit() {
         debug!("open-file limit raised from {old} to {new} (workers keep {old})");
     }
+    if let Err(e) = reap::become_subreaper() {
+        warn!(
+            "cannot become a child subreaper ({e}): orphans of workers will be re-parented to init"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok((guardian, runtime))
+    let children = Arc::new(reap::Children::default());
+    let spawner = Spawner::start(children.clone()).context("cannot start the spawner thread")?;
+    Ok(Process {
+        guardian,
+        runtime,
+        children,
+        spawner,
+    })
 }
 
 /// Runs the plan to its end; the outcome decides herd's exit code.
 pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
-    let (guardian, runtime) = process_start()?;
+    let Process {
+        guardian,
+        runtime,
+        children,
+        spawner,
+    } = process_start()?;
     runtime.block_on(async move {
         // Handlers first: a child that exits at once must not be missed.
-        let intents = signals::intents().context("cannot install signal handlers")?;
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        tokio::spawn(forward_intents(intents, commands_tx));
+        let commands = signals::intents().context("cannot install signal handlers")?;
         let sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
-        if let Err(e) = reap::become_subreaper() {
-            warn!("cannot become a child subreaper ({e}): orphans of workers will be re-parented to init");
-        }
-        let children = Arc::new(reap::Children::default());
-        let spawner =
-            Spawner::start(children.clone()).context("cannot start the spawner thread")?;
         let host = Host {
             commands,
             reaping: Reaping::Own(sigchld),
@@ -112,17 +133,6 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
         let driver = Driver::new(plan, host)?;
         driver.run().await
     })
-}
-
-async fn forward_intents(
-    mut intents: mpsc::UnboundedReceiver<Intent>,
-    commands: mpsc::UnboundedSender<Control>,
-) {
-    while let Some(i) = intents.recv().await {
-        if commands.send(Control::Intent(i)).is_err() {
-            break;
-        }
-    }
 }
 
 /// Runs one app of a process that runs several (the daemon), on the calling thread, to

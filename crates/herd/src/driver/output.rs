@@ -472,8 +472,16 @@ mod drop_tests {
         fn flush(&mut self) {}
     }
 
-    #[tokio::test]
-    async fn a_full_queue_drops_and_reports_the_count_instead_of_blocking() {
+    /// An output whose sink hangs on its first line until released: (output, its thread,
+    /// what the sink saw, "the sink took a line", "release it").
+    #[allow(clippy::type_complexity)]
+    fn gated() -> (
+        Output,
+        std::thread::JoinHandle<()>,
+        Arc<Mutex<Vec<Ev>>>,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
         let events = Arc::new(Mutex::new(Vec::new()));
         let (entered_tx, entered) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel();
@@ -483,6 +491,12 @@ mod drop_tests {
             events: events.clone(),
         }))
         .unwrap();
+        (output, thread, events, entered, release)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_reports_the_count_instead_of_blocking() {
+        let (output, thread, events, entered, release) = gated();
 
         // The writer takes the first line and hangs in the sink.
         output.pump(&b"first\n"[..], 0, 1, Stream::Stdout).await;
@@ -560,15 +574,7 @@ mod drop_tests {
 
     #[tokio::test]
     async fn a_count_left_at_the_end_of_a_pipe_is_reported_before_the_flush() {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let (entered_tx, entered) = std::sync::mpsc::channel();
-        let (release, release_rx) = std::sync::mpsc::channel();
-        let (output, thread) = Output::start_to(Box::new(Gate {
-            entered: entered_tx,
-            release: Some(release_rx),
-            events: events.clone(),
-        }))
-        .unwrap();
+        let (output, thread, events, entered, release) = gated();
         output.pump(&b"first\n"[..], 3, 1, Stream::Stderr).await;
         entered.recv_timeout(Duration::from_secs(5)).unwrap();
         let text = "x\n".repeat(QUEUE + 5);

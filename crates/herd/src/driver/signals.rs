@@ -33,9 +33,9 @@ impl Intent {
     }
 }
 
-/// Installs the handlers and returns the stream of intents. Must run inside the runtime,
-/// before the first worker is spawned.
-pub fn intents() -> io::Result<mpsc::UnboundedReceiver<Intent>> {
+/// Installs the handlers and returns the stream of intents, as the driver's control
+/// requests. Must run inside the runtime, before the first worker is spawned.
+pub fn intents() -> io::Result<mpsc::UnboundedReceiver<super::Control>> {
     let table: [(SignalKind, Intent); 6] = [
         (SignalKind::terminate(), Intent::Shutdown("SIGTERM")),
         (SignalKind::interrupt(), Intent::Shutdown("SIGINT")),
@@ -50,7 +50,7 @@ pub fn intents() -> io::Result<mpsc::UnboundedReceiver<Intent>> {
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
-                if tx.send(intent).is_err() {
+                if tx.send(super::Control::Intent(intent)).is_err() {
                     break;
                 }
             }

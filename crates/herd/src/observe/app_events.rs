@@ -40,9 +40,7 @@ impl AppEvents {
 
     fn open(&self, app: &str) -> Option<File> {
         let path = Self::path(&self.dir, app);
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_SIZE) {
-            let _ = std::fs::rename(&path, path.with_extension("log.1"));
-        }
+        super::logfiles::set_aside_if_larger(&path, MAX_SIZE);
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .create(true)

@@ -189,16 +189,9 @@ impl Daemon {
     }
 
     /// Polls `cond` every 20 ms until true, or fails with `what`.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if cond() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("timed out after {timeout:?} waiting until {what}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+        if !super::poll_until(timeout, Duration::from_millis(20), cond) {
+            self.fail(&format!("timed out after {timeout:?} waiting until {what}"));
         }
     }
 

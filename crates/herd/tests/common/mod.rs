@@ -436,16 +436,9 @@ impl Herd {
     }
 
     /// Polls `cond` until true, or fails with `what` and herd's output.
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if cond() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("timed out after {timeout:?} waiting until {what}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+        if !poll_until(timeout, Duration::from_millis(10), cond) {
+            self.fail(&format!("timed out after {timeout:?} waiting until {what}"));
         }
     }
 
@@ -563,6 +556,20 @@ pub fn kv(body: &str) -> HashMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Calls `cond` every `every` until it is true (true) or `timeout` passed (false).
+pub fn poll_until(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// GET on a fresh connection with timeouts. Non-2xx statuses are answers, not errors.

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::home::Home;
 use super::protocol::{Envelope, Request, Response, VERSION};
-use crate::driver::{guardian::Guardian, reap, spawn};
+
 pub use registry::Registry;
 
 /// Longest request the daemon reads: a herd.toml with many apps and the environment of
@@ -58,45 +58,38 @@ pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
     // started it busy (an unmounted or deleted checkout).
     std::env::set_current_dir(home.dir())
         .with_context(|| format!("cannot enter {}", home.dir().display()))?;
-    let (guardian, runtime) = crate::driver::process_start()?;
-    let result = runtime.block_on(serve(home, guardian, resurrect));
+    let process = crate::driver::process_start()?;
+    let runtime = process.runtime;
+    let registry = Arc::new(Registry::new(
+        home,
+        process.children,
+        process.spawner,
+        process.guardian,
+    ));
+    let result = runtime.block_on(serve(registry, resurrect));
     drop(lock);
     result
 }
 
-async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> anyhow::Result<()> {
+async fn serve(registry: Arc<Registry>, resurrect: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install signal handlers")?;
     // Signals whose default would end the daemon (and every app with it) by accident.
-    let mut ignored = Vec::new();
     for (kind, name) in [
         (SignalKind::hangup(), "SIGHUP"),
         (SignalKind::user_defined1(), "SIGUSR1"),
         (SignalKind::user_defined2(), "SIGUSR2"),
     ] {
         let mut stream = signal(kind).context("cannot install signal handlers")?;
-        ignored.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             while stream.recv().await.is_some() {
                 info!("received {name}: ignored (the daemon takes commands on its socket; `herd reload all` reloads every app)");
             }
-        }));
+        });
     }
-    if let Err(e) = reap::become_subreaper() {
-        warn!(
-            "cannot become a child subreaper ({e}): orphans of workers will be re-parented to init"
-        );
-    }
-    let children = Arc::new(reap::Children::default());
-    let spawner =
-        spawn::Spawner::start(children.clone()).context("cannot start the spawner thread")?;
-    let registry = Arc::new(Registry::new(
-        home.clone(),
-        children.clone(),
-        spawner,
-        guardian,
-    ));
+    let home = registry.home().clone();
 
     let socket = home.socket();
     // The lock says no daemon runs: a socket file left here is a dead daemon's.
@@ -120,9 +113,7 @@ async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> 
     loop {
         tokio::select! {
             _ = sigchld.recv() => {
-                for r in reap::reap_all(&children) {
-                    registry.route_exit(r);
-                }
+                registry.reap();
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -149,9 +140,7 @@ async fn serve(home: Home, guardian: Option<Arc<Guardian>>, resurrect: bool) -> 
         tokio::select! {
             _ = &mut stopping => break,
             _ = sigchld.recv() => {
-                for r in reap::reap_all(&children) {
-                    registry.route_exit(r);
-                }
+                registry.reap();
             }
         }
     }

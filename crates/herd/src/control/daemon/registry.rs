@@ -178,8 +178,16 @@ impl Registry {
         }
     }
 
+    /// Reaps every child that exited (SIGCHLD) and sends each worker's exit to its app's
+    /// driver.
+    pub fn reap(&self) {
+        for r in reap::reap_all(&self.children) {
+            self.route_exit(r);
+        }
+    }
+
     /// Sends a reaped worker's exit to its app's driver.
-    pub fn route_exit(&self, reaped: reap::Reaped) {
+    fn route_exit(&self, reaped: reap::Reaped) {
         let Some(key) = reaped.app else {
             tracing::debug!(pid = reaped.pid, "reaped an orphan process");
             return;

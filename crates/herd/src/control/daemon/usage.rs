@@ -13,7 +13,7 @@ use crate::observe::procstat;
 /// CPU time of each worker when last measured, by pid.
 #[derive(Debug, Default)]
 pub struct Usage {
-    seen: Mutex<HashMap<u32, (Instant, Duration)>>,
+    seen: Mutex<HashMap<u32, (Instant, procstat::Sample)>>,
 }
 
 impl Usage {
@@ -47,20 +47,16 @@ impl Usage {
                 continue;
             };
             let pid = w.pid.unwrap_or_default();
+            // The first time: since the worker started, from no CPU time.
             let (since, before) = seen.get(&pid).copied().unwrap_or((
                 now.checked_sub(Duration::from_millis(w.uptime_ms))
                     .unwrap_or(now),
-                Duration::ZERO,
+                procstat::Sample::default(),
             ));
-            let elapsed = now.saturating_duration_since(since).as_secs_f64();
-            let used = sample.cpu.saturating_sub(before).as_secs_f64();
-            w.cpu_percent = if elapsed > 0.0 {
-                used / elapsed * 100.0
-            } else {
-                0.0
-            };
+            w.cpu_percent =
+                procstat::cpu_percent(&before, sample, now.saturating_duration_since(since));
             w.memory = sample.rss;
-            next.insert(pid, (now, sample.cpu));
+            next.insert(pid, (now, *sample));
         }
         // Workers gone since are forgotten.
         *seen = next;

@@ -171,6 +171,14 @@ impl LogPlan {
     }
 }
 
+/// Moves a log that grew past `max` bytes to `<path>.1` (replacing the one before), for
+/// logs that are only checked when opened: the daemon's own, and herd's records of an app.
+pub fn set_aside_if_larger(path: &Path, max: u64) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > max) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
+    }
+}
+
 /// Every current log file of an app in `dir` (not rotated ones), for `herd logs`, by the
 /// default naming: `<app>.out.log`, `<app>.err.log` (merged), then `<app>-<slot>.out.log`,
 /// `<app>-<slot>.err.log` by slot. Files named by `out_file`, `error_file` or `log_file`

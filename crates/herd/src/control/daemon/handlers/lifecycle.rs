@@ -3,10 +3,8 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
 use super::super::registry::{Registry, State};
-use super::{all_ready, done, ended_why, failed, respond, running};
+use super::{all_ready, ask_each, done, failed, respond};
 use crate::control::protocol::Response;
 use crate::driver::signals::Intent;
 use crate::driver::Control;
@@ -147,31 +145,16 @@ pub async fn restart(registry: &Arc<Registry>, select: &[String]) -> Response {
 
 /// `reload`: rolling, zero downtime.
 pub async fn reload(registry: &Arc<Registry>, select: &[String]) -> Response {
-    let names = match registry.select(select) {
-        Ok(n) => n,
-        Err(e) => return failed(e, Vec::new()),
-    };
-    let mut lines = Vec::new();
-    let mut errors = Vec::new();
-    for name in &names {
-        let Some(run) = running(registry, name) else {
-            errors.push(format!(
-                "{name}: not running (`herd restart {name}` starts it)"
-            ));
-            continue;
-        };
-        let (tx, rx) = oneshot::channel();
-        if run.commands.send(Control::Reload(tx)).is_err() {
-            errors.push(format!("{name}: {}", ended_why(&run).await));
-            continue;
-        }
-        match rx.await {
-            Ok(Ok(())) => lines.push(format!("{name}: reloaded, every worker replaced")),
-            Ok(Err(why)) => errors.push(why),
-            Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
-        }
-    }
-    respond(registry, lines, errors).await
+    ask_each(
+        registry,
+        select,
+        Control::Reload,
+        |name, done: Result<(), String>| {
+            done.map(|()| format!("{name}: reloaded, every worker replaced"))
+        },
+        |name| format!("{name}: not running (`herd restart {name}` starts it)"),
+    )
+    .await
 }
 
 /// `delete`: stop and forget.

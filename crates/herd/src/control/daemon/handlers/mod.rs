@@ -159,6 +159,40 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
     .unwrap_or_default()
 }
 
+/// Sends a request made by `make` to every running app of `select` in turn and waits for
+/// each answer; `line` turns an answer into a line for the user, or an error.
+pub(super) async fn ask_each<T>(
+    registry: &Arc<Registry>,
+    select: &[String],
+    make: impl Fn(oneshot::Sender<T>) -> Control,
+    line: impl Fn(&str, T) -> Result<String, String>,
+    not_running: impl Fn(&str) -> String,
+) -> Response {
+    let names = match registry.select(select) {
+        Ok(n) => n,
+        Err(e) => return failed(e, Vec::new()),
+    };
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for name in &names {
+        let Some(run) = running(registry, name) else {
+            errors.push(not_running(name));
+            continue;
+        };
+        let (tx, rx) = oneshot::channel();
+        let _ = run.commands.send(make(tx));
+        match rx.await {
+            Ok(answer) => match line(name, answer) {
+                Ok(l) => lines.push(l),
+                Err(e) => errors.push(e),
+            },
+            // The driver ended without answering (the send failed, or it exited).
+            Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
+        }
+    }
+    respond(registry, lines, errors).await
+}
+
 /// The answer of a request that acted on apps: what was done, the apps now, and the
 /// errors (which make it a failure).
 pub(super) async fn respond(

@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
-use super::super::registry::{Registry, Running};
-use super::{ended_why, failed, ready, respond, running, status_of, READY_SLACK};
+use super::super::registry::Registry;
+use super::{ask_each, ended_why, failed, ready, respond, running, status_of, READY_SLACK};
 use crate::control::protocol::{Response, Scale};
 use crate::driver::Control;
 
@@ -63,11 +61,13 @@ pub async fn send(
     select: &[String],
     message: serde_json::Value,
 ) -> Response {
-    each_running(
+    let line = sent_line("message");
+    ask_each(
         registry,
         select,
-        |_, tx| Control::Broadcast(message.clone(), tx),
-        run_send_line("message"),
+        |tx| Control::Broadcast(message.clone(), tx),
+        |name, n| Ok(line(name, n)),
+        |name| format!("{name}: not running"),
     )
     .await
 }
@@ -78,47 +78,22 @@ pub async fn signal(registry: &Arc<Registry>, select: &[String], signal: &str) -
         Ok(s) => s,
         Err(e) => return failed(format!("signal `{signal}`: {e}"), Vec::new()),
     };
-    each_running(
+    let line = sent_line(sig.as_str());
+    ask_each(
         registry,
         select,
-        |_, tx| Control::Signal(sig, tx),
-        run_send_line(sig.as_str()),
+        |tx| Control::Signal(sig, tx),
+        |name, n| Ok(line(name, n)),
+        |name| format!("{name}: not running"),
     )
     .await
 }
 
-fn run_send_line(what: &str) -> impl Fn(&str, usize) -> String + '_ {
+fn sent_line(what: &str) -> impl Fn(&str, usize) -> String + '_ {
     move |name, n| {
         format!(
             "{name}: {what} sent to {n} worker{}",
             if n == 1 { "" } else { "s" }
         )
     }
-}
-
-async fn each_running(
-    registry: &Arc<Registry>,
-    select: &[String],
-    make: impl Fn(&Running, oneshot::Sender<usize>) -> Control,
-    line: impl Fn(&str, usize) -> String,
-) -> Response {
-    let names = match registry.select(select) {
-        Ok(n) => n,
-        Err(e) => return failed(e, Vec::new()),
-    };
-    let mut lines = Vec::new();
-    let mut errors = Vec::new();
-    for name in &names {
-        let Some(run) = running(registry, name) else {
-            errors.push(format!("{name}: not running"));
-            continue;
-        };
-        let (tx, rx) = oneshot::channel();
-        let _ = run.commands.send(make(&run, tx));
-        match rx.await {
-            Ok(n) => lines.push(line(name, n)),
-            Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
-        }
-    }
-    respond(registry, lines, errors).await
 }

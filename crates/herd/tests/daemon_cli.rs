@@ -478,3 +478,37 @@ fn startup_prints_a_unit_that_resurrects() {
     assert!(r.stderr.contains("--install"), "{r}");
     assert_eq!(d.daemon_pid(), None, "printing the unit starts no daemon");
 }
+
+#[test]
+fn herd_home_is_made_private_and_another_users_is_refused() {
+    let d = Daemon::new();
+    // A home made by hand with the usual umask: the daemon makes it the user's alone.
+    std::fs::create_dir_all(d.home().join("logs")).unwrap();
+    for dir in [d.home().to_path_buf(), d.home().join("logs")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d.ok(&["ping"]);
+    for dir in [d.home().to_path_buf(), d.home().join("logs")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    d.ok(&["kill"]);
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: not root, cannot give the home to another user");
+        return;
+    }
+    // A home that belongs to someone else: refused, naming it.
+    let theirs = d.root().join("theirs");
+    std::fs::create_dir_all(theirs.join("logs")).unwrap();
+    for dir in [theirs.clone(), theirs.join("logs")] {
+        nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    }
+    let mut ping = d.command(&["ping"]);
+    ping.env("HERD_HOME", &theirs);
+    let r = d.run_command(ping, &["ping"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.stderr.contains("belongs to uid 65534"),
+        "the refusal is in the daemon log the CLI shows: {r}"
+    );
+}

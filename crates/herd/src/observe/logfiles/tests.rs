@@ -334,3 +334,27 @@ async fn worker_pipes_to_files_and_a_follower_sees_each_line_soon() {
         .is_some_and(|l| l.ends_with(" api:0 err 999")));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_log_past_its_size_is_set_aside_when_opened() {
+    let dir = std::env::temp_dir().join(format!("herd-set-aside-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("daemon.log");
+    std::fs::write(&log, "small\n").unwrap();
+    super::set_aside_if_larger(&log, 100);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "small\n",
+        "under the size: kept"
+    );
+    std::fs::write(&log, "x".repeat(101)).unwrap();
+    super::set_aside_if_larger(&log, 100);
+    assert!(!log.exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("daemon.log.1"))
+            .unwrap()
+            .len(),
+        101
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

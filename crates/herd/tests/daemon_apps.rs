@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::daemon::*;
 use common::*;
@@ -405,4 +406,49 @@ fn a_start_during_a_kill_waits_for_the_old_daemon_then_starts_a_new_one() {
     d.wait_online("fresh", 1);
     let mut kill = kill;
     assert!(kill.wait().unwrap().success());
+}
+
+#[test]
+fn kill_waits_for_the_daemon_it_stopped_not_for_whoever_holds_the_lock_next() {
+    let d = Daemon::new();
+    let file = d.file(
+        "herd.toml",
+        &format!(
+            "[apps.stubborn]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 1\nlisten = [\"127.0.0.1:0\"]\nkill_timeout = \"1s\"\n",
+            worker_bin()
+        ),
+    );
+    d.ok(&["start", file.to_str().unwrap()]);
+    let old = d.daemon_pid().expect("a daemon");
+    // Stands for a new daemon that takes the lock the moment the old one lets it go.
+    let lock = std::fs::File::open(d.home().join("daemon.lock")).unwrap();
+    let (taken, was_taken) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        taken.send(()).unwrap();
+        // Held until the test lets go (the sender dropped).
+        let _ = released.recv();
+        drop(held);
+    });
+    let mut kill = d.command(&["kill"]).spawn().unwrap();
+    was_taken
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the old daemon let the lock go");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = kill.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = kill.kill();
+            let _ = kill.wait();
+            panic!("`herd kill` still waits after its daemon ended");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert!(!pid_alive(old) || stat(old).is_some_and(|s| s.state == 'Z'));
+    drop(release);
+    holder.join().unwrap();
 }

@@ -66,6 +66,22 @@ impl Client {
         self.exchange(stream, request)
     }
 
+    /// Sends `request` to a running daemon, and says which process answered: the daemon
+    /// that got a `kill` is the one to wait for, not whichever holds the lock later (a
+    /// CLI may start a new daemon as soon as the old one has closed its socket).
+    pub fn request_from(&self, request: Request) -> Result<(Response, Peer), ClientError> {
+        let stream = self.connect()?.ok_or_else(|| self.no_daemon())?;
+        let pid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            .map_err(|e| self.io(e.into()))?
+            .pid() as u32;
+        // Read before the request: a daemon that exits at once is seen to exit, not missed.
+        let peer = Peer {
+            pid,
+            started: crate::observe::procstat::started(pid),
+        };
+        Ok((self.exchange(stream, request)?, peer))
+    }
+
     /// Sends `request`, starting the daemon first when none runs. The flag says whether
     /// this call started it.
     pub fn request_starting(&self, request: Request) -> Result<(Response, bool), ClientError> {
@@ -233,11 +249,24 @@ impl Client {
             Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
         }
     }
+}
 
-    /// Waits until the daemon process has ended (after `kill`), at most `timeout`.
-    pub fn wait_gone(&self, timeout: Duration) -> bool {
+/// The daemon process that answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started (`None`: it had already ended).
+    started: Option<u64>,
+}
+
+impl Peer {
+    /// Waits until this daemon process has ended (after `kill`), at most `timeout`. It
+    /// has released the home's lock by then: a process closes its files before it ends.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while self.lock_held() {
+        while self.started.is_some() && crate::observe::procstat::started(self.pid) == self.started
+        {
             if Instant::now() > deadline {
                 return false;
             }

@@ -357,13 +357,13 @@ fn print_apps(apps: &[AppInfo], json: bool) -> ExitCode {
 }
 
 fn kill(client: &Client) -> ExitCode {
-    match client.request(Request::Kill) {
-        Ok(Response::Done { lines, .. }) => {
+    match client.request_from(Request::Kill) {
+        Ok((Response::Done { lines, .. }, daemon)) => {
             for line in lines {
                 println!("{line}");
             }
             // The daemon stops its apps (each within its kill timeout), then exits.
-            if client.wait_gone(Duration::from_secs(600)) {
+            if daemon.wait_exit(Duration::from_secs(600)) {
                 println!("daemon stopped");
                 ExitCode::SUCCESS
             } else {
@@ -374,7 +374,7 @@ fn kill(client: &Client) -> ExitCode {
             println!("no herd daemon runs");
             ExitCode::SUCCESS
         }
-        other => answer(other, false),
+        other => answer(other.map(|(response, _)| response), false),
     }
 }
 

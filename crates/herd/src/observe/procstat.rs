@@ -39,11 +39,16 @@ impl Sample {
 /// The fields of `/proc/<pid>/stat` herd uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
+    /// `R`, `S`, `Z`, ...: field 3.
+    state: char,
     pgrp: u32,
     /// utime + stime, clock ticks.
     ticks: u64,
     threads: u32,
     rss_pages: u64,
+    /// When the process started, clock ticks after boot: with the pid, it names one
+    /// process even after the pid is reused.
+    start: u64,
 }
 
 /// Parses one `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and
@@ -53,16 +58,20 @@ fn parse_stat(text: &str) -> Option<Stat> {
     // Fields 3.. of proc(5): index = field number - 3.
     let mut fields = rest.split_ascii_whitespace();
     let mut nth = |skip: usize| fields.nth(skip);
-    let pgrp = nth(2)?.parse().ok()?; // field 5
+    let state = nth(0)?.chars().next()?; // field 3
+    let pgrp = nth(1)?.parse().ok()?; // field 5
     let utime: u64 = nth(8)?.parse().ok()?; // field 14
     let stime: u64 = nth(0)?.parse().ok()?; // field 15
     let threads = nth(4)?.parse().ok()?; // field 20
-    let rss: i64 = nth(3)?.parse().ok()?; // field 24 (signed in the kernel's format)
+    let start = nth(1)?.parse().ok()?; // field 22
+    let rss: i64 = nth(1)?.parse().ok()?; // field 24 (signed in the kernel's format)
     Some(Stat {
+        state,
         pgrp,
         ticks: utime.saturating_add(stime),
         threads,
         rss_pages: rss.max(0) as u64,
+        start,
     })
 }
 
@@ -118,6 +127,15 @@ fn read_stat(pid: &str, buf: &mut String) -> io::Result<Stat> {
 pub fn sample(pid: u32) -> io::Result<Sample> {
     let mut buf = String::with_capacity(512);
     Ok(read_stat(&pid.to_string(), &mut buf)?.sample())
+}
+
+/// When process `pid` started (clock ticks after boot), or `None` when it has ended (a
+/// zombie has ended too). Two equal answers for one pid are one process: a waiter that
+/// compares them cannot mistake a later process with a reused pid for the one it awaits.
+pub fn started(pid: u32) -> Option<u64> {
+    let mut buf = String::with_capacity(512);
+    let stat = read_stat(&pid.to_string(), &mut buf).ok()?;
+    (!matches!(stat.state, 'Z' | 'X' | 'x')).then_some(stat.start)
 }
 
 /// The sum over every process whose process group is `pgid` (a worker and its children).
@@ -191,10 +209,12 @@ mod tests {
     #[test]
     fn parses_stat_whatever_the_command_name() {
         let want = Stat {
+            state: 'S',
             pgrp: 77,
             ticks: 300,
             threads: 9,
             rss_pages: 1000,
+            start: 12345,
         };
         for comm in [
             "node",
@@ -247,6 +267,25 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         let e = sample_group(u32::MAX - 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_process_has_started_until_it_ends_even_as_a_zombie() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let start = started(pid).expect("running");
+        assert_eq!(started(pid), Some(start));
+        assert!(started(std::process::id()).is_some_and(|mine| mine <= start));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, which has ended.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started(pid).is_some() {
+            assert!(Instant::now() < deadline, "still running after SIGKILL");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert_eq!(started(pid), None);
+        assert_eq!(started(u32::MAX - 1), None);
     }
 
     struct Group(Child);

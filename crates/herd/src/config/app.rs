@@ -268,6 +268,39 @@ mod tests {
     }
 
     #[test]
+    fn only_the_sockets_and_balancing_are_fixed_for_a_running_app() {
+        let budget = crate::observe::cpus::cpu_budget();
+        let app = AppConfig {
+            program: "sh".into(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..AppConfig::default()
+        };
+        let running = plan("web", &app, base(), &budget).unwrap();
+        let worker_side = AppConfig {
+            args: vec!["-c".into(), "exit 0".into()],
+            instances: Some(crate::observe::cpus::Instances::Count(3)),
+            kill_timeout: Some(std::time::Duration::from_secs(2)),
+            env: [("A".to_string(), "1".to_string())].into(),
+            ..app.clone()
+        };
+        let new = plan("web", &worker_side, base(), &budget).unwrap();
+        assert_eq!(running.fixed_changes(&new), Vec::<String>::new());
+        let moved = AppConfig {
+            listen: vec!["127.0.0.1:9".parse().unwrap()],
+            balance: Some(crate::listen::Balance::RoundRobin),
+            ..app.clone()
+        };
+        let new = plan("web", &moved, base(), &budget).unwrap();
+        let changes = running.fixed_changes(&new);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes[0].starts_with("listen (127.0.0.1:0 → 127.0.0.1:9)"),
+            "{changes:?}"
+        );
+        assert!(changes[1].starts_with("balance ("), "{changes:?}");
+    }
+
+    #[test]
     fn a_program_not_in_the_apps_path_is_named() {
         let app = AppConfig {
             program: "no-such-program-herd".into(),

@@ -191,6 +191,41 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl RunPlan {
+    /// What `new` would change that a running app keeps for its whole life: the sockets
+    /// herd listens on and how connections reach the workers. A rolling reload replaces
+    /// workers behind those sockets, so it cannot apply these (a restart can). Each entry
+    /// names the herd.toml key with the running and the new value.
+    pub fn fixed_changes(&self, new: &RunPlan) -> Vec<String> {
+        let addrs = |l: &[ListenAddr]| {
+            l.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut changes = Vec::new();
+        if self.listen != new.listen {
+            changes.push(format!(
+                "listen ({} → {})",
+                addrs(&self.listen),
+                addrs(&new.listen)
+            ));
+        }
+        if self.balance != new.balance {
+            changes.push(format!("balance ({} → {})", self.balance, new.balance));
+        }
+        // The transport follows from the balance mode, except for `proxy`.
+        if self.balance == new.balance && self.transport != new.transport {
+            changes.push("proxy".to_string());
+        }
+        if self.sticky_wait != new.sticky_wait {
+            changes.push(format!(
+                "sticky_wait ({:?} → {:?})",
+                self.sticky_wait, new.sticky_wait
+            ));
+        }
+        changes
+    }
+
     /// Validates raw flags into a plan; `budget` is what `max` means on this machine.
     pub fn from_args(args: RunArgs, budget: &CpuBudget) -> Result<RunPlan, PlanError> {
         let RunArgs {

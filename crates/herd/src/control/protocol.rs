@@ -55,6 +55,19 @@ pub enum Request {
         /// The apps.
         select: Selector,
     },
+    /// Make the apps of a herd.toml text what it defines (`herd restart FILE`, `herd
+    /// reload FILE`): running apps take the new definition the way `how` says, the others
+    /// start.
+    Apply {
+        /// The apps, as in `Start`.
+        toml: String,
+        /// Where they came from, for messages.
+        origin: String,
+        /// The environment of the command: the workers start from it.
+        env: Vec<(String, String)>,
+        /// How running apps take the new definition.
+        how: Apply,
+    },
     /// Stop the apps and forget them.
     Delete {
         /// The apps.
@@ -89,6 +102,17 @@ pub enum Request {
     Resurrect,
     /// Stop every app, then the daemon.
     Kill,
+}
+
+/// How a running app takes a new definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Apply {
+    /// Stop, then start with it: anything may change, with a short gap in service.
+    Restart,
+    /// Replace every worker with one of the new definition, slot by slot, with no gap;
+    /// the sockets and the balancing stay what they are.
+    Reload,
 }
 
 /// A new number of workers.

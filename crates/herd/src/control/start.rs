@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::client::Client;
-use super::protocol::Request;
-use super::verbs::{answer, fail, tell_previous, usage, StartArgs};
+use super::protocol::{Apply, Request};
+use super::verbs::{answer, fail, tell_previous, usage, Redo, StartArgs};
 use crate::config::file::AppConfig;
 use crate::config::RunFlags;
 
@@ -52,18 +52,52 @@ pub fn run(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> E
         }
     };
     let toml = crate::config::file::to_toml(&apps);
-    let env = std::env::vars_os()
+    send(
+        client,
+        Request::Start {
+            toml,
+            origin,
+            env: environment(),
+            wait: !args.no_wait,
+        },
+        args.json,
+    )
+}
+
+/// Runs `herd restart FILE` and `herd reload FILE`: the file's apps, checked here as for
+/// `start`, take the definition it gives (those not running start).
+pub fn apply(client: &Client, args: &Redo, how: Apply) -> ExitCode {
+    let file = PathBuf::from(&args.apps[0]);
+    let apps = match load_apps(&file, args.profile.as_deref(), &args.only) {
+        Ok(apps) => apps,
+        Err(e) => return fail(&e),
+    };
+    send(
+        client,
+        Request::Apply {
+            toml: crate::config::file::to_toml(&apps),
+            origin: file.display().to_string(),
+            env: environment(),
+            how,
+        },
+        args.json,
+    )
+}
+
+/// This command's environment: the workers of the apps it defines start from it, as
+/// PM2's do from the shell that started them.
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    match client.request_starting(Request::Start {
-        toml,
-        origin,
-        env,
-        wait: !args.no_wait,
-    }) {
+        .collect()
+}
+
+/// Sends a request that defines apps, starting the daemon when none runs.
+fn send(client: &Client, request: Request, json: bool) -> ExitCode {
+    match client.request_starting(request) {
         Ok((response, started)) => {
             tell_previous(client, started);
-            answer(Ok(response), args.json)
+            answer(Ok(response), json)
         }
         Err(e) => fail(&e.to_string()),
     }

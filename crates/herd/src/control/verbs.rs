@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use super::client::Client;
 use super::home::Home;
-use super::protocol::{AppInfo, Request, Response, Scale};
+use super::protocol::{AppInfo, Apply, Request, Response, Scale};
 use crate::config::RunFlags;
 
 /// The verbs that talk to the daemon.
@@ -23,10 +23,13 @@ pub enum Verb {
     Start(Box<StartArgs>),
     /// Stop apps gracefully (names, namespaces or `all`); they stay listed as stopped.
     Stop(Select),
-    /// Stop apps, then start them again (a short gap in service; `reload` has none).
-    Restart(Select),
-    /// Replace every worker of apps slot by slot, with zero downtime.
-    Reload(Select),
+    /// Stop apps, then start them again (a short gap in service; `reload` has none). Given
+    /// a file, its apps take the definition it gives now (those not running start).
+    Restart(Redo),
+    /// Replace every worker of apps slot by slot, with zero downtime. Given a file, the new
+    /// workers run the definition it gives now (its sockets, balancing and log files must
+    /// stay as they are; `restart FILE` changes those), and the count of workers follows it.
+    Reload(Redo),
     /// Stop apps and forget them.
     Delete(Select),
     /// List the apps and their workers.
@@ -94,6 +97,24 @@ pub struct Select {
     /// App names, namespaces, or `all`.
     #[arg(required = true, value_name = "NAME")]
     pub apps: Vec<String>,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd restart` and `herd reload`.
+#[derive(Debug, Args)]
+pub struct Redo {
+    /// App names, namespaces, or `all`; or one herd.toml or PM2 ecosystem file, whose apps
+    /// take the definition it gives.
+    #[arg(required = true, value_name = "NAME|FILE")]
+    pub apps: Vec<String>,
+    /// With a file: select its `env_<PROFILE>` tables.
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// With a file: only these of its apps (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
     /// Print the table as JSON.
     #[arg(long)]
     pub json: bool,
@@ -199,8 +220,8 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
         }
         Verb::Start(args) => super::start::run(&client, *args, explicit_run_flags),
         Verb::Stop(s) => act(&client, Request::Stop { select: s.apps }, s.json),
-        Verb::Restart(s) => act(&client, Request::Restart { select: s.apps }, s.json),
-        Verb::Reload(s) => act(&client, Request::Reload { select: s.apps }, s.json),
+        Verb::Restart(r) => redo(&client, r, Apply::Restart),
+        Verb::Reload(r) => redo(&client, r, Apply::Reload),
         Verb::Delete(s) => act(&client, Request::Delete { select: s.apps }, s.json),
         Verb::Ls(args) => match client.request(Request::List) {
             Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json),
@@ -354,6 +375,33 @@ fn print_apps(apps: &[AppInfo], json: bool) -> ExitCode {
     };
     let _ = out.write_all(text.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// `restart` and `reload`: of apps by name, or of the apps of a file with the definition
+/// it gives now. App names have no `.` or `/`; file names do.
+fn redo(client: &Client, args: Redo, how: Apply) -> ExitCode {
+    let verb = match how {
+        Apply::Restart => "restart",
+        Apply::Reload => "reload",
+    };
+    let is_file = |a: &String| a.contains('.') || a.contains('/');
+    match args.apps.iter().position(is_file) {
+        Some(_) if args.apps.len() > 1 => usage(&format!(
+            "`herd {verb}` takes app names or one file, not both: {}",
+            args.apps.join(" ")
+        )),
+        Some(_) => super::start::apply(client, &args, how),
+        None if args.profile.is_some() || !args.only.is_empty() => usage(&format!(
+            "--env and --only go with a file (`herd {verb} herd.toml --env prod`)"
+        )),
+        None => {
+            let request = match how {
+                Apply::Restart => Request::Restart { select: args.apps },
+                Apply::Reload => Request::Reload { select: args.apps },
+            };
+            act(client, request, args.json)
+        }
+    }
 }
 
 fn kill(client: &Client) -> ExitCode {

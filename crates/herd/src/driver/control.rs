@@ -28,6 +28,18 @@ pub enum Control {
     WhenReady(tokio::sync::oneshot::Sender<Result<(), String>>),
     /// Start a rolling reload; answer when it is over, or with why it was not done.
     Reload(tokio::sync::oneshot::Sender<Result<(), String>>),
+    /// Take a new plan and reload every worker with it, then scale to its number of
+    /// workers (`herd reload FILE`). `accepted` answers at once: `Err` names what the
+    /// running app cannot change (its sockets, its balancing), and nothing changed.
+    /// `done` answers as [`Control::Reload`] does.
+    Redefine {
+        /// The app's new plan (same name).
+        plan: Box<crate::config::RunPlan>,
+        /// Whether the plan was taken.
+        accepted: tokio::sync::oneshot::Sender<Result<(), String>>,
+        /// When the reload is over.
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// A request that waits for a state of the app.
@@ -54,10 +66,31 @@ impl Driver {
             Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             Control::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");
-                self.queue.push_back(Event::Reload);
-                // The reload gives new workers the next generation.
-                let target = self.sup.generation() + 1;
-                self.waiters.push(Waiter::Reloaded(reply, target));
+                self.reload_then(reply);
+            }
+            Control::Redefine {
+                plan,
+                accepted,
+                done,
+            } => {
+                let fixed = self.plan.fixed_changes(&plan);
+                if !fixed.is_empty() {
+                    let _ = accepted.send(Err(format!(
+                        "a reload keeps the app's sockets, and the new definition changes {}",
+                        fixed.join(", ")
+                    )));
+                    return;
+                }
+                let instances = plan.policy.instances;
+                info!(app = %self.plan.name, "reload with a new definition requested");
+                self.take_plan(*plan);
+                let _ = accepted.send(Ok(()));
+                self.reload_then(done);
+                // Slots added now start with the new plan; slots removed are skipped by
+                // the reload.
+                if instances != self.sup.instances() {
+                    self.queue.push_back(Event::ScaleTo(instances));
+                }
             }
             Control::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -80,6 +113,26 @@ impl Driver {
                 let _ = reply.send(sent);
             }
         }
+    }
+
+    fn reload_then(&mut self, reply: tokio::sync::oneshot::Sender<Result<(), String>>) {
+        self.queue.push_back(Event::Reload);
+        // The reload gives new workers the next generation.
+        let target = self.sup.generation() + 1;
+        self.waiters.push(Waiter::Reloaded(reply, target));
+    }
+
+    /// Workers started from now on run `plan` (checked by `fixed_changes`): its program,
+    /// environment, user, stop signal and lifecycle knobs. What belongs to the embedding
+    /// program and the process (hooks, log format) stays.
+    fn take_plan(&mut self, mut plan: crate::config::RunPlan) {
+        plan.hooks = self.plan.hooks.take();
+        plan.log_format = self.plan.log_format;
+        self.sup.redefine(plan.policy.clone());
+        if plan.policy.max_memory.is_some() != self.memory_tick.is_some() {
+            self.memory_tick = super::memory_tick(plan.policy.max_memory);
+        }
+        self.plan = plan;
     }
 
     /// Answers the requests whose awaited state is reached.

@@ -290,6 +290,15 @@ enum Input {
     Timer,
 }
 
+/// The memory sampling clock, with a memory limit.
+fn memory_tick(limit: Option<u64>) -> Option<tokio::time::Interval> {
+    limit.map(|_| {
+        let mut t = tokio::time::interval(MEMORY_POLL);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    })
+}
+
 struct Driver {
     plan: RunPlan,
     listeners: Listeners,
@@ -416,11 +425,7 @@ impl Driver {
             route: Vec::new(),
             steered: None,
             waiters: Vec::new(),
-            memory_tick: memory_limit.map(|_| {
-                let mut t = tokio::time::interval(MEMORY_POLL);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            }),
+            memory_tick: memory_tick(memory_limit),
         })
     }
 

@@ -334,6 +334,18 @@ impl Supervisor {
         self.errored
     }
 
+    /// Takes the knobs of `policy` for what happens next (`herd reload FILE` with a changed
+    /// definition): the next readiness judged, restart delayed, stop timed. The number of
+    /// slots is not among them: it changes by [`Event::ScaleTo`], which stops or starts
+    /// workers (and logs it).
+    pub fn redefine(&mut self, policy: Policy) {
+        let instances = self.policy.instances;
+        self.policy = Policy {
+            instances,
+            ..policy
+        };
+    }
+
     /// The program generation new workers get: one more with each reload.
     pub fn generation(&self) -> u64 {
         self.generation

@@ -390,6 +390,26 @@ fn rolling_reload_replaces_one_slot_at_a_time() {
 }
 
 #[test]
+fn a_redefined_policy_rules_what_follows_but_not_the_number_of_slots() {
+    let mut sim = Sim::started(2, Readiness::Notify);
+    let pids = sim.spawn_all();
+    for pid in sim.running.keys().copied().collect::<Vec<_>>() {
+        sim.ready(pid);
+    }
+    assert!(pids.is_empty());
+    sim.sup.redefine(Policy {
+        instances: 5,
+        readiness: Readiness::Notify,
+        kill_timeout: Duration::from_secs(42),
+        ..Policy::default()
+    });
+    assert_eq!(sim.sup.instances(), 2);
+    assert_eq!(stops(&sim.step(Event::Shutdown)).len(), 2);
+    assert!(kills(&sim.advance(Duration::from_secs(41))).is_empty());
+    assert_eq!(kills(&sim.advance(Duration::from_secs(2))).len(), 2);
+}
+
+#[test]
 fn reload_parallel_bounds_the_surge() {
     let mut sim = Sim::new(Policy {
         instances: 4,

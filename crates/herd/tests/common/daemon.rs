@@ -242,6 +242,33 @@ impl Daemon {
             .collect()
     }
 
+    /// GETs until `pids` all answered on `port` (fresh connections; at most T).
+    pub fn wait_answers_from(&self, port: u16, pids: &[u32]) {
+        let want: std::collections::HashSet<u32> = pids.iter().copied().collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut errors = Vec::new();
+        self.wait_until(
+            &format!(
+                "every worker {want:?} answered on port {port} (seen {seen:?}, errors {errors:?})"
+            ),
+            T,
+            || {
+                match who(port) {
+                    Ok((pid, _)) => {
+                        seen.insert(pid);
+                    }
+                    Err(e) => errors.push(e),
+                }
+                want.is_subset(&seen)
+            },
+        );
+        if !seen.is_subset(&want) {
+            self.fail(&format!(
+                "port {port} was answered by {seen:?}, not only by the listed workers {want:?}"
+            ));
+        }
+    }
+
     /// Waits until `name` is running with exactly `n` workers, all online; returns their pids.
     pub fn wait_online(&self, name: &str, n: usize) -> Vec<u32> {
         let mut last = Vec::new();

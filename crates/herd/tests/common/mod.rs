@@ -970,6 +970,25 @@ impl Load {
         let errors = std::mem::take(&mut *self.errors.lock().unwrap());
         (self.ok(), errors)
     }
+
+    /// Stops the clients: the number of answers, or, if any request failed, how many of
+    /// how many, with the first 10 (each with the ms after `since`).
+    pub fn finish_clean(self, since: Instant) -> Result<usize, String> {
+        let (ok, errors) = self.finish();
+        if errors.is_empty() {
+            return Ok(ok);
+        }
+        Err(format!(
+            "{} of {} requests failed (ms after {since:?}, error): {:?}",
+            errors.len(),
+            ok + errors.len(),
+            errors
+                .iter()
+                .map(|(at, e)| (at.saturating_duration_since(since).as_millis(), e))
+                .take(10)
+                .collect::<Vec<_>>()
+        ))
+    }
 }
 
 impl Drop for Load {
@@ -1032,18 +1051,8 @@ pub fn reload_under(herd: &Herd, load: Load, done: &str) -> Vec<u32> {
     herd.wait_gone(&old, T);
     let ok = load.ok();
     herd.wait_until("50 more answers", T, || load.ok() >= ok + 50);
-    let (ok, errors) = load.finish();
-    if !errors.is_empty() {
-        herd.fail(&format!(
-            "{} of {} requests failed across the reload (ms after SIGHUP, error): {:?}",
-            errors.len(),
-            ok + errors.len(),
-            errors
-                .iter()
-                .map(|(at, e)| (at.saturating_duration_since(hup).as_millis(), e))
-                .take(10)
-                .collect::<Vec<_>>()
-        ));
+    if let Err(e) = load.finish_clean(hup) {
+        herd.fail(&format!("across the reload (SIGHUP at {hup:?}): {e}"));
     }
     old
 }

@@ -214,6 +214,12 @@ async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response 
             env,
             wait,
         } => handlers::start(registry, &toml, &origin, env, wait).await,
+        Request::Apply {
+            toml,
+            origin,
+            env,
+            how,
+        } => handlers::apply(registry, &toml, &origin, env, how).await,
         Request::Stop { select } => handlers::stop(registry, &select).await,
         Request::Restart { select } => handlers::restart(registry, &select).await,
         Request::Reload { select } => handlers::reload(registry, &select).await,

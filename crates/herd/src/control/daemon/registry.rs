@@ -236,6 +236,44 @@ impl Registry {
         true
     }
 
+    /// The plan of app `name` with `config`, made off the daemon's thread: it looks up the
+    /// program, the user and the directory, calls that can hang on a stuck mount or a slow
+    /// user database, and the daemon's thread routes every app's exits.
+    pub async fn plan(
+        &self,
+        name: &str,
+        config: AppConfig,
+        base_env: Arc<Vec<(OsString, OsString)>>,
+    ) -> Result<crate::config::RunPlan, String> {
+        let (budget, app_name) = (self.budget.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || {
+            crate::config::app::plan(&app_name, &config, base_env, &budget)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("planning {name} failed: {e}")))
+    }
+
+    /// Gives app `name` a new definition while it runs (its driver has taken the plan):
+    /// what `ls`, `save` and the next start see. The count `scale` set gives way to the
+    /// definition's.
+    pub fn redefined(
+        &self,
+        name: &str,
+        config: AppConfig,
+        toml: &str,
+        origin: &str,
+        base_env: Arc<Vec<(OsString, OsString)>>,
+    ) {
+        self.with_app(name, |app| {
+            app.config = config;
+            app.toml = toml.to_string();
+            app.origin = origin.to_string();
+            app.base_env = base_env;
+            app.scaled = None;
+        });
+    }
+
     /// Starts the driver of a defined app that is not running.
     pub async fn launch(self: &Arc<Self>, name: &str) -> Result<Running, String> {
         let (config, base_env) = {
@@ -249,23 +287,23 @@ impl Registry {
             app.launching = true;
             (app.config.clone(), app.base_env.clone())
         };
-        // The plan looks up the program, the user and the directory, and the sink creates
-        // the log folder: calls that can hang on a stuck mount or a slow user database
-        // must not stall the daemon's thread, which routes every app's exits.
-        let (home, budget, app_name) = (self.home.clone(), self.budget.clone(), name.to_string());
-        let prepared = tokio::task::spawn_blocking(move || {
-            let plan = crate::config::app::plan(&app_name, &config, base_env, &budget)
-                .map_err(|e| e.to_string())?;
-            let sink = log_plan(&home, &app_name, &config).sink().map_err(|e| {
-                format!(
-                    "cannot write {app_name}'s logs in {}: {e}",
-                    home.logs().display()
-                )
-            })?;
-            Ok::<_, String>((plan, sink))
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("preparing {name} failed: {e}")));
+        // The sink creates the log folder: off the daemon's thread too (see `plan`).
+        let plan = self.plan(name, config.clone(), base_env).await;
+        let (home, app_name) = (self.home.clone(), name.to_string());
+        let prepared = match plan {
+            Ok(plan) => tokio::task::spawn_blocking(move || {
+                let sink = log_plan(&home, &app_name, &config).sink().map_err(|e| {
+                    format!(
+                        "cannot write {app_name}'s logs in {}: {e}",
+                        home.logs().display()
+                    )
+                })?;
+                Ok::<_, String>((plan, sink))
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("preparing {name} failed: {e}"))),
+            Err(e) => Err(e),
+        };
         let mut inner = self.lock();
         let key = inner.next_key;
         let Some(app) = inner.apps.get_mut(name) else {

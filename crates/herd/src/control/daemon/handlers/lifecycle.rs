@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
-use super::super::registry::{Registry, State};
+use super::super::registry::{Registry, Running, State};
 use super::{all_ready, ask_each, done, failed, respond};
 use crate::control::protocol::Response;
 use crate::driver::signals::Intent;
@@ -17,26 +17,25 @@ pub async fn start(
     env: Vec<(String, String)>,
     wait: bool,
 ) -> Response {
-    let file = match crate::config::file::parse(toml, origin, None) {
-        Ok(f) => f,
-        Err(e) => return failed(e.to_string(), Vec::new()),
+    let (apps, base_env) = match parse(toml, origin, env) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
     };
-    let base_env: Arc<Vec<(OsString, OsString)>> = Arc::new(
-        env.into_iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect(),
-    );
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     let mut started = Vec::new();
-    for (name, config) in file.apps {
-        let timeout = config
-            .listen_timeout
-            .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
+    for (name, config) in apps {
+        let timeout = listen_timeout(&config);
+        let same = registry.with_app(&name, |a| a.config == config);
         if !registry.define(&name, config, toml, origin, base_env.clone()) {
-            lines.push(format!(
-                "{name}: already running (`herd reload {name}` replaces its workers, `herd delete {name}` forgets it)"
-            ));
+            lines.push(match same {
+                Some(false) => format!(
+                    "{name}: already running, with a definition other than {origin}'s: `herd reload {origin}` applies it (`herd restart {origin}` when its sockets change)"
+                ),
+                _ => format!(
+                    "{name}: already running (`herd reload {name}` replaces its workers, `herd delete {name}` forgets it)"
+                ),
+            });
             continue;
         }
         match registry.launch(&name).await {
@@ -48,18 +47,62 @@ pub async fn start(
         lines.extend(started.iter().map(|(name, ..)| format!("{name}: started")));
         return respond(registry, lines, errors).await;
     }
-    // Every app's workers start at once: the waits overlap, so a slow or failing app
-    // costs its own timeout once, not once per app before it.
+    let (ready, not_ready) = started_ready(registry, started).await;
+    lines.extend(
+        ready
+            .iter()
+            .map(|name| format!("{name}: started, every worker ready")),
+    );
+    errors.extend(not_ready);
+    respond(registry, lines, errors).await
+}
+
+/// Waits until the apps just started are ready: the names of those that are, and an
+/// error for each that is not. Every app's workers start at once and the waits overlap,
+/// so a slow or failing app costs its own timeout once, not once per app before it.
+pub(super) async fn started_ready(
+    registry: &Arc<Registry>,
+    started: Vec<(String, Running, std::time::Duration)>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut ready, mut errors) = (Vec::new(), Vec::new());
     for (name, run, result) in all_ready(started).await {
         match result {
-            Ok(()) => lines.push(format!("{name}: started, every worker ready")),
+            Ok(()) => ready.push(name),
             Err(why) => {
                 registry.ended_if_done(&name, &run);
                 errors.push(format!("{name}: {why}"));
             }
         }
     }
-    respond(registry, lines, errors).await
+    (ready, errors)
+}
+
+/// The apps of a herd.toml text by name, and the environment their workers start from.
+pub(super) type Apps = (
+    std::collections::BTreeMap<String, crate::config::file::AppConfig>,
+    Arc<Vec<(OsString, OsString)>>,
+);
+
+/// The apps of a herd.toml text sent by the CLI (checked there already).
+pub(super) fn parse(
+    toml: &str,
+    origin: &str,
+    env: Vec<(String, String)>,
+) -> Result<Apps, Response> {
+    let file = crate::config::file::parse(toml, origin, None)
+        .map_err(|e| failed(e.to_string(), Vec::new()))?;
+    let base_env = env
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+    Ok((file.apps, Arc::new(base_env)))
+}
+
+/// How long `start` waits for an app's workers (besides a slack).
+pub(super) fn listen_timeout(config: &crate::config::file::AppConfig) -> std::time::Duration {
+    config
+        .listen_timeout
+        .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT)
 }
 
 /// `stop`.
@@ -73,7 +116,7 @@ pub async fn stop(registry: &Arc<Registry>, select: &[String]) -> Response {
 }
 
 /// Stops the apps and waits until their drivers ended.
-async fn stop_names(registry: &Arc<Registry>, names: &[String]) -> Vec<String> {
+pub(super) async fn stop_names(registry: &Arc<Registry>, names: &[String]) -> Vec<String> {
     let mut waiting = Vec::new();
     let mut lines = Vec::new();
     for name in names {
@@ -126,8 +169,7 @@ pub async fn restart(registry: &Arc<Registry>, select: &[String]) -> Response {
     let mut started = Vec::new();
     for name in &names {
         let timeout = registry
-            .with_app(name, |a| a.config.listen_timeout)
-            .flatten()
+            .with_app(name, |a| listen_timeout(&a.config))
             .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT);
         match registry.launch(name).await {
             Ok(run) => started.push((name.clone(), run, timeout)),

@@ -2,10 +2,12 @@
 //! says what happened in lines a user can read (which the CLI prints). This file holds
 //! what they share: the answers, the wait for ready workers, the `ls` view of the apps.
 
+mod apply;
 mod dump;
 mod lifecycle;
 mod workers;
 
+pub use apply::apply;
 pub use dump::{resurrect, save};
 pub use lifecycle::{delete, kill, reload, restart, start, stop, stop_all};
 pub use workers::{scale, send, signal};

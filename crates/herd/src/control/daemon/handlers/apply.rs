@@ -1,0 +1,134 @@
+//! `herd restart FILE` and `herd reload FILE`: the apps of a file become what it defines.
+//! Apps that are not running start. Running ones take the new definition by a restart
+//! (anything may change, with a short gap in service) or by a rolling reload (no gap; the
+//! sockets, the balancing and the log files stay what they are, and a definition that
+//! changes them is refused before anything is touched).
+
+use std::ffi::OsString;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::super::registry::{log_plan, Registry, Running};
+use super::lifecycle::{listen_timeout, parse, started_ready, stop_names};
+use super::{ended_why, respond, running};
+use crate::config::file::AppConfig;
+use crate::control::protocol::{Apply, Response};
+use crate::driver::Control;
+
+/// `restart FILE` / `reload FILE`.
+pub async fn apply(
+    registry: &Arc<Registry>,
+    toml: &str,
+    origin: &str,
+    env: Vec<(String, String)>,
+    how: Apply,
+) -> Response {
+    let (apps, base_env) = match parse(toml, origin, env) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    let mut started = Vec::new();
+    let mut reloads = Vec::new();
+    for (name, config) in apps {
+        let timeout = listen_timeout(&config);
+        let run = running(registry, &name);
+        if let (Some(run), Apply::Reload) = (&run, how) {
+            let new = Definition {
+                config,
+                toml,
+                origin,
+                base_env: base_env.clone(),
+            };
+            match reload_with(registry, &name, new, run).await {
+                Ok(done) => reloads.push((name, run.clone(), done)),
+                Err(e) => errors.push(e),
+            }
+            continue;
+        }
+        if run.is_some() {
+            lines.extend(stop_names(registry, std::slice::from_ref(&name)).await);
+        }
+        if !registry.define(&name, config, toml, origin, base_env.clone()) {
+            errors.push(format!(
+                "{name}: started by another command meanwhile; it runs as that one defined it"
+            ));
+            continue;
+        }
+        match registry.launch(&name).await {
+            Ok(run) => started.push((name, run, timeout)),
+            Err(e) => errors.push(e),
+        }
+    }
+    // The reloads run side by side, each app slot by slot.
+    for (name, run, done) in reloads {
+        match done.await {
+            Ok(Ok(())) => lines.push(format!(
+                "{name}: reloaded with the definition of {origin}, every worker replaced"
+            )),
+            Ok(Err(why)) => errors.push(format!("{name}: {why}")),
+            Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
+        }
+    }
+    let (ready, not_ready) = started_ready(registry, started).await;
+    lines.extend(ready.iter().map(|name| {
+        format!("{name}: started with the definition of {origin}, every worker ready")
+    }));
+    errors.extend(not_ready);
+    respond(registry, lines, errors).await
+}
+
+/// A new definition of one app, as `start` records it.
+struct Definition<'a> {
+    config: AppConfig,
+    toml: &'a str,
+    origin: &'a str,
+    base_env: Arc<Vec<(OsString, OsString)>>,
+}
+
+/// Hands the running app's driver its new plan. `Ok` once the driver took it (the
+/// registry then holds the new definition), with the end of the reload to await.
+async fn reload_with(
+    registry: &Arc<Registry>,
+    name: &str,
+    new: Definition<'_>,
+    run: &Running,
+) -> Result<oneshot::Receiver<Result<(), String>>, String> {
+    let origin = new.origin;
+    let refused = |why: &str| {
+        format!(
+            "{name}: not reloaded: {why}; `herd restart {origin}` applies it (with a short gap in service)"
+        )
+    };
+    let old = registry
+        .with_app(name, |a| a.config.clone())
+        .ok_or_else(|| format!("{name}: deleted by another command meanwhile"))?;
+    let home = registry.home();
+    if log_plan(home, name, &old) != log_plan(home, name, &new.config) {
+        return Err(refused(
+            "a reload keeps the app's log files, and the new definition changes them",
+        ));
+    }
+    let plan = registry
+        .plan(name, new.config.clone(), new.base_env.clone())
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let (accepted_tx, accepted) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    // A driver that has ended drops `accepted` unanswered: that is the answer.
+    let _ = run.commands.send(Control::Redefine {
+        plan: Box::new(plan),
+        accepted: accepted_tx,
+        done: done_tx,
+    });
+    match accepted.await {
+        Ok(Ok(())) => {
+            registry.redefined(name, new.config, new.toml, origin, new.base_env);
+            Ok(done)
+        }
+        Ok(Err(why)) => Err(refused(&why)),
+        Err(_) => Err(format!("{name}: {}", ended_why(run).await)),
+    }
+}

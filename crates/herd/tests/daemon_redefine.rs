@@ -1,0 +1,170 @@
+//! A changed herd.toml reaching running apps: `herd reload FILE` under load (new
+//! environment and worker count, no failed request), a reload refused when the sockets or
+//! the log files would change (nothing touched), `herd restart FILE` applying any change
+//! and starting the file's other apps, and `herd start` telling that a running app is
+//! defined differently.
+
+mod common;
+
+use std::time::Instant;
+
+use common::daemon::*;
+use common::*;
+
+/// `GET /var?name=GREETING` on fresh connections, `n` times: the values seen.
+fn greetings(port: u16, n: usize) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .map(
+            |_| match http_get(&format!("http://127.0.0.1:{port}/var?name=GREETING")) {
+                Ok((200, body)) => body.trim().to_string(),
+                other => format!("failed: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+fn web(instances: usize, greeting: &str, extra: &str) -> String {
+    testworker_app(
+        "web",
+        instances,
+        &format!("env = {{ GREETING = {greeting:?} }}\n{extra}"),
+    )
+}
+
+#[test]
+fn reload_of_a_file_applies_its_definition_under_load_without_a_failed_request() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &web(2, "one", ""));
+    // Named as the user would in the file's folder (the commands run there).
+    let file = file.file_name().unwrap().to_str().unwrap();
+    d.ok(&["start", file]);
+    let old = d.wait_online("web", 2);
+    let port = d.port("web");
+    d.wait_answers_from(port, &old);
+    assert_eq!(greetings(port, 4), ["one".to_string()].into());
+
+    d.file("herd.toml", &web(3, "two", ""));
+    let load = Load::start(port, 2);
+    d.wait_until("100 answers before the reload", T, || load.ok() >= 100);
+    let t0 = Instant::now();
+    let r = d.ok(&["reload", file]);
+    assert!(
+        r.stdout
+            .contains("web: reloaded with the definition of herd.toml, every worker replaced"),
+        "{r}"
+    );
+    let new = d.wait_online("web", 3);
+    assert!(
+        new.iter().all(|p| !old.contains(p)),
+        "old {old:?}, new {new:?}"
+    );
+    let ok = load.ok();
+    d.wait_until("50 more answers after the reload", T, || {
+        load.ok() >= ok + 50
+    });
+    if let Err(e) = load.finish_clean(t0) {
+        d.fail(&format!("across the reload (begun at {t0:?}): {e}"));
+    }
+    d.wait_until(&format!("the old workers {old:?} are gone"), T, || {
+        old.iter().all(|p| proc_state(*p).is_none())
+    });
+    d.wait_answers_from(port, &new);
+    assert_eq!(greetings(port, 6), ["two".to_string()].into());
+    // The daemon holds the new definition: `ls` shows it and `save` keeps it.
+    let app = d.app("web");
+    assert!(app["toml"].as_str().unwrap().contains("two"), "{app:#}");
+    let r = d.ok(&["start", file]);
+    assert!(r.stdout.contains("web: already running ("), "{r}");
+}
+
+#[test]
+fn a_reload_that_would_change_the_sockets_or_log_files_is_refused_and_changes_nothing() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &web(2, "one", ""));
+    // Named as the user would in the file's folder (the commands run there).
+    let file = file.file_name().unwrap().to_str().unwrap();
+    d.ok(&["start", file]);
+    let pids = d.wait_online("web", 2);
+    let port = d.port("web");
+    let moved = free_port();
+
+    let text = web(2, "two", "").replace("127.0.0.1:0", &format!("127.0.0.1:{moved}"));
+    d.file("herd.toml", &text);
+    let r = d.refused(&["reload", file]);
+    assert!(
+        r.stderr.contains(&format!(
+            "web: not reloaded: a reload keeps the app's sockets, and the new definition changes listen (127.0.0.1:0 → 127.0.0.1:{moved}); `herd restart herd.toml` applies it"
+        )),
+        "{r}"
+    );
+    d.file("herd.toml", &web(2, "two", "out_file = \"web.log\"\n"));
+    let r = d.refused(&["reload", file]);
+    assert!(r.stderr.contains("changes them"), "{r}");
+
+    assert_eq!(d.online_pids("web"), pids, "no worker was replaced");
+    assert_eq!(greetings(port, 4), ["one".to_string()].into());
+    assert!(d.app("web")["toml"].as_str().unwrap().contains("one"));
+    let r = d.ok(&["start", file]);
+    assert!(
+        r.stdout.contains(
+            "web: already running, with a definition other than herd.toml's: `herd reload herd.toml` applies it"
+        ),
+        "{r}"
+    );
+}
+
+#[test]
+fn restart_of_a_file_applies_any_change_and_starts_its_other_apps() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &web(1, "one", ""));
+    // Named as the user would in the file's folder (the commands run there).
+    let file = file.file_name().unwrap().to_str().unwrap();
+    d.ok(&["start", file]);
+    let old = d.wait_online("web", 1);
+    let moved = free_port();
+    let text = web(2, "two", "").replace("127.0.0.1:0", &format!("127.0.0.1:{moved}"))
+        + &testworker_app("api", 1, "");
+    d.file("herd.toml", &text);
+
+    let r = d.ok(&["restart", file]);
+    assert!(r.stdout.contains("web: stopped"), "{r}");
+    assert!(
+        r.stdout
+            .contains("web: started with the definition of herd.toml, every worker ready"),
+        "{r}"
+    );
+    assert!(r.stdout.contains("api: started with the definition"), "{r}");
+    let new = d.wait_online("web", 2);
+    assert!(new.iter().all(|p| !old.contains(p)));
+    assert_eq!(d.port("web"), moved);
+    assert_eq!(greetings(moved, 4), ["two".to_string()].into());
+    d.wait_online("api", 1);
+}
+
+#[test]
+fn names_and_files_do_not_mix_and_profiles_go_with_files() {
+    let d = Daemon::new();
+    let file = d.file(
+        "herd.toml",
+        &web(1, "one", "[apps.web.env_prod]\nGREETING = \"prod\"\n"),
+    );
+    // Named as the user would in the file's folder (the commands run there).
+    let file = file.file_name().unwrap().to_str().unwrap();
+    d.ok(&["start", file]);
+    d.wait_online("web", 1);
+    let port = d.port("web");
+    for args in [
+        &["reload", "web", file][..],
+        &["restart", file, "web"],
+        &["reload", "web", "--env", "prod"],
+        &["restart", "web", "--only", "web"],
+    ] {
+        let r = d.run(args);
+        assert_eq!(r.code, 2, "{r}");
+    }
+    let r = d.run(&["reload", "missing.toml"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("missing.toml"), "{r}");
+    d.ok(&["reload", file, "--env", "prod"]);
+    assert_eq!(greetings(port, 3), ["prod".to_string()].into());
+}

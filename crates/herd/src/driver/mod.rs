@@ -644,7 +644,7 @@ impl Driver {
         };
         // Workers whose spawn result is still in the channel are in `children` already.
         let spawned = {
-            let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            let children = self.children.lock();
             let known = |pid: u32| self.groups.contains(&pid) || children.contains_key(&pid);
             // A worker's child (a shell wrapper's program, say) speaks for the worker.
             if known(sender) {

@@ -112,16 +112,9 @@ impl Spawner {
                     let worker = req.worker;
                     let app = req.app;
                     let reply = req.reply.clone();
-                    let result = {
-                        let mut live = children.lock().unwrap_or_else(|e| e.into_inner());
-                        let result = spawn_one(&mut req, parent);
-                        // The worker's ends of its fds are its own now.
-                        req.keep.clear();
-                        if let Ok(child) = &result {
-                            live.insert(child.pid, app);
-                        }
-                        result
-                    };
+                    let result = children.spawning(app, || spawn_one(&mut req, parent), |c| c.pid);
+                    // The worker's ends of its fds are its own now.
+                    req.keep.clear();
                     if let Err(unsent) = reply.send(SpawnResult { worker, result }) {
                         // Its driver is gone (the app stopped meanwhile): nobody would
                         // ever stop this worker.

@@ -290,6 +290,10 @@ enum Input {
     Timer,
 }
 
+/// Notify datagrams of unknown senders kept for a spawn in flight. Why 64: a worker sends
+/// one or two before its spawn returns; anything beyond is not a worker's.
+const UNPLACED_MAX: usize = 64;
+
 /// The memory sampling clock, with a memory limit.
 fn memory_tick(limit: Option<u64>) -> Option<tokio::time::Interval> {
     limit.map(|_| {
@@ -315,6 +319,9 @@ struct Driver {
     early_exits: HashMap<u32, ExitStatus>,
     /// Notify messages of workers whose spawn result was not handled yet.
     early_notify: HashMap<u32, Vec<NotifyMsg>>,
+    /// Notify datagrams from unknown senders while a spawn was in flight, placed when a
+    /// spawn result arrives (at most [`UNPLACED_MAX`]).
+    unplaced: Vec<Datagram>,
     output: Output,
     output_thread: std::thread::JoinHandle<()>,
     /// The stdout and stderr readers of each worker, by pid.
@@ -397,6 +404,7 @@ impl Driver {
             app_key: host.app,
             early_exits: HashMap::new(),
             early_notify: HashMap::new(),
+            unplaced: Vec::new(),
             output,
             output_thread,
             readers: HashMap::new(),
@@ -577,6 +585,10 @@ impl Driver {
                                 msg,
                             });
                         }
+                        // Its messages from before its pid was recorded, if any.
+                        for d in std::mem::take(&mut self.unplaced) {
+                            self.on_datagram(d);
+                        }
                         if let Some(status) = self.early_exits.remove(&child.pid) {
                             self.worker_exited(child.pid, status);
                         }
@@ -642,7 +654,8 @@ impl Driver {
             warn!("notify datagram without sender credentials: ignored");
             return;
         };
-        // Workers whose spawn result is still in the channel are in `children` already.
+        // Workers whose spawn result is still in the channel are in `children` already;
+        // a worker whose spawn has not returned yet is not (see `reap::Children`).
         let spawned = {
             let children = self.children.lock();
             let known = |pid: u32| self.groups.contains(&pid) || children.contains_key(&pid);
@@ -656,6 +669,14 @@ impl Driver {
                     .filter(|pg| known(*pg))
             }
         };
+        if spawned.is_none() && self.children.spawns_in_flight() {
+            // Maybe a worker that spoke before its spawn returned: placed once it has.
+            if self.unplaced.len() >= UNPLACED_MAX {
+                self.unplaced.remove(0);
+            }
+            self.unplaced.push(d);
+            return;
+        }
         let pid = spawned.unwrap_or(sender);
         for g in &d.garbage {
             let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);

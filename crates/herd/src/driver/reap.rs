@@ -37,6 +37,12 @@ impl Children {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Some spawn has not returned yet: its child may be running, and speaking, with its
+    /// pid not recorded.
+    pub fn spawns_in_flight(&self) -> bool {
+        self.in_flight.load(SeqCst) > 0
+    }
+
     /// Runs `spawn` as a spawn in flight and records the pid of the child it made (given
     /// by `pid`) as a worker of `app`.
     pub fn spawning<T>(

@@ -80,6 +80,27 @@ fn a_json_ecosystem_imports_and_round_trips() {
 }
 
 #[test]
+fn without_env_the_profiles_are_imported_as_tables_that_env_selects() {
+    import_round_trip("ecosystem.json", None);
+    let out = herd(&["import", &fixture("ecosystem.json")]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\n[apps.web.env_production]\nNODE_ENV = \"production\"\n"),
+        "{stdout}"
+    );
+    // The imported file with --env production reads as the ecosystem file with it.
+    let dir = std::env::temp_dir().join(format!("herd-import-{}-profiles", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("herd.toml");
+    std::fs::write(&toml, &out.stdout).unwrap();
+    assert_eq!(
+        checked_apps(&toml.display().to_string(), Some("production")),
+        checked_apps(&fixture("ecosystem.json"), Some("production"))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_yaml_ecosystem_imports_and_round_trips() {
     import_round_trip("ecosystem.yaml", None);
 }

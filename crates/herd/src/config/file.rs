@@ -161,7 +161,10 @@ pub fn parse(text: &str, file_name: &str, profile: Option<&str>) -> Result<HerdF
         if let Some(vars) = profile.and_then(|p| app_envs.profiles.get(p)) {
             env.extend(vars.clone());
         }
-        let config = app::validate(&name, raw_app, env, &src)?;
+        let mut config = app::validate(&name, raw_app, env, &src)?;
+        if profile.is_none() {
+            config.profiles = app_envs.profiles;
+        }
         apps.insert(name, config);
     }
     Ok(HerdFile { apps })

@@ -372,10 +372,14 @@ impl Mapper<'_> {
             ),
             Some(_) => {}
         }
-        if let Some(profile) = self.cx.profile {
-            if let Some(vars) = profiles.get(profile) {
-                env.extend(vars.clone());
+        match self.cx.profile {
+            Some(profile) => {
+                if let Some(vars) = profiles.get(profile) {
+                    env.extend(vars.clone());
+                }
             }
+            // Kept for `herd import`, which writes them as `env_<profile>` tables.
+            None => app.profiles = profiles.clone(),
         }
         if let Some(var) = &app.increment_var {
             if let Some(start) = env.get(var).filter(|v| v.trim().parse::<i64>().is_err()) {

@@ -94,6 +94,12 @@ fn the_article_file_evaluated_by_node() {
     let dev = ok("ecosystem.config.js", None);
     assert_eq!(dev.apps["api"].env["NODE_ENV"], "development");
     has_warning(&dev, "`env_production` applied only with --env production");
+    // Kept for `herd import`, which writes it as an `env_production` table.
+    assert_eq!(
+        dev.apps["api"].profiles["production"]["NODE_ENV"],
+        "production"
+    );
+    round_trips(&dev);
 }
 
 #[test]

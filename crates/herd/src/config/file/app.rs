@@ -33,6 +33,9 @@ pub struct AppConfig {
     pub cwd: Option<PathBuf>,
     /// `env`, with the selected profile's `env_<profile>` merged over it.
     pub env: BTreeMap<String, String>,
+    /// The `env_<profile>` tables, by profile, when none was selected: not applied, kept
+    /// so that `herd import` and `herd check` write them back (empty once a profile is).
+    pub profiles: BTreeMap<String, BTreeMap<String, String>>,
     /// `instances`: N, "max" or -K.
     pub instances: Option<Instances>,
     /// `port`: listen on 0.0.0.0:PORT.
@@ -196,6 +199,7 @@ pub(super) fn validate(
         log_max_size: v.size(raw.log_max_size, "log_max_size")?,
         log_files: v.count(raw.log_files, "log_files", 1)?,
         env,
+        profiles: BTreeMap::new(),
     })
 }
 

@@ -90,6 +90,11 @@ fn a_full_file() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        profiles: [(
+            "production".to_string(),
+            [("NODE_ENV".to_string(), "production".to_string())].into(),
+        )]
+        .into(),
         instances: Some(Instances::Max),
         port: Some(3000),
         listen: vec![
@@ -155,6 +160,22 @@ fn a_profile_is_merged_over_env() {
     assert_eq!(env["PORT"], "3000");
     // An app without the profile keeps its env.
     assert!(file.apps["worker"].env.is_empty());
+    // Applied, the profiles are gone from the definition.
+    assert!(file.apps["api"].profiles.is_empty());
+}
+
+#[test]
+fn without_a_profile_the_profiles_are_kept_and_written_back() {
+    let file = parse(FULL, "herd.toml", None).unwrap();
+    let api = &file.apps["api"];
+    assert_ne!(api.env["NODE_ENV"], "production");
+    assert_eq!(api.profiles["production"]["NODE_ENV"], "production");
+    let text = to_toml(&file.apps);
+    assert!(text.contains("\n[apps.api.env_production]\n"), "{text}");
+    let back = parse(&text, "check.toml", None).unwrap();
+    assert_eq!(back.apps, file.apps, "\n{text}");
+    let prod = parse(&text, "check.toml", Some("production")).unwrap();
+    assert_eq!(prod.apps["api"].env["NODE_ENV"], "production");
 }
 
 #[test]

@@ -41,6 +41,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         args,
         cwd,
         env,
+        profiles,
         instances,
         port,
         listen,
@@ -125,10 +126,16 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("log_date_format", log_date_format.as_deref().map(text));
     t.put("log_max_size", log_max_size.map(size));
     t.put("log_files", log_files.map(integer));
-    if !env.is_empty() {
-        let _ = writeln!(out, "\n[apps.{}.env]", key(name));
+    let profiles = profiles
+        .iter()
+        .map(|(profile, vars)| (format!("env_{profile}"), vars));
+    for (table, vars) in std::iter::once(("env".to_string(), env)).chain(profiles) {
+        if vars.is_empty() && table == "env" {
+            continue;
+        }
+        let _ = writeln!(out, "\n[apps.{}.{}]", key(name), key(&table));
         let mut t = Lines(out);
-        for (var, value) in env {
+        for (var, value) in vars {
             t.put(&key(var), Some(text(value)));
         }
     }

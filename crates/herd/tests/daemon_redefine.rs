@@ -168,3 +168,27 @@ fn names_and_files_do_not_mix_and_profiles_go_with_files() {
     d.ok(&["reload", file, "--env", "prod"]);
     assert_eq!(greetings(port, 3), ["prod".to_string()].into());
 }
+
+#[test]
+fn a_reload_stops_the_old_workers_the_way_their_own_definition_says() {
+    let d = Daemon::new();
+    // Old workers stop on SIGUSR1 only; new ones on SIGTERM. A kill timeout longer than
+    // the test waits: an old worker sent the new definition's SIGTERM would outlive it.
+    let old_app = format!(
+        "[apps.web]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 2\nlisten = [\"127.0.0.1:0\"]\nstop_signal = \"SIGUSR1\"\nkill_timeout = \"60s\"\n",
+        worker_bin()
+    );
+    let file = d.file("herd.toml", &old_app);
+    let file = file.file_name().unwrap().to_str().unwrap();
+    d.ok(&["start", file]);
+    let old = d.wait_online("web", 2);
+    d.file("herd.toml", &web(2, "two", "kill_timeout = \"60s\"\n"));
+    d.ok(&["reload", file]);
+    d.wait_until(
+        &format!("the old workers {old:?} stopped by SIGUSR1"),
+        T,
+        || old.iter().all(|p| proc_state(*p).is_none()),
+    );
+    let port = d.port("web");
+    assert_eq!(greetings(port, 4), ["two".to_string()].into());
+}

@@ -63,7 +63,7 @@ impl Driver {
                 if let Some(link) = self.channels.get_mut(&pid) {
                     link.closed = true;
                     if link.disconnecting {
-                        self.signal(pid, self.plan.stop_signal);
+                        self.signal(pid, self.stop_with(pid).signal);
                     }
                 }
                 if let Some(h) = self.handoff.as_mut() {

@@ -259,10 +259,30 @@ impl Link {
 /// A spawn asked of the spawner thread and not answered yet.
 struct Pending {
     slot: usize,
+    /// How it is to be stopped, as the plan said when it was spawned.
+    stop: StopWith,
     /// herd's end of the worker's channel.
     channel: std::os::unix::net::UnixStream,
     /// Its private port (`--proxy`).
     port: Option<u16>,
+}
+
+/// How a worker is asked to stop: fixed when it is spawned, so that a reload with a new
+/// definition stops the old workers the way their own definition says.
+#[derive(Debug, Clone, Copy)]
+struct StopWith {
+    signal: nix::sys::signal::Signal,
+    /// The `"shutdown"` message rather than the signal (when it has a channel).
+    message: bool,
+}
+
+impl StopWith {
+    fn of(plan: &RunPlan) -> StopWith {
+        StopWith {
+            signal: plan.stop_signal,
+            message: plan.stop_message,
+        }
+    }
 }
 
 /// One input of the main loop.
@@ -322,6 +342,8 @@ struct Driver {
     /// Notify datagrams from unknown senders while a spawn was in flight, placed when a
     /// spawn result arrives (at most [`UNPLACED_MAX`]).
     unplaced: Vec<Datagram>,
+    /// How each live worker is to be stopped, by pid.
+    stop_with: HashMap<u32, StopWith>,
     output: Output,
     output_thread: std::thread::JoinHandle<()>,
     /// The stdout and stderr readers of each worker, by pid.
@@ -405,6 +427,7 @@ impl Driver {
             early_exits: HashMap::new(),
             early_notify: HashMap::new(),
             unplaced: Vec::new(),
+            stop_with: HashMap::new(),
             output,
             output_thread,
             readers: HashMap::new(),
@@ -548,6 +571,7 @@ impl Driver {
                 match result {
                     Ok(child) => {
                         if let Some(p) = pending {
+                            self.stop_with.insert(child.pid, p.stop);
                             if let (Some(port), Some(r)) = (p.port, self.relays.as_mut()) {
                                 r.watch(child.pid, port, self.listening_tx.clone());
                             }

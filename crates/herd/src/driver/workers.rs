@@ -6,7 +6,7 @@ use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
 use super::spawn::SpawnRequest;
-use super::{contract, Driver, Pending, OUTPUT_TAIL};
+use super::{contract, Driver, Pending, StopWith, OUTPUT_TAIL};
 use crate::channel;
 use crate::channel::cluster;
 use crate::supervisor::{Event, ExitStatus, WorkerId};
@@ -16,6 +16,7 @@ impl Driver {
         self.forget_handoffs(pid);
         self.groups.remove(&pid);
         self.channels.remove(&pid);
+        self.stop_with.remove(&pid);
         // Whatever the worker left running in its group goes with it.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         if let Some(g) = &self.guardian {
@@ -123,6 +124,7 @@ impl Driver {
             worker,
             Pending {
                 slot,
+                stop: StopWith::of(&self.plan),
                 channel: ours,
                 port: private,
             },
@@ -144,9 +146,10 @@ impl Driver {
     /// channel), and given the stop signal once its channel is closed. The kill timeout
     /// runs from the start either way.
     pub(super) fn stop(&mut self, pid: u32) {
+        let how = self.stop_with(pid);
         let app = &self.plan.name;
         if let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.closed) {
-            if !self.plan.stop_message
+            if !how.message
                 && link.cluster
                 && link.sockets_handed > 0
                 && !link.draining_sockets
@@ -158,7 +161,7 @@ impl Driver {
                 info!(pid, "stopping worker {app} (pid {pid}): waiting for the connections it was handed to close");
                 return;
             }
-            if self.plan.stop_message {
+            if how.message {
                 if link.channel.send(&serde_json::Value::from("shutdown")) {
                     return;
                 }
@@ -167,14 +170,14 @@ impl Driver {
                 if link.channel.send(&cluster::disconnect(seq)) {
                     link.disconnecting = true;
                     info!(pid, "disconnecting Node cluster worker {app} (pid {pid}): its servers close, then {}",
-                        self.plan.stop_signal.as_str());
+                        how.signal.as_str());
                     return;
                 }
             }
         }
-        if self.plan.stop_message {
+        if how.message {
             warn!(pid, "worker (pid {pid}) has no open channel: sending {} instead of the shutdown message",
-                self.plan.stop_signal.as_str());
+                how.signal.as_str());
         }
         // A worker that takes connections as messages may still have some in the channel
         // (queued in herd, or unread): signalled now, it could stop reading before they
@@ -186,7 +189,7 @@ impl Driver {
             .filter(|l| !l.closed && !l.cluster && l.sockets_handed > 0)
         {
             let delivered = link.channel.delivered();
-            let sig = self.plan.stop_signal;
+            let sig = how.signal;
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(crate::channel::worker::HANDLE_ACK_TIMEOUT, delivered)
                     .await;
@@ -196,7 +199,15 @@ impl Driver {
             });
             return;
         }
-        self.signal(pid, self.plan.stop_signal);
+        self.signal(pid, how.signal);
+    }
+
+    /// How worker `pid` is to be stopped (the plan's way for one not spawned by it).
+    pub(super) fn stop_with(&self, pid: u32) -> StopWith {
+        self.stop_with
+            .get(&pid)
+            .copied()
+            .unwrap_or_else(|| StopWith::of(&self.plan))
     }
 
     pub(super) fn signal(&self, pid: u32, sig: Signal) {

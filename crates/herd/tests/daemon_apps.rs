@@ -452,3 +452,25 @@ fn kill_waits_for_the_daemon_it_stopped_not_for_whoever_holds_the_lock_next() {
     drop(release);
     holder.join().unwrap();
 }
+
+#[test]
+fn the_guardian_holds_none_of_the_daemons_files() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("web", 1, ""));
+    d.ok(&["start", file.to_str().unwrap()]);
+    let daemon = d.daemon_pid().expect("a daemon");
+    let guardian = all_procs()
+        .into_iter()
+        .find(|p| p.ppid == daemon && p.comm == "herd-guardian")
+        .expect("the daemon's guardian");
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", guardian.pid))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .collect();
+    assert!(
+        !held.contains(&d.home().join("daemon.lock")),
+        "the guardian holds the daemon's lock: {held:?}"
+    );
+    // Only its standard streams (/dev/null) and its pipe from the daemon.
+    assert_eq!(held.len(), 4, "{held:?}");
+}

@@ -11,6 +11,17 @@ use std::time::Instant;
 use common::daemon::*;
 use common::*;
 
+/// The file the tests change, named as a user would in its folder (the commands run there).
+const FILE: &str = "herd.toml";
+
+/// A daemon that started the apps of `text`, written as the test folder's herd.toml.
+fn running(text: &str) -> Daemon {
+    let d = Daemon::new();
+    d.file(FILE, text);
+    d.ok(&["start", FILE]);
+    d
+}
+
 /// `GET /var?name=GREETING` on fresh connections, `n` times: the values seen.
 fn greetings(port: u16, n: usize) -> std::collections::BTreeSet<String> {
     (0..n)
@@ -33,21 +44,17 @@ fn web(instances: usize, greeting: &str, extra: &str) -> String {
 
 #[test]
 fn reload_of_a_file_applies_its_definition_under_load_without_a_failed_request() {
-    let d = Daemon::new();
-    let file = d.file("herd.toml", &web(2, "one", ""));
-    // Named as the user would in the file's folder (the commands run there).
-    let file = file.file_name().unwrap().to_str().unwrap();
-    d.ok(&["start", file]);
+    let d = running(&web(2, "one", ""));
     let old = d.wait_online("web", 2);
     let port = d.port("web");
     d.wait_answers_from(port, &old);
     assert_eq!(greetings(port, 4), ["one".to_string()].into());
 
-    d.file("herd.toml", &web(3, "two", ""));
+    d.file(FILE, &web(3, "two", ""));
     let load = Load::start(port, 2);
     d.wait_until("100 answers before the reload", T, || load.ok() >= 100);
     let t0 = Instant::now();
-    let r = d.ok(&["reload", file]);
+    let r = d.ok(&["reload", FILE]);
     assert!(
         r.stdout
             .contains("web: reloaded with the definition of herd.toml, every worker replaced"),
@@ -73,41 +80,44 @@ fn reload_of_a_file_applies_its_definition_under_load_without_a_failed_request()
     // The daemon holds the new definition: `ls` shows it and `save` keeps it.
     let app = d.app("web");
     assert!(app["toml"].as_str().unwrap().contains("two"), "{app:#}");
-    let r = d.ok(&["start", file]);
+    let r = d.ok(&["start", FILE]);
+    assert!(r.stdout.contains("web: already running ("), "{r}");
+    let r = d.ok(&["start", &format!("./{FILE}")]);
     assert!(r.stdout.contains("web: already running ("), "{r}");
 }
 
 #[test]
 fn a_reload_that_would_change_the_sockets_or_log_files_is_refused_and_changes_nothing() {
-    let d = Daemon::new();
-    let file = d.file("herd.toml", &web(2, "one", ""));
-    // Named as the user would in the file's folder (the commands run there).
-    let file = file.file_name().unwrap().to_str().unwrap();
-    d.ok(&["start", file]);
+    let d = running(&web(2, "one", ""));
     let pids = d.wait_online("web", 2);
     let port = d.port("web");
     let moved = free_port();
 
     let text = web(2, "two", "").replace("127.0.0.1:0", &format!("127.0.0.1:{moved}"));
-    d.file("herd.toml", &text);
-    let r = d.refused(&["reload", file]);
+    d.file(FILE, &text);
+    let r = d.refused(&["reload", FILE]);
     assert!(
         r.stderr.contains(&format!(
             "web: not reloaded: a reload keeps the app's sockets, and the new definition changes listen (127.0.0.1:0 → 127.0.0.1:{moved}); `herd restart herd.toml` applies it"
         )),
         "{r}"
     );
-    d.file("herd.toml", &web(2, "two", "out_file = \"web.log\"\n"));
-    let r = d.refused(&["reload", file]);
-    assert!(r.stderr.contains("changes them"), "{r}");
+    d.file(FILE, &web(2, "two", "out_file = \"web.log\"\n"));
+    let r = d.refused(&["reload", FILE]);
+    assert!(
+        r.stderr.contains(
+            "a reload keeps the app's log files, and the new definition changes out_file;"
+        ),
+        "{r}"
+    );
 
     assert_eq!(d.online_pids("web"), pids, "no worker was replaced");
     assert_eq!(greetings(port, 4), ["one".to_string()].into());
     assert!(d.app("web")["toml"].as_str().unwrap().contains("one"));
-    let r = d.ok(&["start", file]);
+    let r = d.ok(&["start", FILE]);
     assert!(
         r.stdout.contains(
-            "web: already running, with a definition other than herd.toml's: `herd reload herd.toml` applies it"
+            "web: already running, with a definition other than herd.toml's: `herd reload herd.toml` (with this command's --env and --only) applies it"
         ),
         "{r}"
     );
@@ -115,18 +125,14 @@ fn a_reload_that_would_change_the_sockets_or_log_files_is_refused_and_changes_no
 
 #[test]
 fn restart_of_a_file_applies_any_change_and_starts_its_other_apps() {
-    let d = Daemon::new();
-    let file = d.file("herd.toml", &web(1, "one", ""));
-    // Named as the user would in the file's folder (the commands run there).
-    let file = file.file_name().unwrap().to_str().unwrap();
-    d.ok(&["start", file]);
+    let d = running(&web(1, "one", ""));
     let old = d.wait_online("web", 1);
     let moved = free_port();
     let text = web(2, "two", "").replace("127.0.0.1:0", &format!("127.0.0.1:{moved}"))
         + &testworker_app("api", 1, "");
-    d.file("herd.toml", &text);
+    d.file(FILE, &text);
 
-    let r = d.ok(&["restart", file]);
+    let r = d.ok(&["restart", FILE]);
     assert!(r.stdout.contains("web: stopped"), "{r}");
     assert!(
         r.stdout
@@ -143,19 +149,12 @@ fn restart_of_a_file_applies_any_change_and_starts_its_other_apps() {
 
 #[test]
 fn names_and_files_do_not_mix_and_profiles_go_with_files() {
-    let d = Daemon::new();
-    let file = d.file(
-        "herd.toml",
-        &web(1, "one", "[apps.web.env_prod]\nGREETING = \"prod\"\n"),
-    );
-    // Named as the user would in the file's folder (the commands run there).
-    let file = file.file_name().unwrap().to_str().unwrap();
-    d.ok(&["start", file]);
+    let d = running(&web(1, "one", "[apps.web.env_prod]\nGREETING = \"prod\"\n"));
     d.wait_online("web", 1);
     let port = d.port("web");
     for args in [
-        &["reload", "web", file][..],
-        &["restart", file, "web"],
+        &["reload", "web", FILE][..],
+        &["restart", FILE, "web"],
         &["reload", "web", "--env", "prod"],
         &["restart", "web", "--only", "web"],
     ] {
@@ -165,25 +164,22 @@ fn names_and_files_do_not_mix_and_profiles_go_with_files() {
     let r = d.run(&["reload", "missing.toml"]);
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("missing.toml"), "{r}");
-    d.ok(&["reload", file, "--env", "prod"]);
+    d.ok(&["reload", FILE, "--env", "prod"]);
     assert_eq!(greetings(port, 3), ["prod".to_string()].into());
 }
 
 #[test]
 fn a_reload_stops_the_old_workers_the_way_their_own_definition_says() {
-    let d = Daemon::new();
     // Old workers stop on SIGUSR1 only; new ones on SIGTERM. A kill timeout longer than
     // the test waits: an old worker sent the new definition's SIGTERM would outlive it.
     let old_app = format!(
         "[apps.web]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 2\nlisten = [\"127.0.0.1:0\"]\nstop_signal = \"SIGUSR1\"\nkill_timeout = \"60s\"\n",
         worker_bin()
     );
-    let file = d.file("herd.toml", &old_app);
-    let file = file.file_name().unwrap().to_str().unwrap();
-    d.ok(&["start", file]);
+    let d = running(&old_app);
     let old = d.wait_online("web", 2);
-    d.file("herd.toml", &web(2, "two", "kill_timeout = \"60s\"\n"));
-    d.ok(&["reload", file]);
+    d.file(FILE, &web(2, "two", "kill_timeout = \"60s\"\n"));
+    d.ok(&["reload", FILE]);
     d.wait_until(
         &format!("the old workers {old:?} stopped by SIGUSR1"),
         T,
@@ -191,4 +187,45 @@ fn a_reload_stops_the_old_workers_the_way_their_own_definition_says() {
     );
     let port = d.port("web");
     assert_eq!(greetings(port, 4), ["two".to_string()].into());
+}
+
+#[test]
+fn a_failed_reload_leaves_the_previous_definition_in_force() {
+    let d = running(&web(1, "one", ""));
+    let old = d.wait_online("web", 1);
+    let port = d.port("web");
+    // New workers that exit at once: the reload stops at its first slot.
+    let broken = web(2, "two", "").replace(
+        &format!("command = [{:?}]", worker_bin()),
+        &format!("command = [{:?}, \"--exit-now\", \"3\"]", worker_bin()),
+    );
+    assert!(broken.contains("--exit-now"), "{broken}");
+    d.file(FILE, &broken);
+    let r = d.refused(&["reload", FILE]);
+    assert!(
+        r.stderr
+            .contains("the old workers keep serving; it keeps its previous definition"),
+        "{r}"
+    );
+    assert_eq!(d.online_pids("web"), old);
+    assert!(d.app("web")["toml"].as_str().unwrap().contains("one"));
+    // A worker started now runs the previous definition, not the broken one.
+    d.ok(&["scale", "web", "2"]);
+    let pids = d.wait_online("web", 2);
+    d.wait_answers_from(port, &pids);
+    assert_eq!(greetings(port, 6), ["one".to_string()].into());
+}
+
+#[test]
+fn a_restart_to_a_definition_that_cannot_start_leaves_the_app_running() {
+    let d = running(&web(1, "one", ""));
+    let old = d.wait_online("web", 1);
+    d.file(
+        "herd.toml",
+        &web(1, "two", "").replace(worker_bin(), "/nonexistent/herd-worker"),
+    );
+    let r = d.refused(&["restart", FILE]);
+    assert!(r.stderr.contains("web: not restarted: "), "{r}");
+    assert!(r.stderr.contains("/nonexistent/herd-worker"), "{r}");
+    assert_eq!(d.online_pids("web"), old);
 }

@@ -39,11 +39,7 @@ pub enum LoadError {
 /// Reads the apps of `path` with the env profile `profile`: `.toml` through
 /// [`file::load`], ecosystem files through [`ecosystem::load`].
 pub fn load_any(path: &Path, profile: Option<&str>) -> Result<Loaded, LoadError> {
-    let is_toml = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    if is_toml {
+    if is_toml(path) {
         let file = file::load(path, profile)?;
         return Ok(Loaded {
             apps: file.apps,
@@ -58,6 +54,17 @@ pub fn load_any(path: &Path, profile: Option<&str>) -> Result<Loaded, LoadError>
         apps: eco.apps,
         warnings: eco.warnings,
     })
+}
+
+fn is_toml(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+}
+
+/// Whether `path` has the extension of a file of apps (`.toml` or an ecosystem file's).
+pub fn is_apps_file(path: &Path) -> bool {
+    is_toml(path) || Format::of(path).is_some()
 }
 
 /// `herd import`: the apps of `path` written as a herd.toml, with a header comment naming

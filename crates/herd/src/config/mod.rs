@@ -14,6 +14,6 @@ pub mod plan;
 mod values;
 
 pub use cli::{CheckArgs, Cli, Command, ImportArgs, LogFormat, ProxyProtocol, RunArgs, RunFlags};
-pub use load::{import, load_any, LoadError, Loaded};
+pub use load::{import, is_apps_file, load_any, LoadError, Loaded};
 pub use plan::{Credentials, Hooks, Launch, PlanError, RunPlan, Transport};
 pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};

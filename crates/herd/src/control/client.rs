@@ -260,13 +260,18 @@ pub struct Peer {
     started: Option<u64>,
 }
 
-impl Peer {
-    /// Waits until this daemon process has ended (after `kill`), at most `timeout`. It
-    /// has released the home's lock by then: a process closes its files before it ends.
-    pub fn wait_exit(&self, timeout: Duration) -> bool {
+impl Client {
+    /// Waits until the daemon process `peer` has ended (after `kill`), at most `timeout`.
+    /// It has released the home's lock by then: a process closes its files before it
+    /// ends (and its guardian holds none of them). Where its process cannot be seen (no
+    /// /proc, another pid namespace), until the lock is free.
+    pub fn wait_exit(&self, peer: &Peer, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while self.started.is_some() && crate::observe::procstat::started(self.pid) == self.started
-        {
+        let running = || match peer.started {
+            Some(_) => crate::observe::procstat::started(peer.pid) == peer.started,
+            None => self.lock_held(),
+        };
+        while running() {
             if Instant::now() > deadline {
                 return false;
             }

@@ -121,10 +121,13 @@ fn load_apps(
     // The daemon works in HERD_HOME: every path it gets must be absolute. A relative one
     // that survived loading is relative to the file (`load` joined it to the file's
     // folder, which is itself relative when the file is named so).
+    // `./herd.toml` and `herd.toml` give the same paths, so the daemon sees one
+    // definition (`..` stays: through a symlink it is not the parent it seems).
     let absolute = |p: &mut PathBuf| {
         if p.is_relative() {
             *p = cwd.join(&*p);
         }
+        *p = p.components().collect();
     };
     for app in apps.values_mut() {
         app.cwd.get_or_insert_with(|| dir.clone());

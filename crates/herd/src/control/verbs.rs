@@ -378,13 +378,18 @@ fn print_apps(apps: &[AppInfo], json: bool) -> ExitCode {
 }
 
 /// `restart` and `reload`: of apps by name, or of the apps of a file with the definition
-/// it gives now. App names have no `.` or `/`; file names do.
+/// it gives now. An argument is a file when it has a file's extension (herd.toml, an
+/// ecosystem file), a `/`, or names an existing file; app names have none of these, and
+/// a namespace (which may hold a `.`) is taken for a file only if such a file exists.
 fn redo(client: &Client, args: Redo, how: Apply) -> ExitCode {
     let verb = match how {
         Apply::Restart => "restart",
         Apply::Reload => "reload",
     };
-    let is_file = |a: &String| a.contains('.') || a.contains('/');
+    let is_file = |a: &String| {
+        let path = std::path::Path::new(a);
+        a.contains('/') || path.is_file() || crate::config::is_apps_file(path)
+    };
     match args.apps.iter().position(is_file) {
         Some(_) if args.apps.len() > 1 => usage(&format!(
             "`herd {verb}` takes app names or one file, not both: {}",
@@ -411,7 +416,7 @@ fn kill(client: &Client) -> ExitCode {
                 println!("{line}");
             }
             // The daemon stops its apps (each within its kill timeout), then exits.
-            if daemon.wait_exit(Duration::from_secs(600)) {
+            if client.wait_exit(&daemon, Duration::from_secs(600)) {
                 println!("daemon stopped");
                 ExitCode::SUCCESS
             } else {

@@ -45,8 +45,19 @@ pub enum Control {
 /// A request that waits for a state of the app.
 pub(super) enum Waiter {
     Ready(tokio::sync::oneshot::Sender<Result<(), String>>),
-    /// Done when every serving worker runs at least this generation.
-    Reloaded(tokio::sync::oneshot::Sender<Result<(), String>>, u64),
+    /// Done when every serving worker runs at least this generation; a reload with a new
+    /// definition that fails puts back the one before.
+    Reloaded(
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+        u64,
+        Option<Box<Previous>>,
+    ),
+}
+
+/// The definition an app ran before a reload with a new one, put back if that fails.
+pub(super) struct Previous {
+    plan: crate::config::RunPlan,
+    instances: usize,
 }
 
 impl Driver {
@@ -66,7 +77,7 @@ impl Driver {
             Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             Control::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");
-                self.reload_then(reply);
+                self.reload_then(reply, None);
             }
             Control::Redefine {
                 plan,
@@ -83,9 +94,13 @@ impl Driver {
                 }
                 let instances = plan.policy.instances;
                 info!(app = %self.plan.name, "reload with a new definition requested");
+                let previous = Previous {
+                    plan: self.plan.clone(),
+                    instances: self.sup.instances(),
+                };
                 self.take_plan(*plan);
                 let _ = accepted.send(Ok(()));
-                self.reload_then(done);
+                self.reload_then(done, Some(Box::new(previous)));
                 // Slots added now start with the new plan; slots removed are skipped by
                 // the reload.
                 if instances != self.sup.instances() {
@@ -115,11 +130,29 @@ impl Driver {
         }
     }
 
-    fn reload_then(&mut self, reply: tokio::sync::oneshot::Sender<Result<(), String>>) {
+    fn reload_then(
+        &mut self,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+        previous: Option<Box<Previous>>,
+    ) {
         self.queue.push_back(Event::Reload);
         // The reload gives new workers the next generation.
         let target = self.sup.generation() + 1;
-        self.waiters.push(Waiter::Reloaded(reply, target));
+        self.waiters.push(Waiter::Reloaded(reply, target, previous));
+    }
+
+    /// A reload with a new definition failed: the workers that replace crashed ones, and
+    /// the slots `scale` adds, run the definition the old workers run.
+    fn put_back(&mut self, previous: Option<Box<Previous>>) -> &'static str {
+        let Some(previous) = previous else {
+            return "";
+        };
+        let Previous { plan, instances } = *previous;
+        self.take_plan(plan);
+        if instances != self.sup.instances() {
+            self.queue.push_back(Event::ScaleTo(instances));
+        }
+        "; it keeps its previous definition"
     }
 
     /// Workers started from now on run `plan` (checked by `fixed_changes`): its program,
@@ -137,33 +170,39 @@ impl Driver {
 
     /// Answers the requests whose awaited state is reached.
     pub(super) fn answer_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
         let errored = self.sup.is_errored();
         let ready = self.sup.serving().len() >= self.sup.instances();
         let reloading = self.sup.is_reloading();
-        let why = || {
-            format!(
-                "{} errored: its workers exited too often (see `herd logs {}`)",
-                self.plan.name, self.plan.name
-            )
-        };
+        let why = format!(
+            "{} errored: its workers exited too often (see `herd logs {}`)",
+            self.plan.name, self.plan.name
+        );
         let mut keep = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
             match w {
-                Waiter::Ready(tx) if errored => drop(tx.send(Err(why()))),
+                Waiter::Ready(tx) if errored => drop(tx.send(Err(why.clone()))),
                 Waiter::Ready(tx) if ready => drop(tx.send(Ok(()))),
-                Waiter::Reloaded(tx, _) if errored => drop(tx.send(Err(why()))),
-                Waiter::Reloaded(tx, target) if !reloading => {
+                Waiter::Reloaded(tx, _, previous) if errored => {
+                    let kept = self.put_back(previous);
+                    drop(tx.send(Err(format!("{why}{kept}"))))
+                }
+                Waiter::Reloaded(tx, target, previous) if !reloading => {
                     // Old workers may still be draining; the serving ones tell.
                     let old = self.sup.snapshot().iter().any(|w| {
                         w.state == crate::supervisor::WorkerState::Ready && w.generation < target
                     });
-                    let _ = tx.send(match old {
-                        false => Ok(()),
-                        true => Err(format!(
-                            "the reload of {} stopped: a new worker did not become ready, the old workers keep serving (see `herd logs {}`)",
-                            self.plan.name, self.plan.name
-                        )),
-                    });
+                    if !old {
+                        let _ = tx.send(Ok(()));
+                        continue;
+                    }
+                    let kept = self.put_back(previous);
+                    let _ = tx.send(Err(format!(
+                        "the reload of {} stopped: a new worker did not become ready, the old workers keep serving{kept} (see `herd logs {}`)",
+                        self.plan.name, self.plan.name
+                    )));
                 }
                 w => keep.push(w),
             }

@@ -69,6 +69,23 @@ impl Guardian {
     }
 }
 
+/// Closes every descriptor herd had open but the standard streams and `keep`: the
+/// guardian outlives herd by a moment, and must not hold what herd held (the daemon's
+/// lock, which would keep a new daemon from starting; listening sockets).
+fn close_inherited(keep: i32) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && *fd != keep) {
+        // SAFETY: closes a descriptor of this single-threaded process that nothing in it
+        // uses (the directory's own is already closed: EBADF, harmless).
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// The guardian's whole life.
 fn guard(read: OwnedFd) -> ! {
     use nix::sys::signal::{signal, SigHandler, Signal};
@@ -109,6 +126,7 @@ fn guard(read: OwnedFd) -> ! {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
+    close_inherited(read.as_raw_fd());
     let mut groups = [0i32; MAX_GROUPS];
     let mut buf = [0u8; 4];
     let mut have = 0;

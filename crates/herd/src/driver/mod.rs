@@ -679,7 +679,10 @@ impl Driver {
             return;
         };
         // Workers whose spawn result is still in the channel are in `children` already;
-        // a worker whose spawn has not returned yet is not (see `reap::Children`).
+        // a worker whose spawn has not returned yet is not (see `reap::Children`). Read
+        // before the record: the sender existed before this read, and a spawn that ends
+        // in between has recorded its pid by the time it stops counting.
+        let in_flight = self.children.spawns_in_flight();
         let spawned = {
             let children = self.children.lock();
             let known = |pid: u32| self.groups.contains(&pid) || children.contains_key(&pid);
@@ -693,7 +696,7 @@ impl Driver {
                     .filter(|pg| known(*pg))
             }
         };
-        if spawned.is_none() && self.children.spawns_in_flight() {
+        if spawned.is_none() && in_flight {
             // Maybe a worker that spoke before its spawn returned: placed once it has.
             if self.unplaced.len() >= UNPLACED_MAX {
                 self.unplaced.remove(0);

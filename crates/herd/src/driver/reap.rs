@@ -96,8 +96,12 @@ pub fn reap_all(children: &Children) -> Vec<Reaped> {
             Err(Errno::EINTR) => continue,
             Err(_) => break, // ECHILD: no children left
         };
+        // Read before the record: a spawn that ends in between has recorded its pid
+        // by the time it stops counting, so an unknown pid with no spawn counted then is
+        // an orphan (its process existed before the count was read).
+        let in_flight = children.in_flight.load(SeqCst) > 0;
         let known = children.lock().contains_key(&(pid.as_raw() as u32));
-        if !known && children.in_flight.load(SeqCst) > 0 {
+        if !known && in_flight {
             children.deferred.store(true, SeqCst);
             if children.in_flight.load(SeqCst) > 0 {
                 // It waits at the head of the queue until the spawn ends; the workers'

@@ -38,17 +38,20 @@ pub async fn apply(
         if let (Some(run), Apply::Reload) = (&run, how) {
             let new = Definition {
                 config,
-                toml,
-                origin,
                 base_env: base_env.clone(),
             };
-            match reload_with(registry, &name, new, run).await {
-                Ok(done) => reloads.push((name, run.clone(), done)),
+            match reload_with(registry, &name, &new, origin, run).await {
+                Ok(done) => reloads.push((name, run.clone(), done, new)),
                 Err(e) => errors.push(e),
             }
             continue;
         }
         if run.is_some() {
+            // A definition that cannot start must not stop the app that runs.
+            if let Err(e) = registry.plan(&name, config.clone(), base_env.clone()).await {
+                errors.push(format!("{name}: not restarted: {e}"));
+                continue;
+            }
             lines.extend(stop_names(registry, std::slice::from_ref(&name)).await);
         }
         if !registry.define(&name, config, toml, origin, base_env.clone()) {
@@ -63,11 +66,15 @@ pub async fn apply(
         }
     }
     // The reloads run side by side, each app slot by slot.
-    for (name, run, done) in reloads {
+    for (name, run, done, new) in reloads {
         match done.await {
-            Ok(Ok(())) => lines.push(format!(
-                "{name}: reloaded with the definition of {origin}, every worker replaced"
-            )),
+            Ok(Ok(())) => {
+                // Recorded once in force: a reload that fails puts the old one back.
+                registry.redefined(&name, new.config, toml, origin, new.base_env);
+                lines.push(format!(
+                    "{name}: reloaded with the definition of {origin}, every worker replaced"
+                ));
+            }
             Ok(Err(why)) => errors.push(format!("{name}: {why}")),
             Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
         }
@@ -80,23 +87,46 @@ pub async fn apply(
     respond(registry, lines, errors).await
 }
 
-/// A new definition of one app, as `start` records it.
-struct Definition<'a> {
+/// A new definition of one app.
+struct Definition {
     config: AppConfig,
-    toml: &'a str,
-    origin: &'a str,
     base_env: Arc<Vec<(OsString, OsString)>>,
 }
 
-/// Hands the running app's driver its new plan. `Ok` once the driver took it (the
-/// registry then holds the new definition), with the end of the reload to await.
+/// The log keys whose values differ, for a refusal.
+fn log_changes(old: &AppConfig, new: &AppConfig) -> String {
+    let changed = [
+        ("out_file", old.out_file != new.out_file),
+        ("error_file", old.error_file != new.error_file),
+        ("log_file", old.log_file != new.log_file),
+        ("merge_logs", old.merge_logs != new.merge_logs),
+        (
+            "log_date_format",
+            old.log_date_format != new.log_date_format,
+        ),
+        ("log_max_size", old.log_max_size != new.log_max_size),
+        ("log_files", old.log_files != new.log_files),
+    ];
+    let keys: Vec<&str> = changed
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(key, _)| *key)
+        .collect();
+    match keys.is_empty() {
+        true => "them".to_string(),
+        false => keys.join(", "),
+    }
+}
+
+/// Hands the running app's driver its new plan. `Ok` once the driver took it, with the
+/// end of the reload to await.
 async fn reload_with(
     registry: &Arc<Registry>,
     name: &str,
-    new: Definition<'_>,
+    new: &Definition,
+    origin: &str,
     run: &Running,
 ) -> Result<oneshot::Receiver<Result<(), String>>, String> {
-    let origin = new.origin;
     let refused = |why: &str| {
         format!(
             "{name}: not reloaded: {why}; `herd restart {origin}` applies it (with a short gap in service)"
@@ -107,9 +137,10 @@ async fn reload_with(
         .ok_or_else(|| format!("{name}: deleted by another command meanwhile"))?;
     let home = registry.home();
     if log_plan(home, name, &old) != log_plan(home, name, &new.config) {
-        return Err(refused(
-            "a reload keeps the app's log files, and the new definition changes them",
-        ));
+        return Err(refused(&format!(
+            "a reload keeps the app's log files, and the new definition changes {}",
+            log_changes(&old, &new.config)
+        )));
     }
     let plan = registry
         .plan(name, new.config.clone(), new.base_env.clone())
@@ -124,10 +155,7 @@ async fn reload_with(
         done: done_tx,
     });
     match accepted.await {
-        Ok(Ok(())) => {
-            registry.redefined(name, new.config, new.toml, origin, new.base_env);
-            Ok(done)
-        }
+        Ok(Ok(())) => Ok(done),
         Ok(Err(why)) => Err(refused(&why)),
         Err(_) => Err(format!("{name}: {}", ended_why(run).await)),
     }

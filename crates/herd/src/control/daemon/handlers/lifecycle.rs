@@ -30,7 +30,7 @@ pub async fn start(
         if !registry.define(&name, config, toml, origin, base_env.clone()) {
             lines.push(match same {
                 Some(false) => format!(
-                    "{name}: already running, with a definition other than {origin}'s: `herd reload {origin}` applies it (`herd restart {origin}` when its sockets change)"
+                    "{name}: already running, with a definition other than {origin}'s: `herd reload {origin}` (with this command's --env and --only) applies it, `herd restart {origin}` if its sockets change"
                 ),
                 _ => format!(
                     "{name}: already running (`herd reload {name}` replaces its workers, `herd delete {name}` forgets it)"

@@ -376,10 +376,7 @@ fn a_start_during_a_kill_waits_for_the_old_daemon_then_starts_a_new_one() {
     let d = Daemon::new();
     let file = d.file(
         "herd.toml",
-        &format!(
-            "[apps.stubborn]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 1\nlisten = [\"127.0.0.1:0\"]\nkill_timeout = \"2s\"\n",
-            worker_bin()
-        ),
+        &testworker_args_app("stubborn", &["--ignore-term"], 1, "kill_timeout = \"2s\""),
     );
     d.ok(&["start", file.to_str().unwrap()]);
     let old = d.daemon_pid().expect("a daemon");
@@ -413,10 +410,7 @@ fn kill_waits_for_the_daemon_it_stopped_not_for_whoever_holds_the_lock_next() {
     let d = Daemon::new();
     let file = d.file(
         "herd.toml",
-        &format!(
-            "[apps.stubborn]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 1\nlisten = [\"127.0.0.1:0\"]\nkill_timeout = \"1s\"\n",
-            worker_bin()
-        ),
+        &testworker_args_app("stubborn", &["--ignore-term"], 1, "kill_timeout = \"1s\""),
     );
     d.ok(&["start", file.to_str().unwrap()]);
     let old = d.daemon_pid().expect("a daemon");

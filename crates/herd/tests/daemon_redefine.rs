@@ -35,8 +35,14 @@ fn greetings(port: u16, n: usize) -> std::collections::BTreeSet<String> {
 }
 
 fn web(instances: usize, greeting: &str, extra: &str) -> String {
-    testworker_app(
+    web_args(&[], instances, greeting, extra)
+}
+
+/// [`web`] with arguments for the test worker.
+fn web_args(args: &[&str], instances: usize, greeting: &str, extra: &str) -> String {
+    testworker_args_app(
         "web",
+        args,
         instances,
         &format!("env = {{ GREETING = {greeting:?} }}\n{extra}"),
     )
@@ -172,9 +178,11 @@ fn names_and_files_do_not_mix_and_profiles_go_with_files() {
 fn a_reload_stops_the_old_workers_the_way_their_own_definition_says() {
     // Old workers stop on SIGUSR1 only; new ones on SIGTERM. A kill timeout longer than
     // the test waits: an old worker sent the new definition's SIGTERM would outlive it.
-    let old_app = format!(
-        "[apps.web]\ncommand = [{:?}, \"--ignore-term\"]\ninstances = 2\nlisten = [\"127.0.0.1:0\"]\nstop_signal = \"SIGUSR1\"\nkill_timeout = \"60s\"\n",
-        worker_bin()
+    let old_app = testworker_args_app(
+        "web",
+        &["--ignore-term"],
+        2,
+        "stop_signal = \"SIGUSR1\"\nkill_timeout = \"60s\"",
     );
     let d = running(&old_app);
     let old = d.wait_online("web", 2);
@@ -195,11 +203,7 @@ fn a_failed_reload_leaves_the_previous_definition_in_force() {
     let old = d.wait_online("web", 1);
     let port = d.port("web");
     // New workers that exit at once: the reload stops at its first slot.
-    let broken = web(2, "two", "").replace(
-        &format!("command = [{:?}]", worker_bin()),
-        &format!("command = [{:?}, \"--exit-now\", \"3\"]", worker_bin()),
-    );
-    assert!(broken.contains("--exit-now"), "{broken}");
+    let broken = web_args(&["--exit-now", "3"], 2, "two", "");
     d.file(FILE, &broken);
     let r = d.refused(&["reload", FILE]);
     assert!(

@@ -390,16 +390,16 @@ fn redo(client: &Client, args: Redo, how: Apply) -> ExitCode {
         let path = std::path::Path::new(a);
         a.contains('/') || path.is_file() || crate::config::is_apps_file(path)
     };
-    match args.apps.iter().position(is_file) {
-        Some(_) if args.apps.len() > 1 => usage(&format!(
+    match args.apps.iter().any(is_file) {
+        true if args.apps.len() > 1 => usage(&format!(
             "`herd {verb}` takes app names or one file, not both: {}",
             args.apps.join(" ")
         )),
-        Some(_) => super::start::apply(client, &args, how),
-        None if args.profile.is_some() || !args.only.is_empty() => usage(&format!(
+        true => super::start::apply(client, &args, how),
+        false if args.profile.is_some() || !args.only.is_empty() => usage(&format!(
             "--env and --only go with a file (`herd {verb} herd.toml --env prod`)"
         )),
-        None => {
+        false => {
             let request = match how {
                 Apply::Restart => Request::Restart { select: args.apps },
                 Apply::Reload => Request::Reload { select: args.apps },

@@ -142,15 +142,15 @@ impl Driver {
     }
 
     /// A reload with a new definition failed: the workers that replace crashed ones, and
-    /// the slots `scale` adds, run the definition the old workers run.
+    /// the slots `scale` adds, run the definition the old workers run. Returns what to add
+    /// to the failure's message.
     fn put_back(&mut self, previous: Option<Box<Previous>>) -> &'static str {
         let Some(previous) = previous else {
             return "";
         };
-        let Previous { plan, instances } = *previous;
-        self.take_plan(plan);
-        if instances != self.sup.instances() {
-            self.queue.push_back(Event::ScaleTo(instances));
+        self.take_plan(previous.plan);
+        if previous.instances != self.sup.instances() {
+            self.queue.push_back(Event::ScaleTo(previous.instances));
         }
         "; it keeps its previous definition"
     }

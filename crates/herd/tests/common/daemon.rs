@@ -410,9 +410,16 @@ pub fn workers_of(app: &Value) -> Vec<Worker> {
 /// A herd.toml table for an app of `instances` test workers on 127.0.0.1:0, plus `extra`
 /// lines (`key = value`).
 pub fn testworker_app(name: &str, instances: usize, extra: &str) -> String {
+    testworker_args_app(name, &[], instances, extra)
+}
+
+/// [`testworker_app`] with arguments for the test worker (e.g. `--ignore-term`).
+pub fn testworker_args_app(name: &str, args: &[&str], instances: usize, extra: &str) -> String {
+    let command: Vec<&str> = std::iter::once(worker_bin())
+        .chain(args.iter().copied())
+        .collect();
     format!(
-        "[apps.{name}]\ncommand = [{:?}]\ninstances = {instances}\nlisten = [\"127.0.0.1:0\"]\n{extra}\n",
-        worker_bin()
+        "[apps.{name}]\ncommand = {command:?}\ninstances = {instances}\nlisten = [\"127.0.0.1:0\"]\n{extra}\n"
     )
 }
 

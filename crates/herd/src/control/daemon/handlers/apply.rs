@@ -36,12 +36,8 @@ pub async fn apply(
         let timeout = listen_timeout(&config);
         let run = running(registry, &name);
         if let (Some(run), Apply::Reload) = (&run, how) {
-            let new = Definition {
-                config,
-                base_env: base_env.clone(),
-            };
-            match reload_with(registry, &name, &new, origin, run).await {
-                Ok(done) => reloads.push((name, run.clone(), done, new)),
+            match reload_with(registry, &name, &config, &base_env, origin, run).await {
+                Ok(done) => reloads.push((name, run.clone(), done, config)),
                 Err(e) => errors.push(e),
             }
             continue;
@@ -66,11 +62,11 @@ pub async fn apply(
         }
     }
     // The reloads run side by side, each app slot by slot.
-    for (name, run, done, new) in reloads {
+    for (name, run, done, config) in reloads {
         match done.await {
             Ok(Ok(())) => {
                 // Recorded once in force: a reload that fails puts the old one back.
-                registry.redefined(&name, new.config, toml, origin, new.base_env);
+                registry.redefined(&name, config, toml, origin, base_env.clone());
                 lines.push(format!(
                     "{name}: reloaded with the definition of {origin}, every worker replaced"
                 ));
@@ -85,12 +81,6 @@ pub async fn apply(
     }));
     errors.extend(not_ready);
     respond(registry, lines, errors).await
-}
-
-/// A new definition of one app.
-struct Definition {
-    config: AppConfig,
-    base_env: Arc<Vec<(OsString, OsString)>>,
 }
 
 /// The log keys whose values differ, for a refusal.
@@ -123,7 +113,8 @@ fn log_changes(old: &AppConfig, new: &AppConfig) -> String {
 async fn reload_with(
     registry: &Arc<Registry>,
     name: &str,
-    new: &Definition,
+    config: &AppConfig,
+    base_env: &Arc<Vec<(OsString, OsString)>>,
     origin: &str,
     run: &Running,
 ) -> Result<oneshot::Receiver<Result<(), String>>, String> {
@@ -136,14 +127,14 @@ async fn reload_with(
         .with_app(name, |a| a.config.clone())
         .ok_or_else(|| format!("{name}: deleted by another command meanwhile"))?;
     let home = registry.home();
-    if log_plan(home, name, &old) != log_plan(home, name, &new.config) {
+    if log_plan(home, name, &old) != log_plan(home, name, config) {
         return Err(refused(&format!(
             "a reload keeps the app's log files, and the new definition changes {}",
-            log_changes(&old, &new.config)
+            log_changes(&old, config)
         )));
     }
     let plan = registry
-        .plan(name, new.config.clone(), new.base_env.clone())
+        .plan(name, config.clone(), base_env.clone())
         .await
         .map_err(|e| format!("{name}: {e}"))?;
     let (accepted_tx, accepted) = oneshot::channel();

@@ -233,3 +233,16 @@ fn a_restart_to_a_definition_that_cannot_start_leaves_the_app_running() {
     assert!(r.stderr.contains("/nonexistent/herd-worker"), "{r}");
     assert_eq!(d.online_pids("web"), old);
 }
+
+#[test]
+fn a_namespace_with_a_dot_is_a_name_unless_such_a_file_exists() {
+    let d = running(&web(1, "one", "namespace = \"api.v2\""));
+    let old = d.wait_online("web", 1);
+    let r = d.ok(&["reload", "api.v2"]);
+    assert!(
+        r.stdout.contains("web: reloaded, every worker replaced"),
+        "{r}"
+    );
+    let new = d.wait_online("web", 1);
+    assert_ne!(new, old);
+}

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use herd::driver::output::{LineRef, Output, Sink, Stream};
 use herd::observe::logfiles::LogPlan;
+use herd::output::{LineRef, Output, Sink, Stream};
 
 /// Discards lines: the baseline.
 struct Null;

@@ -37,79 +37,18 @@ use std::sync::Arc;
 use clap::Parser;
 use serde_json::Value;
 
-use crate::config::{Cli, Command, Hooks, LogFormat, RunPlan};
+use crate::config::flags::FlagsOnly;
+pub use crate::driver::hooks::{Event, Observer, WorkerRef};
+use crate::listen::Balance;
 use crate::observe::cpus::Instances;
-use crate::supervisor::{ExitStatus, Log, Outcome};
 
 /// Marks a process started by a [`Cluster`] primary as one of its workers.
 const WORKER_MARK: &str = "HERD_CLUSTER_WORKER";
-
-/// Which worker a message or event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct From {
-    /// The worker's slot, 0..N-1, kept across restarts and reloads.
-    pub slot: usize,
-    /// The worker's process id.
-    pub pid: u32,
-}
-
-/// A worker's lifecycle, as Node's `cluster` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The worker process was started (Node's `fork`).
-    Fork(From),
-    /// The worker said something for the first time: its code runs (Node's `online`).
-    Online(From),
-    /// The worker is ready for connections (Node's `listening`).
-    Listening(From),
-    /// The worker exited with `code`, or was killed by `signal` (Node's `exit`).
-    Exit {
-        /// Which worker.
-        worker: From,
-        /// Its exit code, when it exited by itself.
-        code: Option<i32>,
-        /// The signal that ended it, when one did.
-        signal: Option<i32>,
-    },
-}
-
-impl Event {
-    /// The event a lifecycle log record stands for, if any.
-    pub(crate) fn from_log(log: &Log) -> Option<Event> {
-        Some(match *log {
-            Log::Spawned { slot, pid } => Event::Fork(From { slot, pid }),
-            Log::Ready { slot, pid, .. } => Event::Listening(From { slot, pid }),
-            Log::Exited {
-                slot, pid, status, ..
-            } => {
-                let (code, signal) = match status {
-                    ExitStatus::Code(c) => (Some(c), None),
-                    ExitStatus::Signal(s) => (None, Some(s)),
-                };
-                Event::Exit {
-                    worker: From { slot, pid },
-                    code,
-                    signal,
-                }
-            }
-            _ => return None,
-        })
-    }
-}
-
-/// What the primary's driver tells an embedding program. Called on the driver's thread:
-/// keep it quick.
-pub trait Observer: Send + Sync {
-    /// A lifecycle event.
-    fn event(&self, _event: &Event) {}
-    /// An app message from a worker; the answer, if any, is sent back to it.
-    fn message(&self, _from: From, _msg: &Value) -> Option<Value> {
-        None
-    }
-}
+/// The port of a cluster when neither `PORT` nor a `--port` flag says otherwise.
+const DEFAULT_PORT: u16 = 3000;
 
 type OnEvent = Box<dyn Fn(&Event) + Send + Sync>;
-type OnMessage = Box<dyn Fn(From, &Value) -> Option<Value> + Send + Sync>;
+type OnMessage = Box<dyn Fn(WorkerRef, &Value) -> Option<Value> + Send + Sync>;
 
 struct Callbacks {
     on_event: Option<OnEvent>,
@@ -122,15 +61,17 @@ impl Observer for Callbacks {
             f(event);
         }
     }
-    fn message(&self, from: From, msg: &Value) -> Option<Value> {
+    fn message(&self, from: WorkerRef, msg: &Value) -> Option<Value> {
         self.on_message.as_ref().and_then(|f| f(from, msg))
     }
 }
 
 /// A cluster of this same program; see the [module documentation](self).
 pub struct Cluster {
-    /// `herd run` flags, as on the command line.
+    /// `herd run` flags given with [`Cluster::flag`], as on the command line.
     flags: Vec<String>,
+    instances: Option<Instances>,
+    balance: Option<Balance>,
     callbacks: Callbacks,
 }
 
@@ -144,9 +85,10 @@ impl Cluster {
     /// One worker per CPU (`max`), balance `reuseport`, listening on `0.0.0.0:$PORT`
     /// (3000 when PORT is not set).
     pub fn new() -> Cluster {
-        let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
         Cluster {
-            flags: vec!["-p".into(), port],
+            flags: Vec::new(),
+            instances: None,
+            balance: None,
             callbacks: Callbacks {
                 on_event: None,
                 on_message: None,
@@ -155,22 +97,19 @@ impl Cluster {
     }
 
     /// How many workers (as `herd run -i`).
-    pub fn instances(self, instances: Instances) -> Cluster {
-        let value = match instances {
-            Instances::Count(n) => n.to_string(),
-            Instances::Max => "max".into(),
-            Instances::MaxMinus(k) => format!("-{k}"),
-        };
-        self.flag("--instances", &value)
+    pub fn instances(mut self, instances: Instances) -> Cluster {
+        self.instances = Some(instances);
+        self
     }
 
     /// How connections reach workers (as `herd run --balance`).
-    pub fn balance(self, balance: crate::listen::Balance) -> Cluster {
-        self.flag("--balance", &balance.to_string())
+    pub fn balance(mut self, balance: Balance) -> Cluster {
+        self.balance = Some(balance);
+        self
     }
 
     /// Any other `herd run` flag with its value, e.g. `.flag("--kill-timeout", "5s")`;
-    /// checked when [`Cluster::run`] starts.
+    /// checked when [`Cluster::run`] starts. `--port` takes the place of `$PORT`.
     pub fn flag(mut self, name: &str, value: &str) -> Cluster {
         self.flags.push(name.into());
         self.flags.push(value.into());
@@ -186,7 +125,7 @@ impl Cluster {
     /// Called for each app message of a worker; the answer, if any, goes back to it.
     pub fn on_message(
         mut self,
-        f: impl Fn(From, &Value) -> Option<Value> + Send + Sync + 'static,
+        f: impl Fn(WorkerRef, &Value) -> Option<Value> + Send + Sync + 'static,
     ) -> Cluster {
         self.callbacks.on_message = Some(Box::new(f));
         self
@@ -219,41 +158,32 @@ impl Cluster {
                 return ExitCode::from(1);
             }
         };
-        let mut argv = vec!["herd".to_string(), "run".into()];
-        argv.extend(self.flags.iter().cloned());
-        argv.push("--".into());
-        argv.push(exe.display().to_string());
-        argv.extend(std::env::args().skip(1));
-        let args = match Cli::try_parse_from(argv) {
-            Ok(Cli {
-                command: Command::Run(args),
-            }) => args,
+        let flags = match FlagsOnly::try_parse_from(&self.flags) {
+            Ok(parsed) => parsed.flags,
             Err(e) => {
                 eprintln!("herd: {e}");
                 return ExitCode::from(2);
             }
-            // The argv above always starts with `run`.
-            Ok(_) => unreachable!("the cluster's command line is a `herd run`"),
         };
-        crate::observe::logging::init(LogFormat::Text);
-        let mut plan = match RunPlan::from_args(args, &crate::observe::cpus::cpu_budget()) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("herd: {e}");
-                return ExitCode::from(if e.is_usage() { 2 } else { 1 });
-            }
-        };
-        plan.extra_env.push((WORKER_MARK.into(), "1".into()));
-        plan.hooks = Some(Hooks(Arc::new(self.callbacks)));
-        match crate::driver::run(plan) {
-            Ok(Outcome::Clean) => ExitCode::SUCCESS,
-            Ok(Outcome::Killed) => ExitCode::from(3),
-            Ok(Outcome::Errored) => ExitCode::from(4),
-            Err(e) => {
-                tracing::error!("{e:#}");
-                ExitCode::from(1)
-            }
+        let mut command = vec![exe.display().to_string()];
+        command.extend(std::env::args().skip(1));
+        let (name, mut app) = flags.into_config(command);
+        app.instances = self.instances.or(app.instances);
+        app.balance = self.balance.or(app.balance);
+        if app.port.is_none() {
+            app.port = match std::env::var("PORT") {
+                Err(_) => Some(DEFAULT_PORT),
+                Ok(port) => match port.parse() {
+                    Ok(port) => Some(port),
+                    Err(_) => {
+                        eprintln!("herd: PORT=`{port}` is not a port number (0 to 65535)");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
         }
+        let mark = vec![(WORKER_MARK.to_string(), "1".to_string())];
+        crate::driver::run_foreground(name.as_deref(), &app, mark, Some(Arc::new(self.callbacks)))
     }
 }
 

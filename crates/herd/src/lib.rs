@@ -13,14 +13,20 @@
 
 pub mod balance;
 pub mod channel;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod driver;
 pub mod listen;
 pub mod observe;
+pub mod output;
 pub mod proxy;
 pub mod supervisor;
+pub mod units;
+
+#[cfg(test)]
+mod layers;
 
 pub use cluster::Cluster;
 /// The worker side: what a Rust worker of herd (or of a [`Cluster`]) uses.

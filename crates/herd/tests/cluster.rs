@@ -48,7 +48,7 @@ fn hello_cluster_serves_reports_events_and_messages_reloads_and_exits() {
     assert_eq!(slots.len(), 2, "both workers answer: {slots:?}");
     let spawned = herd.spawned();
     for (slot, pid) in &spawned {
-        let who = format!("From {{ slot: {slot}, pid: {pid} }}");
+        let who = format!("WorkerRef {{ slot: {slot}, pid: {pid} }}");
         let (fork, _) = herd.wait_line_from(
             Out::Stdout,
             0,

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::file::{AppConfig, Location};
+use super::file::Location;
+use super::AppConfig;
 
 /// The apps of an ecosystem file, and what herd could not take over from it.
 #[derive(Debug, Clone, PartialEq)]

@@ -41,7 +41,6 @@
 mod app;
 mod error;
 mod raw;
-mod size;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -51,44 +50,13 @@ use std::path::Path;
 
 use toml::de::DeTable;
 
-pub use app::AppConfig;
+use super::settings::AppConfig;
 pub(crate) use error::suggest;
 pub use error::{FileError, Location};
-pub use size::{format_size, parse_size};
 pub use write::to_toml;
 
 use error::Source;
 use raw::RawFile;
-
-/// Whether `name` can name an app: a plain word of letters, digits, `-` and `_` (names
-/// appear in commands and key paths), and not `all` (which selects every app).
-pub fn is_app_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "all"
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// `wanted` made into an app name: other characters become `-`, an empty name `app`,
-/// `all` becomes `all-app`.
-pub fn app_name_from(wanted: &str) -> String {
-    let name: String = wanted
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    match name.as_str() {
-        "" => "app".to_string(),
-        "all" => "all-app".to_string(),
-        _ => name,
-    }
-}
 
 /// A validated herd.toml.
 #[derive(Debug, Clone, PartialEq)]

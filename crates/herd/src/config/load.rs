@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::ecosystem::{self, EcosystemError, Format};
-use super::file::{self, AppConfig, FileError};
+use super::file::{self, FileError};
+use super::AppConfig;
 
 /// The apps of a file, and the warnings of reading it (always empty for a herd.toml,
 /// whose unknown keys are errors).

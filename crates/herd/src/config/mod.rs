@@ -5,15 +5,18 @@
 //! ecosystem file ([`ecosystem`]), either through [`load_any`]. Nothing here binds a
 //! socket or starts a process (node evaluates a JavaScript ecosystem file, nothing else).
 
-pub mod app;
-pub mod cli;
 pub mod ecosystem;
 pub mod file;
+pub mod flags;
+mod launch;
 mod load;
 pub mod plan;
+pub mod settings;
 mod values;
 
-pub use cli::{CheckArgs, Cli, Command, ImportArgs, LogFormat, ProxyProtocol, RunArgs, RunFlags};
+pub use flags::{ProxyProtocol, RunArgs, RunFlags};
+pub use launch::{env_value, Credentials, Launch};
 pub use load::{import, is_apps_file, load_any, LoadError, Loaded};
-pub use plan::{Credentials, Hooks, Launch, PlanError, RunPlan, Transport};
-pub use values::{format_duration, parse_duration, parse_readiness, parse_signal};
+pub use plan::{plan, PlanError, RunPlan, Transport};
+pub use settings::AppConfig;
+pub use values::parse_readiness;

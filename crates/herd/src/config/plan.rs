@@ -1,15 +1,22 @@
-//! The validated plan of a `herd run`: everything resolved and typed before anything starts.
+//! The second stage: the settings of one app ([`AppConfig`]) validated into the
+//! [`RunPlan`] its driver runs, with every default applied in one place (the knobs of the
+//! lifecycle default to [`Policy::default`], the others to [`super::settings`]'s
+//! constants), the program resolved against the app's own PATH and directory, and the user
+//! and group looked up. Every entry point (`herd run`, the daemon, `herd::Cluster`) plans
+//! through [`plan`]. Nothing here starts a process.
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
-use super::cli::{LogFormat, RunArgs};
+use super::launch::{credentials, env_value, node_without_script, resolve_program, Launch};
+use super::settings::{AppConfig, DEFAULT_INSTANCES, DEFAULT_STICKY_WAIT, DEFAULT_STOP_SIGNAL};
 use crate::listen::{Balance, ListenAddr};
 use crate::observe::cpus::CpuBudget;
-use crate::supervisor::{BackoffPolicy, Policy};
+use crate::output::LogFormat;
+use crate::supervisor::{BackoffPolicy, Policy, Readiness};
 
 /// A value of the command line that cannot work, found before any worker starts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +52,28 @@ pub enum PlanError {
     /// `--proxy` with a `--balance` mode in which herd does not accept connections.
     #[error("--proxy relays connections herd accepts, it cannot go with --balance {0}: use --balance round-robin, least-conn or sticky (or leave --balance out)")]
     ProxyBalance(crate::listen::Balance),
+    /// `cwd` is not a directory.
+    #[error("cwd `{path}` {why}")]
+    Cwd {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// `user` or `group` cannot be used.
+    #[error("{0}")]
+    Credentials(String),
+}
+
+/// Why an app of a file (or of the daemon) cannot be planned: the [`PlanError`], with the
+/// app's name.
+#[derive(Debug, thiserror::Error)]
+#[error("app `{app}`: {source}")]
+pub struct AppError {
+    /// The app.
+    pub app: String,
+    /// What is wrong.
+    pub source: PlanError,
 }
 
 impl PlanError {
@@ -63,7 +92,7 @@ pub enum Transport {
     /// herd accepts and passes the connection's fd over the worker's channel.
     Handoff,
     /// herd accepts and relays bytes to the worker's private port.
-    Proxy(Option<super::cli::ProxyProtocol>),
+    Proxy(Option<super::flags::ProxyProtocol>),
 }
 
 /// Everything `herd run` needs, validated.
@@ -98,96 +127,8 @@ pub struct RunPlan {
     /// Variables added to every worker's environment (the library's `Cluster` marks its
     /// re-executed workers with one).
     pub extra_env: Vec<(String, String)>,
-    /// The embedding program's callbacks (`herd::Cluster`); none for the CLI.
-    pub hooks: Option<Hooks>,
     /// How each worker process starts beyond the contract: directory, environment, user.
     pub launch: Launch,
-}
-
-/// Where and as whom a worker runs, and the environment it starts with (an app of a
-/// herd.toml; `herd run` leaves all of it to the process herd runs in).
-#[derive(Debug, Clone, Default)]
-pub struct Launch {
-    /// Working directory (herd's own when `None`).
-    pub cwd: Option<PathBuf>,
-    /// The environment workers start from instead of herd's own: the daemon's apps get
-    /// the environment of the `herd start` that added them, as PM2 does.
-    pub base_env: Option<std::sync::Arc<Vec<(OsString, OsString)>>>,
-    /// The app's `env`, set over the base environment.
-    pub env: Vec<(String, String)>,
-    /// A variable that carries the slot number besides HERD_WORKER_ID and
-    /// NODE_APP_INSTANCE (PM2's `instance_var`).
-    pub instance_var: Option<String>,
-    /// A variable of `env` (or the base environment) whose number is increased by the slot
-    /// number in each worker (PM2's `increment_var`, e.g. a per-worker debug port).
-    pub increment_var: Option<String>,
-    /// The user, group and supplementary groups to run workers as.
-    pub credentials: Option<Credentials>,
-}
-
-/// Who a worker runs as (herd is root and switches in the child, before exec).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// User id.
-    pub uid: u32,
-    /// Primary group id.
-    pub gid: u32,
-    /// Supplementary groups: the user's own (as login, systemd and PM2 set them), so a
-    /// worker run as `www-data` keeps e.g. `ssl-cert`.
-    pub groups: Vec<u32>,
-}
-
-impl Launch {
-    /// The variables a worker of `slot` gets over its base environment, later ones
-    /// winning: the app's env, the incremented variable, the contract, then `extra`.
-    pub fn worker_env(
-        &self,
-        slot: usize,
-        contract: Vec<(String, String)>,
-        extra: &[(String, String)],
-    ) -> Vec<(String, String)> {
-        let mut env = self.env.clone();
-        if let Some(var) = &self.increment_var {
-            let base = env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == var)
-                .map(|(_, v)| v.clone())
-                .or_else(|| self.base_value(var));
-            if let Some(n) = base.and_then(|v| v.trim().parse::<i64>().ok()) {
-                env.push((var.clone(), (n + slot as i64).to_string()));
-            }
-        }
-        env.extend(contract);
-        if let Some(var) = &self.instance_var {
-            env.push((var.clone(), slot.to_string()));
-        }
-        env.extend(extra.iter().cloned());
-        env
-    }
-
-    fn base_value(&self, var: &str) -> Option<String> {
-        match &self.base_env {
-            Some(base) => env_value(base, var).map(|v| v.to_string_lossy().into_owned()),
-            None => std::env::var(var).ok(),
-        }
-    }
-}
-
-/// The value of `key` in an environment given as pairs.
-pub fn env_value<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a OsString> {
-    env.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// Callbacks of a program that embeds herd ([`crate::cluster::Cluster`]): run on the
-/// driver's thread, so they must be quick.
-#[derive(Clone)]
-pub struct Hooks(pub std::sync::Arc<dyn crate::cluster::Observer>);
-
-impl std::fmt::Debug for Hooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hooks")
-    }
 }
 
 impl RunPlan {
@@ -225,214 +166,313 @@ impl RunPlan {
         }
         changes
     }
+}
 
-    /// Validates raw flags into a plan; `budget` is what `max` means on this machine.
-    pub fn from_args(args: RunArgs, budget: &CpuBudget) -> Result<RunPlan, PlanError> {
-        let RunArgs {
-            flags: args,
-            command,
-        } = args;
-        let Some((program_arg, rest)) = command.split_first() else {
-            return Err(PlanError::CommandNotFound(String::new()));
+/// Plans an app from its settings. `name` is the app's (`None`: the program's file name,
+/// as `herd run` names it); `base_env` is the environment its workers start from (the
+/// daemon's apps get the environment of the `herd start` that added them; `None`: herd's
+/// own); `budget` is what `max` means on this machine.
+pub fn plan(
+    name: Option<&str>,
+    app: &AppConfig,
+    base_env: Option<Arc<Vec<(OsString, OsString)>>>,
+    budget: &CpuBudget,
+) -> Result<RunPlan, PlanError> {
+    let name = match name {
+        Some(n) if n.trim().is_empty() => return Err(PlanError::EmptyName),
+        Some(n) => n.to_string(),
+        None => Path::new(&app.program)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| app.program.clone()),
+    };
+    if let Some(cwd) = &app.cwd {
+        let bad = |why: String| PlanError::Cwd {
+            path: cwd.clone(),
+            why,
         };
-        let program = resolve_program(program_arg, std::env::var_os("PATH").as_deref())?;
-        if args.reload_parallel == 0 {
-            return Err(PlanError::ReloadParallel);
+        match std::fs::metadata(cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(bad("is not a directory".into())),
+            Err(e) => return Err(bad(format!("cannot be used: {e}"))),
         }
-        if args.restart_delay > args.restart_delay_max {
-            return Err(PlanError::RestartDelay {
-                initial: args.restart_delay,
-                max: args.restart_delay_max,
-            });
+    }
+    let program = find_program(app, base_env.as_deref())?;
+    let policy = policy(app)?;
+    let mut listen = Vec::new();
+    if let Some(port) = app.port {
+        listen.push(ListenAddr::any_port(port));
+    }
+    listen.extend(app.listen.iter().cloned());
+    let proxy = app.proxy.unwrap_or(false);
+    let balance = match (app.balance, proxy) {
+        (Some(b), true) if !b.is_handoff() => return Err(PlanError::ProxyBalance(b)),
+        (Some(b), _) => b,
+        (None, true) => Balance::RoundRobin,
+        (None, false) => Balance::ReusePort,
+    };
+    let transport = match (proxy, balance.is_handoff()) {
+        (true, _) => Transport::Proxy(app.proxy_protocol),
+        (false, true) => Transport::Handoff,
+        (false, false) => Transport::Inherit,
+    };
+    if let Transport::Proxy(_) = transport {
+        if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
+            return Err(PlanError::ProxyUnix(unix.to_string()));
         }
-        let name = match args.name {
-            Some(n) if n.trim().is_empty() => return Err(PlanError::EmptyName),
-            Some(n) => n,
-            None => Path::new(program_arg)
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| program_arg.clone()),
-        };
-        let mut listen = Vec::new();
-        if let Some(port) = args.port {
-            listen.push(ListenAddr::any_port(port));
-        }
-        listen.extend(args.listen);
-        let balance = match (args.balance, args.proxy) {
-            (Some(b), true) if !b.is_handoff() => return Err(PlanError::ProxyBalance(b)),
-            (Some(b), _) => b,
-            (None, true) => Balance::RoundRobin,
-            (None, false) => Balance::ReusePort,
-        };
-        let transport = match (args.proxy, balance.is_handoff()) {
-            (true, _) => Transport::Proxy(args.proxy_protocol),
-            (false, true) => Transport::Handoff,
-            (false, false) => Transport::Inherit,
-        };
-        // A proxied worker is ready when its port answers (or when it says so): it must
-        // not get connections before, which the `auto` delay could allow.
-        let readiness = match (transport, args.ready) {
-            (Transport::Proxy(_), crate::supervisor::Readiness::Auto) => {
-                crate::supervisor::Readiness::Notify
-            }
-            (_, r) => r,
-        };
-        if let Transport::Proxy(_) = transport {
-            if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
-                return Err(PlanError::ProxyUnix(unix.to_string()));
-            }
-        }
-        let (instances, instances_reason) = args.instances.resolve(budget);
-        let policy = Policy {
+    }
+    let (instances, instances_reason) = app.instances.unwrap_or(DEFAULT_INSTANCES).resolve(budget);
+    // A proxied worker is ready when its port answers (or when it says so): it must not
+    // get connections before, which the `auto` delay could allow.
+    let readiness = match (transport, policy.readiness) {
+        (Transport::Proxy(_), Readiness::Auto) => Readiness::Notify,
+        (_, r) => r,
+    };
+    Ok(RunPlan {
+        name,
+        program,
+        args: app.args.iter().map(OsString::from).collect(),
+        listen,
+        balance,
+        transport,
+        sticky_wait: app.sticky_wait.unwrap_or(DEFAULT_STICKY_WAIT),
+        policy: Policy {
             instances,
             readiness,
-            listen_timeout: args.listen_timeout,
-            kill_timeout: args.kill_timeout,
-            min_uptime: args.min_uptime,
-            max_restarts: args.max_restarts,
-            restart_window: args.restart_window,
-            reload_parallel: args.reload_parallel,
-            max_memory: args.max_memory_restart,
-            backoff: BackoffPolicy {
-                initial: args.restart_delay,
-                max: args.restart_delay_max,
-                ..BackoffPolicy::default()
-            },
-            ..Policy::default()
-        };
-        Ok(RunPlan {
-            name,
-            program,
-            args: rest.iter().map(OsString::from).collect(),
-            listen,
-            balance,
-            transport,
-            sticky_wait: args.sticky_wait,
-            policy,
-            instances_reason,
-            stop_signal: args.stop_signal,
-            stop_message: args.stop_message,
-            // A proxied Node program binds its private PORT itself: as a cluster worker it
-            // would ask herd for that port, and herd would hold a socket per worker process.
-            node_cluster: !args.no_node_cluster
-                && !args.proxy
-                && !node_without_script(program_arg, rest),
-            log_format: args.log_format,
-            extra_env: Vec::new(),
-            hooks: None,
-            launch: Launch::default(),
-        })
-    }
+            ..policy
+        },
+        instances_reason,
+        stop_signal: app.stop_signal.unwrap_or(DEFAULT_STOP_SIGNAL),
+        stop_message: app.stop_message.unwrap_or(false),
+        // A proxied Node program binds its private PORT itself: as a cluster worker it
+        // would ask herd for that port, and herd would hold a socket per worker process.
+        node_cluster: app.node_cluster != Some(false)
+            && !proxy
+            && !node_without_script(&app.program, &app.args),
+        log_format: app.log_format.unwrap_or(LogFormat::Text),
+        extra_env: Vec::new(),
+        launch: Launch {
+            cwd: app.cwd.clone(),
+            base_env,
+            env: app
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            instance_var: app.instance_var.clone(),
+            increment_var: app.increment_var.clone(),
+            credentials: credentials(app.user.as_deref(), app.group.as_deref())?,
+        },
+    })
 }
 
-/// `node -e …`, `node -p …`, `node -` or a bare `node`: Node runs no script file, and a
-/// Node started with NODE_UNIQUE_ID but no script file is a half-set-up cluster worker
-/// whose `listen()` never completes (checked with Node 20).
-fn node_without_script(program: &str, args: &[String]) -> bool {
-    let name = Path::new(program)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !name.starts_with("node") {
-        return false;
-    }
-    for a in args {
-        match a.as_str() {
-            "-e" | "--eval" | "-p" | "--print" | "-" | "-i" | "--interactive" => return true,
-            a if a.starts_with("--eval=") || a.starts_with("--print=") => return true,
-            a if a.starts_with('-') => continue,
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// Finds `program` the way execvp would, so a typo is reported before any worker starts.
-pub fn resolve_program(
-    program: &str,
-    path_var: Option<&std::ffi::OsStr>,
+/// The program, found as execvp would find it with the app's environment: a path is taken
+/// relative to the app's directory; a name is looked up in the app's PATH (its `env`, else
+/// its base environment, else herd's own), so a typo is reported before any worker starts.
+fn find_program(
+    app: &AppConfig,
+    base_env: Option<&Vec<(OsString, OsString)>>,
 ) -> Result<PathBuf, PlanError> {
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        check_executable(&p)?;
-        return Ok(p);
+    if app.program.is_empty() {
+        return Err(PlanError::CommandNotFound(String::new()));
     }
-    let mut last_err = None;
-    for dir in std::env::split_paths(path_var.unwrap_or_default()) {
-        let candidate = dir.join(program);
-        if candidate.exists() {
-            match check_executable(&candidate) {
-                Ok(()) => return Ok(candidate),
-                Err(e) => last_err = Some(e),
-            }
-        }
+    if app.program.contains('/') {
+        let p = Path::new(&app.program);
+        let p = match (&app.cwd, p.is_relative()) {
+            (Some(cwd), true) => cwd.join(p),
+            _ => p.to_path_buf(),
+        };
+        return resolve_program(&p.to_string_lossy(), None);
     }
-    Err(last_err.unwrap_or_else(|| PlanError::CommandNotFound(program.to_string())))
+    let path_var = match (app.env.get("PATH"), base_env) {
+        (Some(path), _) => Some(OsString::from(path)),
+        (None, Some(base)) => env_value(base, "PATH").cloned(),
+        (None, None) => std::env::var_os("PATH"),
+    };
+    resolve_program(&app.program, path_var.as_deref())
 }
 
-fn check_executable(p: &Path) -> Result<(), PlanError> {
-    let bad = |why: &str| PlanError::NotExecutable {
-        path: p.display().to_string(),
-        why: why.into(),
+/// The lifecycle knobs: the app's values over the supervisor's defaults (`instances` and
+/// the proxy's readiness are settled by [`plan`]).
+fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
+    let d = Policy::default();
+    let reload_parallel = app.reload_parallel.unwrap_or(d.reload_parallel);
+    if reload_parallel == 0 {
+        return Err(PlanError::ReloadParallel);
+    }
+    let backoff = BackoffPolicy {
+        initial: app.restart_delay.unwrap_or(d.backoff.initial),
+        max: app.restart_delay_max.unwrap_or(d.backoff.max),
+        ..d.backoff
     };
-    let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => bad("no such file"),
-        _ => bad(&e.to_string()),
-    })?;
-    if meta.is_dir() {
-        return Err(bad("it is a directory"));
+    if backoff.initial > backoff.max {
+        return Err(PlanError::RestartDelay {
+            initial: backoff.initial,
+            max: backoff.max,
+        });
     }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(bad(
-            "it is not executable (chmod +x, or name its interpreter first)",
-        ));
-    }
-    Ok(())
+    Ok(Policy {
+        readiness: app.ready.unwrap_or(d.readiness),
+        listen_timeout: app.listen_timeout.unwrap_or(d.listen_timeout),
+        kill_timeout: app.kill_timeout.unwrap_or(d.kill_timeout),
+        min_uptime: app.min_uptime.unwrap_or(d.min_uptime),
+        max_restarts: app.max_restarts.unwrap_or(d.max_restarts),
+        restart_window: app.restart_window.unwrap_or(d.restart_window),
+        reload_parallel,
+        max_memory: app.max_memory_restart,
+        autorestart: app.autorestart.unwrap_or(d.autorestart),
+        stop_exit_codes: app.stop_exit_codes.clone(),
+        backoff,
+        ..d
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn base() -> Arc<Vec<(OsString, OsString)>> {
+        Arc::new(vec![("PATH".into(), "/bin:/usr/bin".into())])
+    }
+
+    /// Every default a `herd run` flag's help states is what leaving the flag out means:
+    /// the help text and the one place defaults are applied cannot drift apart.
     #[test]
-    fn node_eval_is_not_a_cluster_worker() {
-        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(node_without_script("node", &v(&["-e", "1"])));
-        assert!(node_without_script(
-            "/usr/bin/node",
-            &v(&["--max-old-space-size=100", "-p", "1"])
-        ));
-        assert!(node_without_script("node", &v(&[])));
-        assert!(!node_without_script(
-            "node",
-            &v(&["--inspect", "server.js", "-e"])
-        ));
-        assert!(!node_without_script("python3", &v(&["-e"])));
+    fn the_defaults_in_the_help_are_the_defaults_applied() {
+        use clap::{CommandFactory, Parser};
+        let budget = crate::observe::cpus::cpu_budget();
+        let planned = |flags: Vec<String>| {
+            let parsed = crate::config::flags::FlagsOnly::try_parse_from(&flags)
+                .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+            let (_, app) = parsed.flags.into_config(vec!["sh".into()]);
+            let plan = plan(None, &app, None, &budget).unwrap();
+            format!(
+                "{:?} {:?} {:?} {:?} {:?}",
+                plan.policy,
+                plan.sticky_wait,
+                plan.stop_signal,
+                plan.log_format,
+                plan.instances_reason
+            )
+        };
+        let bare = planned(Vec::new());
+        let mut checked = 0;
+        for arg in crate::config::flags::FlagsOnly::command().get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let Some(default) = help
+                .split("[default: ")
+                .nth(1)
+                .and_then(|d| d.split(']').next())
+            else {
+                continue;
+            };
+            let flag = format!("--{}", arg.get_long().expect("a long flag"));
+            assert_eq!(
+                planned(vec![flag.clone(), default.to_string()]),
+                bare,
+                "{flag} says [default: {default}], but leaving it out means something else"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 12, "only {checked} defaults found in the help");
     }
 
     #[test]
-    fn resolves_programs_in_path() {
-        let p = resolve_program("sh", Some("/nonexistent:/bin:/usr/bin".as_ref())).unwrap();
-        assert!(p.ends_with("sh"));
+    fn plans_take_the_file_over_the_defaults() {
+        let app = AppConfig {
+            program: "sh".into(),
+            args: vec!["-c".into(), "exit 0".into()],
+            instances: Some(crate::observe::cpus::Instances::Count(3)),
+            kill_timeout: Some(std::time::Duration::from_secs(2)),
+            autorestart: Some(false),
+            stop_exit_codes: vec![3],
+            max_memory_restart: Some(1 << 30),
+            ..AppConfig::default()
+        };
+        let plan = plan(
+            Some("-dash"),
+            &app,
+            Some(base()),
+            &crate::observe::cpus::cpu_budget(),
+        )
+        .unwrap();
+        assert_eq!(plan.name, "-dash", "a name may start with `-`");
+        assert!(plan.program.ends_with("sh"), "found in the app's PATH");
+        assert_eq!(plan.policy.instances, 3);
+        assert_eq!(plan.policy.kill_timeout, std::time::Duration::from_secs(2));
+        assert!(!plan.policy.autorestart);
+        assert_eq!(plan.policy.stop_exit_codes, [3]);
+        assert_eq!(plan.policy.max_memory, Some(1 << 30));
+        // herd run's defaults for the rest.
         assert_eq!(
-            resolve_program("no-such-program-herd", Some("/bin".as_ref())),
-            Err(PlanError::CommandNotFound("no-such-program-herd".into()))
+            plan.policy.listen_timeout,
+            crate::supervisor::DEFAULT_LISTEN_TIMEOUT
         );
     }
 
     #[test]
-    fn rejects_paths_that_cannot_run() {
-        let dir = std::env::temp_dir();
-        let err = resolve_program(dir.to_str().unwrap(), None).unwrap_err();
-        assert!(err.to_string().contains("directory"), "{err}");
-        let f = dir.join(format!("herd-plan-test-{}", std::process::id()));
-        std::fs::write(&f, "#!/bin/sh\n").unwrap();
-        let err = resolve_program(f.to_str().unwrap(), None).unwrap_err();
-        assert!(err.to_string().contains("not executable"), "{err}");
-        std::fs::remove_file(&f).unwrap();
-        assert!(resolve_program("./definitely/missing", None)
-            .unwrap_err()
-            .to_string()
-            .contains("no such file"));
+    fn only_the_sockets_and_balancing_are_fixed_for_a_running_app() {
+        let budget = crate::observe::cpus::cpu_budget();
+        let app = AppConfig {
+            program: "sh".into(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..AppConfig::default()
+        };
+        let running = plan(Some("web"), &app, Some(base()), &budget).unwrap();
+        let worker_side = AppConfig {
+            args: vec!["-c".into(), "exit 0".into()],
+            instances: Some(crate::observe::cpus::Instances::Count(3)),
+            kill_timeout: Some(std::time::Duration::from_secs(2)),
+            env: [("A".to_string(), "1".to_string())].into(),
+            ..app.clone()
+        };
+        let new = plan(Some("web"), &worker_side, Some(base()), &budget).unwrap();
+        assert_eq!(running.fixed_changes(&new), Vec::<String>::new());
+        let moved = AppConfig {
+            listen: vec!["127.0.0.1:9".parse().unwrap()],
+            balance: Some(crate::listen::Balance::RoundRobin),
+            ..app.clone()
+        };
+        let new = plan(Some("web"), &moved, Some(base()), &budget).unwrap();
+        let changes = running.fixed_changes(&new);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(
+            changes[0].starts_with("listen (127.0.0.1:0 → 127.0.0.1:9)"),
+            "{changes:?}"
+        );
+        assert!(changes[1].starts_with("balance ("), "{changes:?}");
+    }
+
+    #[test]
+    fn a_program_not_in_the_apps_path_is_named() {
+        let app = AppConfig {
+            program: "no-such-program-herd".into(),
+            ..AppConfig::default()
+        };
+        let err = plan(
+            Some("api"),
+            &app,
+            Some(base()),
+            &crate::observe::cpus::cpu_budget(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("command `no-such-program-herd`"),
+            "{err}"
+        );
+        let app = AppConfig {
+            program: "sh".into(),
+            cwd: Some("/no/such/dir".into()),
+            ..AppConfig::default()
+        };
+        let err = plan(
+            Some("api"),
+            &app,
+            Some(base()),
+            &crate::observe::cpus::cpu_budget(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cwd `/no/such/dir`"), "{err}");
     }
 }

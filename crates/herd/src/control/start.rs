@@ -8,24 +8,15 @@ use std::process::ExitCode;
 use super::client::Client;
 use super::protocol::{Apply, Request};
 use super::verbs::{answer, fail, tell_previous, usage, Redo, StartArgs};
-use crate::config::file::AppConfig;
+use crate::config::AppConfig;
 use crate::config::RunFlags;
 
 /// Runs `herd start`.
-pub fn run(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> ExitCode {
+pub fn run(client: &Client, args: StartArgs) -> ExitCode {
     let (apps, origin) = if args.command.is_empty() {
-        let run_ids: Vec<String> =
-            <RunFlags as clap::Args>::augment_args(clap::Command::new("run"))
-                .get_arguments()
-                .map(|a| a.get_id().to_string())
-                .collect();
-        if let Some(flag) = explicit_run_flags
-            .iter()
-            .find(|f| f.as_str() != "name" && run_ids.contains(f))
-        {
+        if let Some(flag) = run_flag_given(&args.run) {
             return usage(&format!(
-                "--{} goes with a command (`herd start [FLAGS] -- COMMAND`); for the apps of a file, set it in the file",
-                flag.replace('_', "-")
+                "{flag} goes with a command (`herd start [FLAGS] -- COMMAND`); for the apps of a file, set it in the file"
             ));
         }
         let file = args
@@ -62,6 +53,23 @@ pub fn run(client: &Client, args: StartArgs, explicit_run_flags: &[String]) -> E
         },
         args.json,
     )
+}
+
+/// The first `herd run` flag given, as the command line spells it (`--name` aside: it may
+/// select an app of the file): read from the settings the flags make, so a new flag needs
+/// no change here.
+fn run_flag_given(flags: &RunFlags) -> Option<String> {
+    let (_, app) = flags.clone().into_config(vec!["-".into()]);
+    let one = std::iter::once(("-".to_string(), app)).collect();
+    let toml = crate::config::file::to_toml(&one);
+    let key = toml
+        .lines()
+        .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
+        .find(|k| *k != "command")?;
+    Some(match key {
+        "node_cluster" => "--no-node-cluster".to_string(),
+        key => format!("--{}", key.replace('_', "-")),
+    })
 }
 
 /// Runs `herd restart FILE` and `herd reload FILE`: the file's apps, checked here as for
@@ -170,42 +178,16 @@ fn app_from_command(args: &StartArgs) -> Result<(String, AppConfig), String> {
         Some(n) => n.clone(),
         None => default_name(program, rest),
     };
-    if !crate::config::file::is_app_name(&name) {
+    if !crate::units::is_app_name(&name) {
         return Err(format!(
             "--name `{name}`: an app name is letters, digits, `-` and `_` (and not `all`)"
         ));
     }
-    let app = AppConfig {
-        program: program.clone(),
-        args: rest.to_vec(),
-        cwd: Some(
-            std::env::current_dir()
-                .map_err(|e| format!("cannot read the current directory: {e}"))?,
-        ),
-        instances: Some(f.instances),
-        port: f.port,
-        listen: f.listen.clone(),
-        balance: f.balance,
-        proxy: Some(f.proxy),
-        proxy_protocol: f.proxy_protocol,
-        sticky_wait: Some(f.sticky_wait),
-        ready: Some(f.ready),
-        listen_timeout: Some(f.listen_timeout),
-        kill_timeout: Some(f.kill_timeout),
-        stop_signal: Some(f.stop_signal),
-        stop_message: Some(f.stop_message),
-        node_cluster: Some(!f.no_node_cluster),
-        min_uptime: Some(f.min_uptime),
-        max_restarts: Some(f.max_restarts),
-        restart_window: Some(f.restart_window),
-        restart_delay: Some(f.restart_delay),
-        restart_delay_max: Some(f.restart_delay_max),
-        reload_parallel: Some(f.reload_parallel),
-        max_memory_restart: f.max_memory_restart,
-        log_format: Some(f.log_format),
-        namespace: args.namespace.clone(),
-        ..AppConfig::default()
-    };
+    let (_, mut app) = f.clone().into_config(args.command.clone());
+    app.cwd = Some(
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?,
+    );
+    app.namespace = args.namespace.clone();
     Ok((name, app))
 }
 
@@ -228,7 +210,7 @@ fn default_name(program: &str, args: &[String]) -> String {
         .then(|| args.iter().find(|a| !a.starts_with('-') || inline(a)))
         .flatten()
         .filter(|a| !inline(a));
-    crate::config::file::app_name_from(&stem(script.map_or(program, |s| s.as_str())))
+    crate::units::app_name_from(&stem(script.map_or(program, |s| s.as_str())))
 }
 
 #[cfg(test)]

@@ -198,13 +198,12 @@ pub struct DaemonArgs {
     pub resurrect: bool,
     /// Format of the daemon's own log (daemon.log): text, or JSON objects. A daemon the
     /// CLI starts takes HERD_LOG_FORMAT.
-    #[arg(long, value_enum, env = "HERD_LOG_FORMAT", default_value_t = crate::config::LogFormat::Text)]
-    pub log_format: crate::config::LogFormat,
+    #[arg(long, value_enum, env = "HERD_LOG_FORMAT", default_value_t = crate::output::LogFormat::Text)]
+    pub log_format: crate::output::LogFormat,
 }
 
-/// Runs a verb. `explicit_run_flags` names the `herd run` flags given on the command line
-/// (they only go with `-- COMMAND`).
-pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
+/// Runs a verb.
+pub fn run(verb: Verb) -> ExitCode {
     let home = match Home::from_env() {
         Ok(h) => h,
         Err(e) => return fail(&e.to_string()),
@@ -218,7 +217,7 @@ pub fn run(verb: Verb, explicit_run_flags: &[String]) -> ExitCode {
                 Err(e) => fail(&format!("{e:#}")),
             }
         }
-        Verb::Start(args) => super::start::run(&client, *args, explicit_run_flags),
+        Verb::Start(args) => super::start::run(&client, *args),
         Verb::Stop(s) => act(&client, Request::Stop { select: s.apps }, s.json),
         Verb::Restart(r) => redo(&client, r, Apply::Restart),
         Verb::Reload(r) => redo(&client, r, Apply::Reload),

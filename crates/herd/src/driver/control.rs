@@ -159,7 +159,6 @@ impl Driver {
     /// environment, user, stop signal and lifecycle knobs. What belongs to the embedding
     /// program and the process (hooks, log format) stays.
     fn take_plan(&mut self, mut plan: crate::config::RunPlan) {
-        plan.hooks = self.plan.hooks.take();
         plan.log_format = self.plan.log_format;
         self.sup.redefine(plan.policy.clone());
         if plan.policy.max_memory.is_some() != self.memory_tick.is_some() {

@@ -4,6 +4,7 @@
 
 use tracing::{debug, info, warn};
 
+use super::hooks::{self, WorkerRef};
 use super::Driver;
 use crate::channel::framing::Frame;
 use crate::channel::{cluster, messages};
@@ -13,7 +14,7 @@ impl Driver {
     /// The worker said something (on its channel or NOTIFY_SOCKET): the first time, an
     /// embedding program hears that it is online.
     pub(super) fn spoke(&mut self, pid: u32) {
-        let Some(hooks) = &self.plan.hooks else {
+        let Some(observer) = &self.hooks else {
             return;
         };
         let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.spoke) else {
@@ -21,12 +22,7 @@ impl Driver {
         };
         link.spoke = true;
         if let Some((slot, _)) = self.sup.worker_of_pid(pid) {
-            hooks
-                .0
-                .event(&crate::cluster::Event::Online(crate::cluster::From {
-                    slot,
-                    pid,
-                }));
+            observer.event(&hooks::Event::Online(WorkerRef { slot, pid }));
         }
     }
 
@@ -126,16 +122,12 @@ impl Driver {
             }
             Frame::App(value) => match messages::parse(&value) {
                 Some(request) => self.on_herd_request(pid, slot.unwrap_or(0), request),
-                None if self.plan.hooks.is_some() => {
-                    let from = crate::cluster::From {
+                None if self.hooks.is_some() => {
+                    let from = WorkerRef {
                         slot: slot.unwrap_or(0),
                         pid,
                     };
-                    let reply = self
-                        .plan
-                        .hooks
-                        .as_ref()
-                        .and_then(|h| h.0.message(from, &value));
+                    let reply = self.hooks.as_ref().and_then(|h| h.message(from, &value));
                     if let (Some(reply), Some(link)) = (reply, self.channels.get(&pid)) {
                         link.channel.send(&reply);
                     }

@@ -10,8 +10,8 @@ mod contract;
 mod control;
 pub mod guardian;
 mod handoff;
+pub mod hooks;
 mod messages;
-pub mod output;
 pub mod reap;
 mod relay;
 pub mod signals;
@@ -28,8 +28,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
+pub use crate::output::Sink;
 pub use control::Control;
-pub use output::Sink;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -40,9 +40,9 @@ use crate::channel::worker::Channel;
 use crate::config::RunPlan;
 use crate::listen::Listeners;
 use crate::observe::lifecycle;
+use crate::output::{Output, Stream};
 use crate::supervisor::{Action, Event, ExitStatus, NotifyMsg, Outcome, Supervisor, WorkerId};
 use control::Waiter;
-use output::{Output, Stream};
 use spawn::{SpawnResult, Spawner};
 
 /// How long herd waits, after the last worker exited, for output still in the pipes
@@ -109,8 +109,9 @@ pub fn process_start() -> anyhow::Result<Process> {
     })
 }
 
-/// Runs the plan to its end; the outcome decides herd's exit code.
-pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
+/// Runs the plan to its end; the outcome decides herd's exit code. `hooks` are the
+/// embedding program's (`herd::Cluster`); the CLI has none.
+pub fn run(plan: RunPlan, hooks: Option<hooks::Hooks>) -> anyhow::Result<Outcome> {
     let Process {
         guardian,
         runtime,
@@ -129,10 +130,44 @@ pub fn run(plan: RunPlan) -> anyhow::Result<Outcome> {
             guardian,
             app: 0,
             sink: None,
+            hooks,
         };
         let driver = Driver::new(plan, host)?;
         driver.run().await
     })
+}
+
+/// Runs one app in the foreground (`herd run`, `herd::Cluster`): herd's log set up in the
+/// app's format, the app planned (an error is exit code 1, or 2 for flags that contradict
+/// each other), run to its end, and the way it ended as herd's exit code. `extra_env` is
+/// added to every worker's environment; `hooks` are an embedding program's.
+pub fn run_foreground(
+    name: Option<&str>,
+    app: &crate::config::AppConfig,
+    extra_env: Vec<(String, String)>,
+    hooks: Option<hooks::Hooks>,
+) -> std::process::ExitCode {
+    crate::observe::logging::init(app.log_format.unwrap_or(crate::output::LogFormat::Text));
+    let budget = crate::observe::cpus::cpu_budget();
+    let mut plan = match crate::config::plan(name, app, None, &budget) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::from(if e.is_usage() { 2 } else { 1 });
+        }
+    };
+    plan.extra_env = extra_env;
+    match run(plan, hooks) {
+        Ok(outcome) => {
+            let code = outcome.exit_code();
+            info!(code, "herd exits with code {code}: {}", outcome.meaning());
+            std::process::ExitCode::from(code)
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }
 
 /// Runs one app of a process that runs several (the daemon), on the calling thread, to
@@ -164,7 +199,9 @@ pub struct Host {
     /// This app's key in `children`.
     pub app: reap::AppKey,
     /// Where the workers' output goes: herd's stdout and stderr when `None`.
-    pub sink: Option<Box<dyn output::Sink>>,
+    pub sink: Option<Box<dyn crate::output::Sink>>,
+    /// The embedding program's observer, if any.
+    pub hooks: Option<hooks::Hooks>,
 }
 
 /// How a driver learns of its workers' exits.
@@ -325,6 +362,8 @@ fn memory_tick(limit: Option<u64>) -> Option<tokio::time::Interval> {
 
 struct Driver {
     plan: RunPlan,
+    /// The embedding program's observer (`herd::Cluster`).
+    hooks: Option<hooks::Hooks>,
     listeners: Listeners,
     notify: NotifySocket,
     spawner: Spawner,
@@ -415,6 +454,7 @@ impl Driver {
         let sup = Supervisor::new(plan.policy.clone(), seed);
         Ok(Driver {
             plan,
+            hooks: host.hooks,
             listeners,
             notify,
             spawner: host.spawner,
@@ -789,9 +829,9 @@ impl Driver {
                     // A worker is online before it is listening, whichever spoke first.
                     self.spoke(pid);
                 }
-                if let Some(h) = &self.plan.hooks {
-                    if let Some(e) = crate::cluster::Event::from_log(&l) {
-                        h.0.event(&e);
+                if let Some(h) = &self.hooks {
+                    if let Some(e) = hooks::Event::from_log(&l) {
+                        h.event(&e);
                     }
                 }
                 lifecycle::write(&self.plan.name, &l)

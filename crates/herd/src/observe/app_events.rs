@@ -84,7 +84,7 @@ impl<S: Subscriber> Layer<S> for AppEvents {
             return;
         };
         // Only names of apps: a field that is not one must not name a file.
-        if !crate::config::file::is_app_name(&app) {
+        if !crate::units::is_app_name(&app) {
             return;
         }
         let line = format!(

@@ -1,6 +1,6 @@
 //! herd's own log: tracing to stderr, human-readable lines or JSON objects.
 
-use crate::config::LogFormat;
+use crate::output::LogFormat;
 
 /// The daemon's log: as [`init`], and each app's lifecycle records also in its own file
 /// in `logs` ([`super::app_events`]).

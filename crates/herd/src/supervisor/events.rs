@@ -145,6 +145,27 @@ pub enum Outcome {
     Errored,
 }
 
+impl Outcome {
+    /// herd's exit code for this ending (a contract, in the README): 0, 3 or 4; 1 and 2
+    /// are for a herd that could not start.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Clean => 0,
+            Outcome::Killed => 3,
+            Outcome::Errored => 4,
+        }
+    }
+
+    /// The ending in a few words, for the log line that gives the exit code.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Outcome::Clean => "every worker stopped in time",
+            Outcome::Killed => "some worker had to be killed",
+            Outcome::Errored => "the app errored and no worker is left",
+        }
+    }
+}
+
 /// A lifecycle record for the log; the driver decides how to write it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Log {

@@ -64,7 +64,7 @@ impl std::fmt::Display for Readiness {
             Readiness::Notify => f.write_str("notify"),
             Readiness::Message => f.write_str("message"),
             Readiness::Auto => f.write_str("auto"),
-            Readiness::Delay(d) => write!(f, "delay:{}", crate::config::format_duration(*d)),
+            Readiness::Delay(d) => write!(f, "delay:{}", crate::units::format_duration(*d)),
         }
     }
 }

@@ -111,7 +111,7 @@ pub(super) fn evaluate_within(
                 return Err(fail(format!(
                     "node did not finish evaluating it within {}: does it wait for \
                      something (a connection, input)?",
-                    crate::config::format_duration(timeout)
+                    crate::units::format_duration(timeout)
                 )));
             }
             Err(e) => return Err(fail(format!("waiting for node: {e}"))),

@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::EcosystemError;
-use crate::config::cli::LogFormat;
-use crate::config::file::{parse_size, AppConfig};
-use crate::config::values::{parse_duration, parse_signal};
+use crate::config::AppConfig;
 use crate::observe::cpus::Instances;
+use crate::output::LogFormat;
 use crate::supervisor::{Readiness, DEFAULT_BACKOFF_MAX};
+use crate::units::{parse_duration, parse_signal, parse_size};
 
 /// What every app of one file shares.
 pub(super) struct Context<'a> {
@@ -467,7 +467,7 @@ impl Mapper<'_> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        let name = crate::config::file::app_name_from(&wanted);
+        let name = crate::units::app_name_from(&wanted);
         if name != wanted {
             let why = if wanted == "all" {
                 "`all` selects every app in herd's commands"

@@ -7,9 +7,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::config::cli::LogFormat;
 use crate::config::file::{parse, to_toml};
 use crate::observe::cpus::Instances;
+use crate::output::LogFormat;
 use crate::supervisor::Readiness;
 
 fn fixtures() -> PathBuf {

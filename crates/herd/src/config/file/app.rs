@@ -12,106 +12,13 @@ use toml::{Spanned, Value};
 
 use super::error::{FileError, Source};
 use super::raw::RawApp;
-use super::size::parse_size;
-use crate::config::cli::{LogFormat, ProxyProtocol};
-use crate::config::values::{parse_duration, parse_readiness, parse_signal};
+use crate::config::flags::ProxyProtocol;
+use crate::config::values::parse_readiness;
+use crate::config::AppConfig;
 use crate::listen::{Balance, ListenAddr};
 use crate::observe::cpus::Instances;
-use crate::supervisor::Readiness;
-
-/// One app of a herd.toml, validated. `None` means "not set in the file".
-///
-/// `Default` is an app with an empty program and nothing set: a starting point for code
-/// that builds an app from another format (PM2 ecosystem files) or in tests.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AppConfig {
-    /// The program to run: the first word of `command`.
-    pub program: String,
-    /// The rest of `command`, then `args`.
-    pub args: Vec<String>,
-    /// `cwd`; [`load`](super::load) makes a relative one relative to the file's directory.
-    pub cwd: Option<PathBuf>,
-    /// `env`, with the selected profile's `env_<profile>` merged over it.
-    pub env: BTreeMap<String, String>,
-    /// The `env_<profile>` tables, by profile, when none was selected: not applied, kept
-    /// so that `herd import` and `herd check` write them back (empty once a profile is).
-    pub profiles: BTreeMap<String, BTreeMap<String, String>>,
-    /// `instances`: N, "max" or -K.
-    pub instances: Option<Instances>,
-    /// `port`: listen on 0.0.0.0:PORT.
-    pub port: Option<u16>,
-    /// `listen`: addresses to listen on.
-    pub listen: Vec<ListenAddr>,
-    /// `balance`.
-    pub balance: Option<Balance>,
-    /// `proxy`: relay connections through the primary.
-    pub proxy: Option<bool>,
-    /// `proxy_protocol`: "v1" or "v2" (needs `proxy = true`).
-    pub proxy_protocol: Option<ProxyProtocol>,
-    /// `ready`: auto, notify, message or delay:DURATION.
-    pub ready: Option<Readiness>,
-    /// `listen_timeout`.
-    pub listen_timeout: Option<Duration>,
-    /// `kill_timeout`.
-    pub kill_timeout: Option<Duration>,
-    /// `stop_signal`.
-    pub stop_signal: Option<Signal>,
-    /// `stop_message`.
-    pub stop_message: Option<bool>,
-    /// `min_uptime`.
-    pub min_uptime: Option<Duration>,
-    /// `max_restarts`.
-    pub max_restarts: Option<usize>,
-    /// `restart_window`.
-    pub restart_window: Option<Duration>,
-    /// `restart_delay`.
-    pub restart_delay: Option<Duration>,
-    /// `restart_delay_max`.
-    pub restart_delay_max: Option<Duration>,
-    /// `reload_parallel` (at least 1).
-    pub reload_parallel: Option<usize>,
-    /// `max_memory_restart`, in bytes.
-    pub max_memory_restart: Option<u64>,
-    /// `user` to run the workers as.
-    pub user: Option<String>,
-    /// `group` to run the workers as.
-    pub group: Option<String>,
-    /// `log_format`.
-    pub log_format: Option<LogFormat>,
-    /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
-    /// restarting waits for it before going to its next-choice worker.
-    pub sticky_wait: Option<Duration>,
-    /// `node_cluster`: `false` is `herd run --no-node-cluster` (no NODE_UNIQUE_ID).
-    pub node_cluster: Option<bool>,
-    /// `namespace`: a group of apps that commands can address together (non-empty).
-    pub namespace: Option<String>,
-    /// `autorestart`: `false` leaves an exited worker stopped.
-    pub autorestart: Option<bool>,
-    /// `stop_exit_codes`: exit codes after which a worker is not restarted (empty when
-    /// absent).
-    pub stop_exit_codes: Vec<i32>,
-    /// `instance_var`: the env var that carries the slot number (PM2's `instance_var`;
-    /// herd sets `NODE_APP_INSTANCE` when absent).
-    pub instance_var: Option<String>,
-    /// `increment_var`: an env var whose value in `env` (0 when absent) is incremented by
-    /// the slot number for each worker (PM2's `increment_var`, e.g. `PORT`).
-    pub increment_var: Option<String>,
-    /// `out_file`: the workers' stdout; [`load`](super::load) anchors a relative path at
-    /// the file's directory.
-    pub out_file: Option<PathBuf>,
-    /// `error_file`: the workers' stderr, anchored like `out_file`.
-    pub error_file: Option<PathBuf>,
-    /// `log_file`: stdout and stderr combined, anchored like `out_file`.
-    pub log_file: Option<PathBuf>,
-    /// `merge_logs`: one file for all workers rather than one per slot.
-    pub merge_logs: Option<bool>,
-    /// `log_date_format`: timestamp format of log lines (non-empty).
-    pub log_date_format: Option<String>,
-    /// `log_max_size`: rotate a log file past this many bytes.
-    pub log_max_size: Option<u64>,
-    /// `log_files`: rotated files kept (at least 1).
-    pub log_files: Option<usize>,
-}
+use crate::output::LogFormat;
+use crate::units::{parse_duration, parse_signal, parse_size};
 
 /// What a duration key says when it gets a bare number.
 const BARE_NUMBER: &str = "a bare number is ambiguous (PM2 counts milliseconds, herd's flags \

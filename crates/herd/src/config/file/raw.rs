@@ -158,7 +158,7 @@ fn check_app_name(
     src: &Source<'_>,
 ) -> Result<(), FileError> {
     let name = app.get_ref();
-    let plain = name == "all" || super::is_app_name(name);
+    let plain = name == "all" || crate::units::is_app_name(name);
     let message = if !plain {
         "an app name is letters, digits, `-` and `_`"
     } else if name == "all" {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::config::cli::{LogFormat, ProxyProtocol};
+use crate::config::flags::ProxyProtocol;
 use crate::listen::{Balance, ListenAddr};
 use crate::observe::cpus::Instances;
+use crate::output::LogFormat;
 use crate::supervisor::Readiness;
 
 fn ok(text: &str) -> HerdFile {

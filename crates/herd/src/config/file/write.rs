@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use toml::Value;
 
-use super::app::AppConfig;
-use super::size::format_size;
-use crate::config::cli::{LogFormat, ProxyProtocol};
-use crate::config::values::format_duration;
+use crate::config::flags::ProxyProtocol;
+use crate::config::AppConfig;
 use crate::observe::cpus::Instances;
+use crate::output::LogFormat;
+use crate::units::{format_duration, format_size};
 
 /// A herd.toml with one `[apps.<name>]` table per app, in name order.
 pub fn to_toml(apps: &BTreeMap<String, AppConfig>) -> String {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::file::AppConfig;
+use crate::config::AppConfig;
 use crate::control::home::{write_atomic, Home};
 use crate::driver::{self, guardian::Guardian, reap, spawn::Spawner, Control, Host, Reaping};
 use crate::observe::cpus::CpuBudget;
@@ -247,7 +247,11 @@ impl Registry {
     ) -> Result<crate::config::RunPlan, String> {
         let (budget, app_name) = (self.budget.clone(), name.to_string());
         tokio::task::spawn_blocking(move || {
-            crate::config::app::plan(&app_name, &config, base_env, &budget)
+            crate::config::plan(Some(&app_name), &config, Some(base_env), &budget)
+                .map_err(|source| crate::config::plan::AppError {
+                    app: app_name,
+                    source,
+                })
                 .map_err(|e| e.to_string())
         })
         .await
@@ -339,6 +343,7 @@ impl Registry {
             guardian: self.guardian.clone(),
             app: key,
             sink: Some(Box::new(sink)),
+            hooks: None,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("herd-app-{key}"))
@@ -527,7 +532,7 @@ pub fn log_plan(home: &Home, name: &str, config: &AppConfig) -> LogPlan {
     if let Some(keep) = config.log_files {
         plan.keep = keep;
     }
-    plan.json = config.log_format == Some(crate::config::LogFormat::Json);
+    plan.json = config.log_format == Some(crate::output::LogFormat::Json);
     plan
 }
 

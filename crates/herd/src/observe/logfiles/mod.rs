@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 pub use follow::{tail, tail_before, Follower, FOLLOW_POLL};
 use stamp::{Stamp, Zone};
 
-use crate::driver::output::{LineRef, Sink, Stream};
+use crate::output::{LineRef, Sink, Stream};
 
 /// Rotate a log file before it grows past this: PM2's pm2-logrotate default, and small
 /// enough that `herd logs` and an editor open a file at once, while a worker printing a
@@ -231,7 +231,7 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes an app's lines to its log files; made by [`LogPlan::sink`], driven by
-/// [`crate::driver::output::Output::start_to`].
+/// [`crate::output::Output::start_to`].
 #[derive(Debug)]
 pub struct FileSink {
     plan: LogPlan,

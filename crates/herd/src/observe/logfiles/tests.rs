@@ -273,7 +273,7 @@ fn a_file_that_cannot_be_written_loses_lines_without_stopping_the_others() {
 /// and `herd logs --follow` reading the file while the worker still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_pipes_to_files_and_a_follower_sees_each_line_soon() {
-    use crate::driver::output::Output;
+    use crate::output::Output;
     let d = dir("pipes");
     let plan = LogPlan::new(&d, "api");
     let (output, thread) = Output::start_to(Box::new(plan.sink().unwrap())).unwrap();

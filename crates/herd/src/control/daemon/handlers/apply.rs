@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::super::registry::{log_plan, Registry, Running};
 use super::lifecycle::{listen_timeout, parse, started_ready, stop_names};
 use super::{ended_why, respond, running};
-use crate::config::file::AppConfig;
+use crate::config::AppConfig;
 use crate::control::protocol::{Apply, Response};
 use crate::driver::Control;
 

@@ -79,7 +79,7 @@ pub(super) async fn started_ready(
 
 /// The apps of a herd.toml text by name, and the environment their workers start from.
 pub(super) type Apps = (
-    std::collections::BTreeMap<String, crate::config::file::AppConfig>,
+    std::collections::BTreeMap<String, crate::config::AppConfig>,
     Arc<Vec<(OsString, OsString)>>,
 );
 
@@ -99,7 +99,7 @@ pub(super) fn parse(
 }
 
 /// How long `start` waits for an app's workers (besides a slack).
-pub(super) fn listen_timeout(config: &crate::config::file::AppConfig) -> std::time::Duration {
+pub(super) fn listen_timeout(config: &crate::config::AppConfig) -> std::time::Duration {
     config
         .listen_timeout
         .unwrap_or(crate::supervisor::DEFAULT_LISTEN_TIMEOUT)

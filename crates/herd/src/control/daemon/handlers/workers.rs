@@ -74,7 +74,7 @@ pub async fn send(
 
 /// `signal`: a signal to every worker's process group.
 pub async fn signal(registry: &Arc<Registry>, select: &[String], signal: &str) -> Response {
-    let sig = match crate::config::parse_signal(signal) {
+    let sig = match crate::units::parse_signal(signal) {
         Ok(s) => s,
         Err(e) => return failed(format!("signal `{signal}`: {e}"), Vec::new()),
     };

@@ -25,7 +25,14 @@ use std::time::SystemTime;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
-use crate::config::LogFormat;
+/// Output format of herd's own log and of the workers' lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Longest line kept whole; longer ones are cut into pieces of this size (a worker that
 /// writes megabytes without a newline must not grow herd's memory).

@@ -1,0 +1,192 @@
+//! The flags of `herd run` (also taken by `herd start -- COMMAND`), as clap sees them:
+//! the first stage of the command line. Usage errors exit with code 2 (clap's default).
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use nix::sys::signal::Signal;
+
+use super::settings::AppConfig;
+use super::values::parse_readiness;
+use crate::listen::{Balance, ListenAddr};
+use crate::observe::cpus::Instances;
+use crate::output::LogFormat;
+use crate::supervisor::Readiness;
+use crate::units::{parse_duration, parse_signal};
+
+/// PROXY protocol version (HAProxy's proxy-protocol.txt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyProtocol {
+    /// The text header: `PROXY TCP4 src dst sport dport`.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+/// `herd run`: its flags, then the command.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How to run the program.
+    #[command(flatten)]
+    pub flags: RunFlags,
+
+    /// The program to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// The flags of `herd run` (also taken by `herd start -- COMMAND`).
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
+    /// Number of workers: N, `max` (the CPUs this process may use, after cgroup quota and
+    /// affinity) or -K (max minus K, at least 1). 0 means max, as in PM2. [default: max]
+    #[arg(short, long, value_name = "N|max|-K", allow_hyphen_values = true)]
+    pub instances: Option<Instances>,
+
+    /// Listen on this TCP port on all interfaces (same as --listen 0.0.0.0:PORT).
+    #[arg(short, long)]
+    pub port: Option<u16>,
+
+    /// Listen on this address: host:port, [ipv6-addr]:port or unix:/path. Repeatable;
+    /// workers get the sockets from fd 3 in this order (after the one of --port).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<ListenAddr>,
+
+    /// How connections reach workers: `reuseport` (one SO_REUSEPORT socket per worker slot,
+    /// steered away from slots that are not ready), `shared` (one socket for all), or herd
+    /// accepts and hands each connection over: `round-robin`, `least-conn` (fewest open
+    /// connections) or `sticky` (the client IP picks the worker). Default: reuseport, or
+    /// round-robin with --proxy.
+    #[arg(long, value_name = "MODE")]
+    pub balance: Option<Balance>,
+
+    /// Proxy transport: each worker listens on its own private PORT on 127.0.0.1 and herd
+    /// relays every connection to the worker --balance picks. For programs that take no
+    /// inherited socket and no channel.
+    #[arg(long)]
+    pub proxy: bool,
+
+    /// With --proxy: start each relayed connection with a PROXY protocol header (v1 text or
+    /// v2 binary) so the worker sees the client's address.
+    #[arg(long, value_enum, requires = "proxy", value_name = "VERSION")]
+    pub proxy_protocol: Option<ProxyProtocol>,
+
+    /// With --balance sticky: how long a client whose worker is restarting waits for the
+    /// replacement before it goes to its next-choice worker. [default: 2s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub sticky_wait: Option<Duration>,
+
+    /// When a new worker counts as ready: `auto` (when it says so, else after a short delay),
+    /// `notify` (wait for READY=1 on NOTIFY_SOCKET, "ready" on the channel or a Node cluster
+    /// worker's `listening`), `message` (only "ready": PM2's wait_ready) or `delay:DURATION`. [default: auto]
+    #[arg(long, value_parser = parse_readiness, value_name = "POLICY")]
+    pub ready: Option<Readiness>,
+
+    /// Longest wait for a new worker to become ready. [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub listen_timeout: Option<Duration>,
+
+    /// Longest wait for a worker to exit after the stop signal, before SIGKILL. [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub kill_timeout: Option<Duration>,
+
+    /// Signal that asks a worker to stop gracefully. [default: SIGTERM]
+    #[arg(long, value_parser = parse_signal, value_name = "SIGNAL")]
+    pub stop_signal: Option<Signal>,
+
+    /// Stop a worker by sending the message `"shutdown"` on its channel (NODE_CHANNEL_FD,
+    /// Node's `process.on('message')`) instead of the stop signal; the kill timeout still
+    /// applies. PM2's `shutdown_with_message`.
+    #[arg(long)]
+    pub stop_message: bool,
+
+    /// Do not set NODE_UNIQUE_ID: Node programs then do not act as `cluster` workers
+    /// (their `listen()` binds by itself). Set automatically for `node -e`/`-p`, where Node
+    /// cannot be a cluster worker.
+    #[arg(long)]
+    pub no_node_cluster: bool,
+
+    /// A worker that ran this long was stable: its slot's restart delay starts over. [default: 5s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub min_uptime: Option<Duration>,
+
+    /// Unstable restarts (exits before --min-uptime) allowed within --restart-window before
+    /// the app is marked errored and no longer restarted. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<usize>,
+
+    /// Window over which --max-restarts counts. [default: 60s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_window: Option<Duration>,
+
+    /// First restart delay of a crashed slot; it doubles on each unstable restart. [default: 100ms]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_delay: Option<Duration>,
+
+    /// Longest restart delay. [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_delay_max: Option<Duration>,
+
+    /// Restart a worker whose memory (resident, with its children) exceeds this size, e.g.
+    /// 500M or 1G: its replacement starts first, then it is stopped gracefully.
+    #[arg(long, value_parser = crate::units::parse_size, value_name = "SIZE")]
+    pub max_memory_restart: Option<u64>,
+
+    /// Slots replaced at the same time during a rolling reload. [default: 1]
+    #[arg(long, value_name = "N")]
+    pub reload_parallel: Option<usize>,
+
+    /// Name of the app in logs (default: the program's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Format of herd's log and the workers' output lines. [default: text]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl RunFlags {
+    /// The flags as the settings of one app (the first stage every entry point produces):
+    /// a flag that was not given stays unset, so the plan applies the one set of defaults.
+    /// `command` is the program and its arguments. Returns `--name` besides.
+    pub fn into_config(self, command: Vec<String>) -> (Option<String>, AppConfig) {
+        let mut command = command.into_iter();
+        let app = AppConfig {
+            program: command.next().unwrap_or_default(),
+            args: command.collect(),
+            instances: self.instances,
+            port: self.port,
+            listen: self.listen,
+            balance: self.balance,
+            proxy: self.proxy.then_some(true),
+            proxy_protocol: self.proxy_protocol,
+            sticky_wait: self.sticky_wait,
+            ready: self.ready,
+            listen_timeout: self.listen_timeout,
+            kill_timeout: self.kill_timeout,
+            stop_signal: self.stop_signal,
+            stop_message: self.stop_message.then_some(true),
+            node_cluster: self.no_node_cluster.then_some(false),
+            min_uptime: self.min_uptime,
+            max_restarts: self.max_restarts,
+            restart_window: self.restart_window,
+            restart_delay: self.restart_delay,
+            restart_delay_max: self.restart_delay_max,
+            reload_parallel: self.reload_parallel,
+            max_memory_restart: self.max_memory_restart,
+            log_format: self.log_format,
+            ..AppConfig::default()
+        };
+        (self.name, app)
+    }
+}
+
+/// `herd run`'s flags alone, for a program that embeds herd ([`crate::cluster::Cluster`]'s
+/// `flag`): parsed with the same definitions as the command line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "herd::Cluster", no_binary_name = true)]
+pub struct FlagsOnly {
+    /// The flags.
+    #[command(flatten)]
+    pub flags: RunFlags,
+}

@@ -38,9 +38,9 @@ use clap::Parser;
 use serde_json::Value;
 
 use crate::config::flags::FlagsOnly;
+use crate::config::Instances;
 pub use crate::driver::hooks::{Event, Observer, WorkerRef};
 use crate::listen::Balance;
-use crate::observe::cpus::Instances;
 
 /// Marks a process started by a [`Cluster`] primary as one of its workers.
 const WORKER_MARK: &str = "HERD_CLUSTER_WORKER";

@@ -29,7 +29,7 @@ pub mod units;
 mod layers;
 
 pub use cluster::Cluster;
+pub use config::Instances;
 /// The worker side: what a Rust worker of herd (or of a [`Cluster`]) uses.
 pub use herd_worker as worker;
 pub use listen::Balance;
-pub use observe::cpus::Instances;

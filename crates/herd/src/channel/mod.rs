@@ -4,9 +4,9 @@
 //! This module parses and attributes messages; it never decides what they mean for the
 //! lifecycle (the supervisor does).
 
-pub mod cluster;
 pub mod framing;
 pub mod messages;
+pub mod node_cluster;
 pub mod notify;
 mod scm;
 pub mod worker;

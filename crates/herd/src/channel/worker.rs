@@ -70,7 +70,7 @@ impl HandleLine {
         match self {
             HandleLine::Bytes(b) => b,
             HandleLine::NewConn { key_json, seq } => {
-                super::cluster::newconn_line(key_json, *seq, buf);
+                super::node_cluster::newconn_line(key_json, *seq, buf);
                 buf
             }
         }
@@ -157,7 +157,7 @@ impl Channel {
     }
 
     /// Queues a Node cluster `newconn` of the connection `fd` (see
-    /// [`super::cluster::newconn_line`]); an error if the channel is closed, with the fd
+    /// [`super::node_cluster::newconn_line`]); an error if the channel is closed, with the fd
     /// given back.
     pub fn send_newconn(&self, key_json: &Arc<str>, seq: u64, fd: OwnedFd) -> Result<(), OwnedFd> {
         let line = HandleLine::NewConn {

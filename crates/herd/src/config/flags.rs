@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 
 use super::settings::AppConfig;
 use super::values::parse_readiness;
+use crate::config::Instances;
 use crate::listen::{Balance, ListenAddr};
-use crate::observe::cpus::Instances;
 use crate::output::LogFormat;
 use crate::supervisor::Readiness;
 use crate::units::{parse_duration, parse_signal};

@@ -8,6 +8,7 @@
 pub mod ecosystem;
 pub mod file;
 pub mod flags;
+mod instances;
 mod launch;
 mod load;
 pub mod plan;
@@ -15,6 +16,7 @@ pub mod settings;
 mod values;
 
 pub use flags::{ProxyProtocol, RunArgs, RunFlags};
+pub use instances::Instances;
 pub use launch::{env_value, Credentials, Launch};
 pub use load::{import, is_apps_file, load_any, LoadError, Loaded};
 pub use plan::{plan, PlanError, RunPlan, Transport};

@@ -382,7 +382,7 @@ mod tests {
         let app = AppConfig {
             program: "sh".into(),
             args: vec!["-c".into(), "exit 0".into()],
-            instances: Some(crate::observe::cpus::Instances::Count(3)),
+            instances: Some(crate::config::Instances::Count(3)),
             kill_timeout: Some(std::time::Duration::from_secs(2)),
             autorestart: Some(false),
             stop_exit_codes: vec![3],
@@ -421,7 +421,7 @@ mod tests {
         let running = plan(Some("web"), &app, Some(base()), &budget).unwrap();
         let worker_side = AppConfig {
             args: vec!["-c".into(), "exit 0".into()],
-            instances: Some(crate::observe::cpus::Instances::Count(3)),
+            instances: Some(crate::config::Instances::Count(3)),
             kill_timeout: Some(std::time::Duration::from_secs(2)),
             env: [("A".to_string(), "1".to_string())].into(),
             ..app.clone()

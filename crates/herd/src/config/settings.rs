@@ -10,8 +10,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::flags::ProxyProtocol;
+use crate::config::Instances;
 use crate::listen::{Balance, ListenAddr};
-use crate::observe::cpus::Instances;
 use crate::output::LogFormat;
 use crate::supervisor::Readiness;
 

@@ -58,7 +58,7 @@ pub fn contract(id: &Identity) -> Contract {
         "json".to_string(),
     ));
     // A Node program run from a file boots as a cluster worker: `cluster.isWorker`, and
-    // `listen()` asks herd for the server (see `channel::cluster`). Ids start at 1, as in
+    // `listen()` asks herd for the server (see `channel::node_cluster`). Ids start at 1, as in
     // Node's own primary; the slot is `cluster.worker.id - 1` = NODE_APP_INSTANCE.
     if id.node_cluster {
         env.push(("NODE_UNIQUE_ID".to_string(), (id.slot + 1).to_string()));

@@ -24,7 +24,7 @@ use super::Driver;
 use crate::balance::accept::{self, Conn};
 use crate::balance::load::OpenEstimate;
 use crate::balance::{sticky, RoundRobin};
-use crate::channel::cluster;
+use crate::channel::node_cluster;
 use crate::config::Transport;
 use crate::listen::Balance;
 
@@ -299,14 +299,14 @@ impl Driver {
             let Conn { fd, .. } = conn;
             if link
                 .channel
-                .send_handle_line(cluster::CONNECTION_LINE, fd)
+                .send_handle_line(node_cluster::CONNECTION_LINE, fd)
                 .is_ok()
             {
                 link.sockets_handed += 1;
                 if let Some(e) = h.open.get_mut(&c.pid) {
                     e.handed();
                     if e.ask() {
-                        link.channel.send_line(cluster::SOCKET_COUNT_QUERY);
+                        link.channel.send_line(node_cluster::SOCKET_COUNT_QUERY);
                     }
                 }
             }
@@ -423,7 +423,7 @@ impl Driver {
         };
         for pid in h.due_questions().collect::<Vec<_>>() {
             if let Some(link) = self.channels.get(&pid) {
-                link.channel.send_line(cluster::SOCKET_COUNT_QUERY);
+                link.channel.send_line(node_cluster::SOCKET_COUNT_QUERY);
             }
         }
     }

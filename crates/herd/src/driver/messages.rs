@@ -1,5 +1,5 @@
 //! What workers say on their channel: readiness, Node cluster requests, and herd's own
-//! app messages (counters, stats, messages between workers). See `channel::cluster` and
+//! app messages (counters, stats, messages between workers). See `channel::node_cluster` and
 //! `channel::messages` for the formats.
 
 use tracing::{debug, info, warn};
@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 use super::hooks::{self, WorkerRef};
 use super::Driver;
 use crate::channel::framing::Frame;
-use crate::channel::{cluster, messages};
+use crate::channel::{messages, node_cluster};
 use crate::supervisor::{Event, NotifyMsg};
 
 impl Driver {
@@ -75,7 +75,7 @@ impl Driver {
                 )
             }
             Frame::Internal(value) => {
-                if let Some(count) = cluster::socket_count(&value) {
+                if let Some(count) = node_cluster::socket_count(&value) {
                     debug!(
                         pid,
                         count, "worker {app} (pid {pid}) has {count} handed-over connections open"
@@ -85,7 +85,7 @@ impl Driver {
                     }
                     return;
                 }
-                if cluster::sockets_all_closed(&value) {
+                if node_cluster::sockets_all_closed(&value) {
                     // All closed: nothing left to wait for on the next stop step.
                     let draining = self.channels.get_mut(&pid).is_some_and(|l| {
                         l.sockets_handed = 0;
@@ -101,7 +101,7 @@ impl Driver {
                     }
                     return;
                 }
-                match cluster::parse(&value) {
+                match node_cluster::parse(&value) {
                     Some(request) => self.on_cluster(pid, slot.unwrap_or(0), request),
                     None if value.get("cmd").and_then(serde_json::Value::as_str)
                         == Some("NODE_HANDLE") =>
@@ -139,8 +139,8 @@ impl Driver {
         }
     }
 
-    /// A Node cluster worker's request (see `channel::cluster`).
-    fn on_cluster(&mut self, pid: u32, slot: usize, request: cluster::Request) {
+    /// A Node cluster worker's request (see `channel::node_cluster`).
+    fn on_cluster(&mut self, pid: u32, slot: usize, request: node_cluster::Request) {
         let app = self.plan.name.clone();
         let Some(link) = self.channels.get_mut(&pid) else {
             return;
@@ -149,38 +149,44 @@ impl Driver {
         let next = link.next_seq();
         let channel = &link.channel;
         match request {
-            cluster::Request::Online => {
+            node_cluster::Request::Online => {
                 debug!(pid, slot, "Node cluster worker {app}:{slot} online")
             }
-            cluster::Request::Accepted { ack, accepted } => {
+            node_cluster::Request::Accepted { ack, accepted } => {
                 self.on_accepted(pid, ack, accepted);
             }
-            cluster::Request::QueryServer { seq: ask, target } => {
+            node_cluster::Request::QueryServer { seq: ask, target } => {
                 // Round-robin: the worker gets no socket, herd sends it connections.
                 let handed = match (&target, self.handoff.as_ref()) {
-                    (cluster::Target::Addr(crate::listen::ListenAddr::Tcp(a)), Some(h)) => self
-                        .listeners
-                        .index_of_port(a.port())
-                        .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local))),
-                    (cluster::Target::Addr(crate::listen::ListenAddr::Unix(p)), Some(h)) => self
-                        .listeners
-                        .index_of_path(p)
-                        .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local))),
+                    (node_cluster::Target::Addr(crate::listen::ListenAddr::Tcp(a)), Some(h)) => {
+                        self.listeners
+                            .index_of_port(a.port())
+                            .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local)))
+                    }
+                    (node_cluster::Target::Addr(crate::listen::ListenAddr::Unix(p)), Some(h)) => {
+                        self.listeners
+                            .index_of_path(p)
+                            .and_then(|i| h.server(i).map(|s| (i, s.key.clone(), s.local)))
+                    }
                     _ => None,
                 };
                 if let Some((index, key, local)) = handed {
                     link.serves.insert(index);
-                    link.channel
-                        .send(&cluster::round_robin_reply(ask, &key, next, local.as_ref()));
+                    link.channel.send(&node_cluster::round_robin_reply(
+                        ask,
+                        &key,
+                        next,
+                        local.as_ref(),
+                    ));
                     if let Some(h) = self.handoff.as_mut() {
                         h.invalidate();
                     }
                     self.retry_waiting();
                     return;
                 }
-                let key = cluster::key(&target);
+                let key = node_cluster::key(&target);
                 let found = match &target {
-                    cluster::Target::Addr(addr) => {
+                    node_cluster::Target::Addr(addr) => {
                         self.listeners.for_request(slot, addr).map(|(fd, new)| {
                             if new {
                                 // The address bound (the port the kernel chose for port 0).
@@ -194,7 +200,7 @@ impl Driver {
                             Some(fd)
                         })
                     }
-                    cluster::Target::Fd(n) => self.listeners.for_fd(slot, *n),
+                    node_cluster::Target::Fd(n) => self.listeners.for_fd(slot, *n),
                 };
                 match found {
                     Ok(Some(fd)) => {
@@ -204,13 +210,13 @@ impl Driver {
                         }
                         link.channel.send_handle(
                             "net.Native",
-                            cluster::server_reply(ask, &key, next),
+                            node_cluster::server_reply(ask, &key, next),
                             fd,
                         );
                     }
                     Ok(None) => {
                         warn!(pid, slot, "Node cluster worker {app}:{slot} (pid {pid}) asked to listen on {key}, which herd did not pass it");
-                        channel.send(&cluster::error_reply(ask, "EBADF", next));
+                        channel.send(&node_cluster::error_reply(ask, "EBADF", next));
                     }
                     Err(e) => {
                         warn!(
@@ -223,24 +229,24 @@ impl Driver {
                             crate::listen::ListenError::PermissionDenied { .. } => "EACCES",
                             _ => "EINVAL",
                         };
-                        channel.send(&cluster::error_reply(ask, errno, next));
+                        channel.send(&node_cluster::error_reply(ask, errno, next));
                     }
                 }
                 // A new slot socket (scale up) must be steered around until it is ready.
                 self.steered = None;
             }
-            cluster::Request::Listening => self.queue.push_back(Event::Notify {
+            node_cluster::Request::Listening => self.queue.push_back(Event::Notify {
                 pid,
                 msg: NotifyMsg::Listening,
             }),
-            cluster::Request::Close => debug!(
+            node_cluster::Request::Close => debug!(
                 pid,
                 slot, "Node cluster worker {app}:{slot} closed a server"
             ),
-            cluster::Request::ExitedAfterDisconnect { seq: ask } => {
-                channel.send(&cluster::ack(ask, next));
+            node_cluster::Request::ExitedAfterDisconnect { seq: ask } => {
+                channel.send(&node_cluster::ack(ask, next));
             }
-            cluster::Request::Other(what) => {
+            node_cluster::Request::Other(what) => {
                 warn!(
                     pid,
                     slot, "Node cluster worker {app}:{slot} (pid {pid}): {what}"

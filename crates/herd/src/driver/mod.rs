@@ -7,13 +7,13 @@
 //! slow `fork` nor a slow terminal delays the supervisor.
 
 mod contract;
-mod control;
 pub mod guardian;
 mod handoff;
 pub mod hooks;
 mod messages;
 pub mod reap;
 mod relay;
+mod requests;
 pub mod signals;
 pub mod spawn;
 pub mod status;
@@ -29,7 +29,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub use crate::output::Sink;
-pub use control::Control;
+pub use requests::AppRequest;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -42,7 +42,7 @@ use crate::listen::Listeners;
 use crate::observe::lifecycle;
 use crate::output::{Output, Stream};
 use crate::supervisor::{Action, Event, ExitStatus, NotifyMsg, Outcome, Supervisor, WorkerId};
-use control::Waiter;
+use requests::Waiter;
 use spawn::{SpawnResult, Spawner};
 
 /// How long herd waits, after the last worker exited, for output still in the pipes
@@ -187,7 +187,7 @@ pub fn run_hosted(plan: RunPlan, host: Host) -> anyhow::Result<Outcome> {
 /// daemon many, with one reaper, one spawner thread and one guardian between them.
 pub struct Host {
     /// What the user asks of the app: signals in `herd run`, control requests in the daemon.
-    pub commands: mpsc::UnboundedReceiver<Control>,
+    pub commands: mpsc::UnboundedReceiver<AppRequest>,
     /// Where the exits of the app's workers come from.
     pub reaping: Reaping,
     /// The live workers of every app of the process (see [`reap::Children`]).
@@ -324,7 +324,7 @@ impl StopWith {
 
 /// One input of the main loop.
 enum Input {
-    Control(Control),
+    AppRequest(AppRequest),
     Spawned(SpawnResult),
     Reaped(Vec<reap::Reaped>),
     /// A worker's exit, after its output was written.
@@ -369,7 +369,7 @@ struct Driver {
     spawner: Spawner,
     spawned: mpsc::UnboundedReceiver<SpawnResult>,
     spawned_tx: mpsc::UnboundedSender<SpawnResult>,
-    commands: mpsc::UnboundedReceiver<Control>,
+    commands: mpsc::UnboundedReceiver<AppRequest>,
     reaping: Reaping,
     children: Arc<reap::Children>,
     /// This app's key among the process's children.
@@ -566,7 +566,7 @@ impl Driver {
             }
         };
         tokio::select! {
-            Some(c) = self.commands.recv() => Input::Control(c),
+            Some(c) = self.commands.recv() => Input::AppRequest(c),
             Some(r) = self.spawned.recv() => Input::Spawned(r),
             r = self.reaping.next(&self.children) => Input::Reaped(r),
             Some((pid, status)) = self.exits.recv() => Input::Exited(pid, status),
@@ -604,7 +604,7 @@ impl Driver {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Control(c) => self.control(c),
+            Input::AppRequest(c) => self.control(c),
             Input::Spawned(SpawnResult { worker, result }) => {
                 let pending = self.spawning.remove(&worker);
                 let slot = pending.as_ref().map_or(0, |p| p.slot);

@@ -35,7 +35,7 @@ impl Intent {
 
 /// Installs the handlers and returns the stream of intents, as the driver's control
 /// requests. Must run inside the runtime, before the first worker is spawned.
-pub fn intents() -> io::Result<mpsc::UnboundedReceiver<super::Control>> {
+pub fn intents() -> io::Result<mpsc::UnboundedReceiver<super::AppRequest>> {
     let table: [(SignalKind, Intent); 6] = [
         (SignalKind::terminate(), Intent::Shutdown("SIGTERM")),
         (SignalKind::interrupt(), Intent::Shutdown("SIGINT")),
@@ -50,7 +50,7 @@ pub fn intents() -> io::Result<mpsc::UnboundedReceiver<super::Control>> {
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
-                if tx.send(super::Control::Intent(intent)).is_err() {
+                if tx.send(super::AppRequest::Intent(intent)).is_err() {
                     break;
                 }
             }

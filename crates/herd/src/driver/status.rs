@@ -1,5 +1,5 @@
 //! What `herd ls` and `herd describe` show of a running app: the driver's answer to
-//! [`Control::Status`](super::Control::Status). The values are plain (strings, numbers),
+//! [`AppRequest::Status`](super::AppRequest::Status). The values are plain (strings, numbers),
 //! since they travel over the daemon's control socket as JSON.
 
 use std::time::Instant;

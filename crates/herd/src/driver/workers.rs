@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 use super::spawn::SpawnRequest;
 use super::{contract, Driver, Pending, StopWith, OUTPUT_TAIL};
 use crate::channel;
-use crate::channel::cluster;
+use crate::channel::node_cluster;
 use crate::supervisor::{Event, ExitStatus, WorkerId};
 
 impl Driver {
@@ -153,7 +153,7 @@ impl Driver {
                 && link.cluster
                 && link.sockets_handed > 0
                 && !link.draining_sockets
-                && link.channel.send_line(cluster::SOCKET_NOTIFY_CLOSE)
+                && link.channel.send_line(node_cluster::SOCKET_NOTIFY_CLOSE)
             {
                 // The sockets it got as messages are not its servers' connections: a
                 // disconnect would not wait for them. Node says when they are all closed.
@@ -167,7 +167,7 @@ impl Driver {
                 }
             } else if link.cluster {
                 let seq = link.next_seq();
-                if link.channel.send(&cluster::disconnect(seq)) {
+                if link.channel.send(&node_cluster::disconnect(seq)) {
                     link.disconnecting = true;
                     info!(pid, "disconnecting Node cluster worker {app} (pid {pid}): its servers close, then {}",
                         how.signal.as_str());

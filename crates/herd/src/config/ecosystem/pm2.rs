@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::EcosystemError;
 use crate::config::AppConfig;
-use crate::observe::cpus::Instances;
+use crate::config::Instances;
 use crate::output::LogFormat;
 use crate::supervisor::{Readiness, DEFAULT_BACKOFF_MAX};
 use crate::units::{parse_duration, parse_signal, parse_size};

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::config::file::{parse, to_toml};
-use crate::observe::cpus::Instances;
+use crate::config::Instances;
 use crate::output::LogFormat;
 use crate::supervisor::Readiness;
 

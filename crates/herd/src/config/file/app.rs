@@ -15,8 +15,8 @@ use super::raw::RawApp;
 use crate::config::flags::ProxyProtocol;
 use crate::config::values::parse_readiness;
 use crate::config::AppConfig;
+use crate::config::Instances;
 use crate::listen::{Balance, ListenAddr};
-use crate::observe::cpus::Instances;
 use crate::output::LogFormat;
 use crate::units::{parse_duration, parse_signal, parse_size};
 

@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 
 use super::*;
 use crate::config::flags::ProxyProtocol;
+use crate::config::Instances;
 use crate::listen::{Balance, ListenAddr};
-use crate::observe::cpus::Instances;
 use crate::output::LogFormat;
 use crate::supervisor::Readiness;
 

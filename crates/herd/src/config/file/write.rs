@@ -17,7 +17,7 @@ use toml::Value;
 
 use crate::config::flags::ProxyProtocol;
 use crate::config::AppConfig;
-use crate::observe::cpus::Instances;
+use crate::config::Instances;
 use crate::output::LogFormat;
 use crate::units::{format_duration, format_size};
 

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::AppConfig;
 use crate::control::home::{write_atomic, Home};
-use crate::driver::{self, guardian::Guardian, reap, spawn::Spawner, Control, Host, Reaping};
+use crate::driver::{self, guardian::Guardian, reap, spawn::Spawner, AppRequest, Host, Reaping};
 use crate::observe::cpus::CpuBudget;
 use crate::observe::logfiles::LogPlan;
 use crate::supervisor::Outcome;
@@ -54,7 +54,7 @@ pub struct Running {
     /// Its key among the daemon's children.
     pub key: reap::AppKey,
     /// Requests to the driver.
-    pub commands: mpsc::UnboundedSender<Control>,
+    pub commands: mpsc::UnboundedSender<AppRequest>,
     /// Set once the driver has ended.
     pub ended: watch::Receiver<Option<Ended>>,
 }

@@ -14,7 +14,7 @@ use super::lifecycle::{listen_timeout, parse, started_ready, stop_names};
 use super::{ended_why, respond, running};
 use crate::config::AppConfig;
 use crate::control::protocol::{Apply, Response};
-use crate::driver::Control;
+use crate::driver::AppRequest;
 
 /// `restart FILE` / `reload FILE`.
 pub async fn apply(
@@ -140,7 +140,7 @@ async fn reload_with(
     let (accepted_tx, accepted) = oneshot::channel();
     let (done_tx, done) = oneshot::channel();
     // A driver that has ended drops `accepted` unanswered: that is the answer.
-    let _ = run.commands.send(Control::Redefine {
+    let _ = run.commands.send(AppRequest::Redefine {
         plan: Box::new(plan),
         accepted: accepted_tx,
         done: done_tx,

@@ -34,7 +34,7 @@ pub async fn save(registry: &Arc<Registry>) -> Response {
             toml: {
                 let mut config = a.config.clone();
                 if let Some(n) = a.scaled {
-                    config.instances = Some(crate::observe::cpus::Instances::Count(n));
+                    config.instances = Some(crate::config::Instances::Count(n));
                 }
                 crate::config::file::to_toml(&std::iter::once((name.clone(), config)).collect())
             },

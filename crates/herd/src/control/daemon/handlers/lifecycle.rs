@@ -7,7 +7,7 @@ use super::super::registry::{Registry, Running, State};
 use super::{all_ready, ask_each, done, failed, respond};
 use crate::control::protocol::Response;
 use crate::driver::signals::Intent;
-use crate::driver::Control;
+use crate::driver::AppRequest;
 
 /// `start`: define the apps of a herd.toml text and start those not running.
 pub async fn start(
@@ -131,7 +131,7 @@ pub(super) async fn stop_names(registry: &Arc<Registry>, names: &[String]) -> Ve
             Some(run) => {
                 let _ = run
                     .commands
-                    .send(Control::Intent(Intent::Shutdown("herd stop")));
+                    .send(AppRequest::Intent(Intent::Shutdown("herd stop")));
                 waiting.push((name.clone(), run));
             }
             None => lines.push(format!("{name}: not running")),
@@ -190,7 +190,7 @@ pub async fn reload(registry: &Arc<Registry>, select: &[String]) -> Response {
     ask_each(
         registry,
         select,
-        Control::Reload,
+        AppRequest::Reload,
         |name, done: Result<(), String>| {
             done.map(|()| format!("{name}: reloaded, every worker replaced"))
         },

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::registry::{self, Registry, Running};
 use crate::control::protocol::{AppInfo, Response};
-use crate::driver::Control;
+use crate::driver::AppRequest;
 
 /// How long `start` and `scale` wait for workers beyond the app's listen timeout.
 const READY_SLACK: Duration = Duration::from_secs(2);
@@ -77,7 +77,7 @@ pub(super) async fn all_ready(
 /// Waits until every slot of a running app has a ready worker.
 pub(super) async fn ready(run: &Running, timeout: Duration) -> Result<(), String> {
     let (tx, rx) = oneshot::channel();
-    if run.commands.send(Control::WhenReady(tx)).is_err() {
+    if run.commands.send(AppRequest::WhenReady(tx)).is_err() {
         return Err(ended_why(run).await);
     }
     match tokio::time::timeout(timeout, rx).await {
@@ -108,7 +108,7 @@ pub(super) fn running(registry: &Registry, name: &str) -> Option<Running> {
 
 pub(super) async fn status_of(run: &Running) -> Option<crate::driver::status::AppStatus> {
     let (tx, rx) = oneshot::channel();
-    run.commands.send(Control::Status(tx)).ok()?;
+    run.commands.send(AppRequest::Status(tx)).ok()?;
     tokio::time::timeout(STATUS_TIMEOUT, rx).await.ok()?.ok()
 }
 
@@ -166,7 +166,7 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
 pub(super) async fn ask_each<T>(
     registry: &Arc<Registry>,
     select: &[String],
-    make: impl Fn(oneshot::Sender<T>) -> Control,
+    make: impl Fn(oneshot::Sender<T>) -> AppRequest,
     line: impl Fn(&str, T) -> Result<String, String>,
     not_running: impl Fn(&str) -> String,
 ) -> Response {

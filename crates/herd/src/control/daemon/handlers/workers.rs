@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::super::registry::Registry;
 use super::{ask_each, ended_why, failed, ready, respond, running, status_of, READY_SLACK};
 use crate::control::protocol::{Response, Scale};
-use crate::driver::Control;
+use crate::driver::AppRequest;
 
 /// `scale`.
 pub async fn scale(registry: &Arc<Registry>, name: &str, to: Scale) -> Response {
@@ -38,7 +38,7 @@ pub async fn scale(registry: &Arc<Registry>, name: &str, to: Scale) -> Response 
         );
     }
     let target = target as usize;
-    let _ = run.commands.send(Control::ScaleTo(target));
+    let _ = run.commands.send(AppRequest::ScaleTo(target));
     registry.with_app(name, |a| {
         a.scaled = Some(target);
         a.slots = a.slots.max(target);
@@ -65,7 +65,7 @@ pub async fn send(
     ask_each(
         registry,
         select,
-        |tx| Control::Broadcast(message.clone(), tx),
+        |tx| AppRequest::Broadcast(message.clone(), tx),
         |name, n| Ok(line(name, n)),
         |name| format!("{name}: not running"),
     )
@@ -82,7 +82,7 @@ pub async fn signal(registry: &Arc<Registry>, select: &[String], signal: &str) -
     ask_each(
         registry,
         select,
-        |tx| Control::Signal(sig, tx),
+        |tx| AppRequest::Signal(sig, tx),
         |name, n| Ok(line(name, n)),
         |name| format!("{name}: not running"),
     )

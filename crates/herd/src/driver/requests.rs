@@ -12,7 +12,7 @@ use crate::supervisor::Event;
 
 /// A request to a running app.
 #[derive(Debug)]
-pub enum Control {
+pub enum AppRequest {
     /// Drain, reload or scale by one, as the signals of `herd run` do.
     Intent(Intent),
     /// Scale to exactly this many slots (at least 1).
@@ -31,7 +31,7 @@ pub enum Control {
     /// Take a new plan and reload every worker with it, then scale to its number of
     /// workers (`herd reload FILE`). `accepted` answers at once: `Err` names what the
     /// running app cannot change (its sockets, its balancing), and nothing changed.
-    /// `done` answers as [`Control::Reload`] does.
+    /// `done` answers as [`AppRequest::Reload`] does.
     Redefine {
         /// The app's new plan (same name).
         plan: Box<crate::config::RunPlan>,
@@ -61,9 +61,9 @@ pub(super) struct Previous {
 }
 
 impl Driver {
-    pub(super) fn control(&mut self, c: Control) {
+    pub(super) fn control(&mut self, c: AppRequest) {
         match c {
-            Control::Intent(i) => {
+            AppRequest::Intent(i) => {
                 match i {
                     Intent::Shutdown(sig) | Intent::Reload(sig) => {
                         info!(app = %self.plan.name, signal = sig, "received {sig}")
@@ -73,13 +73,13 @@ impl Driver {
                 self.queue.push_back(i.event());
             }
             // The supervisor logs the change (or why it ignores it).
-            Control::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
-            Control::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
-            Control::Reload(reply) => {
+            AppRequest::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
+            AppRequest::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
+            AppRequest::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");
                 self.reload_then(reply, None);
             }
-            Control::Redefine {
+            AppRequest::Redefine {
                 plan,
                 accepted,
                 done,
@@ -107,10 +107,10 @@ impl Driver {
                     self.queue.push_back(Event::ScaleTo(instances));
                 }
             }
-            Control::Status(reply) => {
+            AppRequest::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Control::Broadcast(message, reply) => {
+            AppRequest::Broadcast(message, reply) => {
                 let sent = self
                     .channels
                     .values()
@@ -118,7 +118,7 @@ impl Driver {
                     .count();
                 let _ = reply.send(sent);
             }
-            Control::Signal(sig, reply) => {
+            AppRequest::Signal(sig, reply) => {
                 let sent = self
                     .groups
                     .iter()

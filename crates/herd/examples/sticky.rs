@@ -16,9 +16,9 @@ use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::Router;
-use herd::listen::Balance;
 use herd::worker::tokio::{TokioConnection, TokioStream};
 use herd::worker::Connections;
+use herd::Balance;
 
 #[path = "support/drain.rs"]
 mod drain;

@@ -7,28 +7,52 @@
 //!
 //! As a library: [`Cluster`] runs your binary as its own primary and workers (the
 //! article's `startCluster`), and [`worker`] (the `herd-worker` crate) makes a Rust server
-//! a herd worker.
+//! a herd worker. That, with the types its methods take and give, is the public API: every
+//! other module is private, or `#[doc(hidden)]` where the `herd` binary, herd's own
+//! integration tests or its benchmarks need it, and is no part of semver.
+//!
+//! # Layers
+//!
+//! Every module imports only from the layers below its own (checked by a unit test,
+//! `src/layers.rs`), lowest first:
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | 0 | `units` | durations, sizes, signals, app names as people write them |
+//! | 1 | `supervisor`, `balance` | pure decision cores: the lifecycle; which worker gets a connection |
+//! | 2 | `listen`, `proxy`, `output` | sockets; the proxy transport's parts; the workers' output lines |
+//! | 3 | `channel`, `observe` | the worker channel and sd_notify; /proc, CPU budget, logs and log files |
+//! | 4 | `config` | every source of settings → one `AppConfig` → a validated `RunPlan` |
+//! | 5 | `driver` | the I/O around the supervisor for one app |
+//! | 6 | `control` | the daemon and its CLI client |
+//! | 7 | `cluster`, `cli` | the library face; the `herd` command line |
 
 #![warn(missing_docs)]
 
-pub mod balance;
-pub mod channel;
+mod balance;
+mod channel;
+#[doc(hidden)]
 pub mod cli;
 pub mod cluster;
-pub mod config;
-pub mod control;
+mod config;
+mod control;
+#[doc(hidden)]
 pub mod driver;
-pub mod listen;
+mod listen;
+#[doc(hidden)]
 pub mod observe;
+#[doc(hidden)]
 pub mod output;
+#[doc(hidden)]
 pub mod proxy;
+#[doc(hidden)]
 pub mod supervisor;
-pub mod units;
+mod units;
 
 #[cfg(test)]
 mod layers;
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, Event, Observer, Worker, WorkerRef};
 pub use config::Instances;
 /// The worker side: what a Rust worker of herd (or of a [`Cluster`]) uses.
 pub use herd_worker as worker;

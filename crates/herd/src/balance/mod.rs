@@ -15,6 +15,7 @@ pub struct RoundRobin {
 
 impl RoundRobin {
     /// The next of `candidates` (in a stable order, e.g. by slot), or `None` if empty.
+    #[cfg(test)]
     pub fn pick<T: Copy>(&mut self, candidates: &[T]) -> Option<T> {
         if candidates.is_empty() {
             return None;

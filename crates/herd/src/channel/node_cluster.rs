@@ -140,7 +140,9 @@ pub fn round_robin_reply(ack: u64, key: &str, seq: u64, local: Option<&SocketAdd
         "sockname": sockname})
 }
 
-/// The `msg` of the `NODE_HANDLE` (`net.Native`, an accepted connection) for server `key`.
+/// The `msg` of the `NODE_HANDLE` (`net.Native`, an accepted connection) for server `key`:
+/// the oracle the tests check [`newconn_line`] against.
+#[cfg(test)]
 pub fn newconn(key: &str, seq: u64) -> Value {
     json!({"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": seq})
 }

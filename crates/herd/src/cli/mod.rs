@@ -1,5 +1,5 @@
 //! The `herd` command line: the top-level verbs, and the foreground ones (`run`, `check`,
-//! `import`); the daemon's verbs are [`crate::control::verbs`]. Exit codes (a contract,
+//! `import`); the daemon's verbs are `control::verbs`. Exit codes (a contract,
 //! documented in the README): 0 every worker stopped in time · 1 herd could not start (bad
 //! value, socket error) · 2 usage error · 3 shutdown finished but some worker had to be
 //! SIGKILLed · 4 the app crash-looped (errored) and no worker was left.

@@ -17,8 +17,7 @@ mod values;
 
 pub use flags::{ProxyProtocol, RunArgs, RunFlags};
 pub use instances::Instances;
-pub use launch::{env_value, Credentials, Launch};
-pub use load::{import, is_apps_file, load_any, LoadError, Loaded};
-pub use plan::{plan, PlanError, RunPlan, Transport};
+pub use launch::Credentials;
+pub use load::{import, is_apps_file, load_any};
+pub use plan::{plan, RunPlan, Transport};
 pub use settings::AppConfig;
-pub use values::parse_readiness;

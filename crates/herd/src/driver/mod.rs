@@ -3,7 +3,7 @@
 //! back (spawn, stop, kill, steer, log, wake, exit). It makes no lifecycle decision itself.
 //!
 //! One current-thread tokio runtime drives everything; spawning happens on a dedicated
-//! long-lived thread ([`spawn`]) and output writing on another ([`output`]), so neither a
+//! long-lived thread ([`spawn`]) and output writing on another ([`crate::output`]), so neither a
 //! slow `fork` nor a slow terminal delays the supervisor.
 
 mod contract;

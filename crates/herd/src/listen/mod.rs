@@ -24,7 +24,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use socket2::Socket;
 
 pub use addr::{Balance, ListenAddr};
-pub use bind::{BACKLOG, UNIX_PATH_MAX};
 pub use error::ListenError;
 
 /// Longest LISTEN_FDNAMES entry systemd accepts.
@@ -33,7 +32,6 @@ const FDNAME_MAX: usize = 255;
 /// Every listening socket of one app, in the order of its addresses.
 #[derive(Debug)]
 pub struct Listeners {
-    balance: Balance,
     groups: Vec<Group>,
     /// Sockets bound later at a worker's request (a Node cluster worker's `listen()` on an
     /// address herd was not given), shared by every worker that asks for the same address.
@@ -111,7 +109,6 @@ impl Listeners {
             });
         }
         Ok(Listeners {
-            balance,
             groups,
             on_demand: Vec::new(),
         })
@@ -283,11 +280,6 @@ impl Listeners {
             ListenAddr::Tcp(addr) => Some(addr.port()),
             ListenAddr::Unix(_) => None,
         })
-    }
-
-    /// The balance mode the sockets were bound for.
-    pub fn balance(&self) -> Balance {
-        self.balance
     }
 }
 

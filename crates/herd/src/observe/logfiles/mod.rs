@@ -3,7 +3,7 @@
 //! and reading the files back for `herd logs` ([`tail`], [`Follower`]).
 //!
 //! Theory of operation: a [`LogPlan`] says where an app's lines go; [`LogPlan::sink`]
-//! makes a [`FileSink`], which the output writer thread ([`crate::driver::output`])
+//! makes a [`FileSink`], which the output writer thread ([`crate::output`])
 //! drives. The sink opens a file the first time a line is bound for it, writes through
 //! a small buffer, and rotates a file (`x.log` → `x.log.1` → … → `x.log.<keep>`) before
 //! a line would make it larger than `max_size`. A file that cannot be opened or written

@@ -12,9 +12,11 @@
 //! Nothing here starts the apps.
 
 mod node;
+mod options;
 mod pm2;
 #[cfg(test)]
 mod tests;
+mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -5,16 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::options::{INTERPRETERS, MAPPED, UNSUPPORTED};
 use super::EcosystemError;
 use crate::config::AppConfig;
 use crate::config::Instances;
 use crate::output::LogFormat;
 use crate::supervisor::{Readiness, DEFAULT_BACKOFF_MAX};
-use crate::units::{parse_duration, parse_signal, parse_size};
+use crate::units::parse_signal;
 
 /// What every app of one file shares.
 pub(super) struct Context<'a> {
@@ -37,113 +37,6 @@ pub(super) struct Mapped {
     /// The profiles of its `env_<profile>` objects.
     pub profiles: Vec<String>,
 }
-
-/// PM2 options herd has no equivalent for, with why (or what to do instead).
-const UNSUPPORTED: [(&str, &str); 33] = [
-    ("watch", "herd does not restart on file changes: run `herd reload` from your deploy or a file watcher"),
-    ("ignore_watch", "herd does not watch files"),
-    ("watch_options", "herd does not watch files"),
-    ("watch_delay", "herd does not watch files"),
-    ("cron_restart", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
-    ("cron", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
-    ("vizion", "herd keeps no versioning metadata"),
-    ("post_update", "herd has no Keymetrics update hooks"),
-    ("source_map_support", "herd does not inject source-map-support: use node's --enable-source-maps in node_args"),
-    ("disable_source_map_support", "herd does not inject source-map-support"),
-    ("force", "herd never starts an app twice under one name"),
-    ("treekill", "herd stops each worker's process group"),
-    ("pmx", "herd has no pmx/PM2.io agent"),
-    ("automation", "herd has no pmx/PM2.io agent"),
-    ("deep_monitoring", "herd has no PM2.io monitoring"),
-    ("trace", "herd has no PM2.io tracing"),
-    ("disable_trace", "herd has no PM2.io tracing"),
-    ("v8", "herd has no PM2.io monitoring"),
-    ("event_loop_inspector", "herd has no PM2.io monitoring"),
-    ("io", "herd has no PM2.io agent"),
-    ("pid_file", "herd writes no pid files: `herd` itself is the process to supervise"),
-    ("pid", "herd writes no pid files: `herd` itself is the process to supervise"),
-    ("time", "herd's log lines carry their own timestamp (log_format)"),
-    ("disable_logs", "herd always passes on the workers' output"),
-    ("filter_env", "workers get herd's environment plus `env`"),
-    ("append_env_to_name", "app names do not change with --env"),
-    ("name_prefix", "app names are used as written"),
-    ("install_url", "herd installs nothing"),
-    ("execute_command", "not supported"),
-    ("write", "not supported"),
-    ("windowsHide", "herd runs on Unix only"),
-    ("kill_retry_time", "herd sends SIGKILL once, after kill_timeout"),
-    ("username", "use `user`"),
-];
-
-/// Every PM2 option herd maps, for did-you-mean on unknown ones.
-const MAPPED: [&str; 47] = [
-    "name",
-    "script",
-    "exec",
-    "cwd",
-    "args",
-    "interpreter",
-    "exec_interpreter",
-    "interpreter_args",
-    "interpreterArgs",
-    "node_args",
-    "instances",
-    "exec_mode",
-    "env",
-    "instance_var",
-    "increment_var",
-    "port",
-    "max_memory_restart",
-    "wait_ready",
-    "listen_timeout",
-    "kill_timeout",
-    "shutdown_with_message",
-    "restart_delay",
-    "exp_backoff_restart_delay",
-    "max_restarts",
-    "min_uptime",
-    "autorestart",
-    "stop_exit_codes",
-    "out_file",
-    "out",
-    "output",
-    "out_log",
-    "error_file",
-    "error",
-    "err",
-    "err_file",
-    "err_log",
-    "log_file",
-    "log",
-    "merge_logs",
-    "combine_logs",
-    "log_date_format",
-    "log_type",
-    "namespace",
-    "kill_signal",
-    "uid",
-    "user",
-    "gid",
-];
-
-/// Interpreters PM2 picks from the script's extension when `interpreter` is absent
-/// (PM2's lib/API/interpreter.json, plus the module extensions node runs). `python3`
-/// rather than PM2's `python`, which most current distributions no longer install.
-/// A script with another extension is run directly (its shebang decides).
-const INTERPRETERS: [(&str, &str); 12] = [
-    ("js", "node"),
-    ("cjs", "node"),
-    ("mjs", "node"),
-    ("ts", "bun"),
-    ("tsx", "bun"),
-    ("sh", "bash"),
-    ("py", "python3"),
-    ("rb", "ruby"),
-    ("php", "php"),
-    ("pl", "perl"),
-    ("coffee", "coffee"),
-    ("ls", "lsc"),
-];
 
 /// Maps the app at `index` of the file. Warnings are appended to `warnings`.
 pub(super) fn map(
@@ -172,7 +65,7 @@ pub(super) fn map(
 }
 
 /// Builds the messages of one app.
-struct Mapper<'a> {
+pub(super) struct Mapper<'a> {
     cx: &'a Context<'a>,
     label: &'a str,
     warnings: &'a mut Vec<String>,
@@ -186,18 +79,8 @@ fn clean(path: &Path) -> PathBuf {
         .collect()
 }
 
-/// A value's JSON text, shortened for a message.
-fn shown(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 40 {
-        format!("{} …", text.chars().take(40).collect::<String>())
-    } else {
-        text
-    }
-}
-
 impl Mapper<'_> {
-    fn bad(&self, key: &str, message: impl Into<String>) -> EcosystemError {
+    pub(super) fn bad(&self, key: &str, message: impl Into<String>) -> EcosystemError {
         EcosystemError::Invalid {
             file: self.cx.file.to_string(),
             app: self.label.to_string(),
@@ -206,7 +89,7 @@ impl Mapper<'_> {
         }
     }
 
-    fn warn(&mut self, key: &str, message: impl std::fmt::Display) {
+    pub(super) fn warn(&mut self, key: &str, message: impl std::fmt::Display) {
         self.warnings.push(format!(
             "{}: app {}: `{key}`: {message}",
             self.cx.file, self.label
@@ -491,224 +374,5 @@ impl Mapper<'_> {
             None => String::new(),
         };
         self.warn(key, format!("unknown PM2 option, ignored{hint}"));
-    }
-
-    fn string(&self, key: &str, value: &Value) -> Result<String, EcosystemError> {
-        match value {
-            Value::String(s) => Ok(s.clone()),
-            _ => Err(self.bad(key, format!("{}: expected a string", shown(value)))),
-        }
-    }
-
-    fn non_empty(&self, key: &str, value: &Value) -> Result<String, EcosystemError> {
-        let s = self.string(key, value)?;
-        if s.trim().is_empty() {
-            return Err(self.bad(key, "must not be empty"));
-        }
-        Ok(s)
-    }
-
-    /// A string, or a number written as one (`uid: 1000`).
-    fn scalar(&self, key: &str, value: &Value) -> Result<String, EcosystemError> {
-        match value {
-            Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            _ => Err(self.bad(
-                key,
-                format!("{}: expected a name or a number", shown(value)),
-            )),
-        }
-    }
-
-    fn bool(&self, key: &str, value: &Value) -> Result<bool, EcosystemError> {
-        match value {
-            Value::Bool(b) => Ok(*b),
-            // PM2's CLI writes booleans into saved files as strings.
-            Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
-            _ => Err(self.bad(key, format!("{}: expected true or false", shown(value)))),
-        }
-    }
-
-    fn path(&self, key: &str, value: &Value) -> Result<PathBuf, EcosystemError> {
-        self.non_empty(key, value).map(PathBuf::from)
-    }
-
-    fn env_name(&self, key: &str, value: &Value) -> Result<String, EcosystemError> {
-        let s = self.string(key, value)?;
-        if s.is_empty() || s.contains(['=', '\0']) || s.chars().any(char::is_whitespace) {
-            return Err(self.bad(
-                key,
-                format!("{}: expected an environment variable name", shown(value)),
-            ));
-        }
-        Ok(s)
-    }
-
-    /// Arguments: an array, or a string split on whitespace (as PM2 does, with no quotes).
-    fn words(&self, key: &str, value: &Value) -> Result<Vec<String>, EcosystemError> {
-        match value {
-            Value::String(s) => Ok(s.split_whitespace().map(str::to_string).collect()),
-            Value::Array(items) => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Ok(s.clone()),
-                    Value::Number(n) => Ok(n.to_string()),
-                    Value::Bool(b) => Ok(b.to_string()),
-                    _ => Err(self.bad(key, format!("{}: expected strings", shown(item)))),
-                })
-                .collect(),
-            _ => Err(self.bad(
-                key,
-                format!("{}: expected a string or an array of strings", shown(value)),
-            )),
-        }
-    }
-
-    /// `env` and `env_<profile>`: numbers and booleans are stringified (a process's
-    /// environment holds text); `null` leaves the variable out, as node does not pass it.
-    fn env(
-        &mut self,
-        key: &str,
-        value: &Value,
-    ) -> Result<BTreeMap<String, String>, EcosystemError> {
-        let Value::Object(vars) = value else {
-            return Err(self.bad(
-                key,
-                format!("{}: expected an object of variables", shown(value)),
-            ));
-        };
-        let mut env = BTreeMap::new();
-        for (name, v) in vars {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => {
-                    self.warn(&format!("{key}.{name}"), "null: left out");
-                    continue;
-                }
-                _ => {
-                    return Err(self.bad(
-                        &format!("{key}.{name}"),
-                        format!("{}: expected a string, a number or a boolean", shown(v)),
-                    ))
-                }
-            };
-            if name.is_empty() || name.contains(['=', '\0']) || text.contains('\0') {
-                return Err(self.bad(&format!("{key}.{name}"), "not a valid environment variable"));
-            }
-            env.insert(name.clone(), text);
-        }
-        Ok(env)
-    }
-
-    /// A whole number from a JSON number or a numeric string.
-    fn integer(value: &Value) -> Option<i64> {
-        match value {
-            Value::Number(n) => n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                    .map(|f| f as i64)
-            }),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// `instances`: N, "max", 0 (max), -1 (max minus one), or those as strings.
-    fn instances(&self, value: &Value) -> Result<Instances, EcosystemError> {
-        let text = match value {
-            Value::String(s) => s.trim().to_string(),
-            _ => match Self::integer(value) {
-                Some(n) => n.to_string(),
-                None => {
-                    return Err(self.bad(
-                        "instances",
-                        format!("{}: expected N, \"max\" or -K", shown(value)),
-                    ))
-                }
-            },
-        };
-        text.parse()
-            .map_err(|message| self.bad("instances", message))
-    }
-
-    fn port(&self, value: &Value) -> Result<u16, EcosystemError> {
-        Self::integer(value)
-            .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| {
-                self.bad(
-                    "port",
-                    format!("{}: expected a port number, 0-65535", shown(value)),
-                )
-            })
-    }
-
-    fn count(&self, key: &str, value: &Value) -> Result<usize, EcosystemError> {
-        Self::integer(value)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| self.bad(key, format!("{}: expected a number ≥ 0", shown(value))))
-    }
-
-    /// A size: a number of bytes, or "200M"/"1G" (binary, as PM2).
-    fn size(&self, key: &str, value: &Value) -> Result<u64, EcosystemError> {
-        match value {
-            Value::String(s) => parse_size(s).map_err(|message| self.bad(key, message)),
-            _ => Self::integer(value)
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(|| {
-                    self.bad(
-                        key,
-                        format!("{}: expected bytes or e.g. \"200M\"", shown(value)),
-                    )
-                }),
-        }
-    }
-
-    /// A PM2 duration: a number of milliseconds (also as a string), or a string with a
-    /// unit ("5s", "1m").
-    fn millis(&self, key: &str, value: &Value) -> Result<Duration, EcosystemError> {
-        let bad = || {
-            self.bad(
-                key,
-                format!("{}: expected milliseconds or e.g. \"5s\"", shown(value)),
-            )
-        };
-        match value {
-            Value::Number(n) => match n.as_u64() {
-                Some(ms) => Ok(Duration::from_millis(ms)),
-                None => n
-                    .as_f64()
-                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
-                    .map(|f| Duration::from_micros((f * 1000.0).round() as u64))
-                    .ok_or_else(bad),
-            },
-            Value::String(s) => match s.trim().parse::<u64>() {
-                Ok(ms) => Ok(Duration::from_millis(ms)),
-                Err(_) => parse_duration(s).map_err(|message| self.bad(key, message)),
-            },
-            _ => Err(bad()),
-        }
-    }
-
-    /// `stop_exit_codes`: one code or an array.
-    fn exit_codes(&self, value: &Value) -> Result<Vec<i32>, EcosystemError> {
-        let items: Vec<&Value> = match value {
-            Value::Array(items) => items.iter().collect(),
-            one => vec![one],
-        };
-        items
-            .into_iter()
-            .map(|item| {
-                Self::integer(item)
-                    .and_then(|n| i32::try_from(n).ok())
-                    .ok_or_else(|| {
-                        self.bad(
-                            "stop_exit_codes",
-                            format!("{}: expected exit codes", shown(value)),
-                        )
-                    })
-            })
-            .collect()
     }
 }

@@ -16,7 +16,8 @@
 //! This module owns reading, splitting and queueing; it must not know file names,
 //! rotation or any other property of a particular sink.
 
-use std::io::Write;
+mod terminal;
+
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,14 +26,8 @@ use std::time::SystemTime;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
-/// Output format of herd's own log and of the workers' lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use terminal::LogFormat;
+use terminal::Terminal;
 
 /// Longest line kept whole; longer ones are cut into pieces of this size (a worker that
 /// writes megabytes without a newline must not grow herd's memory).
@@ -313,36 +308,6 @@ fn write_lines(
     sink.flush();
 }
 
-/// herd's own stdout and stderr, for a foreground `herd run`.
-struct Terminal {
-    app: String,
-    format: LogFormat,
-    buf: Vec<u8>,
-}
-
-impl Sink for Terminal {
-    fn line(&mut self, line: &LineRef<'_>) {
-        self.buf.clear();
-        format_line(&mut self.buf, &self.app, line, self.format);
-        let _ = match line.stream {
-            Stream::Stdout => std::io::stdout().lock().write_all(&self.buf),
-            Stream::Stderr => std::io::stderr().lock().write_all(&self.buf),
-        };
-    }
-
-    fn dropped(&mut self, n: u64) {
-        // Start mode waits instead of dropping; this is for completeness.
-        tracing::warn!(
-            "{n} lines of {} dropped: the output writer fell behind",
-            self.app
-        );
-    }
-
-    fn flush(&mut self) {
-        let _ = std::io::stdout().flush();
-    }
-}
-
 /// Reads up to and excluding the next newline, or MAX_LINE bytes, or what is left at EOF.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
@@ -372,28 +337,6 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-fn format_line(buf: &mut Vec<u8>, app: &str, line: &LineRef<'_>, format: LogFormat) {
-    let text = String::from_utf8_lossy(line.text);
-    let text = text.strip_suffix('\r').unwrap_or(&text);
-    match format {
-        LogFormat::Text => {
-            let _ = writeln!(buf, "{app}:{} | {text}", line.slot);
-        }
-        LogFormat::Json => {
-            let v = serde_json::json!({
-                "timestamp": humantime::format_rfc3339_millis(line.time).to_string(),
-                "app": app,
-                "slot": line.slot,
-                "pid": line.pid,
-                "stream": line.stream.name(),
-                "line": text,
-            });
-            let _ = serde_json::to_writer(&mut *buf, &v);
-            buf.push(b'\n');
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,28 +361,6 @@ mod tests {
         assert_eq!(lines[2].len(), MAX_LINE);
         assert_eq!(lines[3], b"xxxxxxxxxx");
         assert_eq!(lines[4], b"last without newline");
-    }
-
-    #[test]
-    fn formats() {
-        let line = Line {
-            slot: 2,
-            pid: 9,
-            stream: Stream::Stderr,
-            text: b"hi\r".to_vec(),
-            time: SystemTime::now(),
-            dropped_before: 0,
-        };
-        let line = line.as_ref();
-        let mut buf = Vec::new();
-        format_line(&mut buf, "api", &line, LogFormat::Text);
-        assert_eq!(buf, b"api:2 | hi\n");
-        buf.clear();
-        format_line(&mut buf, "api", &line, LogFormat::Json);
-        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
-        assert_eq!(v["line"], "hi");
-        assert_eq!(v["stream"], "stderr");
-        assert_eq!(v["slot"], 2);
     }
 }
 

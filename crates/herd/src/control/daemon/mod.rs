@@ -11,6 +11,7 @@
 //! not hold up `ls`.
 
 mod handlers;
+mod launch;
 mod registry;
 mod usage;
 

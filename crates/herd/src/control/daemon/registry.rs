@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::AppConfig;
 use crate::control::home::{write_atomic, Home};
-use crate::driver::{self, guardian::Guardian, reap, spawn::Spawner, AppRequest, Host, Reaping};
+use crate::driver::{guardian::Guardian, reap, spawn::Spawner, AppRequest};
 use crate::observe::cpus::CpuBudget;
-use crate::observe::logfiles::LogPlan;
 use crate::supervisor::Outcome;
 
 /// Where an app is in its life.
@@ -97,29 +96,29 @@ pub struct App {
     /// The slots it last ran with: its log files, once it stopped.
     pub slots: usize,
     /// A `launch` prepares its driver: it counts as running for `define`.
-    launching: bool,
+    pub(super) launching: bool,
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    apps: BTreeMap<String, App>,
-    routes: HashMap<reap::AppKey, mpsc::UnboundedSender<reap::Reaped>>,
-    next_key: reap::AppKey,
+pub(super) struct Inner {
+    pub(super) apps: BTreeMap<String, App>,
+    pub(super) routes: HashMap<reap::AppKey, mpsc::UnboundedSender<reap::Reaped>>,
+    pub(super) next_key: reap::AppKey,
 }
 
 /// Every app of the daemon, and what their drivers share.
 pub struct Registry {
-    home: Home,
-    children: Arc<reap::Children>,
-    spawner: Spawner,
-    guardian: Option<Arc<Guardian>>,
-    budget: CpuBudget,
+    pub(super) home: Home,
+    pub(super) children: Arc<reap::Children>,
+    pub(super) spawner: Spawner,
+    pub(super) guardian: Option<Arc<Guardian>>,
+    pub(super) budget: CpuBudget,
     inner: Mutex<Inner>,
     kill: tokio::sync::Notify,
     /// The workers' CPU time between two `herd ls`.
     pub usage: super::usage::Usage,
     /// The daemon is stopping its apps: no app starts any more.
-    closing: std::sync::atomic::AtomicBool,
+    pub(super) closing: std::sync::atomic::AtomicBool,
     /// When the daemon started.
     pub started: SystemTime,
     previous: Option<String>,
@@ -155,7 +154,7 @@ impl Registry {
         registry
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -236,28 +235,6 @@ impl Registry {
         true
     }
 
-    /// The plan of app `name` with `config`, made off the daemon's thread: it looks up the
-    /// program, the user and the directory, calls that can hang on a stuck mount or a slow
-    /// user database, and the daemon's thread routes every app's exits.
-    pub async fn plan(
-        &self,
-        name: &str,
-        config: AppConfig,
-        base_env: Arc<Vec<(OsString, OsString)>>,
-    ) -> Result<crate::config::RunPlan, String> {
-        let (budget, app_name) = (self.budget.clone(), name.to_string());
-        tokio::task::spawn_blocking(move || {
-            crate::config::plan(Some(&app_name), &config, Some(base_env), &budget)
-                .map_err(|source| crate::config::plan::AppError {
-                    app: app_name,
-                    source,
-                })
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("planning {name} failed: {e}")))
-    }
-
     /// Gives app `name` a new definition while it runs (its driver has taken the plan):
     /// what `ls`, `save` and the next start see. The count `scale` set gives way to the
     /// definition's.
@@ -276,137 +253,6 @@ impl Registry {
             app.base_env = base_env;
             app.scaled = None;
         });
-    }
-
-    /// Starts the driver of a defined app that is not running.
-    pub async fn launch(self: &Arc<Self>, name: &str) -> Result<Running, String> {
-        let (config, base_env) = {
-            let mut inner = self.lock();
-            let Some(app) = inner.apps.get_mut(name) else {
-                return Err(format!("no app `{name}`"));
-            };
-            if let Some(run) = &app.run {
-                return Ok(run.clone());
-            }
-            app.launching = true;
-            (app.config.clone(), app.base_env.clone())
-        };
-        // The sink creates the log folder: off the daemon's thread too (see `plan`).
-        let plan = self.plan(name, config.clone(), base_env).await;
-        let (home, app_name) = (self.home.clone(), name.to_string());
-        let prepared = match plan {
-            Ok(plan) => tokio::task::spawn_blocking(move || {
-                let sink = log_plan(&home, &app_name, &config).sink().map_err(|e| {
-                    format!(
-                        "cannot write {app_name}'s logs in {}: {e}",
-                        home.logs().display()
-                    )
-                })?;
-                Ok::<_, String>((plan, sink))
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("preparing {name} failed: {e}"))),
-            Err(e) => Err(e),
-        };
-        let mut inner = self.lock();
-        let key = inner.next_key;
-        let Some(app) = inner.apps.get_mut(name) else {
-            return Err(format!("{name}: deleted by another command meanwhile"));
-        };
-        app.launching = false;
-        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(format!("{name}: not started: the daemon is shutting down"));
-        }
-        if let Some(run) = &app.run {
-            // Another command started it meanwhile.
-            return Ok(run.clone());
-        }
-        let (plan, sink) = match prepared {
-            Ok(p) => {
-                app.slots = p.0.policy.instances;
-                p
-            }
-            Err(why) => {
-                app.state = State::Errored;
-                app.reason = Some(why.clone());
-                return Err(why);
-            }
-        };
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (route_tx, route) = mpsc::unbounded_channel();
-        let (ended_tx, ended) = watch::channel(None);
-        let host = Host {
-            commands,
-            reaping: Reaping::Routed(route),
-            children: self.children.clone(),
-            spawner: self.spawner.clone(),
-            guardian: self.guardian.clone(),
-            app: key,
-            sink: Some(Box::new(sink)),
-            hooks: None,
-        };
-        let spawned = std::thread::Builder::new()
-            .name(format!("herd-app-{key}"))
-            .spawn(move || {
-                let outcome = driver::run_hosted(plan, host).map_err(|e| format!("{e:#}"));
-                ended_tx.send_replace(Some(Ended { outcome }));
-            });
-        if let Err(e) = spawned {
-            let why = format!("cannot start a thread for {name}: {e}");
-            app.state = State::Errored;
-            app.reason = Some(why.clone());
-            return Err(why);
-        }
-        let running = Running {
-            key,
-            commands: commands_tx,
-            ended,
-        };
-        app.run = Some(running.clone());
-        app.state = State::Running;
-        app.reason = None;
-        app.started = SystemTime::now();
-        inner.next_key += 1;
-        inner.routes.insert(key, route_tx);
-        drop(inner);
-        info!(app = name, "started {name}");
-        // Notices the end of a driver that nobody waits for (an app that errored).
-        let registry = self.clone();
-        let name = name.to_string();
-        let watch = running.clone();
-        tokio::spawn(async move {
-            let ended = watch.wait().await;
-            registry.ended(&name, watch.key, &ended);
-        });
-        Ok(running)
-    }
-
-    /// Records that the driver `key` of `name` ended; idempotent.
-    pub fn ended(&self, name: &str, key: reap::AppKey, ended: &Ended) {
-        let mut inner = self.lock();
-        inner.routes.remove(&key);
-        let Some(app) = inner.apps.get_mut(name) else {
-            return;
-        };
-        if app.run.as_ref().map(|r| r.key) != Some(key) {
-            return;
-        }
-        app.run = None;
-        let (state, reason) = match &ended.outcome {
-            Ok(Outcome::Errored) => (
-                State::Errored,
-                Some("its workers exited too often; no worker is left".to_string()),
-            ),
-            Ok(Outcome::Killed) => (
-                State::Stopped,
-                Some("some worker had to be killed after the kill timeout".to_string()),
-            ),
-            Ok(Outcome::Clean) => (State::Stopped, None),
-            Err(e) => (State::Errored, Some(e.clone())),
-        };
-        info!(app = name, state = %state, "{name} is {state}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
-        app.state = state;
-        app.reason = reason;
     }
 
     /// The names `select` means: app names, namespaces, or `all`, in registry order.
@@ -507,74 +353,4 @@ fn previous_notice(home: &Home) -> Option<String> {
 /// The app's namespace, if it has one.
 pub fn namespace(config: &AppConfig) -> Option<&str> {
     config.namespace.as_deref()
-}
-
-impl Registry {
-    /// Records the end of `run` if its driver has ended already.
-    pub fn ended_if_done(&self, name: &str, run: &Running) {
-        if let Some(ended) = run.ended.borrow().clone() {
-            self.ended(name, run.key, &ended);
-        }
-    }
-}
-
-/// Where the output of the app `name` goes: HERD_HOME/logs unless its config says.
-pub fn log_plan(home: &Home, name: &str, config: &AppConfig) -> LogPlan {
-    let mut plan = LogPlan::new(home.logs(), name);
-    plan.merge = config.merge_logs.unwrap_or(false);
-    plan.out_file = config.out_file.clone();
-    plan.error_file = config.error_file.clone();
-    plan.log_file = config.log_file.clone();
-    plan.date_format = config.log_date_format.clone();
-    if let Some(size) = config.log_max_size {
-        plan.max_size = size;
-    }
-    if let Some(keep) = config.log_files {
-        plan.keep = keep;
-    }
-    plan.json = config.log_format == Some(crate::output::LogFormat::Json);
-    plan
-}
-
-/// The current log files of an app with `slots` slots.
-pub fn log_files(
-    home: &Home,
-    name: &str,
-    config: &AppConfig,
-    slots: usize,
-) -> Vec<crate::control::protocol::LogFile> {
-    let plan = log_plan(home, name, config);
-    // herd's own records of the app: why workers came and went.
-    let mut files = vec![crate::control::protocol::LogFile {
-        path: crate::observe::app_events::AppEvents::path(&home.logs(), name)
-            .display()
-            .to_string(),
-        slot: None,
-        stream: "herd".into(),
-    }];
-    for slot in 0..slots.max(1) {
-        let (out, err) = plan.paths(slot);
-        let streams = [
-            (Some(out), "out"),
-            (Some(err), "err"),
-            (plan.combined_path(slot), "all"),
-        ];
-        for (path, stream) in streams {
-            let Some(path) = path else { continue };
-            let path = path.display().to_string();
-            // out_file = error_file, or merged files: one entry for what they hold.
-            if let Some(known) = files.iter_mut().find(|f| f.path == path) {
-                if known.stream != stream {
-                    known.stream = "all".into();
-                }
-                continue;
-            }
-            files.push(crate::control::protocol::LogFile {
-                path,
-                slot: (!plan.merge).then_some(slot),
-                stream: stream.into(),
-            });
-        }
-    }
-    files
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::super::registry::{log_plan, Registry, Running};
+use super::super::launch::log_plan;
+use super::super::registry::{Registry, Running};
 use super::lifecycle::{listen_timeout, parse, started_ready, stop_names};
 use super::{ended_why, respond, running};
 use crate::config::AppConfig;

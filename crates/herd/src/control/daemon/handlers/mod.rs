@@ -148,7 +148,7 @@ async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
             s.instances
                 .max(s.workers.iter().map(|w| w.slot + 1).max().unwrap_or(0))
         });
-        info.logs = registry::log_files(registry.home(), &name, &config, slots);
+        info.logs = super::launch::log_files(registry.home(), &name, &config, slots);
         out.push(info);
     }
     // A /proc scan: off the daemon's thread, which routes every app's exits.

@@ -38,7 +38,7 @@ pub enum Command {
     Import(ImportArgs),
     /// The daemon's verbs (PM2 style).
     #[command(flatten)]
-    Daemon(crate::control::verbs::Verb),
+    Daemon(crate::control::args::Verb),
 }
 
 /// Flags of `herd import`.

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::args::LogsArgs;
 use super::client::{Client, ClientError};
 use super::protocol::{LogFile, Request, Response};
-use super::verbs::LogsArgs;
 use crate::observe::logfiles;
 
 /// A log file and whose output it holds.

@@ -2,6 +2,7 @@
 //! the CLI verbs that drive it over a Unix socket ([`client`]), the messages between
 //! them ([`protocol`]), and the files of HERD_HOME ([`home`]).
 
+pub mod args;
 pub mod client;
 pub mod daemon;
 pub mod home;

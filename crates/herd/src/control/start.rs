@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::args::{Redo, StartArgs};
 use super::client::Client;
 use super::protocol::{Apply, Request};
-use super::verbs::{answer, fail, tell_previous, usage, Redo, StartArgs};
+use super::verbs::{answer, fail, tell_previous, usage};
 use crate::config::AppConfig;
 use crate::config::RunFlags;
 

@@ -1,0 +1,197 @@
+//! The daemon's verbs as the command line gives them (`herd start`, `ls`, `reload`, …):
+//! their flags and arguments, as clap parses them. What each verb does is [`super::verbs`].
+
+use super::protocol::Scale;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::config::RunFlags;
+
+/// The verbs that talk to the daemon.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Start apps in the daemon (which starts when needed): those of a herd.toml or a PM2
+    /// ecosystem file (.json, .yaml, .js, .cjs, .mjs), or one command after `--` with
+    /// `herd run`'s flags. Waits until every worker is ready, then shows `herd ls`.
+    Start(Box<StartArgs>),
+    /// Stop apps gracefully (names, namespaces or `all`); they stay listed as stopped.
+    Stop(Select),
+    /// Stop apps, then start them again (a short gap in service; `reload` has none). Given
+    /// a file, its apps take the definition it gives now (those not running start).
+    Restart(Redo),
+    /// Replace every worker of apps slot by slot, with zero downtime. Given a file, the new
+    /// workers run the definition it gives now (its sockets, balancing and log files must
+    /// stay as they are; `restart FILE` changes those), and the count of workers follows it.
+    Reload(Redo),
+    /// Stop apps and forget them.
+    Delete(Select),
+    /// List the apps and their workers.
+    #[command(visible_alias = "list", visible_alias = "status")]
+    Ls(LsArgs),
+    /// Everything about one app.
+    Describe(DescribeArgs),
+    /// Print the last lines of apps' logs, and follow them.
+    Logs(LogsArgs),
+    /// Set the number of workers of an app: N, +N or -N.
+    Scale(ScaleArgs),
+    /// Send a JSON message to every worker of apps (`process.on('message')` in Node).
+    Send(SendArgs),
+    /// Send a signal to every worker of apps.
+    Signal(SignalArgs),
+    /// Save the apps, so that `herd resurrect` brings them back.
+    Save,
+    /// Start the apps of the last `herd save` that are not running.
+    Resurrect,
+    /// Print a systemd unit that starts the daemon (and the saved apps) at boot.
+    Startup(StartupArgs),
+    /// Stop every app, then the daemon.
+    Kill,
+    /// Check that the daemon answers (starting it when needed).
+    Ping,
+    /// Print the versions of this herd and of the running daemon.
+    Version,
+    /// Run the daemon in the foreground (the CLI starts it when needed; systemd runs this).
+    #[command(hide = true)]
+    Daemon(DaemonArgs),
+}
+
+/// Flags of `herd start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// herd.toml or a PM2 ecosystem file (default: herd.toml), unless a command follows `--`.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Select the `env_<PROFILE>` tables of the file.
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Start only these apps of the file (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+    /// The namespace of an app started from a command.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Answer once the apps are started, without waiting for their workers to be ready.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// How to run a command (the flags of `herd run`).
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// A program and its arguments, to start as one app.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Which apps.
+#[derive(Debug, Args)]
+pub struct Select {
+    /// App names, namespaces, or `all`.
+    #[arg(required = true, value_name = "NAME")]
+    pub apps: Vec<String>,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd restart` and `herd reload`.
+#[derive(Debug, Args)]
+pub struct Redo {
+    /// App names, namespaces, or `all`; or one herd.toml or PM2 ecosystem file, whose apps
+    /// take the definition it gives.
+    #[arg(required = true, value_name = "NAME|FILE")]
+    pub apps: Vec<String>,
+    /// With a file: select its `env_<PROFILE>` tables.
+    #[arg(long = "env", value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// With a file: only these of its apps (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+    /// Print the table as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The app.
+    pub name: String,
+    /// One JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The app (default: every app).
+    pub name: Option<String>,
+    /// How many of the last lines of each file to print.
+    #[arg(long, short = 'n', default_value_t = 15)]
+    pub lines: usize,
+    /// Keep printing lines as they are written.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// One JSON object per line: {"file", "line"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The app.
+    pub name: String,
+    /// N, +N or -N.
+    #[arg(allow_hyphen_values = true)]
+    pub to: Scale,
+}
+
+/// Flags of `herd send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The app, a namespace, or `all`.
+    pub name: String,
+    /// The message: JSON (a bare word is sent as a string).
+    pub message: String,
+}
+
+/// Flags of `herd signal`.
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// The app, a namespace, or `all`.
+    pub name: String,
+    /// The signal, e.g. SIGUSR1 or USR1.
+    pub signal: String,
+}
+
+/// Flags of `herd startup`.
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// Write the unit file and enable it with systemctl (otherwise it is only printed).
+    #[arg(long)]
+    pub install: bool,
+}
+
+/// Flags of `herd daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Start the apps of the last `herd save` first.
+    #[arg(long)]
+    pub resurrect: bool,
+    /// Format of the daemon's own log (daemon.log): text, or JSON objects. A daemon the
+    /// CLI starts takes HERD_LOG_FORMAT.
+    #[arg(long, value_enum, env = "HERD_LOG_FORMAT", default_value_t = crate::output::LogFormat::Text)]
+    pub log_format: crate::output::LogFormat,
+}

@@ -1,5 +1,7 @@
 //! The file sink: names, formats, rotation, failures.
 
+use std::path::Path;
+
 use super::*;
 use std::time::SystemTime;
 

@@ -1,13 +1,11 @@
 //! `herd run` basics: N workers answer, the worker contract (systemd socket activation
 //! plus PORT / HERD_WORKER_ID / NODE_APP_INSTANCE / NOTIFY_SOCKET), and `-i` resolution.
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn three_workers_three_distinct_pids_and_slots_answer() {

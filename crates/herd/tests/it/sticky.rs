@@ -7,15 +7,13 @@
 //! sticky-sessions worker (`examples/node/sticky.js`, which listens nowhere useful and takes
 //! the `'connection'` message).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

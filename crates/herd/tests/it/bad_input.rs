@@ -1,13 +1,11 @@
 //! Bad input: the exit code (2 usage, 1 cannot start), one clear message naming the
 //! value, and no worker started. Garbage on NOTIFY_SOCKET is reported and survived.
 
-mod common;
-
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// Runs herd to its exit; asserts the code, that stderr names every `needles`, and that
 /// no worker was started.

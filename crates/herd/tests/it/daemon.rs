@@ -2,13 +2,11 @@
 //! `describe`, `reload` under load, `scale`, `stop`/`restart`/`delete`, `save` + `kill` +
 //! `resurrect`, and a SIGKILLed daemon taking its workers with it.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use common::daemon::*;
-use common::*;
+use crate::common::daemon::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -1,11 +1,9 @@
 //! Processes never outlive herd, and herd reaps what its workers orphan: as a child
 //! subreaper, and as PID 1 of a pid namespace.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -1,11 +1,9 @@
 //! The worker channel (NODE_CHANNEL_FD, Node's JSON-lines IPC): `"ready"` as readiness from
 //! any language, `--stop-message`, and a parser that survives whatever a worker writes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// The article's graceful-shutdown worker, reduced to its worker code: it says `ready`

@@ -2,9 +2,7 @@
 //! with `{"herd":"count"}`, ask for the totals with `{"herd":"stats"}`, and message each
 //! other with `{"herd":"send"}`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 const STATS_WORKER: &str = r#"

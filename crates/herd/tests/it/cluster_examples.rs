@@ -2,14 +2,12 @@
 //! zero_downtime.rs, shared_state.rs, sticky.rs), each run as the real program with two
 //! workers and checked over real HTTP and real signals.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

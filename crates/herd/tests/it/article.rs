@@ -2,14 +2,12 @@
 //! port: herd is their primary. Express comes from `npm ci` in examples/node (run here when
 //! node_modules is missing; .ci/run installs it up front).
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 fn examples() -> PathBuf {

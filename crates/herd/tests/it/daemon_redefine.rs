@@ -4,12 +4,10 @@
 //! and starting the file's other apps, and `herd start` telling that a running app is
 //! defined differently.
 
-mod common;
-
 use std::time::Instant;
 
-use common::daemon::*;
-use common::*;
+use crate::common::daemon::*;
+use crate::common::*;
 
 /// The file the tests change, named as a user would in its folder (the commands run there).
 const FILE: &str = "herd.toml";

@@ -1,11 +1,9 @@
 //! Compatibility: the README's Python example (standard library only) adopts fd 3, says
 //! READY=1 and STOPPING=1 on NOTIFY_SOCKET, and stops gracefully on SIGTERM.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 fn example() -> String {

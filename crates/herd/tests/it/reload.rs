@@ -1,15 +1,13 @@
 //! Rolling reload (SIGHUP) under load, failed reloads (a new worker that cannot start,
 //! one that never becomes ready), and scaling with SIGTTIN / SIGTTOU.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 #[derive(Debug, Default)]

@@ -4,13 +4,11 @@
 //! connect to its port. `--proxy-protocol v1|v2` starts each relayed connection with a
 //! PROXY protocol header, so the worker knows the client's address.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

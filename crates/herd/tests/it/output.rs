@@ -1,9 +1,7 @@
 //! Workers' output: every line, in order, with the `name:slot | ` prefix; the last lines
 //! before a crash; JSON on both streams with `--log-format json`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 #[test]

@@ -4,14 +4,12 @@
 //! Node's own socket count (NODE_SOCKET_GET_COUNT), which lags by a poll interval; for Node
 //! cluster workers only the connections in flight are known.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// Open held connections per worker pid (workers without any count as 0).

@@ -3,12 +3,10 @@
 //! NODE_CLUSTER protocol); herd answers with its own socket for that port, or a shared
 //! socket bound on demand.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// The article's "Basic Cluster Setup", with the port as a parameter.

@@ -1,8 +1,6 @@
 //! `--balance round-robin`: herd accepts and hands each connection to the next ready Node
 //! cluster worker (Node's own SCHED_RR, with herd as the primary).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -10,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 fn basic() -> PathBuf {

@@ -1,9 +1,7 @@
 //! `--max-memory-restart`: a worker whose memory grows over the limit is replaced, the
 //! replacement first, then the old worker stopped gracefully, with no failed request.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn a_worker_over_the_memory_limit_is_replaced_without_a_gap() {

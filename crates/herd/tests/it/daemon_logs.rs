@@ -2,16 +2,14 @@
 //! written after it started, and size-based rotation that keeps `log_files` files and
 //! loses no line at a rotation.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::*;
-use common::*;
+use crate::common::daemon::*;
+use crate::common::*;
 
 /// `<RFC 3339 UTC with ms> <app>:<slot> <text>`: the text, if `line` has that form.
 fn stamped<'a>(line: &'a str, app_slot: &str) -> Option<&'a str> {

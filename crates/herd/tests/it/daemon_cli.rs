@@ -1,14 +1,12 @@
 //! The daemon's CLI at its edges: bad herd.toml files, another uid on the socket, two
 //! CLIs racing to start the daemon, the `ls` table's layout, and a PM2-style Node app.
 
-mod common;
-
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Barrier};
 
-use common::daemon::*;
-use common::*;
+use crate::common::daemon::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -1,13 +1,11 @@
 //! Stopping: SIGTERM drains in-flight requests and exits 0; a stubborn worker is killed
 //! after --kill-timeout (exit 3); a second SIGINT kills at once.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 #[test]

@@ -3,13 +3,11 @@
 //! `user`, `instance_var` and `increment_var`, `autorestart = false`, `stop_exit_codes`,
 //! and a memory limit given as a `herd start` flag.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::daemon::*;
-use common::*;
+use crate::common::daemon::*;
+use crate::common::*;
 
 /// GET `path` until every slot in `slots` answered; returns each slot's body.
 fn per_slot(d: &Daemon, port: u16, path: &str, slots: usize) -> Vec<String> {

@@ -1,11 +1,9 @@
 //! Crashes: a worker killed by SIGKILL or exiting on its own is replaced in the same slot;
 //! a crash loop ends in the errored state with exit code 4.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

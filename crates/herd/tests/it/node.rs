@@ -1,10 +1,8 @@
 //! Compatibility: an unmodified Node.js program that listens on the passed fd 3.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 const SERVER: &str =

@@ -2,13 +2,11 @@
 //! like `herd run`: both workers answer over HTTP, the primary sees each worker's lifecycle
 //! (fork, online, listening, exit) and its messages, SIGHUP reloads, SIGTERM exits 0.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 fn hello_cluster() -> PathBuf {

@@ -3,12 +3,10 @@
 //! `newconn`) and to workers that take `"connection"` messages. `--proxy` relays TCP only
 //! and says so.
 
-mod common;
-
 use std::collections::HashSet;
 use std::os::unix::net::UnixStream;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// One request on a new connection to the unix socket; the answer's `pid=`.

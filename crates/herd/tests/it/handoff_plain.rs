@@ -5,13 +5,11 @@
 //! Workers: `examples/handoff.py` (standard-library Python) and the article's
 //! sticky-sessions worker `examples/node/sticky.js`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::common::*;
 use nix::sys::signal::Signal;
@@ -14,37 +13,9 @@ fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/node")
 }
 
-/// `npm ci` in examples/node, once per test process.
-fn npm_installed() -> bool {
-    static DONE: OnceLock<bool> = OnceLock::new();
-    *DONE.get_or_init(|| {
-        if examples()
-            .join("node_modules/express/package.json")
-            .exists()
-        {
-            return true;
-        }
-        let Some(npm) = which("npm") else {
-            eprintln!("SKIPPED: npm is not on PATH");
-            return false;
-        };
-        let out = Command::new(npm)
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(examples())
-            .output()
-            .expect("cannot run npm");
-        assert!(
-            out.status.success(),
-            "npm ci failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        true
-    })
-}
-
 /// `herd run <flags> -- node examples/node/<script>` with APP_PORT set.
 fn herd_with(script: &str, flags: &[&str], port: u16) -> Herd {
-    let node = which("node").unwrap();
+    let node = node();
     let mut cmd = Command::new(herd_bin());
     cmd.arg("run")
         .args(flags)
@@ -68,9 +39,6 @@ fn answers(herd: &Herd, url: &str, n: usize) -> HashSet<String> {
 
 #[test]
 fn basic_cluster_setup_esm() {
-    if node().is_none() {
-        return;
-    }
     let port = free_port();
     let mut herd = herd_with("basic.mjs", &["-i", "2", "--ready", "notify"], port);
     herd.wait_ready(2);
@@ -87,9 +55,7 @@ fn basic_cluster_setup_esm() {
 
 #[test]
 fn express_with_clustering() {
-    if node().is_none() || !npm_installed() {
-        return;
-    }
+    npm_installed();
     let port = free_port();
     let mut herd = herd_with("express.js", &["-i", "2", "--ready", "notify"], port);
     herd.wait_ready(2);
@@ -113,9 +79,6 @@ fn express_with_clustering() {
 
 #[test]
 fn graceful_shutdown_with_the_shutdown_message() {
-    if node().is_none() {
-        return;
-    }
     let port = free_port();
     let mut herd = herd_with(
         "graceful.js",
@@ -146,9 +109,6 @@ fn graceful_shutdown_with_the_shutdown_message() {
 
 #[test]
 fn shared_state_with_ipc() {
-    if node().is_none() {
-        return;
-    }
     let port = free_port();
     let mut herd = herd_with("stats.js", &["-i", "2"], port);
     herd.wait_ready(2);

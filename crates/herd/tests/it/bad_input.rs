@@ -94,16 +94,14 @@ fn privileged_port_as_an_unprivileged_user() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1024);
     if start <= 80 {
-        eprintln!("SKIPPED: ip_unprivileged_port_start = {start}: port 80 needs no privilege here");
+        skip(&format!(
+            "ip_unprivileged_port_start = {start}: port 80 needs no privilege here"
+        ));
         return;
     }
     let args = ["run", "-i", "1", "-p", "80", "--", worker_bin()];
     let cmd = if nix::unistd::geteuid().is_root() {
-        let Some(setpriv) = which("setpriv") else {
-            eprintln!("SKIPPED: no setpriv to drop root");
-            return;
-        };
-        let mut cmd = Command::new(setpriv);
+        let mut cmd = Command::new(util_linux("setpriv"));
         cmd.args([
             "--reuid=65534",
             "--regid=65534",
@@ -151,16 +149,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 #[test]
 fn garbage_on_notify_socket_is_reported_and_survived() {
-    let Some(python) = ["/usr/bin/python3", "/usr/local/bin/python3"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| which("python3"))
-    else {
-        eprintln!("SKIPPED: no python3 to send datagrams");
-        return;
-    };
-    let python = python.display().to_string();
+    let python = python();
     let mut herd = Herd::start(&[
         "run",
         "-i",

@@ -26,7 +26,7 @@ process.on('message', (msg) => {
 
 #[test]
 fn node_ready_message_and_shutdown_message() {
-    let Some(node) = node() else { return };
+    let node = node();
     let script = TempPath::new("worker.js");
     std::fs::write(&script.0, NODE_WORKER).unwrap();
     let started = Instant::now();
@@ -90,10 +90,7 @@ fn any_language_can_say_ready_on_the_channel() {
 /// and pid; the worker keeps running and its `"ready"` after them still counts.
 #[test]
 fn garbage_on_the_channel_is_logged_and_ignored() {
-    let Some(python) = which("python3") else {
-        eprintln!("SKIPPED: python3 is not on PATH");
-        return;
-    };
+    let python = python();
     let script = r#"
 import os, sys
 fd = int(os.environ["NODE_CHANNEL_FD"])
@@ -103,7 +100,6 @@ os.write(fd, b"x" * (2 * 1024 * 1024) + b"\n")
 os.write(fd, b'{"type":"request"}\n"ready"\n')
 os.execv(sys.argv[1], sys.argv[1:])
 "#;
-    let python = python.display().to_string();
     let mut herd = Herd::start(&[
         "run",
         "-i",
@@ -164,7 +160,7 @@ fn stop_message_ignored_is_killed_after_the_kill_timeout() {
 /// three tries, and its later messages still arrive: its `"ready"` makes it ready.
 #[test]
 fn a_handle_sent_to_herd_is_refused_and_the_channel_goes_on() {
-    let Some(node) = node() else { return };
+    let node = node();
     let script = TempPath::new("handle.js");
     std::fs::write(
         &script.0,
@@ -193,10 +189,7 @@ fn a_handle_sent_to_herd_is_refused_and_the_channel_goes_on() {
 /// the ACK timeout and closes its copy.
 #[test]
 fn a_handle_never_acknowledged_is_given_up_and_the_channel_goes_on() {
-    let Some(python) = which("python3") else {
-        eprintln!("SKIPPED: python3 is not on PATH");
-        return;
-    };
+    let python = python();
     let port = free_port();
     // A fake cluster worker: asks for a server (herd answers with a handle), never ACKs it,
     // then asks for the stats and reports how long the answer took.
@@ -215,7 +208,6 @@ print("stats after %.1f s" % (time.monotonic() - start), flush=True)
 time.sleep(60)
 "#
     );
-    let python = python.display().to_string();
     let mut herd = Herd::start(&[
         "run",
         "-i",

@@ -61,15 +61,10 @@ fn a_quoted_bare_number_is_not_a_duration() {
 /// `setpriv` to uid/gid 65534 in front of `herd <args>`, or None (skipped) when not root
 /// or setpriv is missing.
 fn as_nobody(d: &Daemon, args: &[&str]) -> Option<std::process::Command> {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED: not root, cannot run a client as another uid");
+    if skip_unless_root("cannot run a client as another uid") {
         return None;
     }
-    let setpriv = which("setpriv").or_else(|| {
-        eprintln!("SKIPPED: setpriv is not on PATH");
-        None
-    })?;
-    let mut cmd = std::process::Command::new(setpriv);
+    let mut cmd = std::process::Command::new(util_linux("setpriv"));
     cmd.args([
         "--reuid=65534",
         "--regid=65534",
@@ -382,7 +377,7 @@ web  front  1  <pid>  online  <uptime>  0  <cpu>  <mem>  reuseport";
 /// or on a port written in the code, under herd's Node cluster semantics.
 #[test]
 fn node_app_from_a_herd_toml() {
-    let Some(_) = node() else { return };
+    node();
     let d = Daemon::new();
     let server = "const http = require('http');\n\
                   http.createServer((req, res) => res.end('worker ' + process.pid + '\\n'))\n\
@@ -491,8 +486,7 @@ fn herd_home_is_made_private_and_another_users_is_refused() {
         assert_eq!(mode, 0o700, "{}", dir.display());
     }
     d.ok(&["kill"]);
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED: not root, cannot give the home to another user");
+    if skip_unless_root("cannot give the home to another user") {
         return;
     }
     // A home that belongs to someone else: refused, naming it.

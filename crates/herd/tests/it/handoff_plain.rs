@@ -18,12 +18,12 @@ enum Prog {
     Node,
 }
 
-/// `herd run -i N --ready notify --listen 127.0.0.1:0 <flags> -- <prog>`, or None (test
-/// skipped) without the interpreter.
-fn start(prog: Prog, n: usize, flags: &[&str]) -> Option<Herd> {
+/// `herd run -i N --ready notify --listen 127.0.0.1:0 <flags> -- <prog>`, once N workers
+/// are ready.
+fn start(prog: Prog, n: usize, flags: &[&str]) -> Herd {
     let (interp, file) = match prog {
-        Prog::Python => (python()?, example("handoff.py")),
-        Prog::Node => (node()?, example("node/sticky.js")),
+        Prog::Python => (python(), example("handoff.py")),
+        Prog::Node => (node(), example("node/sticky.js")),
     };
     let n = n.to_string();
     let mut args = vec![
@@ -39,7 +39,7 @@ fn start(prog: Prog, n: usize, flags: &[&str]) -> Option<Herd> {
     args.extend_from_slice(&["--", &interp, file.to_str().unwrap()]);
     let herd = Herd::start(&args);
     herd.wait_ready(n.parse().unwrap());
-    Some(herd)
+    herd
 }
 
 fn get(herd: &Herd, port: u16) -> u32 {
@@ -52,9 +52,7 @@ fn get(herd: &Herd, port: u16) -> u32 {
 /// connection stays with its worker, and herd's own fds are back where they were after
 /// 2000 handed-over connections (it closes its copy of each once the worker acknowledged).
 fn round_robin_alternates_and_leaks_no_fd(prog: Prog) {
-    let Some(mut herd) = start(prog, 2, &["--balance", "round-robin"]) else {
-        return;
-    };
+    let mut herd = start(prog, 2, &["--balance", "round-robin"]);
     let port = herd.port();
     let before = fd_count(herd.pid());
     let first: Vec<u32> = (0..6).map(|_| get(&herd, port)).collect();
@@ -119,9 +117,7 @@ fn node_round_robin_alternates_and_leaks_no_fd() {
 fn reload_under_load_loses_no_request(prog: Prog, flags: &[&str]) {
     let mut all = vec!["--balance", "round-robin"];
     all.extend_from_slice(flags);
-    let Some(mut herd) = start(prog, 2, &all) else {
-        return;
-    };
+    let mut herd = start(prog, 2, &all);
     let port = herd.port();
     let load = Load::start(port, 4);
     herd.wait_until("the first 50 answers", T, || load.ok() >= 50);
@@ -152,9 +148,7 @@ fn node_reload_under_load_loses_no_request() {
 /// worker, and the sources spread over both.
 #[test]
 fn python_sticky_keeps_each_source_on_one_worker() {
-    let Some(mut herd) = start(Prog::Python, 2, &["--balance", "sticky"]) else {
-        return;
-    };
+    let mut herd = start(Prog::Python, 2, &["--balance", "sticky"]);
     let port = herd.port();
     let mut used = BTreeSet::new();
     for k in 2..=21 {
@@ -181,7 +175,7 @@ fn python_sticky_keeps_each_source_on_one_worker() {
 /// messages are not counted by its server, so the stop must still wait for them.
 #[test]
 fn node_plain_worker_finishes_the_request_in_progress_when_stopped() {
-    let Some(node) = node() else { return };
+    let node = node();
     let script = TempPath::new("slow-plain.js");
     std::fs::write(
         &script.0,

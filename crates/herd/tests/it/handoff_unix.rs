@@ -52,7 +52,7 @@ fn over_unix(balance: &str, program: &[&str], tag: &str) {
 
 #[test]
 fn node_cluster_workers_listening_on_the_path_get_newconn() {
-    let Some(node) = node() else { return };
+    let node = node();
     let script = TempPath::new("unix-cluster.js");
     std::fs::write(
         &script.0,
@@ -64,7 +64,7 @@ fn node_cluster_workers_listening_on_the_path_get_newconn() {
 
 #[test]
 fn channel_workers_get_unix_connections_as_messages() {
-    let Some(python) = python() else { return };
+    let python = python();
     let handoff = example("handoff.py");
     over_unix(
         "round-robin",
@@ -76,7 +76,7 @@ fn channel_workers_get_unix_connections_as_messages() {
 /// A unix socket's clients have no address: sticky gives them to the workers in turn.
 #[test]
 fn sticky_on_a_unix_listener_takes_turns() {
-    let Some(python) = python() else { return };
+    let python = python();
     let handoff = example("handoff.py");
     over_unix(
         "sticky",

@@ -107,10 +107,7 @@ fn a_yaml_ecosystem_imports_and_round_trips() {
 
 #[test]
 fn a_js_ecosystem_imports_and_round_trips() {
-    if Command::new("node").arg("--version").output().is_err() {
-        eprintln!("note: node is not in PATH: skipping the JavaScript ecosystem test");
-        return;
-    }
+    crate::common::node();
     let stderr = import_round_trip("ecosystem.config.js", Some("production"));
     assert!(
         stderr.contains("app apps[0] (api): `wait_ready`"),

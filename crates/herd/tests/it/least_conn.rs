@@ -114,7 +114,7 @@ fn proxy_next_connection_goes_to_the_worker_with_the_fewest_open() {
 /// may lag; once it has caught up, every new connection goes to the idle worker.
 #[test]
 fn plain_node_workers_connections_go_to_the_idle_worker_once_counted() {
-    let Some(node) = node() else { return };
+    let node = node();
     let sticky = example("node/sticky.js");
     let mut herd = Herd::start(&[
         "run",
@@ -173,9 +173,6 @@ fn plain_node_workers_connections_go_to_the_idle_worker_once_counted() {
 /// both workers answer.
 #[test]
 fn cluster_workers_are_served() {
-    if node().is_none() {
-        return;
-    }
     let (mut herd, port) = start_on_free_port(2, |port| {
         let mut cmd = Command::new(herd_bin());
         cmd.args([
@@ -188,7 +185,7 @@ fn cluster_workers_are_served() {
             "least-conn",
         ])
         .args(["-p", &port.to_string(), "--"])
-        .arg(which("node").unwrap())
+        .arg(node())
         .arg(example("node/basic.mjs"))
         .env("APP_PORT", port.to_string());
         cmd
@@ -212,7 +209,7 @@ fn cluster_workers_are_served() {
 /// question: herd must not wait for the answer. Every request is answered, by both workers.
 #[test]
 fn python_workers_that_never_answer_the_count_are_served() {
-    let Some(python) = python() else { return };
+    let python = python();
     let script = example("handoff.py");
     let mut herd = Herd::start(&[
         "run",

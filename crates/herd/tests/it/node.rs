@@ -10,7 +10,7 @@ const SERVER: &str =
 
 #[test]
 fn node_http_server_on_fd_3() {
-    let Some(node) = node() else { return };
+    let node = node();
     let script = TempPath::new("server.js");
     std::fs::write(&script.0, SERVER).unwrap();
     let mut herd = Herd::start(&[
@@ -54,7 +54,7 @@ fn node_http_server_on_fd_3() {
 /// cluster worker (it would never listen); it serves on fd 3.
 #[test]
 fn readme_quick_start_node_eval_one_liner() {
-    let Some(node) = node() else { return };
+    let node = node();
     let mut herd = Herd::start(&[
         "run", "-i", "2", "--listen", "127.0.0.1:0", "--", &node, "-e",
         "require('http').createServer((q,s)=>s.end('hello from '+process.pid+'\\n')).listen({fd:3})",

@@ -47,7 +47,7 @@ fn distinct_answers(herd: &Herd, url: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
-    let Some(node) = node() else { return };
+    let node = node();
     let port = free_port();
     let script = TempPath::new("cluster.js");
     std::fs::write(&script.0, basic_cluster(port)).unwrap();
@@ -92,7 +92,7 @@ fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
 /// slot's reuseport socket), nothing is bound on demand.
 #[test]
 fn listen_on_herds_port_gets_herds_socket() {
-    let Some(node) = node() else { return };
+    let node = node();
     let port = free_port();
     let script = TempPath::new("cluster.js");
     std::fs::write(&script.0, basic_cluster(port)).unwrap();
@@ -136,7 +136,7 @@ fn listen_on_herds_port_gets_herds_socket() {
 /// ready before it says so (PM2's wait_ready).
 #[test]
 fn ready_message_policy_waits_for_ready_not_listening() {
-    let Some(node) = node() else { return };
+    let node = node();
     let port = free_port();
     let script = TempPath::new("late-ready.js");
     std::fs::write(
@@ -172,7 +172,7 @@ fn ready_message_policy_waits_for_ready_not_listening() {
 /// request completes, every worker exits within the kill timeout, and herd exits 0.
 #[test]
 fn cluster_workers_drain_like_node_worker_kill() {
-    let Some(node) = node() else { return };
+    let node = node();
     let port = free_port();
     let script = TempPath::new("slow.js");
     std::fs::write(
@@ -279,7 +279,7 @@ fn listening_socket_flags(pid: u32, port: u16) -> Vec<u32> {
 /// log names the port the kernel chose, not the 0 that was asked.
 #[test]
 fn a_socket_bound_on_demand_for_port_0_is_logged_with_its_real_port() {
-    let Some(node) = node() else { return };
+    let node = node();
     let sticky = example("node/sticky.js");
     let mut herd = Herd::start(&[
         "run",

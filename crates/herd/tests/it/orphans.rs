@@ -81,17 +81,19 @@ fn orphans_of_workers_are_reaped_by_herd_as_subreaper() {
 
 #[test]
 fn orphans_are_reaped_by_herd_as_pid_1() {
-    let probe = Command::new("unshare")
+    let probe = Command::new(util_linux("unshare"))
         .args(["--pid", "--fork", "--kill-child", "--mount-proc", "true"])
         .output();
     match probe {
         Ok(o) if o.status.success() => {}
         other => {
-            eprintln!("SKIPPED: `unshare --pid --fork --mount-proc` does not work here: {other:?}");
+            skip(&format!(
+                "`unshare --pid --fork --mount-proc` does not work here: {other:?}"
+            ));
             return;
         }
     }
-    let mut cmd = Command::new("unshare");
+    let mut cmd = Command::new(util_linux("unshare"));
     cmd.args([
         "--pid",
         "--fork",

@@ -12,11 +12,7 @@ fn example() -> String {
 
 #[test]
 fn python_example_serves_from_every_worker_and_stops_cleanly() {
-    let Some(python) = which("python3") else {
-        eprintln!("SKIPPED: python3 is not on PATH");
-        return;
-    };
-    let python = python.display().to_string();
+    let python = python();
     let app = example();
     let mut herd = Herd::start(&[
         "run",

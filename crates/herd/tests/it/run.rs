@@ -214,10 +214,7 @@ fn every_ready_notification_counts() {
 /// `taskset -c 0` it is one worker, and the log says why.
 #[test]
 fn instances_max_honours_the_affinity_mask() {
-    let Some(taskset) = which("taskset") else {
-        eprintln!("SKIPPED: taskset is not on PATH");
-        return;
-    };
+    let taskset = util_linux("taskset");
     let mut cmd = std::process::Command::new(taskset);
     cmd.args([
         "-c",
@@ -249,7 +246,9 @@ fn herd_raises_its_open_file_limit_and_workers_keep_the_original() {
         .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
         .unwrap_or(0);
     if hard <= 1000 {
-        eprintln!("SKIPPED: the hard open-file limit ({hard}) leaves nothing to raise");
+        skip(&format!(
+            "the hard open-file limit ({hard}) leaves nothing to raise"
+        ));
         return;
     }
     let mut cmd = std::process::Command::new("sh");

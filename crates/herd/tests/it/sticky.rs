@@ -46,7 +46,7 @@ fn start(prog: Prog, n: usize, flags: &[&str]) -> (Herd, u16) {
             .args(["-p", &port.to_string(), "-i", &n.to_string()])
             .args(flags)
             .arg("--")
-            .arg(which("node").unwrap())
+            .arg(node())
             .arg(&file)
             .env("APP_PORT", port.to_string());
         cmd
@@ -107,9 +107,6 @@ fn slot_of_pid(herd: &Herd, pid: u32) -> usize {
 /// (SIGTTIN) moves only the sources whose new first choice is the new slot, about a
 /// quarter of them; one fewer again (SIGTTOU) gives every source its first worker back.
 fn same_source_same_worker_and_scaling_moves_few(prog: Prog) {
-    if node().is_none() {
-        return;
-    }
     let _serial = serial();
     let (mut herd, port) = start(prog, 3, &[]);
 
@@ -217,9 +214,6 @@ fn at_once(herd: &Herd, port: u16, srcs: &[Ipv4Addr]) -> BTreeMap<Ipv4Addr, (u32
 /// `--sticky-wait 1s`, then each goes to its next choice, the same one every time; the
 /// other clients keep their workers.
 fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
-    if node().is_none() {
-        return;
-    }
     let _serial = serial();
     let (mut herd, port) = start(
         prog,
@@ -318,9 +312,6 @@ fn article_worker_crashed_slot_clients_go_to_their_next_choice_after_the_wait() 
 /// same slot (or, if the replacement is not ready within the 2 s, by its next choice, but
 /// not before); once the replacement is ready, all the slot's clients are back on it.
 fn crashed_slot_clients_wait_for_the_replacement(prog: Prog) {
-    if node().is_none() {
-        return;
-    }
     let _serial = serial();
     let (mut herd, port) = start(prog, 3, &[]);
     let before = mapping(&herd, port, 1);

@@ -214,7 +214,7 @@ fn handoff_mode_with_workers_that_take_no_connection_is_explained() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(herd.count_log("take no handed-over connection"), 1);
     herd.signal(nix::sys::signal::Signal::SIGTERM);
-    herd.wait_exit(T);
+    assert_eq!(herd.wait_exit(T), 0);
 }
 
 /// `herd check herd.toml`: a typo is reported with its file, line, column, key path and a

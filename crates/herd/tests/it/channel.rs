@@ -152,7 +152,12 @@ fn stop_message_ignored_is_killed_after_the_kill_timeout() {
     let asked = Instant::now();
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 3);
-    assert!(asked.elapsed() >= Duration::from_millis(900));
+    let took = asked.elapsed();
+    // The 1 s kill timeout, plus slack for a loaded machine.
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     herd.wait_log("did not stop within the kill timeout");
 }
 
@@ -242,5 +247,6 @@ time.sleep(60)
     );
     herd.wait_log("did not acknowledge a handle");
     herd.signal(Signal::SIGTERM);
-    herd.wait_exit(T);
+    // python3 has no SIGTERM handler: it dies of the signal herd sent, a clean stop.
+    assert_eq!(herd.wait_exit(T), 0);
 }

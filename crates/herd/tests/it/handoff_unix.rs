@@ -23,8 +23,9 @@ fn pid_over(path: &std::path::Path) -> Result<u32, String> {
 }
 
 /// Runs `program` with 2 workers on a unix listener in `balance`; every one of 20
-/// connections is answered and both workers answer.
-fn over_unix(balance: &str, program: &[&str], tag: &str) {
+/// connections, one after the other, is answered and both workers answer. Returns the pid
+/// that answered each connection, in order.
+fn over_unix(balance: &str, program: &[&str], tag: &str) -> Vec<u32> {
     let sock = TempPath::new(tag);
     let listen = format!("unix:{}", sock.s());
     let mut args = vec!["run", "-i", "2", "--ready", "notify", "--balance", balance];
@@ -34,20 +35,19 @@ fn over_unix(balance: &str, program: &[&str], tag: &str) {
     cmd.args(&args).env("SOCK", sock.s());
     let mut herd = Herd::spawn(cmd, false, true);
     herd.wait_ready(2);
-    let mut pids = HashSet::new();
-    for i in 0..20 {
-        match pid_over(&sock.0) {
-            Ok(pid) => {
-                pids.insert(pid);
-            }
-            Err(e) => herd.fail(&format!("connection {i} over the unix socket: {e}")),
-        }
-    }
+    let answers: Vec<u32> = (0..20)
+        .map(|i| {
+            pid_over(&sock.0)
+                .unwrap_or_else(|e| herd.fail(&format!("connection {i} over the unix socket: {e}")))
+        })
+        .collect();
+    let pids: HashSet<u32> = answers.iter().copied().collect();
     if pids.len() != 2 {
-        herd.fail(&format!("expected both workers to answer, got {pids:?}"));
+        herd.fail(&format!("expected both workers to answer, got {answers:?}"));
     }
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
+    answers
 }
 
 #[test]
@@ -73,15 +73,20 @@ fn channel_workers_get_unix_connections_as_messages() {
     );
 }
 
-/// A unix socket's clients have no address: sticky gives them to the workers in turn.
+/// A unix socket's clients have no address: sticky gives them to the workers in turn, so
+/// consecutive connections alternate (a hash of a fixed address would give all to one).
 #[test]
 fn sticky_on_a_unix_listener_takes_turns() {
     let python = python();
     let handoff = example("handoff.py");
-    over_unix(
+    let answers = over_unix(
         "sticky",
         &[&python, handoff.to_str().unwrap()],
         "sticky-py.sock",
+    );
+    assert!(
+        answers.windows(2).all(|w| w[0] != w[1]),
+        "consecutive connections went to the same worker: {answers:?}"
     );
 }
 

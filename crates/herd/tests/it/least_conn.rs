@@ -148,9 +148,10 @@ fn plain_node_workers_connections_go_to_the_idle_worker_once_counted() {
     let mut run = 0;
     let mut answers: Vec<u32> = Vec::new();
     while run < 10 {
-        if started.elapsed() > Duration::from_secs(10) {
+        // Counts are asked every 100 ms: the idle worker shows within a few polls.
+        if started.elapsed() > Duration::from_secs(3) {
             herd.fail(&format!(
-                "worker {heavy} holds {} connections, worker {light} none, yet no 10 requests in a row went to {light} in 10 s: {answers:?}",
+                "worker {heavy} holds {} connections, worker {light} none, yet no 10 requests in a row went to {light} in 3 s: {answers:?}",
                 held.len()
             ));
         }
@@ -236,7 +237,7 @@ fn python_workers_that_never_answer_the_count_are_served() {
     let took = started.elapsed();
     // Far more than enough on a loaded machine; a herd waiting for an answer that never
     // comes would need seconds per connection.
-    if took > Duration::from_secs(10) {
+    if took > Duration::from_secs(5) {
         herd.fail(&format!("100 requests took {took:?}"));
     }
     let workers: BTreeSet<u32> = live_workers(&herd).into_values().collect();

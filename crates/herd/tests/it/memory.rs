@@ -1,6 +1,8 @@
 //! `--max-memory-restart`: a worker whose memory grows over the limit is replaced, the
 //! replacement first, then the old worker stopped gracefully, with no failed request.
 
+use std::time::Instant;
+
 use crate::common::*;
 
 #[test]
@@ -32,17 +34,27 @@ fn a_worker_over_the_memory_limit_is_replaced_without_a_gap() {
         mark,
         &format!("stopping worker {APP}:{slot} (pid {grower})"),
     );
+    let (_, line) = herd.wait_log_from(mark, &format!("worker {APP}:{slot} spawned as pid "));
+    let replacement = parse_spawned(&line).unwrap().1;
     let ready = herd.lines(Out::Stderr)[mark..stop_at]
         .iter()
-        .any(|l| l.contains(&format!("worker {APP}:{slot} (pid ")) && l.contains(" ready after "));
-    assert!(ready, "replacement ready before the stop:\n{}", herd.dump());
-    herd.who_until("the grown worker gone", |p, _| p != grower);
-    while pid_alive(grower) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        .any(|l| l.contains(&format!("(pid {replacement}) ready after ")));
+    if !ready {
+        herd.fail(&format!(
+            "the replacement {replacement} of slot {slot} was not ready before the grown worker {grower} was stopped"
+        ));
     }
-    let (answers, errors) = load.finish();
-    assert!(answers > 0);
-    assert!(errors.is_empty(), "{errors:?}\n{}", herd.dump());
+    herd.wait_gone(&[grower], T);
+    herd.who_until(
+        &format!("the replacement {replacement} in slot {slot}"),
+        |p, s| p == replacement && s == slot,
+    );
+    let since = Instant::now();
+    let ok = load.ok();
+    herd.wait_until("50 more answers", T, || load.ok() >= ok + 50);
+    if let Err(e) = load.finish_clean(since) {
+        herd.fail(&format!("while the grown worker was replaced: {e}"));
+    }
     // The other slot was left alone.
     let after = live_workers(&herd);
     for (s, pid) in before {

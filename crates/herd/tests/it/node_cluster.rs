@@ -229,7 +229,9 @@ fn cluster_workers_drain_like_node_worker_kill() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(slow.join().unwrap(), Ok((200, "slow done".to_string())));
     assert_eq!(herd.wait_exit(T), 0, "every worker stopped in time");
-    assert!(asked.elapsed() < Duration::from_secs(8));
+    // The 1 s request and the workers' exit, far from the 8 s kill timeout.
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
     assert_eq!(herd.count_log("disconnecting Node cluster worker"), 2);
 }
 
@@ -299,5 +301,5 @@ fn a_socket_bound_on_demand_for_port_0_is_logged_with_its_real_port() {
         "the log names port 0, not the bound one: {line}"
     );
     herd.signal(Signal::SIGTERM);
-    herd.wait_exit(T);
+    assert_eq!(herd.wait_exit(T), 0);
 }

@@ -1,6 +1,7 @@
 //! Processes never outlive herd, and herd reaps what its workers orphan: as a child
 //! subreaper, and as PID 1 of a pid namespace.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 use crate::common::*;
@@ -14,7 +15,7 @@ fn sigkill_of_herd_takes_every_worker_with_it() {
     let workers = herd.worker_pids();
     assert!(workers.iter().all(|p| pid_alive(*p)));
     herd.signal(Signal::SIGKILL);
-    herd.wait_status(T);
+    assert_eq!(herd.wait_status(T).signal(), Some(libc::SIGKILL));
     // Re-parented to init, they might linger as zombies if init does not reap: that still
     // counts as stopped, so report states but only require "not running".
     herd.wait_until(
@@ -159,7 +160,7 @@ fn sigkill_of_herd_takes_the_workers_children_with_it() {
         grandchildren.len() == 2
     });
     herd.signal(Signal::SIGKILL);
-    herd.wait_status(T);
+    assert_eq!(herd.wait_status(T).signal(), Some(libc::SIGKILL));
     herd.wait_until(
         &format!(
             "the workers' children die with herd (states {:?})",

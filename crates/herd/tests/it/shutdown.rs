@@ -54,7 +54,9 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     assert_eq!(body.len(), len, "complete body: {resp:?}");
     assert!(ident(body).is_some(), "{body:?}");
     assert!(head.contains("Connection: close"), "{head}");
-    assert!(t0.elapsed() < Duration::from_secs(10));
+    // The 1.5 s request, then the worker exits: well before any kill timeout.
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
     herd.wait_gone(&workers, Duration::from_secs(5));
     let left = in_groups(&workers);
     assert!(
@@ -89,11 +91,12 @@ fn stubborn_worker_is_killed_after_the_kill_timeout_exit_3() {
     if code != 3 {
         herd.fail(&format!("exit code {code}, expected 3"));
     }
+    // The 1 s kill timeout, plus slack for a loaded machine.
     assert!(
-        took >= Duration::from_millis(900),
+        took >= Duration::from_secs(1),
         "herd waited the kill timeout before SIGKILL: {took:?}"
     );
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
     assert_eq!(herd.count_log("did not stop within the kill timeout"), 2);
     herd.wait_gone(&workers, Duration::from_secs(5));
 }
@@ -125,6 +128,7 @@ fn second_sigint_kills_at_once() {
     if code != 3 {
         herd.fail(&format!("exit code {code}, expected 3"));
     }
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // At once, not after the 60 s kill timeout.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     herd.wait_gone(&workers, Duration::from_secs(5));
 }

@@ -241,7 +241,8 @@ fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
         if *pid == victim {
             herd.fail(&format!("the dead worker {victim} answered {src}"));
         }
-        if *took > Duration::from_secs(5) {
+        // The 1 s sticky wait, plus slack for a loaded machine.
+        if *took > Duration::from_secs(3) {
             herd.fail(&format!(
                 "the source {src} of the crashed worker was answered only after {took:?} (--sticky-wait 1s)"
             ));

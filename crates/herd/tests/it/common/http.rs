@@ -196,7 +196,8 @@ pub fn get_from(src: std::net::Ipv4Addr, port: u16, path: &str) -> Result<(u32, 
 /// of a second request head, so that no keep-alive idle timeout of the worker closes it.
 /// Dropping it closes the connection.
 pub struct Held {
-    pub stream: std::net::TcpStream,
+    /// Open until dropped.
+    _stream: std::net::TcpStream,
     pub pid: u32,
 }
 
@@ -211,6 +212,9 @@ impl Held {
         stream
             .write_all(b"GET / HTTP/1.1\r\n")
             .map_err(|e| format!("starting the second request: {e}"))?;
-        Ok(Held { stream, pid })
+        Ok(Held {
+            _stream: stream,
+            pid,
+        })
     }
 }

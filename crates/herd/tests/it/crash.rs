@@ -93,10 +93,12 @@ fn crash_loop_is_errored_and_exits_4() {
     }
     let pids = herd.worker_pids();
     // `--max-restarts 2`: the third unstable exit (of the app, whichever slot) makes it
-    // errored, so the two first starts and exactly two restarts, nothing more.
-    if pids.len() != 4 || herd.count_log(&format!("restarting worker {APP}:")) != 2 {
+    // errored. The first two exits are each restarted; a restart not yet spawned when the
+    // app became errored never is. So 3 or 4 workers in all, and exactly 2 restarts.
+    let restarts = herd.count_log(&format!("restarting worker {APP}:"));
+    if !(3..=4).contains(&pids.len()) || restarts != 2 {
         herd.fail(&format!(
-            "expected 2 workers and 2 restarts before the app is errored; spawned {pids:?}"
+            "expected 2 restarts and at most 2 + 2 workers before the app is errored; {restarts} restarts, spawned {pids:?}"
         ));
     }
     herd.wait_gone(&pids, Duration::from_secs(5));

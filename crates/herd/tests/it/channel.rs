@@ -252,3 +252,47 @@ time.sleep(60)
     // SIGKILLed after the 1 s kill timeout, and herd says so with its exit code.
     assert_eq!(herd.wait_exit(T), 3);
 }
+
+/// sd_notify `STATUS=…` is logged with the worker's slot, `WATCHDOG=1` is understood (not
+/// reported as garbage), and the worker goes on serving.
+#[test]
+fn status_and_watchdog_on_notify_socket() {
+    let python = python();
+    let script = r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+p = os.environ["NOTIFY_SOCKET"]
+s.sendto(b"STATUS=warming up", p)
+s.sendto(b"WATCHDOG=1", p)
+s.sendto(b"READY=1\nSTATUS=serving 3 conns\nWATCHDOG=1", p)
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "notify",
+        "--name",
+        "st",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        &python,
+        "-c",
+        script,
+        worker_bin(),
+    ]);
+    herd.wait_ready(1);
+    let (first, _) = herd.wait_log_from(0, "worker st:0 status: warming up");
+    herd.wait_log_from(first + 1, "worker st:0 status: serving 3 conns");
+    assert_eq!(herd.get("/").0, 200);
+    let garbage: Vec<String> = herd
+        .lines(Out::Stderr)
+        .into_iter()
+        .filter(|l| l.contains("NOTIFY_SOCKET") || l.contains("WATCHDOG"))
+        .collect();
+    assert!(garbage.is_empty(), "{garbage:?}");
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

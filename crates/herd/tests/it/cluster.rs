@@ -99,3 +99,42 @@ fn hello_cluster_serves_reports_events_and_messages_reloads_and_exits() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// The README: "A reply returned from `on_message` goes back to the worker that sent the
+/// message." examples/on_message.rs: `/ask?n=N` makes the answering worker send `{"n":N}`
+/// and wait for the reply, which `on_message` builds from the sender (`n`, its slot and
+/// pid). Each answer carries its own `n` and the pid of the worker that answered; a reply
+/// sent to the wrong worker, or to every worker, would be read by a later `/ask` of that
+/// worker and carry a stale `n`.
+#[test]
+fn on_message_replies_go_back_to_the_sender() {
+    let exe = PathBuf::from(herd_bin())
+        .parent()
+        .unwrap()
+        .join("examples/on_message");
+    assert!(exe.exists(), "{} is not built", exe.display());
+    let (mut herd, port) = start_on_free_port(2, |port| {
+        let mut cmd = Command::new(&exe);
+        cmd.env("PORT", port.to_string()).env("INSTANCES", "2");
+        cmd
+    });
+    let mut slots = HashSet::new();
+    for n in 0..40u64 {
+        let (code, body) = http_get(&format!("http://127.0.0.1:{port}/ask?n={n}"))
+            .unwrap_or_else(|e| herd.fail(&e));
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| herd.fail(&format!("{e}: {body:?}")));
+        let reply = &v["reply"];
+        if reply["n"] != n || reply["pid"] != v["me"] {
+            herd.fail(&format!(
+                "request {n} was answered by worker {} with the reply {reply} (its own n and pid expected)",
+                v["me"]
+            ));
+        }
+        slots.insert(reply["slot"].as_u64().unwrap_or(99));
+    }
+    assert_eq!(slots, HashSet::from([0, 1]), "both workers asked");
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

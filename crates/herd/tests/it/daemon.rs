@@ -434,3 +434,69 @@ fn a_reload_aborted_at_the_first_slot_fails() {
         ));
     }
 }
+
+/// `herd send NAME JSON` reaches every worker's channel: Node workers print what their
+/// `process.on('message')` gets, into their log files.
+#[test]
+fn send_reaches_every_workers_process_on_message() {
+    let node = node();
+    let d = Daemon::new();
+    d.file(
+        "recv.js",
+        "process.on('message', (m) => console.log('got ' + JSON.stringify(m)));\n\
+         require('http').createServer((q, s) => s.end('ok\\n')).listen({ fd: 3 });\n",
+    );
+    let file = d.file(
+        "herd.toml",
+        &format!(
+            "[apps.recv]\ncommand = [{node:?}, \"recv.js\"]\ninstances = 2\nlisten = [\"127.0.0.1:0\"]\n"
+        ),
+    );
+    d.ok(&["start", file.to_str().unwrap()]);
+    d.wait_online("recv", 2);
+    let r = d.ok(&["send", "recv", r#"{"hello":"world","n":[1,2]}"#]);
+    let logs = d.home().join("logs");
+    for slot in 0..2 {
+        let log = logs.join(format!("recv-{slot}.out.log"));
+        d.wait_until(
+            &format!("{} shows the message (send said: {r})", log.display()),
+            T,
+            || {
+                std::fs::read_to_string(&log)
+                    .is_ok_and(|t| t.contains(r#"got {"hello":"world","n":[1,2]}"#))
+            },
+        );
+    }
+    let r = d.refused(&["send", "nosuch", "{}"]);
+    assert!(r.stderr.contains("nosuch"), "{r}");
+}
+
+/// `herd start --no-wait` answers at once: with workers that never become ready (and a
+/// listen timeout of 5 minutes), a waiting start would not return before the CLI deadline.
+#[test]
+fn start_no_wait_answers_before_the_workers_are_ready() {
+    let d = Daemon::new();
+    let file = d.file(
+        "herd.toml",
+        &testworker_args_app(
+            "slow",
+            &["--notify", "--never-ready"],
+            2,
+            "ready = \"notify\"\nlisten_timeout = \"5m\"",
+        ),
+    );
+    let t0 = Instant::now();
+    let r = d.ok(&["start", file.to_str().unwrap(), "--no-wait"]);
+    let took = t0.elapsed();
+    // The daemon's own start included (about 0.1 s): far from any readiness wait.
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}\n{r}");
+    let ws = d.workers("slow");
+    assert!(
+        ws.iter().all(|w| w.state != "online"),
+        "right after `start --no-wait`: {ws:?}\n{r}"
+    );
+    d.wait_until("both workers spawned (and still not ready)", T, || {
+        let ws = d.workers("slow");
+        ws.len() == 2 && ws.iter().all(|w| w.pid.is_some() && w.state != "online")
+    });
+}

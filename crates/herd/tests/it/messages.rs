@@ -2,6 +2,8 @@
 //! with `{"herd":"count"}`, ask for the totals with `{"herd":"stats"}`, and message each
 //! other with `{"herd":"send"}`.
 
+use std::time::{Duration, Instant};
+
 use crate::common::*;
 use nix::sys::signal::Signal;
 
@@ -84,4 +86,60 @@ fn counters_stats_and_messages_between_workers() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
     herd.wait_log("counters of node: {\"requests\":");
+}
+
+/// "herd logs the counters every 10 s when they changed": a count logged at the next 10 s
+/// tick, a second count not before the tick after that, and nothing while they do not
+/// change. (This test waits through three ticks, about 30 s.)
+#[test]
+fn counters_are_logged_every_10_s_when_they_changed() {
+    // A worker that counts `hits` on each SIGUSR1 (sh runs its trap between two sleeps).
+    let worker = r#"trap 'printf "{\"herd\":\"count\",\"key\":\"hits\"}\n" >&"$NODE_CHANNEL_FD"' USR1
+printf '"ready"\n' >&"$NODE_CHANNEL_FD"
+while :; do sleep 0.05; done"#;
+    let mut herd = Herd::start(&[
+        "run", "-i", "1", "--ready", "notify", "--name", "counted", "--", "sh", "-c", worker,
+    ]);
+    herd.wait_ready(1);
+    let pid = herd.worker_pids()[0];
+    let usr1 =
+        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGUSR1).unwrap();
+    let logged = |total: u64| {
+        format!(r#"counters of counted: {{"hits":{{"slots":{{"0":{total}}},"total":{total}}}}}"#)
+    };
+    usr1();
+    // The first tick is at most 10 s away.
+    herd.wait_line_from(
+        Out::Stderr,
+        0,
+        "the first count logged",
+        |l| l.contains(&logged(1)),
+        Duration::from_secs(25),
+    );
+    let first = Instant::now();
+    usr1();
+    let (at, _) = herd.wait_line_from(
+        Out::Stderr,
+        0,
+        "the second count logged",
+        |l| l.contains(&logged(2)),
+        Duration::from_secs(25),
+    );
+    let second = Instant::now();
+    let between = second - first;
+    if between < Duration::from_secs(8) || between > Duration::from_secs(15) {
+        herd.fail(&format!(
+            "the two counter lines came {between:?} apart, expected one 10 s tick"
+        ));
+    }
+    // No change: the next tick logs nothing.
+    std::thread::sleep(Duration::from_secs(12));
+    let lines = herd.lines(Out::Stderr);
+    if let Some(l) = lines[at + 1..].iter().find(|l| l.contains("counters of")) {
+        herd.fail(&format!(
+            "counters logged although they did not change: {l}"
+        ));
+    }
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
 }

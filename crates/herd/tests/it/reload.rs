@@ -272,3 +272,24 @@ fn scale_down_before_ready_leaves_no_connection_hanging() {
         ));
     }
 }
+
+/// The README's signals table: SIGUSR2, like SIGHUP, is a rolling reload.
+#[test]
+fn sigusr2_is_a_rolling_reload() {
+    let herd = Herd::testworkers(2);
+    herd.wait_ready(2);
+    let old = herd.worker_pids();
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGUSR2);
+    herd.wait_log_from(mark, &format!("reload of {APP} done"));
+    herd.wait_gone(&old, T);
+    let new: HashSet<u32> = live_workers(&herd).into_values().collect();
+    if new.len() != 2 || new.iter().any(|p| old.contains(p)) {
+        herd.fail(&format!("after SIGUSR2: workers {new:?}, old ones {old:?}"));
+    }
+    let now = answering(&herd, 20);
+    assert!(
+        now.is_subset(&new),
+        "{now:?} answered, the workers are {new:?}"
+    );
+}

@@ -132,3 +132,55 @@ fn second_sigint_kills_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     herd.wait_gone(&workers, Duration::from_secs(5));
 }
+
+/// `--stop-signal SIG` (`SIGUSR1`, `QUIT`, `10`, …): the workers ignore SIGTERM and die of
+/// the configured signal, at once: herd exits 0 long before the 30 s kill timeout, having
+/// killed nobody.
+#[test]
+fn stop_signal_is_what_the_workers_get() {
+    for (given, name) in [
+        ("SIGUSR1", "SIGUSR1"),
+        ("QUIT", "SIGQUIT"),
+        ("10", "SIGUSR1"),
+    ] {
+        let mut herd = Herd::start(&[
+            "run",
+            "-i",
+            "2",
+            "--stop-signal",
+            given,
+            "--kill-timeout",
+            "30s",
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            worker_bin(),
+            "--ignore-term",
+        ]);
+        herd.wait_ready(2);
+        let workers = herd.worker_pids();
+        let t0 = Instant::now();
+        herd.signal(Signal::SIGTERM);
+        let code = herd.wait_exit(T);
+        let took = t0.elapsed();
+        if code != 0 || took > Duration::from_secs(3) {
+            herd.fail(&format!(
+                "--stop-signal {given}: exit code {code} after {took:?} (0, at once, expected)"
+            ));
+        }
+        for pid in &workers {
+            let (_, line) = herd.wait_log_from(0, &format!("(pid {pid})"));
+            let exit = herd
+                .lines(Out::Stderr)
+                .into_iter()
+                .find(|l| l.contains(&format!("(pid {pid})")) && l.contains(name))
+                .unwrap_or_else(|| {
+                    herd.fail(&format!(
+                        "--stop-signal {given}: no line says worker {pid} ended by {name} ({line})"
+                    ))
+                });
+            assert!(!exit.contains("SIGKILL"), "{exit}");
+        }
+        assert_eq!(herd.count_log("did not stop within the kill timeout"), 0);
+    }
+}

@@ -400,3 +400,55 @@ fn proxied_workers_same_source_same_worker() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// "A client keeps its slot … across restarts of herd": the slot a client address gets
+/// with 3 slots is a fixed function of the address, the same in two herd processes, and
+/// pinned here (rendezvous hashing of the IPv4 address with each slot number): a change
+/// of the hash would move every client of a restarted herd to another worker.
+#[test]
+fn sticky_slots_are_the_same_across_herd_restarts() {
+    let _serial = serial();
+    const PINNED: [(u8, usize); 10] = [
+        (2, 2),
+        (3, 0),
+        (4, 1),
+        (5, 1),
+        (6, 0),
+        (7, 1),
+        (8, 2),
+        (9, 2),
+        (10, 0),
+        (11, 2),
+    ];
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut herd = Herd::start(&[
+            "run",
+            "--proxy",
+            "--balance",
+            "sticky",
+            "-i",
+            "3",
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            worker_bin(),
+        ]);
+        herd.wait_ready(3);
+        let port = herd.port();
+        let slots: Vec<(u8, usize)> = PINNED
+            .iter()
+            .map(|(last, _)| {
+                let src = Ipv4Addr::new(127, 0, 0, *last);
+                let (_, body) = get_from(src, port, "/").unwrap_or_else(|e| herd.fail(&e));
+                let (_, slot) = ident(&body).unwrap_or_else(|| herd.fail(&body));
+                (*last, slot)
+            })
+            .collect();
+        herd.signal(Signal::SIGTERM);
+        assert_eq!(herd.wait_exit(T), 0);
+        runs.push(slots);
+    }
+    assert_eq!(runs[0], runs[1], "two herd processes");
+    assert_eq!(runs[0], PINNED, "127.0.0.N -> slot with 3 slots");
+}

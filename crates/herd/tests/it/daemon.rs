@@ -82,26 +82,28 @@ fn start_from_file_lists_both_apps_and_they_answer() {
 #[test]
 fn start_from_a_command_and_again_does_not_duplicate() {
     let d = Daemon::new();
-    let port = free_port().to_string();
-    let args = [
-        "start",
-        "--name",
-        "x",
-        "-i",
-        "2",
-        "-p",
-        &port,
-        "--",
-        worker_bin(),
-    ];
-    let r = d.run(&args);
-    if r.code != 0 && r.stderr.contains("already in use") {
-        eprintln!("SKIPPED: port {port} was taken meanwhile:\n{r}");
-        return;
-    }
-    if r.code != 0 {
-        d.fail(&format!("expected exit 0:\n{r}"));
-    }
+    // A port picked before the start; another if someone took it meanwhile.
+    let (port, args) = (0..5)
+        .find_map(|_| {
+            let port = free_port().to_string();
+            let args = ["start", "--name", "x", "-i", "2", "-p", &port, "--"]
+                .map(String::from)
+                .to_vec();
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            all.push(worker_bin());
+            let r = d.run(&all);
+            if r.code != 0 && r.stderr.contains("already in use") {
+                let _ = d.run(&["delete", "x"]);
+                return None;
+            }
+            if r.code != 0 {
+                d.fail(&format!("expected exit 0:\n{r}"));
+            }
+            Some((port, args))
+        })
+        .unwrap_or_else(|| d.fail("five free ports in a row were taken before herd bound them"));
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.push(worker_bin());
     let pids = d.wait_online("x", 2);
     let port: u16 = port.parse().unwrap();
     assert_eq!(d.port("x"), port);

@@ -392,6 +392,7 @@ fn a_nacked_handle_is_sent_again_3_tries_in_all() {
 fn sixteen_handles_in_flight_per_worker() {
     let herd = handle_worker(&["hold"]);
     let port = herd.port();
+    let base = fd_count(herd.pid());
     // The first handle is acknowledged: the worker is one that takes connections.
     let (status, _) = request_on(
         &mut connect_from(Ipv4Addr::LOCALHOST, port).unwrap(),
@@ -400,7 +401,9 @@ fn sixteen_handles_in_flight_per_worker() {
     )
     .unwrap_or_else(|e| herd.fail(&e));
     assert_eq!(status, 200);
-    let base = fd_count(herd.pid());
+    herd.wait_until("herd closed its copy of the first connection", T, || {
+        fd_count(herd.pid()) == base
+    });
     let clients: Vec<std::net::TcpStream> = (0..30)
         .map(|_| {
             let mut s = connect_from(Ipv4Addr::LOCALHOST, port).unwrap();
@@ -412,9 +415,14 @@ fn sixteen_handles_in_flight_per_worker() {
             s
         })
         .collect();
-    herd.wait_until("herd holds the 30 connections", T, || {
-        fd_count(herd.pid()) >= base + 30
-    });
+    herd.wait_until(
+        &format!(
+            "herd holds the 30 connections ({} fds, {base} before)",
+            fd_count(herd.pid())
+        ),
+        T,
+        || fd_count(herd.pid()) >= base + 30,
+    );
     herd.wait_line_from(
         Out::Stdout,
         0,

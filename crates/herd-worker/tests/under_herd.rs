@@ -5,7 +5,10 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -41,17 +44,106 @@ fn round_robin_hands_connections_to_both_workers() {
     assert_eq!(distinct.len(), 2, "{slots:?}");
 }
 
+/// The worker answers least-conn's count question (`NODE_SOCKET_GET_COUNT`) with the
+/// connections it holds open. Three held connections (the request head never finished) on
+/// one worker, none on the other: from then on every new connection goes to the idle one.
+/// Without the counts herd takes every connection as still open, and alternates.
 #[test]
 fn least_conn_gets_the_workers_connection_counts() {
     let (herd, port) = herd(&["-i", "2", "--balance", "least-conn", "--ready", "notify"]);
     herd.wait_count("ready", 2, |l| l.contains("ready after"));
-    let slots: HashSet<String> = (0..8).map(|_| slot_of(&get(port, "/"))).collect();
-    assert_eq!(slots.len(), 2, "{slots:?}");
+    let workers = worker_pids(&herd, 2);
+    // Held connections, each on its own thread of its worker: which worker holds each is
+    // read from /proc (the worker's fd of the socket whose peer is our end).
+    let mut held: Vec<(TcpStream, u32)> = Vec::new();
+    while held.len() < 6 {
+        let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        conn.set_read_timeout(Some(T)).unwrap();
+        (&conn).write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let owner = wait_owner(&conn, &workers, &herd);
+        held.push((conn, owner));
+    }
+    let busy = held[0].1;
+    let idle = *workers.iter().find(|p| **p != busy).unwrap();
+    held.retain(|(_, owner)| *owner == busy);
+    assert!(!held.is_empty());
+    // Closed on our side; the idle worker's threads see EOF and drop theirs.
+    let mut answers = Vec::new();
+    let started = Instant::now();
+    let mut run = 0;
+    while run < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "worker {busy} holds {} connections, worker {idle} none, yet no 10 requests in a row went to {idle} in 5 s ({} requests, the last: {:?})\n{}",
+            held.len(),
+            answers.len(),
+            &answers[answers.len().saturating_sub(20)..],
+            herd.output()
+        );
+        let pid = pid_of(&get(port, "/"));
+        answers.push(pid);
+        run = if pid == idle { run + 1 } else { 0 };
+    }
     assert!(
         !herd.output().contains("did not acknowledge"),
         "{}",
         herd.output()
     );
+}
+
+/// The pids of the `n` workers, from herd's `spawned as pid` lines.
+fn worker_pids(herd: &Proc, n: usize) -> Vec<u32> {
+    herd.wait_count("spawned", n, |l| l.contains(" spawned as pid "));
+    herd.output()
+        .lines()
+        .filter_map(|l| l.split(" spawned as pid ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Which of `workers` has the server end of `conn` open (polled: herd hands it over).
+fn wait_owner(conn: &TcpStream, workers: &[u32], herd: &Proc) -> u32 {
+    let ours = conn.local_addr().unwrap().port();
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(inode) = server_inode(ours) {
+            let target = format!("socket:[{inode}]");
+            for &w in workers {
+                let fds = std::fs::read_dir(format!("/proc/{w}/fd"))
+                    .into_iter()
+                    .flatten();
+                if fds.flatten().any(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|t| t.to_str() == Some(&target))
+                }) {
+                    return w;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker holds the connection from port {ours}\n{}",
+            herd.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The inode of the server-side socket whose peer is 127.0.0.1:`client_port`.
+fn server_inode(client_port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let remote = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+        (remote == client_port && f.get(3) == Some(&"01")).then(|| f[9].to_string())
+    })
+}
+
+/// The `pid=` of a `pid=… slot=…` body.
+fn pid_of(body: &str) -> u32 {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {body:?}"))
 }
 
 #[test]

@@ -1,0 +1,79 @@
+//! The programs the tests run besides herd. Every machine that runs the suite has them
+//! (`.ci/run` installs them): a missing one fails the test with how to install it, it
+//! never passes silently.
+
+use std::path::PathBuf;
+
+/// A path to `name` in PATH, if any.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The path of `name`; fails the test, saying how to install it, if it is not on PATH.
+pub fn require(name: &str, install: &str) -> String {
+    match which(name) {
+        Some(p) => p.display().to_string(),
+        None => panic!(
+            "this test needs `{name}`, which is not on PATH: install it ({install}; `.ci/run` does)"
+        ),
+    }
+}
+
+/// The path of `node` (Node.js 20).
+pub fn node() -> String {
+    require(
+        "node",
+        "Node.js 20: `apt-get install nodejs npm` on Debian, or nodejs.org",
+    )
+}
+
+/// The path of `npm`.
+pub fn npm() -> String {
+    require(
+        "npm",
+        "`apt-get install npm`, or Node.js 20 from nodejs.org",
+    )
+}
+
+/// The path of `python3`.
+pub fn python() -> String {
+    require("python3", "`apt-get install python3`")
+}
+
+/// The path of a program of util-linux (`setpriv`, `taskset`, `unshare`).
+pub fn util_linux(name: &str) -> String {
+    require(name, "`apt-get install util-linux`")
+}
+
+/// A file of the repository's `examples` folder.
+pub fn example(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(rel)
+}
+
+/// Express for the article's examples: `npm ci` in examples/node, once per test process,
+/// unless node_modules has it already (`.ci/run` installs it up front).
+pub fn npm_installed() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let dir = example("node");
+        if dir.join("node_modules/express/package.json").exists() {
+            return;
+        }
+        let out = std::process::Command::new(npm())
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .expect("cannot run npm");
+        assert!(
+            out.status.success(),
+            "`npm ci` in {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}

@@ -1,0 +1,35 @@
+//! herd's integration tests, one test crate (one link instead of one per file): each module
+//! runs the real `herd` binary with real workers over real sockets and signals. The shared
+//! harness is in `common/`. `tests/reap.rs` stays a binary of its own: the reaper it tests
+//! takes any child of the process.
+
+mod common;
+
+mod article;
+mod bad_input;
+mod channel;
+mod cluster;
+mod cluster_examples;
+mod crash;
+mod daemon;
+mod daemon_apps;
+mod daemon_cli;
+mod daemon_logs;
+mod daemon_redefine;
+mod handoff_plain;
+mod handoff_unix;
+mod import;
+mod least_conn;
+mod memory;
+mod messages;
+mod node;
+mod node_cluster;
+mod orphans;
+mod output;
+mod proxy;
+mod python;
+mod reload;
+mod round_robin;
+mod run;
+mod shutdown;
+mod sticky;

@@ -1,0 +1,305 @@
+//! Unmodified Node `cluster` programs: herd sets NODE_UNIQUE_ID, so the program takes its
+//! worker branch and `listen(port)` asks herd for the server over the channel (Node's
+//! NODE_CLUSTER protocol); herd answers with its own socket for that port, or a shared
+//! socket bound on demand.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use nix::sys::signal::Signal;
+
+/// The article's "Basic Cluster Setup", with the port as a parameter.
+fn basic_cluster(port: u16) -> String {
+    format!(
+        r#"
+const cluster = require('cluster');
+const http = require('http');
+const os = require('os');
+const numCPUs = os.cpus().length;
+if (cluster.isPrimary) {{
+  console.log(`Primary ${{process.pid}} is running`);
+  for (let i = 0; i < numCPUs; i++) cluster.fork();
+}} else {{
+  http.createServer((req, res) => {{
+    res.writeHead(200);
+    res.end(`Hello from worker ${{process.pid}} id ${{cluster.worker.id}} instance ${{process.env.NODE_APP_INSTANCE}}\n`);
+  }}).listen({port});
+  console.log(`Worker ${{process.pid}} started`);
+}}
+"#
+    )
+}
+
+/// Asks until `n` distinct workers answered; returns their bodies.
+fn distinct_answers(herd: &Herd, url: &str, n: usize) -> Vec<String> {
+    let mut seen = HashSet::new();
+    herd.wait_until(&format!("{n} distinct workers answer {url}"), T, || {
+        let (status, body) = http_get(url).unwrap_or_else(|e| herd.fail(&e));
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body.trim().to_string());
+        seen.len() == n
+    });
+    let mut v: Vec<String> = seen.into_iter().collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
+    let node = node();
+    let port = free_port();
+    let script = TempPath::new("cluster.js");
+    std::fs::write(&script.0, basic_cluster(port)).unwrap();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    assert_eq!(herd.count_log("(Node cluster worker listening)"), 2);
+    herd.wait_log(&format!(
+        "listening on 0.0.0.0:{port} (shared), asked by Node cluster worker"
+    ));
+    let answers = distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
+    // cluster.worker.id is the slot + 1, NODE_APP_INSTANCE the slot.
+    assert!(
+        answers[0].ends_with("id 1 instance 0") || answers[1].ends_with("id 1 instance 0"),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().any(|a| a.ends_with("id 2 instance 1")),
+        "{answers:?}"
+    );
+    assert_eq!(
+        herd.lines(Out::Stdout)
+            .iter()
+            .filter(|l| l.contains("Primary"))
+            .count(),
+        0,
+        "the program took its worker branch"
+    );
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `listen(PORT)` where herd listens on PORT: the worker serves herd's own socket (its
+/// slot's reuseport socket), nothing is bound on demand.
+#[test]
+fn listen_on_herds_port_gets_herds_socket() {
+    let node = node();
+    let port = free_port();
+    let script = TempPath::new("cluster.js");
+    std::fs::write(&script.0, basic_cluster(port)).unwrap();
+    let port_s = port.to_string();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--ready",
+        "notify",
+        "-p",
+        &port_s,
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
+    assert_eq!(
+        herd.count_log("(shared), asked by"),
+        0,
+        "nothing bound on demand"
+    );
+    // A rolling reload replaces both workers on the same sockets.
+    let old = herd.worker_pids();
+    let mark = herd.mark(Out::Stderr);
+    herd.signal(Signal::SIGHUP);
+    herd.wait_log_from(mark, "reload of node done");
+    let new = distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
+    for o in old {
+        assert!(
+            new.iter().all(|a| !a.contains(&format!("worker {o} "))),
+            "old pid {o} still answers: {new:?}"
+        );
+    }
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `--ready message`: a cluster worker that listens at once but says "ready" later is not
+/// ready before it says so (PM2's wait_ready).
+#[test]
+fn ready_message_policy_waits_for_ready_not_listening() {
+    let node = node();
+    let port = free_port();
+    let script = TempPath::new("late-ready.js");
+    std::fs::write(
+        &script.0,
+        format!(
+            "require('http').createServer((q,s)=>s.end('ok')).listen({port}, () => setTimeout(() => process.send('ready'), 800));\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "message",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "ready before the message"
+    );
+    assert_eq!(herd.count_log("(\"ready\" message)"), 1);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// SIGTERM with a request in flight in an unmodified Node cluster worker (which has no
+/// SIGTERM handler): herd disconnects the workers like Node's `worker.kill()`, so the
+/// request completes, every worker exits within the kill timeout, and herd exits 0.
+#[test]
+fn cluster_workers_drain_like_node_worker_kill() {
+    let node = node();
+    let port = free_port();
+    let script = TempPath::new("slow.js");
+    std::fs::write(
+        &script.0,
+        format!(
+            r#"require('http').createServer((req, res) => {{
+    if (req.url === '/slow') {{ console.log('slow start'); setTimeout(() => res.end('slow done'), 1000); }}
+  else res.end('fast');
+}}).listen({port});
+"#
+        ),
+    )
+    .unwrap();
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--kill-timeout",
+        "8s",
+        "--",
+        &node,
+        script.s(),
+    ]);
+    herd.wait_ready(2);
+    // Every worker's epoll wakes for a connection on the shared socket; the losers' accept
+    // must return EAGAIN, not block: the socket must be nonblocking, as Node's primary's are.
+    for pid in herd.worker_pids() {
+        let flags = listening_socket_flags(pid, port);
+        assert!(
+            !flags.is_empty(),
+            "worker {pid} holds no listening socket on {port}"
+        );
+        assert!(
+            flags.iter().all(|f| f & libc::O_NONBLOCK as u32 != 0),
+            "blocking listening socket in worker {pid}: {flags:?}"
+        );
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..10 {
+        assert_eq!(http_get(&format!("{url}/")).unwrap().0, 200);
+    }
+    let slow = std::thread::spawn({
+        let url = format!("{url}/slow");
+        move || http_get(&url)
+    });
+    herd.wait_line_from(
+        Out::Stdout,
+        0,
+        "the slow request reaching a worker",
+        |l| l.contains("slow start"),
+        T,
+    );
+    let asked = Instant::now();
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(slow.join().unwrap(), Ok((200, "slow done".to_string())));
+    assert_eq!(herd.wait_exit(T), 0, "every worker stopped in time");
+    // The 1 s request and the workers' exit, far from the 8 s kill timeout.
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(herd.count_log("disconnecting Node cluster worker"), 2);
+}
+
+/// The fd flags of every fd of `pid` that is a TCP socket listening on `port`.
+fn listening_socket_flags(pid: u32, port: u16) -> Vec<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    let mut flags = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let target = std::fs::read_link(e.path())
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        if inodes.contains(&target) {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            if let Some(v) = info.lines().find_map(|l| l.strip_prefix("flags:")) {
+                flags.push(u32::from_str_radix(v.trim(), 8).unwrap_or(0));
+            }
+        }
+    }
+    flags
+}
+
+/// A Node cluster worker's `listen(0, 'localhost')` (the article's sticky worker): herd's
+/// log names the port the kernel chose, not the 0 that was asked.
+#[test]
+fn a_socket_bound_on_demand_for_port_0_is_logged_with_its_real_port() {
+    let node = node();
+    let sticky = example("node/sticky.js");
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--balance",
+        "round-robin",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        &node,
+        sticky.to_str().unwrap(),
+    ]);
+    let line = herd.wait_log("(shared), asked by");
+    assert!(
+        !line.contains(":0 (shared)"),
+        "the log names port 0, not the bound one: {line}"
+    );
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

@@ -1,0 +1,186 @@
+//! Stopping: SIGTERM drains in-flight requests and exits 0; a stubborn worker is killed
+//! after --kill-timeout (exit 3); a second SIGINT kills at once.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use nix::sys::signal::Signal;
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let mut herd = Herd::testworkers(2);
+    herd.wait_ready(2);
+    let port = herd.port();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    conn.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let client = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let r = conn.read_to_end(&mut out);
+        (
+            r.map_err(|e| e.to_string()),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    });
+    let workers = herd.worker_pids();
+    // The request is being served once a worker's connection thread sleeps in /slow.
+    herd.wait_until("a worker is inside the /slow request", T, || {
+        workers.iter().any(|p| worker_in_slow_request(*p))
+    });
+    let t0 = Instant::now();
+    herd.signal(Signal::SIGTERM);
+    let code = herd.wait_exit(T);
+    let (read, resp) = client.join().unwrap();
+    if code != 0 {
+        herd.fail(&format!("exit code {code}, expected 0"));
+    }
+    if read.is_err() || !resp.starts_with("HTTP/1.1 200") {
+        herd.fail(&format!(
+            "the in-flight response was lost: {read:?} {resp:?}"
+        ));
+    }
+    // Complete: the body has Content-Length bytes.
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(body.len(), len, "complete body: {resp:?}");
+    assert!(ident(body).is_some(), "{body:?}");
+    assert!(head.contains("Connection: close"), "{head}");
+    // The 1.5 s request, then the worker exits: well before any kill timeout.
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    herd.wait_gone(&workers, Duration::from_secs(5));
+    let left = in_groups(&workers);
+    assert!(
+        left.is_empty(),
+        "processes left in the workers' groups: {left:?}"
+    );
+    let kids = children_of(herd.pid());
+    assert!(kids.is_empty(), "processes with herd as parent: {kids:?}");
+}
+
+#[test]
+fn stubborn_worker_is_killed_after_the_kill_timeout_exit_3() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--kill-timeout",
+        "1s",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+        "--ignore-term",
+    ]);
+    herd.wait_ready(2);
+    let workers = herd.worker_pids();
+    let t0 = Instant::now();
+    herd.signal(Signal::SIGTERM);
+    herd.wait_log("did not stop within the kill timeout");
+    let code = herd.wait_exit(T);
+    let took = t0.elapsed();
+    if code != 3 {
+        herd.fail(&format!("exit code {code}, expected 3"));
+    }
+    // The 1 s kill timeout, plus slack for a loaded machine.
+    assert!(
+        took >= Duration::from_secs(1),
+        "herd waited the kill timeout before SIGKILL: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(herd.count_log("did not stop within the kill timeout"), 2);
+    herd.wait_gone(&workers, Duration::from_secs(5));
+}
+
+#[test]
+fn second_sigint_kills_at_once() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--kill-timeout",
+        "60s",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+        "--ignore-term",
+    ]);
+    herd.wait_ready(2);
+    let workers = herd.worker_pids();
+    let t0 = Instant::now();
+    herd.signal(Signal::SIGINT);
+    herd.wait_log("shutting down");
+    // The workers ignore it: herd is waiting for them.
+    assert!(herd.try_exit().is_none());
+    herd.signal(Signal::SIGINT);
+    herd.wait_log("forced shutdown");
+    let code = herd.wait_exit(Duration::from_secs(10));
+    if code != 3 {
+        herd.fail(&format!("exit code {code}, expected 3"));
+    }
+    // At once, not after the 60 s kill timeout.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    herd.wait_gone(&workers, Duration::from_secs(5));
+}
+
+/// `--stop-signal SIG` (`SIGUSR1`, `QUIT`, `10`, …): the workers ignore SIGTERM and die of
+/// the configured signal, at once: herd exits 0 long before the 30 s kill timeout, having
+/// killed nobody.
+#[test]
+fn stop_signal_is_what_the_workers_get() {
+    for (given, name) in [
+        ("SIGUSR1", "SIGUSR1"),
+        ("QUIT", "SIGQUIT"),
+        ("10", "SIGUSR1"),
+    ] {
+        let mut herd = Herd::start(&[
+            "run",
+            "-i",
+            "2",
+            "--stop-signal",
+            given,
+            "--kill-timeout",
+            "30s",
+            "--listen",
+            "127.0.0.1:0",
+            "--",
+            worker_bin(),
+            "--ignore-term",
+        ]);
+        herd.wait_ready(2);
+        let workers = herd.worker_pids();
+        let t0 = Instant::now();
+        herd.signal(Signal::SIGTERM);
+        let code = herd.wait_exit(T);
+        let took = t0.elapsed();
+        if code != 0 || took > Duration::from_secs(3) {
+            herd.fail(&format!(
+                "--stop-signal {given}: exit code {code} after {took:?} (0, at once, expected)"
+            ));
+        }
+        for pid in &workers {
+            let (_, line) = herd.wait_log_from(0, &format!("(pid {pid})"));
+            let exit = herd
+                .lines(Out::Stderr)
+                .into_iter()
+                .find(|l| l.contains(&format!("(pid {pid})")) && l.contains(name))
+                .unwrap_or_else(|| {
+                    herd.fail(&format!(
+                        "--stop-signal {given}: no line says worker {pid} ended by {name} ({line})"
+                    ))
+                });
+            assert!(!exit.contains("SIGKILL"), "{exit}");
+        }
+        assert_eq!(herd.count_log("did not stop within the kill timeout"), 0);
+    }
+}

@@ -104,7 +104,7 @@ fn sources(client: &Client, name: Option<&str>) -> Result<Vec<Source>, String> {
     };
     let mut out: Vec<Source> = apps
         .iter()
-        .filter(|a| name.map_or(true, |n| n == a.name))
+        .filter(|a| name.is_none_or(|n| n == a.name))
         .flat_map(|a| {
             a.logs.iter().map(|f| Source {
                 app: a.name.clone(),

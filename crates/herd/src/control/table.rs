@@ -75,7 +75,7 @@ pub fn render(apps: &[AppInfo]) -> String {
                 line.push_str("  ");
             }
             line.push_str(cell);
-            line.extend(std::iter::repeat(' ').take(w - cell.chars().count()));
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
         }
         out.push_str(line.trim_end());
         out.push('\n');

@@ -5,7 +5,9 @@
 //! It implements herd's worker contract by itself (the `LISTEN_FDS` sockets, sd_notify,
 //! the stop signals), with neither herd's library nor the `herd-worker` SDK: it is the
 //! oracle the integration tests hold herd to, so a bug shared by herd and its SDK cannot
-//! cancel out. A test below keeps it that way.
+//! cancel out. A test below keeps it that way. It is not for users either: its `[[bin]]`
+//! requires the `testworker` feature, which only tests turn on (see `Cargo.toml`), so
+//! `cargo install` leaves it out.
 //!
 //! Modules: `flags` (the command line), `sockets` (passed or bound listeners), `stop`
 //! (signals and the self-pipe), `notify` (sd_notify), `serve` (accept threads, the open

@@ -52,8 +52,9 @@ Run:  scripts/bench/balance.py             (about 6 minutes)
       ROUNDS=5 KINDS=node-shared,node-cluster-none PARTS=a scripts/bench/balance.py
 Checks: every herd worker ready within READY_TIMEOUT (5 s) and no "which is not a
   worker" in herd's log, else "BUG: ..." (counted; exit status 1).
-Needs: python3 (stdlib), cargo, wrk, node. Builds herd with `cargo build --release`
-first. Every process it starts is killed at exit.
+Needs: python3 (stdlib), cargo, wrk, node. Builds herd and herd-testworker with
+`cargo build --release -p herd --features testworker` first. Every process it
+starts is killed at exit.
 """
 import atexit
 import os
@@ -541,8 +542,10 @@ def part_b():
 
 
 def main():
-    log("# cargo build --release")
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    # herd-testworker is built only with herd's `testworker` feature (see lib.sh).
+    log("# cargo build --release -p herd --features testworker")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "herd", "--features", "testworker"],
+                   cwd=ROOT, check=True)
     if "a" in PARTS:
         part_a()
     if "b" in PARTS:

@@ -52,8 +52,8 @@ if [ -n "${HERD_BIN:-}" ]; then
     HERD=$HERD_BIN   # e.g. a patched build to compare; the workers stay this tree's
     log "# herd = $HERD"
 else
-    log "# cargo build --release -p herd"
-    (cd "$ROOT" && cargo build --release -q -p herd) || { log "build failed"; exit 1; }
+    log "# cargo build --release -p herd --features testworker"
+    (cd "$ROOT" && cargo build --release -q -p herd --features testworker) || { log "build failed"; exit 1; }
 fi
 command -v hyperfine >/dev/null 2>&1 || apt-get install -y hyperfine >/dev/null 2>&1 || true
 

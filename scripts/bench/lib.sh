@@ -17,8 +17,11 @@ _TRACKED=()
 log() { printf '%s\n' "$*" >&2; }
 
 bench_build() {
-    log "# cargo build --release"
-    (cd "$ROOT" && cargo build --release -q) || { log "build failed"; exit 1; }
+    # herd-testworker is built only with herd's `testworker` feature (it is kept out of
+    # `cargo install`). `-p herd` is needed: from the workspace root, `herd/testworker`
+    # would name herd's dev-dependency on itself, which a plain build leaves out.
+    log "# cargo build --release -p herd --features testworker"
+    (cd "$ROOT" && cargo build --release -q -p herd --features testworker) || { log "build failed"; exit 1; }
 }
 
 need_wrk() {

@@ -11,21 +11,31 @@
 
 use std::time::Instant;
 
-use super::{Action, Log, Mode, State, Supervisor};
+use super::state::{Phase, Replacement, ReplacementKind, Restarts};
+use super::{Action, Log, Supervisor};
 
 impl Supervisor {
+    /// Only while running (a shutdown ignores samples in `step.rs`).
     pub(super) fn on_memory(&mut self, pid: u32, rss: u64, now: Instant, out: &mut Vec<Action>) {
         let Some(limit) = self.policy.max_memory else {
             return;
         };
-        if rss <= limit || self.mode != Mode::Running || self.errored || self.reload.is_some() {
+        // Running, neither errored nor reloading.
+        let quiet = matches!(
+            self.phase,
+            Phase::Running {
+                restarts: Restarts::On(_),
+                reload: None
+            }
+        );
+        if rss <= limit || !quiet {
             return;
         }
         let Some(id) = self.id_of_pid(pid) else {
             return;
         };
         let w = &self.workers[&id];
-        if w.state != State::Ready || w.draining {
+        if !w.serves() {
             return;
         }
         let slot = w.slot;
@@ -33,7 +43,7 @@ impl Supervisor {
             return;
         };
         let waiting = s.memory_retry_at.is_some_and(|t| now < t);
-        if s.current != Some(id) || s.replacement.is_some() || waiting {
+        if s.worker() != Some(id) || s.replacement.is_some() || waiting {
             return;
         }
         let in_flight = self
@@ -50,10 +60,11 @@ impl Supervisor {
             rss,
             limit,
         }));
-        let new = self.spawn(slot, now, out);
-        let s = &mut self.slots[slot];
-        s.replacement = Some(new);
-        s.memory_replacement = true;
+        let worker = self.spawn(slot, now, out);
+        self.slots[slot].replacement = Some(Replacement {
+            worker,
+            kind: ReplacementKind::Memory,
+        });
     }
 
     /// The memory replacement of `slot` failed (already taken out of the slot): the old

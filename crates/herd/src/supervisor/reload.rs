@@ -1,48 +1,47 @@
 //! Rolling reload: desired generation = N + 1, then per slot "start the replacement on
 //! the same sockets, wait until it is ready, stop the old worker", `reload_parallel`
-//! slots at a time. A failure stops the plan and leaves the old workers serving.
+//! slots at a time. A failure stops the plan and leaves the old workers serving. A reload
+//! is also how an errored app recovers, and how slots left empty for good are started again.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Action, Log, Mode, ReloadPlan, StopReason, Supervisor};
+use super::restarts::FlapWindow;
+use super::state::{Phase, ReloadPlan, Replacement, ReplacementKind, Restarts, SlotState};
+use super::{Action, Log, StopReason, Supervisor};
 
 impl Supervisor {
+    /// Only while running (a shutdown refuses it in `step.rs`).
     pub(super) fn on_reload(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.mode != Mode::Running {
-            out.push(Action::Log(Log::Ignored {
-                what: "reload",
-                why: "shutting down",
-            }));
+        let Phase::Running { restarts, .. } = &mut self.phase else {
             return;
-        }
-        if self.errored {
+        };
+        if let Restarts::Errored = restarts {
             // A reload is how a user ships the fix for a crash loop: start over.
-            self.errored = false;
-            self.unstable.clear();
+            *restarts = Restarts::On(FlapWindow::default());
             out.push(Action::Log(Log::Recovered));
             for s in &mut self.slots {
                 s.backoff.reset();
-                if s.current.is_none() {
-                    s.restart_at = Some(now);
-                    s.restart_counts = false;
-                }
             }
         }
-        // Slots whose worker exited for good (autorestart off, a stop exit code) are started
-        // again: a reload means "run the program in every slot".
+        // Empty slots start again, with the new program: those of an errored app, and
+        // those whose worker exited for good (autorestart off, a stop exit code), since a
+        // reload means "run the program in every slot". (A slot waiting for its restart
+        // keeps its time; none is waiting in an errored app.)
         for s in &mut self.slots {
-            if s.parked.take().is_some() && s.current.is_none() && !self.errored {
-                s.restart_at = Some(now);
-                s.restart_counts = false;
+            if let SlotState::Empty | SlotState::Parked { .. } = s.state {
+                s.state = SlotState::Pending {
+                    at: now,
+                    restart: false,
+                };
             }
         }
-        let superseded = self.reload.is_some();
+        let superseded = self.reload_plan().is_some();
         // Replacements of an older plan (or memory replacements) are not serving yet: drop
         // them, never double up; the reload replaces their slots anyway.
         for slot in 0..self.slots.len() {
-            if let Some(id) = self.slots[slot].take_replacement() {
-                self.stop_or_forget(id, StopReason::ReloadCancelled, now, out);
+            if let Some(r) = self.slots[slot].replacement.take() {
+                self.stop_or_forget(r.worker, StopReason::ReloadCancelled, now, out);
             }
         }
         self.generation += 1;
@@ -52,20 +51,22 @@ impl Supervisor {
             slots: pending.len(),
             superseded,
         }));
-        self.reload = Some(ReloadPlan {
-            total: pending.len(),
-            pending,
-            done: 0,
-        });
+        if let Phase::Running { reload, .. } = &mut self.phase {
+            *reload = Some(ReloadPlan {
+                total: pending.len(),
+                pending,
+                done: 0,
+            });
+        }
     }
 
     /// Starts replacements while fewer than `reload_parallel` are in flight; ends the plan
     /// when every slot runs the new generation.
     pub(super) fn advance_reload(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.mode != Mode::Running {
-            return;
-        }
-        let Some(plan) = self.reload.as_mut() else {
+        let Phase::Running {
+            reload: Some(plan), ..
+        } = &mut self.phase
+        else {
             return;
         };
         let parallel = self.policy.reload_parallel.max(1);
@@ -80,7 +81,7 @@ impl Supervisor {
                 break;
             };
             let needs = self.slots.get(slot).is_some_and(|s| {
-                s.current
+                s.worker()
                     .and_then(|id| self.workers.get(&id))
                     .is_some_and(|w| w.generation < self.generation)
             });
@@ -94,11 +95,16 @@ impl Supervisor {
         }
         let finished = plan.pending.is_empty() && in_flight == 0;
         for slot in starts {
-            let id = self.spawn(slot, now, out);
-            self.slots[slot].replacement = Some(id);
+            let worker = self.spawn(slot, now, out);
+            self.slots[slot].replacement = Some(Replacement {
+                worker,
+                kind: ReplacementKind::Reload,
+            });
         }
         if finished {
-            self.reload = None;
+            if let Phase::Running { reload, .. } = &mut self.phase {
+                *reload = None;
+            }
             out.push(Action::Log(Log::ReloadDone {
                 generation: self.generation,
             }));
@@ -109,17 +115,15 @@ impl Supervisor {
     /// A memory replacement counts as a restart of the slot.
     pub(super) fn promote(&mut self, slot: usize, now: Instant, out: &mut Vec<Action>) {
         let s = &mut self.slots[slot];
-        let memory = s.memory_replacement;
-        let Some(new) = s.take_replacement() else {
+        let Some(new) = s.replacement.take() else {
             return;
         };
-        let old = s.current.replace(new);
-        // The slot may have been empty, waiting for a restart: the replacement is that restart.
-        s.restart_at = None;
-        s.restart_counts = false;
-        s.parked = None;
+        // The slot may have been empty, waiting for a restart (or parked): the replacement
+        // is that restart.
+        let old = std::mem::replace(&mut s.state, SlotState::Filled(new.worker));
         s.backoff.reset();
         s.memory_retry_at = None;
+        let memory = new.kind == ReplacementKind::Memory;
         if memory {
             s.restarts = s.restarts.saturating_add(1);
             self.total_restarts = self.total_restarts.saturating_add(1);
@@ -129,10 +133,13 @@ impl Supervisor {
         } else {
             StopReason::Replaced
         };
-        if let Some(old) = old {
+        if let SlotState::Filled(old) = old {
             self.stop_or_forget(old, reason, now, out);
         }
-        if let Some(plan) = self.reload.as_mut() {
+        if let Phase::Running {
+            reload: Some(plan), ..
+        } = &mut self.phase
+        {
             plan.done += 1;
             out.push(Action::Log(Log::ReloadProgress {
                 slot,
@@ -150,12 +157,22 @@ impl Supervisor {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        self.reload = None;
+        if let Phase::Running { reload, .. } = &mut self.phase {
+            *reload = None;
+        }
         for s in 0..self.slots.len() {
-            if let Some(id) = self.slots[s].take_replacement() {
-                self.stop_or_forget(id, StopReason::ReloadCancelled, now, out);
+            if let Some(r) = self.slots[s].replacement.take() {
+                self.stop_or_forget(r.worker, StopReason::ReloadCancelled, now, out);
             }
         }
         out.push(Action::Log(Log::ReloadAborted { slot, reason }));
+    }
+
+    /// The rolling reload under way, if any.
+    pub(super) fn reload_plan(&self) -> Option<&ReloadPlan> {
+        match &self.phase {
+            Phase::Running { reload, .. } => reload.as_ref(),
+            _ => None,
+        }
     }
 }

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::time::Instant;
 
-use super::{Mode, Outcome, State, Supervisor, Worker, WorkerId};
+use super::state::{Phase, Restarts, SlotState, Stage, Worker};
+use super::{Outcome, Supervisor, WorkerId};
 
 /// One worker as `herd ls` shows it, or an empty slot (`pid` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +101,7 @@ impl Supervisor {
         let mut listed: Vec<WorkerId> = Vec::with_capacity(self.workers.len());
         for (i, slot) in self.slots.iter().enumerate() {
             match slot
-                .current
+                .worker()
                 .and_then(|id| Some((id, self.workers.get(&id)?)))
             {
                 Some((id, w)) => {
@@ -111,7 +112,7 @@ impl Supervisor {
                     slot: i,
                     pid: None,
                     generation: self.generation,
-                    state: self.empty_slot_state(slot.parked.is_some()),
+                    state: self.empty_slot_state(slot.state),
                     started: slot.vacant_since,
                     restarts: slot.restarts,
                     replacement: false,
@@ -119,7 +120,7 @@ impl Supervisor {
             }
             if let Some((id, w)) = slot
                 .replacement
-                .and_then(|id| Some((id, self.workers.get(&id)?)))
+                .and_then(|r| Some((r.worker, self.workers.get(&r.worker)?)))
             {
                 listed.push(id);
                 views.push(self.view(w, slot.restarts, true));
@@ -154,38 +155,52 @@ impl Supervisor {
 
     /// The state of the whole app.
     pub fn app_state(&self) -> AppState {
-        if self.exited {
-            return match self.outcome {
-                Some(Outcome::Errored) => AppState::Errored,
-                _ => AppState::Stopped,
-            };
-        }
-        match self.mode {
-            Mode::ShuttingDown { .. } => AppState::Stopping,
-            Mode::Running if self.slots.is_empty() => AppState::Stopped,
-            Mode::Running if self.errored => AppState::Errored,
-            Mode::Running if self.reload.is_some() => AppState::Reloading,
-            Mode::Running => AppState::Running,
+        match &self.phase {
+            Phase::Ended {
+                outcome: Outcome::Errored,
+                ..
+            } => AppState::Errored,
+            Phase::Ended { .. } => AppState::Stopped,
+            Phase::ShuttingDown { .. } => AppState::Stopping,
+            Phase::Running { .. } if self.slots.is_empty() => AppState::Stopped,
+            Phase::Running {
+                restarts: Restarts::Errored,
+                ..
+            } => AppState::Errored,
+            Phase::Running {
+                reload: Some(_), ..
+            } => AppState::Reloading,
+            Phase::Running { .. } => AppState::Running,
         }
     }
 
-    fn empty_slot_state(&self, parked: bool) -> WorkerState {
-        if parked || self.mode != Mode::Running {
-            WorkerState::Stopped
-        } else if self.errored {
-            WorkerState::Errored
-        } else {
-            WorkerState::Waiting
+    /// What an empty slot in `state` shows. After the run ended errored, an empty slot
+    /// that was not parked is one the crash loop left empty.
+    fn empty_slot_state(&self, state: SlotState) -> WorkerState {
+        if let SlotState::Parked { .. } = state {
+            return WorkerState::Stopped;
+        }
+        match &self.phase {
+            Phase::Running {
+                restarts: Restarts::Errored,
+                ..
+            }
+            | Phase::Ended {
+                outcome: Outcome::Errored,
+                ..
+            } => WorkerState::Errored,
+            Phase::Running { .. } => WorkerState::Waiting,
+            Phase::ShuttingDown { .. } | Phase::Ended { .. } => WorkerState::Stopped,
         }
     }
 
     fn view(&self, w: &Worker, restarts: u32, replacement: bool) -> WorkerView {
-        let state = match w.state {
-            State::Spawning => WorkerState::Spawning,
-            State::Starting { .. } => WorkerState::Starting,
-            State::Ready if w.draining => WorkerState::Stopping,
-            State::Ready => WorkerState::Ready,
-            State::Stopping { .. } => WorkerState::Stopping,
+        let state = match w.stage {
+            Stage::Spawning => WorkerState::Spawning,
+            Stage::Starting { .. } => WorkerState::Starting,
+            Stage::Ready if w.draining => WorkerState::Stopping,
+            Stage::Ready => WorkerState::Ready,
+            Stage::Stopping { .. } => WorkerState::Stopping,
         };
         WorkerView {
             slot: w.slot,

@@ -335,6 +335,16 @@ mod tests {
         Arc::new(vec![("PATH".into(), "/bin:/usr/bin".into())])
     }
 
+    /// The app `name` planned as the daemon plans it, with a PATH of /bin and /usr/bin.
+    fn planned(name: &str, app: &AppConfig) -> Result<RunPlan, PlanError> {
+        plan(
+            Some(name),
+            app,
+            Some(base()),
+            &crate::observe::cpus::cpu_budget(),
+        )
+    }
+
     /// Every default a `herd run` flag's help states is what leaving the flag out means:
     /// the help text and the one place defaults are applied cannot drift apart.
     #[test]
@@ -389,13 +399,7 @@ mod tests {
             max_memory_restart: Some(1 << 30),
             ..AppConfig::default()
         };
-        let plan = plan(
-            Some("-dash"),
-            &app,
-            Some(base()),
-            &crate::observe::cpus::cpu_budget(),
-        )
-        .unwrap();
+        let plan = planned("-dash", &app).unwrap();
         assert_eq!(plan.name, "-dash", "a name may start with `-`");
         assert!(plan.program.ends_with("sh"), "found in the app's PATH");
         assert_eq!(plan.policy.instances, 3);
@@ -412,13 +416,12 @@ mod tests {
 
     #[test]
     fn only_the_sockets_and_balancing_are_fixed_for_a_running_app() {
-        let budget = crate::observe::cpus::cpu_budget();
         let app = AppConfig {
             program: "sh".into(),
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             ..AppConfig::default()
         };
-        let running = plan(Some("web"), &app, Some(base()), &budget).unwrap();
+        let running = planned("web", &app).unwrap();
         let worker_side = AppConfig {
             args: vec!["-c".into(), "exit 0".into()],
             instances: Some(crate::config::Instances::Count(3)),
@@ -426,14 +429,14 @@ mod tests {
             env: [("A".to_string(), "1".to_string())].into(),
             ..app.clone()
         };
-        let new = plan(Some("web"), &worker_side, Some(base()), &budget).unwrap();
+        let new = planned("web", &worker_side).unwrap();
         assert_eq!(running.fixed_changes(&new), Vec::<String>::new());
         let moved = AppConfig {
             listen: vec!["127.0.0.1:9".parse().unwrap()],
             balance: Some(crate::listen::Balance::RoundRobin),
             ..app.clone()
         };
-        let new = plan(Some("web"), &moved, Some(base()), &budget).unwrap();
+        let new = planned("web", &moved).unwrap();
         let changes = running.fixed_changes(&new);
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert!(
@@ -449,13 +452,7 @@ mod tests {
             program: "no-such-program-herd".into(),
             ..AppConfig::default()
         };
-        let err = plan(
-            Some("api"),
-            &app,
-            Some(base()),
-            &crate::observe::cpus::cpu_budget(),
-        )
-        .unwrap_err();
+        let err = planned("api", &app).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("command `no-such-program-herd`"),
@@ -466,13 +463,7 @@ mod tests {
             cwd: Some("/no/such/dir".into()),
             ..AppConfig::default()
         };
-        let err = plan(
-            Some("api"),
-            &app,
-            Some(base()),
-            &crate::observe::cpus::cpu_budget(),
-        )
-        .unwrap_err();
+        let err = planned("api", &app).unwrap_err();
         assert!(err.to_string().contains("cwd `/no/such/dir`"), "{err}");
     }
 }

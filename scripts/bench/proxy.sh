@@ -10,18 +10,13 @@
 #   proxy        herd run --proxy --balance round-robin -i 2 -p P2 -- herd-testworker --notify
 #                (skipped, with a note, if this herd has no --proxy flag)
 #   relay-copy   examples/relay_bench.rs `serve`: one current-thread tokio relay, like
-#   relay-splice herd's driver, forwarding to the base pair with proxy::relay::relay
-#                (user-space copy) or proxy::relay::relay_splice (splice(2) via pipes).
-#                relay-splice/relay-copy is the number that chooses the relay variant;
+#                herd's driver's, forwarding to the base pair with proxy::relay::relay;
 #                relay-copy/base is the cost of one relay hop without the rest of herd.
+#                (A splice(2) relay was measured here too, 0.94x the copy, and removed.)
 # with `wrk -t2 -c64 -d5s --latency`, keep-alive and `-H 'Connection: close'`. All
 # servers run side by side (idle ones cost nothing) and the wrk runs alternate between
 # them ROUNDS times, the order rotating by one every round, so slow drifts of this noisy
 # 2-core machine hit all of them alike.
-#
-# Which relay herd itself uses is herd's choice, made from these numbers. Should herd
-# grow an env knob for it (e.g. HERD_RELAY=splice|copy; it does not exist today), run
-# this script once per value to see the choice inside herd as well.
 #
 # Run:     scripts/bench/proxy.sh               (ROUNDS=7 DUR=5s by default, ~7 min)
 #          ROUNDS=9 DUR=10s scripts/bench/proxy.sh
@@ -47,14 +42,14 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
 fi
 need_wrk
 
-P1=$(free_port); P2=$(free_port); P4=$(free_port); PC=$(free_port); PS=$(free_port)
+P1=$(free_port); P2=$(free_port); P4=$(free_port); PC=$(free_port)
 for p in "$P1" "$P1" "$P4" "$P4"; do "$TW" --port "$p" >/dev/null 2>&1 & track $!; done
 wait_port "$P1" && wait_port "$P4" || { log "baseline did not start"; exit 1; }
-"$RELAY" serve "127.0.0.1:$P1" "$PC" "$PS" >"$WORK/relay.log" 2>&1 & track $!
-wait_port "$PC" && wait_port "$PS" || { log "relay_bench did not start"; exit 1; }
+"$RELAY" serve "127.0.0.1:$P1" "$PC" >"$WORK/relay.log" 2>&1 & track $!
+wait_port "$PC" || { log "relay_bench did not start"; exit 1; }
 
-SERVERS=(base base2 relay-copy relay-splice)
-declare -A PORT=([base]=$P1 [base2]=$P4 [relay-copy]=$PC [relay-splice]=$PS [proxy]=$P2)
+SERVERS=(base base2 relay-copy)
+declare -A PORT=([base]=$P1 [base2]=$P4 [relay-copy]=$PC [proxy]=$P2)
 if "$HERD" run --help 2>/dev/null | grep -q -- '--proxy'; then
     start_herd_ready "$WORK/proxy.log" 2 --proxy --balance round-robin -i 2 -p "$P2" -- "$TW" --notify || exit 1
     # The worker must be reached through its own private port, not the public one.
@@ -65,7 +60,7 @@ if "$HERD" run --help 2>/dev/null | grep -q -- '--proxy'; then
     fi
     SERVERS+=(proxy)
 else
-    log "# $HERD has no --proxy flag yet: measuring base, base2 and the relay variants only"
+    log "# $HERD has no --proxy flag yet: measuring base, base2 and the bare relay only"
 fi
 
 RES=$WORK/results.jsonl
@@ -112,7 +107,7 @@ for conn in ("keepalive", "close"):
     for s, (rps, p99, err) in med.items():
         note = "  (noise floor)" if s == "base2" else ""
         print(f"{s:<13} {rps:>10.0f} {p99:>8.2f} {rps / b_rps:>9.3f} {p99 / b_p99:>9.3f} {err:>7}{note}")
-    pairs = [(s, "base") for s in servers if s != "base"] + [("relay-splice", "relay-copy")]
+    pairs = [(s, "base") for s in servers if s != "base"]
     if "proxy" in servers:
         pairs.append(("proxy", "relay-copy"))
     for num, den in pairs:

@@ -9,8 +9,7 @@
 //! - [`probe`]: knowing when a worker has started listening on it;
 //! - [`header`]: the PROXY protocol header (v1 text, v2 binary) that tells the worker who
 //!   the real client was;
-//! - [`relay`]: copying the bytes both ways for one connection, with half-close, either
-//!   through user-space buffers or (Linux) through `splice(2)`.
+//! - [`relay`]: copying the bytes both ways for one connection, with half-close.
 //!
 //! It must not choose workers, spawn tasks or keep state across connections: the driver
 //! does that. The per-connection path allocates nothing on the heap that it can avoid

@@ -1,20 +1,17 @@
 //! Relaying one client connection to one worker, both ways, until both sides are done.
 //!
-//! Two interchangeable implementations with the same signature, so the faster one can be
-//! chosen from measurements (see `scripts/bench/proxy.sh` and `examples/relay_bench.rs`):
+//! [`relay`] is tokio's `copy_bidirectional`, through a user-space buffer per direction.
+//! A `splice(2)` variant (a pipe per direction, the bytes never in user space, four more fds
+//! per connection) was measured against it and was no faster (`scripts/bench/proxy.sh`:
+//! 0.94× keep-alive), so it was removed; `examples/relay_bench.rs` measures the copy against
+//! no relay at all.
 //!
-//! - [`relay`]: tokio's `copy_bidirectional`, through a user-space buffer per direction;
-//! - [`relay_splice`] (Linux): `splice(2)` through a pipe per direction, so the bytes
-//!   never enter user space, at the cost of two pipes (four fds) per connection.
-//!
-//! Both connect to the worker, set `TCP_NODELAY` on both sockets (we forward each chunk
+//! It connects to the worker, set `TCP_NODELAY` on both sockets (we forward each chunk
 //! as it comes; batching is the endpoints' business), write the PROXY header if any, then
 //! copy. A half-close is forwarded: when one side shuts down its write half, the relay
 //! shuts down the write half towards the other side and keeps copying the other way.
 
 mod replay;
-#[cfg(target_os = "linux")]
-mod splice;
 #[cfg(test)]
 mod tests;
 
@@ -25,9 +22,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-#[cfg(target_os = "linux")]
-pub use splice::relay_splice;
-
 pub use replay::REPLAY_MAX;
 
 /// How long a connect to a worker may take. On loopback a connect is answered at once
@@ -36,9 +30,8 @@ pub use replay::REPLAY_MAX;
 /// past it the worker is stuck and another worker serves the client sooner.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Buffer size per direction for [`relay`]. tokio's default is 8 KiB; 64 KiB matches a
-/// pipe's capacity in [`relay_splice`], so the two variants move the same chunk sizes and
-/// a large transfer takes an eighth of the syscalls.
+/// Buffer size per direction for [`relay`]. tokio's default is 8 KiB; with 64 KiB (a
+/// pipe's capacity) a large transfer takes an eighth of the syscalls.
 const COPY_BUF: usize = 64 * 1024;
 
 /// Why a relay ended in failure.

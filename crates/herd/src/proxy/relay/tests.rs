@@ -1,4 +1,4 @@
-//! Both relay variants against real loopback sockets.
+//! The relay against real loopback sockets.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -13,32 +13,6 @@ use crate::proxy::ports::free_port;
 /// Generous bound so a broken relay fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Copy, Debug)]
-enum Variant {
-    Copy,
-    #[cfg(target_os = "linux")]
-    Splice,
-}
-
-const VARIANTS: &[Variant] = &[
-    Variant::Copy,
-    #[cfg(target_os = "linux")]
-    Variant::Splice,
-];
-
-async fn run(
-    v: Variant,
-    client: TcpStream,
-    worker: SocketAddr,
-    header: Option<Vec<u8>>,
-) -> Result<(u64, u64), RelayError> {
-    match v {
-        Variant::Copy => relay(client, worker, header.as_deref()).await,
-        #[cfg(target_os = "linux")]
-        Variant::Splice => relay_splice(client, worker, header.as_deref()).await,
-    }
-}
-
 /// A relayed pair: the client's end, the worker's end, and the relay task.
 struct Pair {
     client: TcpStream,
@@ -46,7 +20,7 @@ struct Pair {
     relay: JoinHandle<Result<(u64, u64), RelayError>>,
 }
 
-async fn pair(v: Variant, header: Option<Vec<u8>>) -> Pair {
+async fn pair(header: Option<Vec<u8>>) -> Pair {
     let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let workers = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let worker_addr = workers.local_addr().unwrap();
@@ -54,7 +28,7 @@ async fn pair(v: Variant, header: Option<Vec<u8>>) -> Pair {
         .await
         .unwrap();
     let (accepted, _) = public.accept().await.unwrap();
-    let relay = tokio::spawn(run(v, accepted, worker_addr, header));
+    let relay = tokio::spawn(async move { relay(accepted, worker_addr, header.as_deref()).await });
     let (worker, _) = workers.accept().await.unwrap();
     Pair {
         client,
@@ -63,10 +37,10 @@ async fn pair(v: Variant, header: Option<Vec<u8>>) -> Pair {
     }
 }
 
-/// Runs one variant's case, failing (not hanging) if it takes longer than [`LIMIT`].
-async fn within(v: Variant, case: impl std::future::Future<Output = ()>) {
+/// Runs a case, failing (not hanging) if it takes longer than [`LIMIT`].
+async fn within(case: impl std::future::Future<Output = ()>) {
     if tokio::time::timeout(LIMIT, case).await.is_err() {
-        panic!("{v:?}: timed out after {LIMIT:?}");
+        panic!("timed out after {LIMIT:?}");
     }
 }
 
@@ -93,17 +67,15 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 
 #[tokio::test]
 async fn echo_round_trip() {
-    for &v in VARIANTS {
-        within(v, echo_round_trip_case(v)).await;
-    }
+    within(echo_round_trip_case()).await;
 }
 
-async fn echo_round_trip_case(v: Variant) {
+async fn echo_round_trip_case() {
     let Pair {
         mut client,
         mut worker,
         relay,
-    } = pair(v, None).await;
+    } = pair(None).await;
     let echo = tokio::spawn(async move {
         let mut buf = [0u8; 1024];
         loop {
@@ -117,24 +89,24 @@ async fn echo_round_trip_case(v: Variant) {
     client.write_all(b"hello").await.unwrap();
     let mut got = [0u8; 5];
     client.read_exact(&mut got).await.unwrap();
-    assert_eq!(&got, b"hello", "{v:?}");
+    assert_eq!(&got, b"hello");
     client.shutdown().await.unwrap();
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).await.unwrap();
-    assert!(rest.is_empty(), "{v:?}");
+    assert!(rest.is_empty());
     echo.await.unwrap();
-    assert_eq!(finish(relay).await, (5, 5), "{v:?}");
+    assert_eq!(finish(relay).await, (5, 5));
 }
 
 #[tokio::test]
 async fn large_transfer_both_ways_at_once() {
     const LEN: usize = 8 << 20;
-    for &v in VARIANTS {
+    {
         let Pair {
             client,
             worker,
             relay,
-        } = pair(v, None).await;
+        } = pair(None).await;
         let (up, down) = (data(LEN, 1), data(LEN, 2));
         // Each end sends its 8 MiB while reading the other's, so neither direction can
         // wait for the other to finish first.
@@ -155,107 +127,99 @@ async fn large_transfer_both_ways_at_once() {
             tokio::time::timeout(LIMIT, async { (c.await.unwrap(), w.await.unwrap()) })
                 .await
                 .expect("transfer should finish");
-        assert!(at_worker == up, "{v:?}: worker got different bytes");
-        assert!(at_client == down, "{v:?}: client got different bytes");
-        assert_eq!(finish(relay).await, (LEN as u64, LEN as u64), "{v:?}");
+        assert!(at_worker == up, "worker got different bytes");
+        assert!(at_client == down, "client got different bytes");
+        assert_eq!(finish(relay).await, (LEN as u64, LEN as u64));
     }
 }
 
 #[tokio::test]
 async fn client_half_close_then_worker_answers() {
-    for &v in VARIANTS {
-        within(v, client_half_close_then_worker_answers_case(v)).await;
-    }
+    within(client_half_close_then_worker_answers_case()).await;
 }
 
-async fn client_half_close_then_worker_answers_case(v: Variant) {
+async fn client_half_close_then_worker_answers_case() {
     let Pair {
         mut client,
         mut worker,
         relay,
-    } = pair(v, None).await;
+    } = pair(None).await;
     client.write_all(b"request").await.unwrap();
     client.shutdown().await.unwrap();
     // The worker sees the end of the request...
     let mut req = Vec::new();
     worker.read_to_end(&mut req).await.unwrap();
-    assert_eq!(req, b"request", "{v:?}");
+    assert_eq!(req, b"request");
     // ...and can still answer on its open half.
     worker.write_all(b"response").await.unwrap();
     worker.shutdown().await.unwrap();
     let mut resp = Vec::new();
     client.read_to_end(&mut resp).await.unwrap();
-    assert_eq!(resp, b"response", "{v:?}");
-    assert_eq!(finish(relay).await, (7, 8), "{v:?}");
+    assert_eq!(resp, b"response");
+    assert_eq!(finish(relay).await, (7, 8));
 }
 
 #[tokio::test]
 async fn worker_half_close_then_client_still_sends() {
-    for &v in VARIANTS {
-        within(v, worker_half_close_then_client_still_sends_case(v)).await;
-    }
+    within(worker_half_close_then_client_still_sends_case()).await;
 }
 
-async fn worker_half_close_then_client_still_sends_case(v: Variant) {
+async fn worker_half_close_then_client_still_sends_case() {
     let Pair {
         mut client,
         mut worker,
         relay,
-    } = pair(v, None).await;
+    } = pair(None).await;
     worker.write_all(b"banner").await.unwrap();
     worker.shutdown().await.unwrap();
     let mut banner = Vec::new();
     client.read_to_end(&mut banner).await.unwrap();
-    assert_eq!(banner, b"banner", "{v:?}");
+    assert_eq!(banner, b"banner");
     client.write_all(b"late").await.unwrap();
     client.shutdown().await.unwrap();
     let mut late = Vec::new();
     worker.read_to_end(&mut late).await.unwrap();
-    assert_eq!(late, b"late", "{v:?}");
-    assert_eq!(finish(relay).await, (4, 6), "{v:?}");
+    assert_eq!(late, b"late");
+    assert_eq!(finish(relay).await, (4, 6));
 }
 
 #[tokio::test]
 async fn header_arrives_before_client_bytes() {
-    for &v in VARIANTS {
-        within(v, header_arrives_before_client_bytes_case(v)).await;
-    }
+    within(header_arrives_before_client_bytes_case()).await;
 }
 
-async fn header_arrives_before_client_bytes_case(v: Variant) {
+async fn header_arrives_before_client_bytes_case() {
     let header = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n".to_vec();
     let Pair {
         mut client,
         mut worker,
         relay,
-    } = pair(v, Some(header.clone())).await;
+    } = pair(Some(header.clone())).await;
     client.write_all(b"GET /").await.unwrap();
     client.shutdown().await.unwrap();
     let mut got = Vec::new();
     worker.read_to_end(&mut got).await.unwrap();
     let mut want = header.clone();
     want.extend_from_slice(b"GET /");
-    assert_eq!(got, want, "{v:?}");
+    assert_eq!(got, want);
     drop(worker);
     // The header is not counted as client bytes.
-    assert_eq!(finish(relay).await, (5, 0), "{v:?}");
+    assert_eq!(finish(relay).await, (5, 0));
 }
 
 #[tokio::test]
 async fn refused_connect_gives_the_client_back() {
-    for &v in VARIANTS {
-        within(v, refused_connect_gives_the_client_back_case(v)).await;
-    }
+    within(refused_connect_gives_the_client_back_case()).await;
 }
 
-async fn refused_connect_gives_the_client_back_case(v: Variant) {
+async fn refused_connect_gives_the_client_back_case() {
     let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let mut client = TcpStream::connect(public.local_addr().unwrap())
         .await
         .unwrap();
     let (accepted, _) = public.accept().await.unwrap();
     let dead: SocketAddr = (Ipv4Addr::LOCALHOST, free_port().unwrap()).into();
-    let err = run(v, accepted, dead, None).await.unwrap_err();
+    let err = relay(accepted, dead, None).await.unwrap_err();
     let RelayError::Connect {
         worker,
         client: mut back,
@@ -263,7 +227,7 @@ async fn refused_connect_gives_the_client_back_case(v: Variant) {
         source,
     } = err
     else {
-        panic!("{v:?}: expected Connect, got {err:?}");
+        panic!("expected Connect, got {err:?}");
     };
     assert_eq!(worker, dead);
     assert!(sent.is_empty());

@@ -558,7 +558,7 @@ impl Driver {
 
     async fn next_input(&mut self) -> Input {
         let wake = self.wake;
-        let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake);
+        let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake());
         let sleep = async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,

@@ -14,7 +14,6 @@ use std::borrow::Cow;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -295,6 +294,7 @@ async fn send_with_fd(write: &mut OwnedWriteHalf, line: &[u8], fd: &OwnedFd) -> 
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn delivered_waits_until_every_handle_is_answered() {

@@ -29,7 +29,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub use crate::output::Sink;
-pub use requests::AppRequest;
+pub use requests::{AppRequest, RequestError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};

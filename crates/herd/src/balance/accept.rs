@@ -103,3 +103,18 @@ fn accept_nonblocking(listener: RawFd) -> std::io::Result<(OwnedFd, Option<Socke
     };
     Ok((fd, addr.as_socket()))
 }
+
+impl super::dispatch::Incoming for Conn {
+    fn listener(&self) -> usize {
+        self.index
+    }
+    fn client(&self) -> Option<std::net::IpAddr> {
+        self.peer.map(|p| p.ip())
+    }
+    fn since(&self) -> Instant {
+        self.since
+    }
+    fn tries(&self) -> u8 {
+        self.tries
+    }
+}

@@ -4,6 +4,7 @@
 //! connection is the driver's job (over the worker channel, or relayed with `--proxy`).
 
 pub mod accept;
+pub mod dispatch;
 pub mod load;
 pub mod sticky;
 

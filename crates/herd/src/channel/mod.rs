@@ -4,6 +4,7 @@
 //! This module parses and attributes messages; it never decides what they mean for the
 //! lifecycle (the supervisor does).
 
+pub mod flow;
 pub mod framing;
 pub mod messages;
 pub mod node_cluster;

@@ -8,32 +8,24 @@
 //! it again, at most [`HANDLE_TRIES`] times). Unlike Node's sender, herd does not wait for
 //! each answer before the next handle: up to [`HANDLE_WINDOW`] are in flight. A handle not
 //! answered within [`HANDLE_ACK_TIMEOUT`] is given up on; its fd is closed, never leaked.
+//! Those decisions are [`super::flow`]'s; this module only reads, writes and waits.
 
 use std::borrow::Cow;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
+use super::flow::{Answered, HandleFlow, Reply as HandleReply};
 use super::framing::{encode, Decoder, Frame};
 
 /// Bytes read from a channel at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// Sends of one handle before giving up (Node's own limit).
-pub const HANDLE_TRIES: u32 = 3;
-/// Why 5 s: a live Node worker ACKs within its next event-loop turn; one that has not after
-/// this long is stuck, and the handle must not wait forever in herd.
-pub const HANDLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Handles sent before the first of them is answered. Node's own sender keeps one in
-/// flight and so waits a round trip through the worker's event loop per connection; its
-/// receiver takes any number, because the kernel never merges two SCM_RIGHTS messages into
-/// one read (Node's channel code relies on it), so answers come back in order.
-pub const HANDLE_WINDOW: usize = 16;
+pub use super::flow::{HANDLE_ACK_TIMEOUT, HANDLE_TRIES, HANDLE_WINDOW};
 
 /// A new socketpair: the primary's end and the worker's end (both close-on-exec; the
 /// spawner places the worker's end at its fd without the flag).
@@ -75,13 +67,6 @@ impl HandleLine {
             }
         }
     }
-}
-
-/// The worker's answer to a handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HandleReply {
-    Ack,
-    Nack,
 }
 
 /// Sending side of a worker's channel. Dropping it closes the channel once the queued
@@ -206,12 +191,13 @@ fn handle_reply(frame: &Frame) -> Option<HandleReply> {
     }
 }
 
-/// A handle sent and not yet answered.
-struct InFlight {
-    line: HandleLine,
-    fd: OwnedFd,
-    tries: u32,
-    sent: tokio::time::Instant,
+/// A handle sent and not yet answered: its line (a NACK sends it again) and herd's copy of
+/// its fd (closed when dropped).
+type Handle = (HandleLine, OwnedFd);
+
+/// The flow's clock: tokio's, so that tests with paused time see the same instants.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn write_loop(
@@ -221,20 +207,17 @@ async fn write_loop(
     pid: u32,
     frames: mpsc::UnboundedSender<(u32, Frame)>,
 ) {
-    let mut acknowledged_any = false;
-    // Answers come in the order the handles were sent: the front is the one answered.
-    let mut flight: std::collections::VecDeque<InFlight> =
-        std::collections::VecDeque::with_capacity(HANDLE_WINDOW);
+    let mut flow: HandleFlow<Handle> = HandleFlow::default();
     let mut buf = Vec::with_capacity(256);
     // `delivered()` waiters: answered when no handle is in flight.
     let mut delivered: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
-        if flight.is_empty() {
+        if flow.is_idle() {
             for d in delivered.drain(..) {
                 let _ = d.send(());
             }
         }
-        let deadline = flight.front().map(|f| f.sent + HANDLE_ACK_TIMEOUT);
+        let deadline = flow.deadline().map(tokio::time::Instant::from_std);
         let timeout = async move {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -243,31 +226,31 @@ async fn write_loop(
         };
         tokio::select! {
             biased;
-            reply = replies.recv(), if !flight.is_empty() => {
+            reply = replies.recv(), if !flow.is_idle() => {
                 let Some(reply) = reply else { return };
-                let Some(mut f) = flight.pop_front() else { continue };
-                                if reply == HandleReply::Ack {
-                    acknowledged_any = true;
-                    continue; // `f.fd` dropped: herd's copy closed
+                match flow.answered(reply) {
+                    // Acknowledged: herd's copy of the fd is closed here.
+                    Answered::Done(_) | Answered::Nothing => {}
+                    Answered::GaveUp(_) => {
+                        tracing::warn!(pid, "worker (pid {pid}) refused a handle {HANDLE_TRIES} times: closed it");
+                    }
+                    Answered::Resend(retry) => {
+                        let (line, fd) = retry.handle();
+                        if send_with_fd(&mut write, line.render(&mut buf), fd).await.is_err() {
+                            return;
+                        }
+                        flow.resent(retry, now());
+                    }
                 }
-                if f.tries >= HANDLE_TRIES {
-                    tracing::warn!(pid, "worker (pid {pid}) refused a handle {HANDLE_TRIES} times: closed it");
-                    continue;
-                }
-                f.tries += 1;
-                                if send_with_fd(&mut write, f.line.render(&mut buf), &f.fd).await.is_err() {
-                    return;
-                }
-                f.sent = tokio::time::Instant::now();
-                flight.push_back(f);
             }
-                        _ = timeout => {
-                flight.pop_front();
-                tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
-                    HANDLE_ACK_TIMEOUT.as_secs());
-                let _ = frames.send((pid, Frame::Unacknowledged { ever_acknowledged: acknowledged_any }));
+            _ = timeout => {
+                if let Some(expired) = flow.expired(now()) {
+                    tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
+                        HANDLE_ACK_TIMEOUT.as_secs());
+                    let _ = frames.send((pid, Frame::Unacknowledged { ever_acknowledged: expired.ever_acknowledged }));
+                }
             }
-            out = rx.recv(), if flight.len() < HANDLE_WINDOW => match out {
+            out = rx.recv(), if flow.can_send() => match out {
                 None => return,
                 Some(Outgoing::Message(bytes)) => {
                     if write.write_all(&bytes).await.is_err() {
@@ -275,10 +258,10 @@ async fn write_loop(
                     }
                 }
                 Some(Outgoing::Handle(line, fd)) => {
-                                        if send_with_fd(&mut write, line.render(&mut buf), &fd).await.is_err() {
+                    if send_with_fd(&mut write, line.render(&mut buf), &fd).await.is_err() {
                         return;
                     }
-                    flight.push_back(InFlight { line, fd, tries: 1, sent: tokio::time::Instant::now() });
+                    flow.sent((line, fd), now());
                 }
                 Some(Outgoing::Delivered(done)) => delivered.push(done),
             },
@@ -311,6 +294,7 @@ async fn send_with_fd(write: &mut OwnedWriteHalf, line: &[u8], fd: &OwnedFd) -> 
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn delivered_waits_until_every_handle_is_answered() {

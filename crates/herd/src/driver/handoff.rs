@@ -12,8 +12,11 @@
 //!
 //! A worker that is stopping or not ready gets nothing. A connection with no worker to take
 //! it waits (bounded in number) until one is ready.
+//!
+//! Which worker, whether to wait and when to give up are decided by
+//! [`crate::balance::dispatch::Dispatcher`]; this module only does the I/O: it lists who can
+//! take connections, sends the fds, keeps the timer and closes what the dispatcher drops.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,36 +25,12 @@ use tracing::warn;
 
 use super::Driver;
 use crate::balance::accept::{self, Conn};
-use crate::balance::load::OpenEstimate;
-use crate::balance::{sticky, RoundRobin};
+use crate::balance::dispatch::{
+    Answer, Candidate, Decision, Dispatcher, DropReason, Mode, Via, RELAY_TRIES, WAITING_MAX,
+};
 use crate::channel::node_cluster;
 use crate::config::Transport;
 use crate::listen::Balance;
-
-/// Connections waiting for a ready worker; more are closed (the client sees a reset rather
-/// than herd's memory growing without bound).
-const WAITING_MAX: usize = 4096;
-/// Workers tried for one relayed connection before it is closed.
-const RELAY_TRIES: u8 = 3;
-
-/// How a connection reaches a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Via {
-    /// Node cluster `newconn`.
-    NewConn,
-    /// The `"connection"` message with a `net.Socket`.
-    Socket,
-    /// Relayed to the worker's private port.
-    Proxy(u16),
-}
-
-/// A worker that can take a connection of some listener now.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    slot: usize,
-    pid: u32,
-    via: Via,
-}
 
 /// One of herd's listeners, as Node cluster workers know it.
 #[derive(Debug)]
@@ -69,22 +48,8 @@ pub(super) struct Handoff {
     pub(super) conns: mpsc::Receiver<Conn>,
     /// Puts a connection back in line (a relay whose worker refused the connect).
     pub(super) requeue: mpsc::Sender<Conn>,
-    policy: Balance,
-    sticky_wait: Duration,
-    waiting: VecDeque<Conn>,
-    /// `newconn`s sent and not yet answered, by worker pid then seq.
-    pending: HashMap<u32, HashMap<u64, Conn>>,
-    /// least-conn: the open connections of `"connection"` workers.
-    open: HashMap<u32, OpenEstimate>,
-    rr: RoundRobin,
     servers: Vec<Option<Server>>,
-    /// Who can take a connection, by listener; rebuilt when `stale`.
-    candidates: Vec<Vec<Candidate>>,
-    stale: bool,
-    /// When the earliest sticky connection stops waiting for its own worker.
-    pub(super) wake: Option<tokio::time::Instant>,
-    /// Said that ready workers take no connection (said once until one does).
-    warned_no_taker: bool,
+    core: Dispatcher<Conn>,
 }
 
 impl Handoff {
@@ -111,20 +76,16 @@ impl Handoff {
         }
         let (tx, conns) = mpsc::channel(accept::QUEUE);
         accept::start(sockets, tx.clone())?;
+        let mode = match policy {
+            Balance::LeastConn => Mode::LeastConn,
+            Balance::Sticky => Mode::Sticky,
+            _ => Mode::RoundRobin,
+        };
         Ok(Handoff {
             conns,
             requeue: tx,
-            policy,
-            sticky_wait,
-            waiting: VecDeque::new(),
-            pending: HashMap::new(),
-            open: HashMap::new(),
-            rr: RoundRobin::default(),
-            candidates: vec![Vec::new(); servers.len()],
             servers,
-            stale: true,
-            wake: None,
-            warned_no_taker: false,
+            core: Dispatcher::new(mode, sticky_wait),
         })
     }
 
@@ -135,35 +96,22 @@ impl Handoff {
 
     /// Who may take connections changed: the candidates are rebuilt before the next one.
     pub(super) fn invalidate(&mut self) {
-        self.stale = true;
+        self.core.invalidate();
     }
 
     /// A `"connection"` worker answered how many of its connections are open.
     pub(super) fn on_count(&mut self, pid: u32, count: u64) {
-        if let Some(e) = self.open.get_mut(&pid) {
-            e.answered(count);
-        }
-    }
-
-    /// The `"connection"` workers to ask for their open connections (least-conn), marked
-    /// as asked.
-    pub(super) fn due_questions(&mut self) -> impl Iterator<Item = u32> + '_ {
-        self.open
-            .iter_mut()
-            .filter_map(|(pid, e)| e.ask().then_some(*pid))
+        self.core.open_count(pid, count);
     }
 
     /// Connections wait for a worker.
     pub(super) fn has_waiting(&self) -> bool {
-        !self.waiting.is_empty()
+        self.core.has_waiting()
     }
 
-    fn wait(&mut self, conn: Conn) {
-        if self.waiting.len() < WAITING_MAX {
-            self.waiting.push_back(conn);
-        } else {
-            warn!("{WAITING_MAX} connections wait for a ready worker: closing one");
-        }
+    /// When the earliest sticky connection stops waiting for its own worker.
+    pub(super) fn wake(&self) -> Option<tokio::time::Instant> {
+        self.core.wake().map(tokio::time::Instant::from_std)
     }
 }
 
@@ -175,8 +123,9 @@ impl Driver {
         };
         let proxy = matches!(self.plan.transport, Transport::Proxy(_));
         let serving = self.sup.serving();
-        for (index, list) in h.candidates.iter_mut().enumerate() {
-            list.clear();
+        let mut lists = Vec::with_capacity(h.servers.len());
+        for index in 0..h.servers.len() {
+            let mut list = Vec::new();
             for &(slot, pid) in &serving {
                 let via = if proxy {
                     match self.relays.as_ref().and_then(|r| r.port(pid)) {
@@ -193,88 +142,53 @@ impl Driver {
                 };
                 list.push(Candidate { slot, pid, via });
             }
+            lists.push(list);
         }
-        let least = h.policy == Balance::LeastConn;
-        if least && !proxy {
-            let socket_pids: Vec<u32> = h
-                .candidates
-                .iter()
-                .flatten()
-                .filter(|c| c.via == Via::Socket)
-                .map(|c| c.pid)
-                .collect();
-            h.open.retain(|pid, _| socket_pids.contains(pid));
-            for pid in socket_pids {
-                h.open.entry(pid).or_default();
-            }
-        }
-        h.stale = false;
+        h.core.set_candidates(lists);
     }
 
     /// Gives a connection to the worker the balance mode picks, or lets it wait for one.
     pub(super) fn dispatch(&mut self, conn: Conn) {
-        if self.handoff.as_ref().is_some_and(|h| h.stale) {
+        if self.handoff.as_ref().is_some_and(|h| h.core.is_stale()) {
             self.rebuild_candidates();
         }
         let instances = self.sup.instances();
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        let Some(candidates) = h.candidates.get(conn.index) else {
+        let relays = self.relays.as_ref();
+        let index = conn.index;
+        let decision = h.core.connection(conn, Instant::now(), instances, |pid| {
+            relays.map_or(0, |r| r.open(pid))
+        });
+        self.carry_out(decision, index);
+    }
+
+    fn carry_out(&mut self, decision: Decision<Conn>, index: usize) {
+        match decision {
+            Decision::HandTo { conn, to } => self.deliver(to, conn),
+            Decision::Wait => {}
+            Decision::WaitNobodyTakes => self.warn_if_nobody_takes(index),
+            Decision::Drop { reason, .. } => match reason {
+                DropReason::QueueFull => {
+                    warn!("{WAITING_MAX} connections wait for a ready worker: closing one")
+                }
+                DropReason::TooManyTries => {
+                    warn!("a connection found no worker to relay to after {RELAY_TRIES} tries: closed")
+                }
+                DropReason::UnknownListener => {}
+            },
+        }
+    }
+
+    /// Puts a connection back in line: the worker chosen for it cannot be sent it.
+    fn wait_again(&mut self, conn: Conn) {
+        let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        // A unix socket's clients have no address to stick by: they take turns.
-        let sticky_key = conn
-            .peer
-            .filter(|_| h.policy == Balance::Sticky)
-            .map(|p| sticky::client_key(p.ip()));
-        let choice = match (h.policy, sticky_key) {
-            (_, Some(key)) => {
-                let top = sticky::best(key, instances, |_| true);
-                let own = candidates.iter().find(|c| Some(c.slot) == top);
-                let deadline = conn.since + h.sticky_wait;
-                match own {
-                    Some(c) => Some(*c),
-                    // Its worker is (re)starting: wait for it, up to --sticky-wait.
-                    None if top.is_some() && Instant::now() < deadline => {
-                        let at = tokio::time::Instant::from_std(deadline);
-                        h.wake = Some(h.wake.map_or(at, |w| w.min(at)));
-                        h.wait(conn);
-                        return;
-                    }
-                    None => candidates
-                        .iter()
-                        .max_by_key(|c| sticky::weight(key, c.slot))
-                        .copied(),
-                }
-            }
-            (Balance::LeastConn, _) => {
-                let relays = self.relays.as_ref();
-                let (pending, open) = (&h.pending, &h.open);
-                h.rr.pick_least(candidates, |c| match c.via {
-                    Via::NewConn => pending.get(&c.pid).map_or(0, HashMap::len) as u64,
-                    Via::Socket => open.get(&c.pid).map_or(0, OpenEstimate::open),
-                    Via::Proxy(_) => relays.map_or(0, |r| r.open(c.pid)),
-                })
-            }
-            _ => {
-                let pending = &h.pending;
-                h.rr.pick_least(candidates, |c| {
-                    pending.get(&c.pid).map_or(0, HashMap::len) as u64
-                })
-            }
-        };
-        match choice {
-            Some(c) => {
-                h.warned_no_taker = false;
-                self.deliver(c, conn)
-            }
-            None => {
-                let index = conn.index;
-                h.wait(conn);
-                self.warn_if_nobody_takes(index);
-            }
-        }
+        let index = conn.index;
+        let decision = h.core.wait(conn);
+        self.carry_out(decision, index);
     }
 
     fn deliver(&mut self, c: Candidate, conn: Conn) {
@@ -282,17 +196,13 @@ impl Driver {
             return;
         };
         if let Via::Proxy(port) = c.via {
-            if conn.tries >= RELAY_TRIES {
-                warn!("a connection found no worker to relay to after {RELAY_TRIES} tries: closed");
-                return;
-            }
             if let Some(r) = self.relays.as_mut() {
                 r.relay(c.pid, port, conn, h.requeue.clone());
             }
             return;
         }
         let Some(link) = self.channels.get_mut(&c.pid) else {
-            h.wait(conn);
+            self.wait_again(conn);
             return;
         };
         if c.via == Via::Socket {
@@ -303,11 +213,8 @@ impl Driver {
                 .is_ok()
             {
                 link.sockets_handed += 1;
-                if let Some(e) = h.open.get_mut(&c.pid) {
-                    e.handed();
-                    if e.ask() {
-                        link.channel.send_line(node_cluster::SOCKET_COUNT_QUERY);
-                    }
+                if h.core.sent_socket(c.pid) {
+                    link.channel.send_line(node_cluster::SOCKET_COUNT_QUERY);
                 }
             }
             // A closed channel took the fd with it: the client sees the connection close.
@@ -344,9 +251,9 @@ impl Driver {
             replay,
         };
         if link.channel.send_newconn(&server.key_json, seq, fd).is_ok() {
-            h.pending.entry(c.pid).or_default().insert(seq, kept);
+            h.core.sent_newconn(c.pid, seq, kept);
         } else {
-            h.wait(kept);
+            self.wait_again(kept);
         }
     }
 
@@ -357,10 +264,9 @@ impl Driver {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        if h.warned_no_taker || ready.is_empty() {
+        if !h.core.warn_nobody_takes(!ready.is_empty()) {
             return;
         }
-        h.warned_no_taker = true;
         let pids: Vec<String> = ready.iter().map(|(_, p)| p.to_string()).collect();
         warn!(
             app = %self.plan.name,
@@ -375,17 +281,15 @@ impl Driver {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        let Some(conn) = h.pending.get_mut(&pid).and_then(|p| p.remove(&ack)) else {
-            return;
-        };
-        if accepted {
-            drop(conn); // the worker has its own copy now
-        } else {
-            if let Some(link) = self.channels.get_mut(&pid) {
-                link.serves.remove(&conn.index);
+        match h.core.answered(pid, ack, accepted) {
+            Answer::Unknown => {}
+            Answer::Accepted(conn) => drop(conn), // the worker has its own copy now
+            Answer::Refused(conn) => {
+                if let Some(link) = self.channels.get_mut(&pid) {
+                    link.serves.remove(&conn.index);
+                }
+                self.dispatch(conn);
             }
-            h.invalidate();
-            self.dispatch(conn);
         }
     }
 
@@ -395,9 +299,7 @@ impl Driver {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        h.wake = None;
-        let waiting: Vec<Conn> = h.waiting.drain(..).collect();
-        for conn in waiting {
+        for conn in h.core.take_waiting() {
             self.dispatch(conn);
         }
     }
@@ -406,9 +308,7 @@ impl Driver {
     /// have read from them; giving them to another worker could replay half a request).
     pub(super) fn forget_handoffs(&mut self, pid: u32) {
         if let Some(h) = self.handoff.as_mut() {
-            h.pending.remove(&pid);
-            h.open.remove(&pid);
-            h.invalidate();
+            drop(h.core.worker_gone(pid));
         }
         if let Some(r) = self.relays.as_mut() {
             r.forget(pid);
@@ -421,7 +321,7 @@ impl Driver {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
-        for pid in h.due_questions().collect::<Vec<_>>() {
+        for pid in h.core.due_questions() {
             if let Some(link) = self.channels.get(&pid) {
                 link.channel.send_line(node_cluster::SOCKET_COUNT_QUERY);
             }

@@ -29,7 +29,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub use crate::output::Sink;
-pub use requests::AppRequest;
+pub use requests::{AppRequest, RequestError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -558,7 +558,7 @@ impl Driver {
 
     async fn next_input(&mut self) -> Input {
         let wake = self.wake;
-        let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake);
+        let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake());
         let sleep = async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,

@@ -1,6 +1,10 @@
 //! What the user asks of a running app, besides signals: the daemon's requests (status,
 //! scale, send, signal, reload and wait for readiness), and the requests that wait for a
 //! state of the app, answered once it is reached.
+//!
+//! Replies say why a request was not done as a [`RequestError`]: facts, not sentences for a
+//! terminal; the daemon words them. Whether a waiting reload is over, and whether it puts
+//! the previous definition back, is [`reload_end`], a pure function of the supervisor's state.
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -9,6 +13,56 @@ use tracing::info;
 use super::signals::Intent;
 use super::{status, Driver};
 use crate::supervisor::Event;
+
+/// Why a request to a running app was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A reload keeps the app's sockets and balancing: the new definition changes these.
+    #[error("the new definition changes {}", .0.join(", "))]
+    FixedChanges(Vec<String>),
+    /// The app errored: its workers exited too often.
+    #[error("{app} errored: its workers exited too often")]
+    Errored {
+        /// The app.
+        app: String,
+        /// A reload with a new definition failed and the previous one was put back.
+        kept_previous: bool,
+    },
+    /// A new worker of a reload did not become ready: the reload stopped, the old workers
+    /// keep serving.
+    #[error("the reload of {app} stopped: a new worker did not become ready")]
+    ReloadStopped {
+        /// The app.
+        app: String,
+        /// The previous definition was put back.
+        kept_previous: bool,
+    },
+}
+
+/// How a waiting reload ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReloadEnd {
+    /// Not yet.
+    Pending,
+    /// Every serving worker runs the new generation.
+    Done,
+    /// The app errored.
+    Errored,
+    /// The reload stopped with old workers still serving.
+    Stopped,
+}
+
+/// Whether a reload is over, from the supervisor's state: `errored`, still `reloading`, and
+/// whether a ready worker of an older generation than the reload's still serves (old
+/// workers may still be draining after the reload itself ended).
+pub(super) fn reload_end(errored: bool, reloading: bool, old_serving: bool) -> ReloadEnd {
+    match (errored, reloading, old_serving) {
+        (true, _, _) => ReloadEnd::Errored,
+        (false, true, _) => ReloadEnd::Pending,
+        (false, false, false) => ReloadEnd::Done,
+        (false, false, true) => ReloadEnd::Stopped,
+    }
+}
 
 /// A request to a running app.
 #[derive(Debug)]
@@ -25,9 +79,9 @@ pub enum AppRequest {
     Signal(Signal, tokio::sync::oneshot::Sender<usize>),
     /// Answer once every slot has a ready worker, or with why not (the app errored).
     /// Dropped unanswered when the app ends.
-    WhenReady(tokio::sync::oneshot::Sender<Result<(), String>>),
+    WhenReady(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
     /// Start a rolling reload; answer when it is over, or with why it was not done.
-    Reload(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Reload(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
     /// Take a new plan and reload every worker with it, then scale to its number of
     /// workers (`herd reload FILE`). `accepted` answers at once: `Err` names what the
     /// running app cannot change (its sockets, its balancing), and nothing changed.
@@ -36,19 +90,19 @@ pub enum AppRequest {
         /// The app's new plan (same name).
         plan: Box<crate::config::RunPlan>,
         /// Whether the plan was taken.
-        accepted: tokio::sync::oneshot::Sender<Result<(), String>>,
+        accepted: tokio::sync::oneshot::Sender<Result<(), RequestError>>,
         /// When the reload is over.
-        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+        done: tokio::sync::oneshot::Sender<Result<(), RequestError>>,
     },
 }
 
 /// A request that waits for a state of the app.
 pub(super) enum Waiter {
-    Ready(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Ready(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
     /// Done when every serving worker runs at least this generation; a reload with a new
     /// definition that fails puts back the one before.
     Reloaded(
-        tokio::sync::oneshot::Sender<Result<(), String>>,
+        tokio::sync::oneshot::Sender<Result<(), RequestError>>,
         u64,
         Option<Box<Previous>>,
     ),
@@ -86,10 +140,7 @@ impl Driver {
             } => {
                 let fixed = self.plan.fixed_changes(&plan);
                 if !fixed.is_empty() {
-                    let _ = accepted.send(Err(format!(
-                        "a reload keeps the app's sockets, and the new definition changes {}",
-                        fixed.join(", ")
-                    )));
+                    let _ = accepted.send(Err(RequestError::FixedChanges(fixed)));
                     return;
                 }
                 let instances = plan.policy.instances;
@@ -132,7 +183,7 @@ impl Driver {
 
     fn reload_then(
         &mut self,
-        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+        reply: tokio::sync::oneshot::Sender<Result<(), RequestError>>,
         previous: Option<Box<Previous>>,
     ) {
         self.queue.push_back(Event::Reload);
@@ -142,17 +193,17 @@ impl Driver {
     }
 
     /// A reload with a new definition failed: the workers that replace crashed ones, and
-    /// the slots `scale` adds, run the definition the old workers run. Returns what to add
-    /// to the failure's message.
-    fn put_back(&mut self, previous: Option<Box<Previous>>) -> &'static str {
+    /// the slots `scale` adds, run the definition the old workers run. Returns whether a
+    /// definition was put back.
+    fn put_back(&mut self, previous: Option<Box<Previous>>) -> bool {
         let Some(previous) = previous else {
-            return "";
+            return false;
         };
         self.take_plan(previous.plan);
         if previous.instances != self.sup.instances() {
             self.queue.push_back(Event::ScaleTo(previous.instances));
         }
-        "; it keeps its previous definition"
+        true
     }
 
     /// Workers started from now on run `plan` (checked by `fixed_changes`): its program,
@@ -175,37 +226,71 @@ impl Driver {
         let errored = self.sup.is_errored();
         let ready = self.sup.serving().len() >= self.sup.instances();
         let reloading = self.sup.is_reloading();
-        let why = format!(
-            "{} errored: its workers exited too often (see `herd logs {}`)",
-            self.plan.name, self.plan.name
-        );
+        let app = self.plan.name.clone();
         let mut keep = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
             match w {
-                Waiter::Ready(tx) if errored => drop(tx.send(Err(why.clone()))),
+                Waiter::Ready(tx) if errored => drop(tx.send(Err(RequestError::Errored {
+                    app: app.clone(),
+                    kept_previous: false,
+                }))),
                 Waiter::Ready(tx) if ready => drop(tx.send(Ok(()))),
-                Waiter::Reloaded(tx, _, previous) if errored => {
-                    let kept = self.put_back(previous);
-                    drop(tx.send(Err(format!("{why}{kept}"))))
-                }
-                Waiter::Reloaded(tx, target, previous) if !reloading => {
-                    // Old workers may still be draining; the serving ones tell.
-                    let old = self.sup.snapshot().iter().any(|w| {
-                        w.state == crate::supervisor::WorkerState::Ready && w.generation < target
-                    });
-                    if !old {
-                        let _ = tx.send(Ok(()));
-                        continue;
+                Waiter::Reloaded(tx, target, previous) => {
+                    let old_serving = || {
+                        self.sup.snapshot().iter().any(|w| {
+                            w.state == crate::supervisor::WorkerState::Ready
+                                && w.generation < target
+                        })
+                    };
+                    // Asked of the supervisor only once the reload itself is over.
+                    let old = !errored && !reloading && old_serving();
+                    let app = app.clone();
+                    match reload_end(errored, reloading, old) {
+                        ReloadEnd::Pending => keep.push(Waiter::Reloaded(tx, target, previous)),
+                        ReloadEnd::Done => drop(tx.send(Ok(()))),
+                        ReloadEnd::Errored => {
+                            let kept_previous = self.put_back(previous);
+                            drop(tx.send(Err(RequestError::Errored { app, kept_previous })))
+                        }
+                        ReloadEnd::Stopped => {
+                            let kept_previous = self.put_back(previous);
+                            drop(tx.send(Err(RequestError::ReloadStopped { app, kept_previous })))
+                        }
                     }
-                    let kept = self.put_back(previous);
-                    let _ = tx.send(Err(format!(
-                        "the reload of {} stopped: a new worker did not become ready, the old workers keep serving{kept} (see `herd logs {}`)",
-                        self.plan.name, self.plan.name
-                    )));
                 }
                 w => keep.push(w),
             }
         }
         self.waiters = keep;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_waits_while_the_supervisor_reloads() {
+        assert_eq!(reload_end(false, true, true), ReloadEnd::Pending);
+        assert_eq!(reload_end(false, true, false), ReloadEnd::Pending);
+    }
+
+    #[test]
+    fn a_reload_is_done_when_no_old_worker_serves() {
+        assert_eq!(reload_end(false, false, false), ReloadEnd::Done);
+    }
+
+    #[test]
+    fn a_reload_that_left_old_workers_serving_stopped() {
+        assert_eq!(reload_end(false, false, true), ReloadEnd::Stopped);
+    }
+
+    #[test]
+    fn an_errored_app_ends_the_reload_whatever_else() {
+        for reloading in [false, true] {
+            for old in [false, true] {
+                assert_eq!(reload_end(true, reloading, old), ReloadEnd::Errored);
+            }
+        }
     }
 }

@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use super::super::launch::log_plan;
 use super::super::registry::{Registry, Running};
 use super::lifecycle::{listen_timeout, parse, started_ready, stop_names};
-use super::{ended_why, respond, running};
+use super::{ended_why, respond, running, say};
 use crate::config::AppConfig;
 use crate::control::protocol::{Apply, Response};
-use crate::driver::AppRequest;
+use crate::driver::{AppRequest, RequestError};
 
 /// `restart FILE` / `reload FILE`.
 pub async fn apply(
@@ -72,7 +72,7 @@ pub async fn apply(
                     "{name}: reloaded with the definition of {origin}, every worker replaced"
                 ));
             }
-            Ok(Err(why)) => errors.push(format!("{name}: {why}")),
+            Ok(Err(why)) => errors.push(format!("{name}: {}", say(&why))),
             Err(_) => errors.push(format!("{name}: {}", ended_why(&run).await)),
         }
     }
@@ -118,7 +118,7 @@ async fn reload_with(
     base_env: &Arc<Vec<(OsString, OsString)>>,
     origin: &str,
     run: &Running,
-) -> Result<oneshot::Receiver<Result<(), String>>, String> {
+) -> Result<oneshot::Receiver<Result<(), RequestError>>, String> {
     let refused = |why: &str| {
         format!(
             "{name}: not reloaded: {why}; `herd restart {origin}` applies it (with a short gap in service)"
@@ -148,7 +148,7 @@ async fn reload_with(
     });
     match accepted.await {
         Ok(Ok(())) => Ok(done),
-        Ok(Err(why)) => Err(refused(&why)),
+        Ok(Err(why)) => Err(refused(&say(&why))),
         Err(_) => Err(format!("{name}: {}", ended_why(run).await)),
     }
 }

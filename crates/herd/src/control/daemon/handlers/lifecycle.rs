@@ -7,7 +7,7 @@ use super::super::registry::{Registry, Running, State};
 use super::{all_ready, ask_each, done, failed, respond};
 use crate::control::protocol::Response;
 use crate::driver::signals::Intent;
-use crate::driver::AppRequest;
+use crate::driver::{AppRequest, RequestError};
 
 /// `start`: define the apps of a herd.toml text and start those not running.
 pub async fn start(
@@ -191,8 +191,9 @@ pub async fn reload(registry: &Arc<Registry>, select: &[String]) -> Response {
         registry,
         select,
         AppRequest::Reload,
-        |name, done: Result<(), String>| {
+        |name, done: Result<(), RequestError>| {
             done.map(|()| format!("{name}: reloaded, every worker replaced"))
+                .map_err(|e| super::say(&e))
         },
         |name| format!("{name}: not running (`herd restart {name}` starts it)"),
     )

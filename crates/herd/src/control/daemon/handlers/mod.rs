@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::registry::{self, Registry, Running};
 use crate::control::protocol::{AppInfo, Response};
-use crate::driver::AppRequest;
+use crate::driver::{AppRequest, RequestError};
 
 /// How long `start` and `scale` wait for workers beyond the app's listen timeout.
 const READY_SLACK: Duration = Duration::from_secs(2);
@@ -81,12 +81,35 @@ pub(super) async fn ready(run: &Running, timeout: Duration) -> Result<(), String
         return Err(ended_why(run).await);
     }
     match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => r.map_err(|e| say(&e)),
         Ok(Err(_)) => Err(ended_why(run).await),
         Err(_) => Err(format!(
             "not every worker was ready after {} s; it keeps trying (see `herd ls` and `herd logs`)",
             timeout.as_secs()
         )),
+    }
+}
+
+/// The user's words for why a running app did not do what was asked (the driver gives the
+/// facts; the commands to run next are the CLI's to name).
+pub(super) fn say(e: &RequestError) -> String {
+    let kept = |kept: bool| match kept {
+        true => "; it keeps its previous definition",
+        false => "",
+    };
+    match e {
+        RequestError::FixedChanges(changes) => format!(
+            "a reload keeps the app's sockets, and the new definition changes {}",
+            changes.join(", ")
+        ),
+        RequestError::Errored { app, kept_previous } => format!(
+            "{app} errored: its workers exited too often (see `herd logs {app}`){}",
+            kept(*kept_previous)
+        ),
+        RequestError::ReloadStopped { app, kept_previous } => format!(
+            "the reload of {app} stopped: a new worker did not become ready, the old workers keep serving{} (see `herd logs {app}`)",
+            kept(*kept_previous)
+        ),
     }
 }
 
@@ -212,4 +235,34 @@ pub(super) async fn respond(
 pub(super) fn unix_ms(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_s_reasons_are_worded_for_the_user() {
+        let errored = RequestError::Errored {
+            app: "web".into(),
+            kept_previous: true,
+        };
+        assert_eq!(
+            say(&errored),
+            "web errored: its workers exited too often (see `herd logs web`); it keeps its previous definition"
+        );
+        let stopped = RequestError::ReloadStopped {
+            app: "web".into(),
+            kept_previous: false,
+        };
+        assert_eq!(
+            say(&stopped),
+            "the reload of web stopped: a new worker did not become ready, the old workers keep serving (see `herd logs web`)"
+        );
+        let fixed = RequestError::FixedChanges(vec!["listen".into(), "balance".into()]);
+        assert_eq!(
+            say(&fixed),
+            "a reload keeps the app's sockets, and the new definition changes listen, balance"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! Handles (fds) follow Node's format: the `NODE_HANDLE` line and its fd go in one
 //! `sendmsg`, and the worker answers each with `NODE_HANDLE_ACK` (`NODE_HANDLE_NACK`: send
 //! it again, at most [`HANDLE_TRIES`] times). Unlike Node's sender, herd does not wait for
-//! each answer before the next handle: up to [`HANDLE_WINDOW`] are in flight. A handle not
+//! each answer before the next handle: up to [`HANDLE_WINDOW`](super::flow::HANDLE_WINDOW) are in flight. A handle not
 //! answered within [`HANDLE_ACK_TIMEOUT`] is given up on; its fd is closed, never leaked.
 //! Those decisions are [`super::flow`]'s; this module only reads, writes and waits.
 
@@ -25,7 +25,8 @@ use super::framing::{encode, Decoder, Frame};
 
 /// Bytes read from a channel at a time.
 const READ_CHUNK: usize = 16 * 1024;
-pub use super::flow::{HANDLE_ACK_TIMEOUT, HANDLE_TRIES, HANDLE_WINDOW};
+pub use super::flow::HANDLE_ACK_TIMEOUT;
+use super::flow::HANDLE_TRIES;
 
 /// A new socketpair: the primary's end and the worker's end (both close-on-exec; the
 /// spawner places the worker's end at its fd without the flag).
@@ -248,6 +249,8 @@ async fn write_loop(
                     tracing::warn!(pid, "worker (pid {pid}) did not acknowledge a handle within {} s: closed it",
                         HANDLE_ACK_TIMEOUT.as_secs());
                     let _ = frames.send((pid, Frame::Unacknowledged { ever_acknowledged: expired.ever_acknowledged }));
+                    // Closes its fd: the client sees the connection end.
+                    drop(expired.handle);
                 }
             }
             out = rx.recv(), if flow.can_send() => match out {

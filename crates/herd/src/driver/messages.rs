@@ -13,17 +13,23 @@ use crate::supervisor::{Event, NotifyMsg};
 impl Driver {
     /// The worker said something (on its channel or NOTIFY_SOCKET): the first time, an
     /// embedding program hears that it is online.
+    ///
+    /// Not before the supervisor knows the worker: a datagram kept from before the spawn
+    /// result is placed while the `Spawned` event still waits in the queue, and marking the
+    /// worker as heard from then would lose its `online` for good (its `listening` came
+    /// without one).
     pub(super) fn spoke(&mut self, pid: u32) {
         let Some(observer) = &self.hooks else {
+            return;
+        };
+        let Some((slot, _)) = self.sup.worker_of_pid(pid) else {
             return;
         };
         let Some(link) = self.channels.get_mut(&pid).filter(|l| !l.spoke) else {
             return;
         };
         link.spoke = true;
-        if let Some((slot, _)) = self.sup.worker_of_pid(pid) {
-            observer.event(&hooks::Event::Online(WorkerRef { slot, pid }));
-        }
+        observer.event(&hooks::Event::Online(WorkerRef { slot, pid }));
     }
 
     pub(super) fn on_frame(&mut self, pid: u32, frame: Frame) {

@@ -186,12 +186,16 @@ fn cluster_workers_drain_like_node_worker_kill() {
         ),
     )
     .unwrap();
+    // `notify`: ready is Node's `listening`, after the worker got its socket; `auto` would
+    // call a worker slower than 500 ms to start ready before it holds one.
     let mut herd = Herd::start(&[
         "run",
         "-i",
         "2",
         "--kill-timeout",
         "8s",
+        "--ready",
+        "notify",
         "--",
         &node,
         script.s(),

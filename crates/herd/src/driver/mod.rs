@@ -5,12 +5,21 @@
 //! One current-thread tokio runtime drives everything; spawning happens on a dedicated
 //! long-lived thread ([`spawn`]) and output writing on another ([`crate::output`]), so neither a
 //! slow `fork` nor a slow terminal delays the supervisor.
+//!
+//! This file is the loop: the `Driver`'s state, waiting for the next input, feeding the
+//! supervisor and carrying out its actions. Around it: `process` (what a process sets up
+//! and the entry points), `inputs` (each input turned into events), `link` (what the driver
+//! keeps per worker), `workers` (spawning and stopping them), `messages` (what they say),
+//! `requests` (what the daemon asks), `handoff` and `relay` (connections herd accepts).
 
 mod contract;
 pub mod guardian;
 mod handoff;
 pub mod hooks;
+mod inputs;
+mod link;
 mod messages;
+mod process;
 pub mod reap;
 mod relay;
 mod requests;
@@ -26,13 +35,13 @@ use std::time::Duration;
 use anyhow::Context;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::signal::unix::{signal, SignalKind};
 
 pub use crate::output::Sink;
+pub use process::{process_start, run, run_foreground, run_hosted, Host, Process, Reaping};
 pub use requests::{AppRequest, RequestError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::channel::framing::Frame;
 use crate::channel::notify::{Datagram, NotifySocket};
@@ -40,8 +49,9 @@ use crate::channel::worker::Channel;
 use crate::config::RunPlan;
 use crate::listen::Listeners;
 use crate::observe::lifecycle;
-use crate::output::{Output, Stream};
+use crate::output::Output;
 use crate::supervisor::{Action, Event, ExitStatus, NotifyMsg, Outcome, Supervisor, WorkerId};
+use link::{Link, Pending, StopWith};
 use requests::Waiter;
 use spawn::{SpawnResult, Spawner};
 
@@ -61,266 +71,6 @@ const MEMORY_POLL: Duration = Duration::from_secs(1);
 /// them are still open (besides once after each connection handed over). Closes are seen
 /// this late at most.
 const LOAD_POLL: Duration = Duration::from_millis(100);
-
-/// What a process that supervises workers shares between its apps: `herd run` has one
-/// app, the daemon many.
-pub struct Process {
-    /// The guardian, if it could be forked.
-    pub guardian: Option<Arc<guardian::Guardian>>,
-    /// The runtime of the main thread.
-    pub runtime: tokio::runtime::Runtime,
-    /// The live workers of every app (see [`reap::Children`]).
-    pub children: Arc<reap::Children>,
-    /// The one spawning thread.
-    pub spawner: Spawner,
-}
-
-/// Sets up what a process that supervises workers needs first, while it has one thread:
-/// the guardian (forked, so it must come before any thread), the open-file limit, the
-/// child subreaper, the runtime and the spawner thread. `herd run` and the daemon both
-/// start with it.
-pub fn process_start() -> anyhow::Result<Process> {
-    let guardian = match guardian::Guardian::start() {
-        Ok(g) => Some(Arc::new(g)),
-        Err(e) => {
-            warn!("no guardian process ({e}): if herd is SIGKILLed, grandchildren of workers may survive it");
-            None
-        }
-    };
-    if let Some((old, new)) = spawn::raise_fd_limit() {
-        debug!("open-file limit raised from {old} to {new} (workers keep {old})");
-    }
-    if let Err(e) = reap::become_subreaper() {
-        warn!(
-            "cannot become a child subreaper ({e}): orphans of workers will be re-parented to init"
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let children = Arc::new(reap::Children::default());
-    let spawner = Spawner::start(children.clone()).context("cannot start the spawner thread")?;
-    Ok(Process {
-        guardian,
-        runtime,
-        children,
-        spawner,
-    })
-}
-
-/// Runs the plan to its end; the outcome decides herd's exit code. `hooks` are the
-/// embedding program's (`herd::Cluster`); the CLI has none.
-pub fn run(plan: RunPlan, hooks: Option<hooks::Hooks>) -> anyhow::Result<Outcome> {
-    let Process {
-        guardian,
-        runtime,
-        children,
-        spawner,
-    } = process_start()?;
-    runtime.block_on(async move {
-        // Handlers first: a child that exits at once must not be missed.
-        let commands = signals::intents().context("cannot install signal handlers")?;
-        let sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
-        let host = Host {
-            commands,
-            reaping: Reaping::Own(sigchld),
-            children,
-            spawner,
-            guardian,
-            app: 0,
-            sink: None,
-            hooks,
-        };
-        let driver = Driver::new(plan, host)?;
-        driver.run().await
-    })
-}
-
-/// Runs one app in the foreground (`herd run`, `herd::Cluster`): herd's log set up in the
-/// app's format, the app planned (an error is exit code 1, or 2 for flags that contradict
-/// each other), run to its end, and the way it ended as herd's exit code. `extra_env` is
-/// added to every worker's environment; `hooks` are an embedding program's.
-pub fn run_foreground(
-    name: Option<&str>,
-    app: &crate::config::AppConfig,
-    extra_env: Vec<(String, String)>,
-    hooks: Option<hooks::Hooks>,
-) -> std::process::ExitCode {
-    crate::observe::logging::init(app.log_format.unwrap_or(crate::output::LogFormat::Text));
-    let budget = crate::observe::cpus::cpu_budget();
-    let mut plan = match crate::config::plan(name, app, None, &budget) {
-        Ok(plan) => plan,
-        Err(e) => {
-            tracing::error!("{e}");
-            return std::process::ExitCode::from(if e.is_usage() { 2 } else { 1 });
-        }
-    };
-    plan.extra_env = extra_env;
-    match run(plan, hooks) {
-        Ok(outcome) => {
-            let code = outcome.exit_code();
-            info!(code, "herd exits with code {code}: {}", outcome.meaning());
-            std::process::ExitCode::from(code)
-        }
-        Err(e) => {
-            tracing::error!("{e:#}");
-            std::process::ExitCode::from(1)
-        }
-    }
-}
-
-/// Runs one app of a process that runs several (the daemon), on the calling thread, to
-/// its end. The process-wide parts (reaping, spawning, the guardian) come from `host`.
-pub fn run_hosted(plan: RunPlan, host: Host) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let driver = Driver::new(plan, host)?;
-        driver.run().await
-    })
-}
-
-/// What one app's driver shares with the process it runs in: `herd run` has one app, the
-/// daemon many, with one reaper, one spawner thread and one guardian between them.
-pub struct Host {
-    /// What the user asks of the app: signals in `herd run`, control requests in the daemon.
-    pub commands: mpsc::UnboundedReceiver<AppRequest>,
-    /// Where the exits of the app's workers come from.
-    pub reaping: Reaping,
-    /// The live workers of every app of the process (see [`reap::Children`]).
-    pub children: Arc<reap::Children>,
-    /// The process's spawning thread.
-    pub spawner: Spawner,
-    /// The process's guardian, if it could be started.
-    pub guardian: Option<Arc<guardian::Guardian>>,
-    /// This app's key in `children`.
-    pub app: reap::AppKey,
-    /// Where the workers' output goes: herd's stdout and stderr when `None`.
-    pub sink: Option<Box<dyn crate::output::Sink>>,
-    /// The embedding program's observer, if any.
-    pub hooks: Option<hooks::Hooks>,
-}
-
-/// How a driver learns of its workers' exits.
-pub enum Reaping {
-    /// It reaps every child of the process itself on SIGCHLD (`herd run`: one app).
-    Own(tokio::signal::unix::Signal),
-    /// The process's reaper sends it the exits of its own workers (the daemon).
-    Routed(mpsc::UnboundedReceiver<reap::Reaped>),
-}
-
-impl Reaping {
-    async fn next(&mut self, children: &reap::Children) -> Vec<reap::Reaped> {
-        match self {
-            Reaping::Own(sigchld) => {
-                if sigchld.recv().await.is_none() {
-                    std::future::pending::<()>().await;
-                }
-                reap::reap_all(children)
-            }
-            Reaping::Routed(rx) => match rx.recv().await {
-                Some(r) => {
-                    let mut all = vec![r];
-                    while let Ok(r) = rx.try_recv() {
-                        all.push(r);
-                    }
-                    all
-                }
-                None => std::future::pending().await,
-            },
-        }
-    }
-}
-
-/// herd's side of one worker's channel.
-struct Link {
-    channel: Channel,
-    /// `seq` of the next cluster message herd sends.
-    seq: u64,
-    /// The worker spoke Node's cluster protocol: it is stopped like Node's `worker.kill()`.
-    cluster: bool,
-    /// It was told to disconnect; when its channel closes, it gets the stop signal.
-    disconnecting: bool,
-    /// The worker closed its end.
-    closed: bool,
-    /// Indexes of herd's listeners whose connections the worker takes as a Node cluster
-    /// server (`newconn`, in the handoff modes).
-    serves: std::collections::HashSet<usize>,
-    /// A Node cluster worker that listens on a server of its own (not one of herd's).
-    own_server: bool,
-    /// Connections handed over as `"connection"` messages.
-    sockets_handed: u64,
-    /// Stopping: waiting for Node's `NODE_SOCKET_ALL_CLOSED` before the disconnect.
-    draining_sockets: bool,
-    /// It never acknowledged a handle: it does not read its channel, and gets no more.
-    deaf: bool,
-    /// It said something already (`herd::Cluster`'s `online` event).
-    spoke: bool,
-}
-
-impl Link {
-    fn new(channel: Channel) -> Link {
-        Link {
-            channel,
-            seq: 0,
-            cluster: false,
-            disconnecting: false,
-            closed: false,
-            serves: Default::default(),
-            own_server: false,
-            sockets_handed: 0,
-            draining_sockets: false,
-            deaf: false,
-            spoke: false,
-        }
-    }
-
-    /// In the handoff modes, the worker takes connections as `"connection"` messages: it is
-    /// not a Node cluster worker, or one that never listened on herd's sockets (the
-    /// article's sticky-session worker listens on a port of its own and takes sockets).
-    /// A cluster worker that has not listened yet takes nothing.
-    fn takes_sockets(&self) -> bool {
-        !self.deaf && (!self.cluster || (self.own_server && self.serves.is_empty()))
-    }
-
-    /// The `seq` for the next cluster message.
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq - 1
-    }
-}
-
-/// A spawn asked of the spawner thread and not answered yet.
-struct Pending {
-    slot: usize,
-    /// How it is to be stopped, as the plan said when it was spawned.
-    stop: StopWith,
-    /// herd's end of the worker's channel.
-    channel: std::os::unix::net::UnixStream,
-    /// Its private port (`--proxy`).
-    port: Option<u16>,
-}
-
-/// How a worker is asked to stop: fixed when it is spawned, so that a reload with a new
-/// definition stops the old workers the way their own definition says.
-#[derive(Debug, Clone, Copy)]
-struct StopWith {
-    signal: nix::sys::signal::Signal,
-    /// The `"shutdown"` message rather than the signal (when it has a channel).
-    message: bool,
-}
-
-impl StopWith {
-    fn of(plan: &RunPlan) -> StopWith {
-        StopWith {
-            signal: plan.stop_signal,
-            message: plan.stop_message,
-        }
-    }
-}
 
 /// One input of the main loop.
 enum Input {
@@ -599,167 +349,6 @@ impl Driver {
             Some(pid) = self.listening.recv() => Input::Listening(pid),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
-        }
-    }
-
-    fn handle(&mut self, input: Input) {
-        match input {
-            Input::AppRequest(c) => self.control(c),
-            Input::Spawned(SpawnResult { worker, result }) => {
-                let pending = self.spawning.remove(&worker);
-                let slot = pending.as_ref().map_or(0, |p| p.slot);
-                match result {
-                    Ok(child) => {
-                        if let Some(p) = pending {
-                            self.stop_with.insert(child.pid, p.stop);
-                            if let (Some(port), Some(r)) = (p.port, self.relays.as_mut()) {
-                                r.watch(child.pid, port, self.listening_tx.clone());
-                            }
-                            match Channel::start(p.channel, child.pid, self.frames_tx.clone()) {
-                                Ok(ch) => {
-                                    self.channels.insert(child.pid, Link::new(ch));
-                                }
-                                Err(e) => warn!(
-                                    pid = child.pid,
-                                    slot,
-                                    "no channel for worker {}:{slot} (pid {}): {e}",
-                                    self.plan.name,
-                                    child.pid
-                                ),
-                            }
-                        }
-                        let out = self
-                            .output
-                            .follow(child.stdout, slot, child.pid, Stream::Stdout);
-                        let err = self
-                            .output
-                            .follow(child.stderr, slot, child.pid, Stream::Stderr);
-                        self.readers.insert(child.pid, [out, err]);
-                        self.groups.insert(child.pid);
-                        if let Some(g) = &self.guardian {
-                            g.register(child.pid);
-                        }
-                        self.queue.push_back(Event::Spawned {
-                            worker,
-                            pid: child.pid,
-                        });
-                        for msg in self.early_notify.remove(&child.pid).unwrap_or_default() {
-                            self.queue.push_back(Event::Notify {
-                                pid: child.pid,
-                                msg,
-                            });
-                        }
-                        // Its messages from before its pid was recorded, if any.
-                        for d in std::mem::take(&mut self.unplaced) {
-                            self.on_datagram(d);
-                        }
-                        if let Some(status) = self.early_exits.remove(&child.pid) {
-                            self.worker_exited(child.pid, status);
-                        }
-                    }
-                    Err(e) => self.queue.push_back(Event::SpawnFailed {
-                        worker,
-                        error: e.to_string(),
-                    }),
-                }
-            }
-            Input::Reaped(reaped) => {
-                for r in reaped {
-                    if r.app.is_none() {
-                        debug!(pid = r.pid, "reaped an orphan process");
-                    } else if self.groups.contains(&r.pid) {
-                        self.worker_exited(r.pid, r.status);
-                    } else {
-                        // Its spawn result is still in the channel: handled with it.
-                        self.early_exits.insert(r.pid, r.status);
-                    }
-                }
-            }
-            Input::Exited(pid, status) => self.queue.push_back(Event::Exited { pid, status }),
-            Input::Frame(pid, frame) => self.on_frame(pid, frame),
-            Input::CountersTick => self.log_counters(),
-            Input::Connection(conn) => self.dispatch(conn),
-            Input::HandoffWake => self.retry_waiting(),
-            Input::LoadTick => self.ask_open_counts(),
-            Input::MemoryTick => {
-                // One /proc scan for every worker's process group.
-                let pids: Vec<u32> = self.groups.iter().copied().collect();
-                if let Ok(samples) = crate::observe::procstat::sample_groups(&pids) {
-                    for (pid, sample) in pids.into_iter().zip(samples) {
-                        if let Some(sample) = sample {
-                            self.queue.push_back(Event::Memory {
-                                pid,
-                                rss: sample.rss,
-                            });
-                        }
-                    }
-                }
-            }
-            Input::Listening(pid) => {
-                if let Some(r) = self.relays.as_mut() {
-                    r.listening(pid);
-                }
-                self.queue.push_back(Event::Notify {
-                    pid,
-                    msg: NotifyMsg::PortOpen,
-                });
-            }
-            Input::Notify(Ok(d)) => self.on_datagram(d),
-            Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
-            Input::Timer => {
-                self.wake = None;
-                self.queue.push_back(Event::Timer);
-            }
-        }
-    }
-
-    fn on_datagram(&mut self, d: Datagram) {
-        let Some(sender) = d.pid else {
-            warn!("notify datagram without sender credentials: ignored");
-            return;
-        };
-        // Workers whose spawn result is still in the channel are in `children` already;
-        // a worker whose spawn has not returned yet is not (see `reap::Children`). Read
-        // before the record: the sender existed before this read, and a spawn that ends
-        // in between has recorded its pid by the time it stops counting.
-        let in_flight = self.children.spawns_in_flight();
-        let spawned = {
-            let children = self.children.lock();
-            let known = |pid: u32| self.groups.contains(&pid) || children.contains_key(&pid);
-            // A worker's child (a shell wrapper's program, say) speaks for the worker.
-            if known(sender) {
-                Some(sender)
-            } else {
-                nix::unistd::getpgid(Some(Pid::from_raw(sender as i32)))
-                    .ok()
-                    .map(|pg| pg.as_raw() as u32)
-                    .filter(|pg| known(*pg))
-            }
-        };
-        if spawned.is_none() && in_flight {
-            // Maybe a worker that spoke before its spawn returned: placed once it has.
-            if self.unplaced.len() >= UNPLACED_MAX {
-                self.unplaced.remove(0);
-            }
-            self.unplaced.push(d);
-            return;
-        }
-        let pid = spawned.unwrap_or(sender);
-        for g in &d.garbage {
-            let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
-            warn!(
-                pid = sender,
-                slot, "garbage on NOTIFY_SOCKET from pid {sender}: {g}"
-            );
-        }
-        if spawned.is_some() && !self.groups.contains(&pid) {
-            // READY=1 sent before herd handled the spawn result: replayed with it.
-            self.early_notify.entry(pid).or_default().extend(d.messages);
-            return;
-        }
-        self.spoke(pid);
-        for msg in d.messages {
-            self.queue.push_back(Event::Notify { pid, msg });
         }
     }
 

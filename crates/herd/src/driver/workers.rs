@@ -5,8 +5,9 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
+use super::link::{Pending, StopWith};
 use super::spawn::SpawnRequest;
-use super::{contract, Driver, Pending, StopWith, OUTPUT_TAIL};
+use super::{contract, Driver, OUTPUT_TAIL};
 use crate::channel;
 use crate::channel::node_cluster;
 use crate::supervisor::{Event, ExitStatus, WorkerId};

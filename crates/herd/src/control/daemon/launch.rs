@@ -153,18 +153,7 @@ impl Registry {
             return;
         }
         app.run = None;
-        let (state, reason) = match &ended.outcome {
-            Ok(Outcome::Errored) => (
-                State::Errored,
-                Some("its workers exited too often; no worker is left".to_string()),
-            ),
-            Ok(Outcome::Killed) => (
-                State::Stopped,
-                Some("some worker had to be killed after the kill timeout".to_string()),
-            ),
-            Ok(Outcome::Clean) => (State::Stopped, None),
-            Err(e) => (State::Errored, Some(e.clone())),
-        };
+        let (state, reason) = ended.words();
         info!(app = name, state = %state, "{name} is {state}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
         app.state = state;
         app.reason = reason;
@@ -174,6 +163,25 @@ impl Registry {
     pub fn ended_if_done(&self, name: &str, run: &Running) {
         if let Some(ended) = run.ended.borrow().clone() {
             self.ended(name, run.key, &ended);
+        }
+    }
+}
+
+impl Ended {
+    /// What the end of a driver means for its app: the state it is left in and why, in the
+    /// words `herd ls`, `describe`, the daemon's log and the answers of requests use.
+    pub fn words(&self) -> (State, Option<String>) {
+        match &self.outcome {
+            Ok(Outcome::Errored) => (
+                State::Errored,
+                Some("its workers exited too often; no worker is left (see `herd logs`)".into()),
+            ),
+            Ok(Outcome::Killed) => (
+                State::Stopped,
+                Some("some worker had to be killed after the kill timeout".into()),
+            ),
+            Ok(Outcome::Clean) => (State::Stopped, None),
+            Err(e) => (State::Errored, Some(format!("it could not start: {e}"))),
         }
     }
 }

@@ -140,9 +140,10 @@ pub(super) async fn stop_names(registry: &Arc<Registry>, names: &[String]) -> Ve
     for (name, run) in waiting {
         let ended = run.wait().await;
         registry.ended(&name, run.key, &ended);
-        lines.push(match ended.outcome {
-            Ok(crate::supervisor::Outcome::Killed) => {
-                format!("{name}: stopped (some worker had to be killed after the kill timeout)")
+        // A stop that ended in an error (it errored while stopping) still stopped it.
+        lines.push(match ended.words() {
+            (super::super::registry::State::Stopped, Some(why)) => {
+                format!("{name}: stopped ({why})")
             }
             _ => format!("{name}: stopped"),
         });

@@ -114,14 +114,11 @@ pub(super) fn say(e: &RequestError) -> String {
 }
 
 pub(super) async fn ended_why(run: &Running) -> String {
-    use crate::supervisor::Outcome;
-    match run.wait().await.outcome {
-        Ok(Outcome::Clean) => {
+    match run.wait().await.words() {
+        (state, Some(reason)) => format!("it {state}: {reason}"),
+        (_, None) => {
             "it stopped (by another command, or every worker exited and none restarts)".into()
         }
-        Ok(Outcome::Killed) => "it stopped, some worker after the kill timeout".into(),
-        Ok(Outcome::Errored) => "it errored: its workers exited too often (see `herd logs`)".into(),
-        Err(e) => format!("could not start: {e}"),
     }
 }
 

@@ -182,6 +182,10 @@ impl Cluster {
                 },
             };
         }
+        if let Err(e) = crate::observe::logging::format_from_env(&mut app.log_format) {
+            eprintln!("herd: {e}");
+            return ExitCode::from(2);
+        }
         let mark = vec![(WORKER_MARK.to_string(), "1".to_string())];
         crate::driver::run_foreground(name.as_deref(), &app, mark, Some(Arc::new(self.callbacks)))
     }

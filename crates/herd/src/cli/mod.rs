@@ -70,7 +70,11 @@ pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Daemon(verb) => crate::control::verbs::run(verb),
         Command::Run(RunArgs { flags, command }) => {
-            let (name, app) = flags.into_config(command);
+            let (name, mut app) = flags.into_config(command);
+            if let Err(e) = crate::observe::logging::format_from_env(&mut app.log_format) {
+                eprintln!("herd: {e}");
+                return ExitCode::from(2);
+            }
             crate::driver::run_foreground(name.as_deref(), &app, Vec::new(), None)
         }
         Command::Check(args) => check(&args),

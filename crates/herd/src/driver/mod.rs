@@ -160,7 +160,12 @@ pub fn run_foreground(
     match run(plan, hooks) {
         Ok(outcome) => {
             let code = outcome.exit_code();
-            info!(code, "herd exits with code {code}: {}", outcome.meaning());
+            info!(
+                event = "herd.exiting",
+                code,
+                "herd exits with code {code}: {}",
+                outcome.meaning()
+            );
             std::process::ExitCode::from(code)
         }
         Err(e) => {
@@ -507,7 +512,7 @@ impl Driver {
             ""
         };
         for addr in self.listeners.local_addrs() {
-            info!(app = %self.plan.name, addr = %addr, balance = %self.plan.balance,
+            info!(app = %self.plan.name, event = "herd.listening", addr = %addr, balance = %self.plan.balance,
                 "listening on {addr} ({}{proxy})", self.plan.balance);
         }
         let n = self.plan.policy.instances;

@@ -169,7 +169,7 @@ fn garbage_on_notify_socket_is_reported_and_survived() {
         line.contains("hello there"),
         "the garbage is quoted: {line:?}"
     );
-    herd.wait_log("(READY=1)");
+    herd.wait_event_where("worker.ready", |e| e.str("how") == "READY=1");
     let (pid, slot) = herd.who();
     assert_eq!(slot, 0);
     assert_eq!(herd.worker_pids(), vec![pid]);
@@ -245,6 +245,6 @@ fn herd_check_names_the_file_line_and_key_of_a_typo() {
     .unwrap();
     let mut herd = Herd::start(&["check", good.s()]);
     assert_eq!(herd.wait_exit(T), 0);
-    let out = herd.lines(Out::Stdout).join("\n");
+    let out = herd.output(Out::Stdout).join("\n");
     assert!(out.contains("1 app OK"), "{out}");
 }

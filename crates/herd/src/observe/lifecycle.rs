@@ -42,11 +42,13 @@
 //! | `shutdown.forced` | WARN | `workers` |
 //! | `request.ignored` | WARN | `what`, `why` |
 //! | `notify.unknown_sender` | WARN | `pid` |
+//! | `herd.listening` | INFO | `addr`, `balance` |
+//! | `herd.exiting` | INFO | `code` (no `app`) |
 //!
-//! Two records of `herd run` that are not lifecycle records carry an `event` too:
-//! `herd.listening` (`app`, `addr`, `balance`) once herd's listener is bound, and
-//! `herd.exiting` (`code`) as the last line. Names are only ever added; a renamed or
-//! removed name or field is a breaking change.
+//! The last two are written by the driver of `herd run` (`src/driver/mod.rs`), not here:
+//! `herd.listening` once per bound listener, `herd.exiting` as the last line. Names are
+//! only ever added; a renamed or removed name or field is a breaking change. The README
+//! lists them too ("Lifecycle events: a contract"); a test below checks both lists.
 
 use std::time::Duration;
 
@@ -200,5 +202,35 @@ pub fn write(app: &str, log: &Log) {
         Log::MemoryRestartFailed { slot, reason, retry_in } => error!(app, event, slot, reason = %reason, retry_in_ms = ms(*retry_in),
             "memory restart of worker {app}:{slot} failed: {reason}; the old worker keeps serving (next attempt in {} ms at the earliest)", ms(*retry_in)),
         Log::UnknownNotify { pid } => warn!(app, event, pid, "notify message from pid {pid}, which is not a worker: ignored"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The names `event_name` gives, read from this file's source.
+    fn names() -> Vec<&'static str> {
+        let src = include_str!("lifecycle.rs");
+        let body = &src[src.find("pub fn event_name").unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        body.lines()
+            .filter_map(|l| l.split("=> \"").nth(1)?.split('"').next())
+            .collect()
+    }
+
+    /// The contract: each name once, and listed in the module doc and the README (with
+    /// the two `herd run` records of the driver).
+    #[test]
+    fn every_event_name_is_unique_and_documented() {
+        let names = names();
+        assert_eq!(names.len(), 26, "{names:?}");
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        let doc = include_str!("lifecycle.rs");
+        let readme = include_str!("../../../../README.md");
+        for name in names.iter().chain(&["herd.listening", "herd.exiting"]) {
+            let cell = format!("| `{name}` |");
+            assert!(doc.contains(&cell), "{name} is not in the module doc");
+            assert!(readme.contains(&cell), "{name} is not in the README");
+        }
     }
 }

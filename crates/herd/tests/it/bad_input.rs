@@ -29,6 +29,16 @@ fn check(herd: &mut Herd, code: i32, needles: &[&str]) {
     herd.assert_no_spawn();
 }
 
+/// `HERD_LOG_FORMAT` (the default of `--log-format`) is checked like the flag.
+#[test]
+fn unknown_herd_log_format_is_a_usage_error() {
+    let mut cmd = Command::new(herd_bin());
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--", worker_bin()])
+        .env("HERD_LOG_FORMAT", "yaml");
+    let mut herd = Herd::spawn(cmd, false, true);
+    check(&mut herd, 2, &["HERD_LOG_FORMAT", "yaml", "text or json"]);
+}
+
 #[test]
 fn unknown_flag_is_a_usage_error() {
     rejects(

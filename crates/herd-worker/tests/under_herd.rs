@@ -15,9 +15,7 @@ use common::*;
 #[test]
 fn two_workers_answer_from_distinct_slots_and_stop_cleanly() {
     let (mut herd, port) = herd(&["-i", "2", "--ready", "notify"]);
-    herd.wait_count("ready (READY=1)", 2, |l| {
-        l.contains("ready after") && l.contains("READY=1")
-    });
+    herd.wait_events("worker.ready", 2, |e| e["how"] == "READY=1");
     let mut slots = HashSet::new();
     // The kernel hashes each new connection to one slot's socket; both show up quickly.
     for _ in 0..500 {
@@ -31,14 +29,18 @@ fn two_workers_answer_from_distinct_slots_and_stop_cleanly() {
     let status = herd.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", herd.output());
     let out = herd.output();
-    assert_eq!(out.matches("exited with code 0").count(), 2, "{out}");
+    let exits = herd.events("worker.exited");
+    assert!(
+        exits.len() == 2 && exits.iter().all(|e| e["status"] == "code 0"),
+        "{out}"
+    );
     assert!(!out.contains("panicked"), "{out}");
 }
 
 #[test]
 fn round_robin_hands_connections_to_both_workers() {
     let (herd, port) = herd(&["-i", "2", "--balance", "round-robin", "--ready", "notify"]);
-    herd.wait_count("ready", 2, |l| l.contains("ready after"));
+    herd.wait_events("worker.ready", 2, |_| true);
     let slots: Vec<String> = (0..6).map(|_| slot_of(&get(port, "/"))).collect();
     let distinct: HashSet<&String> = slots.iter().collect();
     assert_eq!(distinct.len(), 2, "{slots:?}");
@@ -51,7 +53,7 @@ fn round_robin_hands_connections_to_both_workers() {
 #[test]
 fn least_conn_gets_the_workers_connection_counts() {
     let (herd, port) = herd(&["-i", "2", "--balance", "least-conn", "--ready", "notify"]);
-    herd.wait_count("ready", 2, |l| l.contains("ready after"));
+    herd.wait_events("worker.ready", 2, |_| true);
     let workers = worker_pids(&herd, 2);
     // Held connections, each on its own thread of its worker: which worker holds each is
     // read from /proc (the worker's fd of the socket whose peer is our end).
@@ -91,13 +93,11 @@ fn least_conn_gets_the_workers_connection_counts() {
     );
 }
 
-/// The pids of the `n` workers, from herd's `spawned as pid` lines.
+/// The pids of the `n` workers, from herd's `worker.spawned` records.
 fn worker_pids(herd: &Proc, n: usize) -> Vec<u32> {
-    herd.wait_count("spawned", n, |l| l.contains(" spawned as pid "));
-    herd.output()
-        .lines()
-        .filter_map(|l| l.split(" spawned as pid ").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+    herd.wait_events("worker.spawned", n, |_| true)
+        .iter()
+        .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
         .collect()
 }
 
@@ -149,7 +149,7 @@ fn pid_of(body: &str) -> u32 {
 #[test]
 fn counters_reach_herd_in_stats_and_at_exit() {
     let (mut herd, port) = herd(&["-i", "1", "--ready", "notify"]);
-    herd.wait_count("ready", 1, |l| l.contains("ready after"));
+    herd.wait_events("worker.ready", 1, |_| true);
     for _ in 0..5 {
         get(port, "/");
     }
@@ -162,8 +162,11 @@ fn counters_reach_herd_in_stats_and_at_exit() {
     herd.term();
     assert_eq!(herd.wait_exit().code(), Some(0));
     // The last request's count is flushed at exit.
-    let line = herd.wait_line("counters of", |l| l.contains("counters of"));
-    assert!(line.contains("\"total\":7"), "{line}");
+    let line = herd.wait_line("counters of", |l| l.contains("\"counters\""));
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let counters: serde_json::Value =
+        serde_json::from_str(record["counters"].as_str().unwrap_or_default()).unwrap();
+    assert_eq!(counters["requests"]["total"], 7, "{line}");
 }
 
 #[test]
@@ -204,13 +207,14 @@ fn standalone_it_serves_port_and_stops_on_sigterm() {
 #[test]
 fn the_shutdown_message_stops_the_worker() {
     let (mut herd, port) = herd(&["-i", "1", "--ready", "notify", "--stop-message"]);
-    herd.wait_count("ready", 1, |l| l.contains("ready after"));
+    herd.wait_events("worker.ready", 1, |_| true);
     assert_eq!(slot_of(&get(port, "/")), "0");
     herd.term();
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.output());
     let out = herd.output();
     assert!(out.contains("stopping (Message)"), "{out}");
-    assert!(out.contains("exited with code 0"), "{out}");
+    let exits = herd.events("worker.exited");
+    assert!(exits.len() == 1 && exits[0]["status"] == "code 0", "{out}");
 }
 
 /// The channel closing (herd gone) resolves shutdown with `Reason::ChannelClosed`: a worker

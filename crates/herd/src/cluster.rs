@@ -183,7 +183,7 @@ impl Cluster {
             };
         }
         let mark = vec![(WORKER_MARK.to_string(), "1".to_string())];
-        crate::driver::run_foreground(name.as_deref(), &app, mark, Some(Arc::new(self.callbacks)))
+        crate::driver::run_foreground(name.as_deref(), app, mark, Some(Arc::new(self.callbacks)))
     }
 }
 

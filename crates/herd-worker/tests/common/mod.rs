@@ -5,6 +5,9 @@
 //! `target/debug/examples/hello`), and built first with `cargo build -p herd --bin herd
 //! -p herd-worker --example hello`: a no-op when `cargo test` already built them, and what
 //! makes `cargo test -p herd-worker` work on its own in a clean tree.
+//!
+//! herd runs with `--log-format json`: the tests wait for its lifecycle records by their
+//! `event` name and fields ([`Proc::wait_events`]), not by its English sentences.
 
 #![allow(dead_code)]
 
@@ -112,6 +115,33 @@ impl Proc {
         }
     }
 
+    /// herd's records named `event` so far (JSON objects of `--log-format json`).
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+
+    /// Waits until `n` records named `event` satisfy `pred`; returns them.
+    pub fn wait_events(
+        &self,
+        event: &str,
+        n: usize,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let is = |l: &str| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["event"] == event && pred(&v))
+        };
+        self.wait_count(&format!("of the event {event:?}"), n, is);
+        self.events(event).into_iter().filter(|v| pred(v)).collect()
+    }
+
     /// Sends SIGTERM.
     pub fn term(&self) {
         let pid = self.child.id() as libc::pid_t;
@@ -146,20 +176,23 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `herd run <args> -- hello` on a free port (`-p 0`); returns herd and the port.
+/// Starts `herd run --log-format json <args> -- hello` on a free port (`-p 0`); returns
+/// herd and the port (of its `herd.listening` record).
 pub fn herd(args: &[&str]) -> (Proc, u16) {
     let (herd, hello) = bins();
     let mut cmd = Command::new(herd);
-    cmd.arg("run").args(args).args(["-p", "0", "--"]).arg(hello);
+    cmd.args(["run", "--log-format", "json"])
+        .args(args)
+        .args(["-p", "0", "--"])
+        .arg(hello);
     let p = Proc::spawn(cmd);
-    let line = p.wait_line("listening on", |l| l.contains("listening on "));
-    let port = line
-        .rsplit("listening on ")
+    let listening = p.wait_events("herd.listening", 1, |_| true);
+    let addr = listening[0]["addr"].as_str().unwrap_or_default();
+    let port = addr
+        .rsplit(':')
         .next()
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.rsplit(':').next())
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+        .unwrap_or_else(|| panic!("no port in {:?}", listening[0]));
     (p, port)
 }
 

@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
         Command::Daemon(verb) => crate::control::verbs::run(verb),
         Command::Run(RunArgs { flags, command }) => {
             let (name, app) = flags.into_config(command);
-            crate::driver::run_foreground(name.as_deref(), &app, Vec::new(), None)
+            crate::driver::run_foreground(name.as_deref(), app, Vec::new(), None)
         }
         Command::Check(args) => check(&args),
         Command::Import(args) => import(&args),

@@ -257,7 +257,7 @@ impl Driver {
             ""
         };
         for addr in self.listeners.local_addrs() {
-            info!(app = %self.plan.name, addr = %addr, balance = %self.plan.balance,
+            info!(app = %self.plan.name, event = "herd.listening", addr = %addr, balance = %self.plan.balance,
                 "listening on {addr} ({}{proxy})", self.plan.balance);
         }
         let n = self.plan.policy.instances;

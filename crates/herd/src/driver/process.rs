@@ -88,18 +88,22 @@ pub fn run(plan: RunPlan, hooks: Option<hooks::Hooks>) -> anyhow::Result<Outcome
 }
 
 /// Runs one app in the foreground (`herd run`, `herd::Cluster`): herd's log set up in the
-/// app's format, the app planned (an error is exit code 1, or 2 for flags that contradict
+/// app's format (`HERD_LOG_FORMAT` when neither a flag nor a file gave one), the app planned (an error is exit code 1, or 2 for flags that contradict
 /// each other), run to its end, and the way it ended as herd's exit code. `extra_env` is
 /// added to every worker's environment; `hooks` are an embedding program's.
 pub fn run_foreground(
     name: Option<&str>,
-    app: &crate::config::AppConfig,
+    mut app: crate::config::AppConfig,
     extra_env: Vec<(String, String)>,
     hooks: Option<hooks::Hooks>,
 ) -> std::process::ExitCode {
+    if let Err(e) = crate::observe::logging::format_from_env(&mut app.log_format) {
+        eprintln!("herd: {e}");
+        return std::process::ExitCode::from(2);
+    }
     crate::observe::logging::init(app.log_format.unwrap_or(crate::output::LogFormat::Text));
     let budget = crate::observe::cpus::cpu_budget();
-    let mut plan = match crate::config::plan(name, app, None, &budget) {
+    let mut plan = match crate::config::plan(name, &app, None, &budget) {
         Ok(plan) => plan,
         Err(e) => {
             tracing::error!("{e}");
@@ -110,7 +114,12 @@ pub fn run_foreground(
     match run(plan, hooks) {
         Ok(outcome) => {
             let code = outcome.exit_code();
-            info!(code, "herd exits with code {code}: {}", outcome.meaning());
+            info!(
+                event = "herd.exiting",
+                code,
+                "herd exits with code {code}: {}",
+                outcome.meaning()
+            );
             std::process::ExitCode::from(code)
         }
         Err(e) => {

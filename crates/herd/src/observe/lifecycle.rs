@@ -1,5 +1,54 @@
 //! Writes the supervisor's lifecycle records through `tracing`, as structured events with
-//! a human sentence: text by default, JSON with `--log-format json`.
+//! a human sentence: text by default, JSON with `--log-format json` (or `HERD_LOG_FORMAT=json`).
+//!
+//! # The `event` field: a contract
+//!
+//! The sentence is for people and may change. Every record also carries a stable,
+//! machine-readable `event` name and the fields below; log queries and tests match on
+//! those. In JSON mode each record is one object per line with every field at the top
+//! level, next to `timestamp`, `level` and `message`, e.g.
+//!
+//! ```text
+//! {"timestamp":"…","level":"INFO","message":"worker api:0 (pid 4242) ready after 31 ms (READY=1)","app":"api","event":"worker.ready","slot":0,"pid":4242,"after_ms":31,"how":"READY=1"}
+//! ```
+//!
+//! Each record has `app` (the app's name) and `event`; the other fields by event:
+//!
+//! | `event` | level | fields |
+//! |---|---|---|
+//! | `worker.starting` | DEBUG | `slot`, `worker`, `generation` |
+//! | `worker.spawned` | INFO | `slot`, `pid` |
+//! | `worker.spawn_failed` | ERROR | `slot`, `error` |
+//! | `worker.ready` | INFO | `slot`, `pid`, `after_ms`, `how` (`READY=1`, `"ready" message`, `Node cluster worker listening`, `its port accepts connections`, `ready delay`, or `no READY=1 within the auto delay, assumed ready`) |
+//! | `worker.exited` | INFO if `expected`, else WARN | `slot`, `pid`, `status` (`code N` or a signal name such as `SIGKILL`), `uptime_ms`, `expected` (false for a crash) |
+//! | `worker.restarting` | INFO | `slot`, `delay_ms`, `unstable` |
+//! | `worker.not_ready` | WARN | `slot`, `pid`, `timeout_ms` |
+//! | `worker.stopping` | INFO | `slot`, `pid`, `reason` |
+//! | `worker.kill_timeout` | WARN | `slot`, `pid`, `timeout_ms` |
+//! | `worker.stopping_announced` | INFO | `slot`, `pid` |
+//! | `worker.status` | INFO | `slot`, `pid`, `status` |
+//! | `worker.not_restarted` | INFO | `slot`, `pid` (absent if none), `reason`, `code` (the stop exit code, if that is the reason) |
+//! | `worker.memory_over_limit` | WARN | `slot`, `pid`, `rss`, `limit` (bytes) |
+//! | `worker.memory_restart_failed` | ERROR | `slot`, `reason`, `retry_in_ms` |
+//! | `app.errored` | ERROR | `unstable`, `window_s` |
+//! | `app.recovered` | INFO | |
+//! | `app.scaled` | INFO | `from`, `to` |
+//! | `app.stopped` | INFO if `clean`, else WARN | `clean` |
+//! | `reload.started` | INFO | `generation`, `slots`, `superseded` |
+//! | `reload.progress` | INFO | `slot`, `done`, `total` |
+//! | `reload.done` | INFO | `generation` |
+//! | `reload.aborted` | ERROR | `slot`, `reason` |
+//! | `shutdown.started` | INFO | `workers` |
+//! | `shutdown.forced` | WARN | `workers` |
+//! | `request.ignored` | WARN | `what`, `why` |
+//! | `notify.unknown_sender` | WARN | `pid` |
+//! | `herd.listening` | INFO | `addr`, `balance` |
+//! | `herd.exiting` | INFO | `code` (no `app`) |
+//!
+//! The last two are written by the driver of `herd run` (`src/driver/mod.rs`), not here:
+//! `herd.listening` once per bound listener, `herd.exiting` as the last line. Names are
+//! only ever added; a renamed or removed name or field is a breaking change. The README
+//! lists them too ("Lifecycle events: a contract"); a test below checks both lists.
 
 use std::time::Duration;
 
@@ -41,15 +90,48 @@ fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// The stable name of a record, its `event` field (the module doc lists them).
+pub fn event_name(log: &Log) -> &'static str {
+    match log {
+        Log::Spawning { .. } => "worker.starting",
+        Log::Spawned { .. } => "worker.spawned",
+        Log::SpawnFailed { .. } => "worker.spawn_failed",
+        Log::Ready { .. } => "worker.ready",
+        Log::Exited { .. } => "worker.exited",
+        Log::Restarting { .. } => "worker.restarting",
+        Log::Errored { .. } => "app.errored",
+        Log::NotReady { .. } => "worker.not_ready",
+        Log::Stopping { .. } => "worker.stopping",
+        Log::KillTimeout { .. } => "worker.kill_timeout",
+        Log::WorkerStopping { .. } => "worker.stopping_announced",
+        Log::Status { .. } => "worker.status",
+        Log::ReloadStarted { .. } => "reload.started",
+        Log::ReloadProgress { .. } => "reload.progress",
+        Log::ReloadDone { .. } => "reload.done",
+        Log::ReloadAborted { .. } => "reload.aborted",
+        Log::ShutdownStarted { .. } => "shutdown.started",
+        Log::ShutdownForced { .. } => "shutdown.forced",
+        Log::Scaled { .. } => "app.scaled",
+        Log::Recovered => "app.recovered",
+        Log::Ignored { .. } => "request.ignored",
+        Log::NotRestarted { .. } => "worker.not_restarted",
+        Log::AppStopped { .. } => "app.stopped",
+        Log::MemoryOverLimit { .. } => "worker.memory_over_limit",
+        Log::MemoryRestartFailed { .. } => "worker.memory_restart_failed",
+        Log::UnknownNotify { .. } => "notify.unknown_sender",
+    }
+}
+
 /// Writes one lifecycle record of app `app`.
 pub fn write(app: &str, log: &Log) {
+    let event = event_name(log);
     match log {
         Log::Spawning { slot, worker, generation } => {
-            debug!(app, slot, worker, generation, "starting worker")
+            debug!(app, event, slot, worker, generation, "starting worker")
         }
-        Log::Spawned { slot, pid } => info!(app, slot, pid, "worker {app}:{slot} spawned as pid {pid}"),
+        Log::Spawned { slot, pid } => info!(app, event, slot, pid, "worker {app}:{slot} spawned as pid {pid}"),
         Log::SpawnFailed { slot, error } => {
-            error!(app, slot, error = %error, "worker {app}:{slot} could not be started: {error}")
+            error!(app, event, slot, error = %error, "worker {app}:{slot} could not be started: {error}")
         }
         Log::Ready { slot, pid, after, how } => {
             let how_s = match how {
@@ -60,65 +142,95 @@ pub fn write(app: &str, log: &Log) {
                 ReadyHow::Delay => "ready delay",
                 ReadyHow::Assumed => "no READY=1 within the auto delay, assumed ready",
             };
-            info!(app, slot, pid, after_ms = ms(*after), how = how_s,
+            info!(app, event, slot, pid, after_ms = ms(*after), how = how_s,
                 "worker {app}:{slot} (pid {pid}) ready after {} ms ({how_s})", ms(*after))
         }
         Log::Exited { slot, pid, status, uptime, expected } => {
             let what = describe_exit(*status);
             let uptime_ms = ms(*uptime);
             if *expected {
-                info!(app, slot, pid, status = %what, uptime_ms, "worker {app}:{slot} (pid {pid}) exited with {what}")
+                info!(app, event, slot, pid, status = %what, uptime_ms, expected, "worker {app}:{slot} (pid {pid}) exited with {what}")
             } else if *status == ExitStatus::Signal(libc::SIGKILL) {
-                warn!(app, slot, pid, status = %what, uptime_ms,
+                warn!(app, event, slot, pid, status = %what, uptime_ms, expected,
                     "worker {app}:{slot} (pid {pid}) was killed by SIGKILL after {uptime_ms} ms (possibly the kernel's OOM killer)")
             } else if *status == ExitStatus::Code(0) {
-                warn!(app, slot, pid, status = %what, uptime_ms,
+                warn!(app, event, slot, pid, status = %what, uptime_ms, expected,
                     "worker {app}:{slot} (pid {pid}) exited unexpectedly with {what} after {uptime_ms} ms")
             } else {
-                warn!(app, slot, pid, status = %what, uptime_ms,
+                warn!(app, event, slot, pid, status = %what, uptime_ms, expected,
                     "worker {app}:{slot} (pid {pid}) crashed with {what} after {uptime_ms} ms")
             }
         }
-        Log::Restarting { slot, delay, unstable } => info!(app, slot, delay_ms = ms(*delay), unstable,
+        Log::Restarting { slot, delay, unstable } => info!(app, event, slot, delay_ms = ms(*delay), unstable,
             "restarting worker {app}:{slot} in {} ms", ms(*delay)),
-        Log::Errored { unstable, window } => error!(app, unstable, window_s = window.as_secs(),
+        Log::Errored { unstable, window } => error!(app, event, unstable, window_s = window.as_secs(),
             "app {app} errored: {unstable} unstable restarts within {} s; no more restarts (reload to try again)", window.as_secs()),
-        Log::NotReady { slot, pid, timeout } => warn!(app, slot, pid, timeout_ms = ms(*timeout),
+        Log::NotReady { slot, pid, timeout } => warn!(app, event, slot, pid, timeout_ms = ms(*timeout),
             "worker {app}:{slot} (pid {pid}) not ready within the listen timeout ({} ms)", ms(*timeout)),
-        Log::Stopping { slot, pid, reason } => info!(app, slot, pid, reason = reason_text(*reason),
+        Log::Stopping { slot, pid, reason } => info!(app, event, slot, pid, reason = reason_text(*reason),
             "stopping worker {app}:{slot} (pid {pid}): {}", reason_text(*reason)),
-        Log::KillTimeout { slot, pid, timeout } => warn!(app, slot, pid, timeout_ms = ms(*timeout),
+        Log::KillTimeout { slot, pid, timeout } => warn!(app, event, slot, pid, timeout_ms = ms(*timeout),
             "worker {app}:{slot} (pid {pid}) did not stop within the kill timeout ({} ms): SIGKILL", ms(*timeout)),
-        Log::WorkerStopping { slot, pid } => info!(app, slot, pid, "worker {app}:{slot} (pid {pid}) says it is stopping"),
-        Log::Status { slot, pid, text } => info!(app, slot, pid, status = %text, "worker {app}:{slot} status: {text}"),
-        Log::ReloadStarted { generation, slots, superseded } => info!(app, generation, slots, superseded,
+        Log::WorkerStopping { slot, pid } => info!(app, event, slot, pid, "worker {app}:{slot} (pid {pid}) says it is stopping"),
+        Log::Status { slot, pid, text } => info!(app, event, slot, pid, status = %text, "worker {app}:{slot} status: {text}"),
+        Log::ReloadStarted { generation, slots, superseded } => info!(app, event, generation, slots, superseded,
             "reload of {app} started: generation {generation}, {slots} slots{}", if *superseded { " (replaces the reload under way)" } else { "" }),
-        Log::ReloadProgress { slot, done, total } => info!(app, slot, done, total, "reload of {app}: slot {slot} replaced ({done}/{total})"),
-        Log::ReloadDone { generation } => info!(app, generation, "reload of {app} done: every worker runs generation {generation}"),
-        Log::ReloadAborted { slot, reason } => error!(app, slot, reason = %reason,
+        Log::ReloadProgress { slot, done, total } => info!(app, event, slot, done, total, "reload of {app}: slot {slot} replaced ({done}/{total})"),
+        Log::ReloadDone { generation } => info!(app, event, generation, "reload of {app} done: every worker runs generation {generation}"),
+        Log::ReloadAborted { slot, reason } => error!(app, event, slot, reason = %reason,
             "reload of {app} aborted at slot {slot}: {reason}; the old workers keep serving"),
-        Log::ShutdownStarted { workers } => info!(app, workers, "shutting down {app}: stopping {workers} workers"),
-        Log::ShutdownForced { workers } => warn!(app, workers, "forced shutdown of {app}: killing {workers} workers"),
-        Log::Scaled { from, to } => info!(app, from, to, "scaled {app} from {from} to {to} workers"),
-        Log::Recovered => info!(app, "app {app} leaves the errored state"),
-        Log::Ignored { what, why } => warn!(app, what, why, "{what} ignored: {why}"),
+        Log::ShutdownStarted { workers } => info!(app, event, workers, "shutting down {app}: stopping {workers} workers"),
+        Log::ShutdownForced { workers } => warn!(app, event, workers, "forced shutdown of {app}: killing {workers} workers"),
+        Log::Scaled { from, to } => info!(app, event, from, to, "scaled {app} from {from} to {to} workers"),
+        Log::Recovered => info!(app, event, "app {app} leaves the errored state"),
+        Log::Ignored { what, why } => warn!(app, event, what, why, "{what} ignored: {why}"),
         Log::NotRestarted { slot, pid, reason } => {
             let (reason_s, code) = match reason {
                 NoRestart::AutorestartOff => ("autorestart is off".to_string(), None),
                 NoRestart::StopExitCode(c) => (format!("exit code {c} is a stop exit code"), Some(*c)),
             };
             let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-            info!(app, slot, pid = ?pid, reason = %reason_s, code = ?code,
+            info!(app, event, slot, pid = ?pid, reason = %reason_s, code = ?code,
                 "worker {app}:{slot}{who} not restarted: {reason_s}")
         }
-        Log::AppStopped { clean: true } => info!(app, clean = true,
+        Log::AppStopped { clean: true } => info!(app, event, clean = true,
             "app {app} stopped: every worker exited and none is restarted"),
-        Log::AppStopped { clean: false } => warn!(app, clean = false,
+        Log::AppStopped { clean: false } => warn!(app, event, clean = false,
             "app {app} stopped: every worker exited, some with a failure, and none is restarted"),
-        Log::MemoryOverLimit { slot, pid, rss, limit } => warn!(app, slot, pid, rss, limit,
+        Log::MemoryOverLimit { slot, pid, rss, limit } => warn!(app, event, slot, pid, rss, limit,
             "worker {app}:{slot} (pid {pid}) uses {} MiB, over the limit of {} MiB: starting a replacement", mib(*rss), mib(*limit)),
-        Log::MemoryRestartFailed { slot, reason, retry_in } => error!(app, slot, reason = %reason, retry_in_ms = ms(*retry_in),
+        Log::MemoryRestartFailed { slot, reason, retry_in } => error!(app, event, slot, reason = %reason, retry_in_ms = ms(*retry_in),
             "memory restart of worker {app}:{slot} failed: {reason}; the old worker keeps serving (next attempt in {} ms at the earliest)", ms(*retry_in)),
-        Log::UnknownNotify { pid } => warn!(app, pid, "notify message from pid {pid}, which is not a worker: ignored"),
+        Log::UnknownNotify { pid } => warn!(app, event, pid, "notify message from pid {pid}, which is not a worker: ignored"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The names `event_name` gives, read from this file's source.
+    fn names() -> Vec<&'static str> {
+        let src = include_str!("lifecycle.rs");
+        let body = &src[src.find("pub fn event_name").unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        body.lines()
+            .filter_map(|l| l.split("=> \"").nth(1)?.split('"').next())
+            .collect()
+    }
+
+    /// The contract: each name once, and listed in the module doc and the README (with
+    /// the two `herd run` records of the driver).
+    #[test]
+    fn every_event_name_is_unique_and_documented() {
+        let names = names();
+        assert_eq!(names.len(), 26, "{names:?}");
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        let doc = include_str!("lifecycle.rs");
+        let readme = include_str!("../../../../README.md");
+        for name in names.iter().chain(&["herd.listening", "herd.exiting"]) {
+            let cell = format!("| `{name}` |");
+            assert!(doc.contains(&cell), "{name} is not in the module doc");
+            assert!(readme.contains(&cell), "{name} is not in the README");
+        }
     }
 }

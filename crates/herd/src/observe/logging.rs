@@ -35,6 +35,22 @@ fn message_only() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
     })
 }
 
+/// Fills in `HERD_LOG_FORMAT` as the log format of a foreground herd (`herd run`, a
+/// program that embeds herd) that neither a flag nor a file gave one; an error for a value
+/// that is neither `text` nor `json`.
+pub fn format_from_env(format: &mut Option<LogFormat>) -> Result<(), String> {
+    if format.is_some() {
+        return Ok(());
+    }
+    if let Ok(v) = std::env::var("HERD_LOG_FORMAT") {
+        match <LogFormat as clap::ValueEnum>::from_str(&v, true) {
+            Ok(f) => *format = Some(f),
+            Err(_) => return Err(format!("HERD_LOG_FORMAT={v:?}: expected text or json")),
+        }
+    }
+    Ok(())
+}
+
 /// herd's own log on stderr: human-readable lines, or JSON objects with every field.
 /// `HERD_LOG` filters (e.g. `HERD_LOG=debug`).
 pub fn init(format: LogFormat) {

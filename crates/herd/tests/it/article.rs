@@ -44,7 +44,7 @@ fn basic_cluster_setup_esm() {
     herd.wait_ready(2);
     answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
     assert!(
-        herd.lines(Out::Stdout)
+        herd.output(Out::Stdout)
             .iter()
             .all(|l| !l.contains("Primary")),
         "worker branch only"
@@ -86,9 +86,12 @@ fn graceful_shutdown_with_the_shutdown_message() {
         port,
     );
     herd.wait_ready(2);
-    assert_eq!(herd.count_log("(\"ready\" message)"), 2);
+    assert_eq!(
+        herd.count_event("worker.ready", |e| e.str("how") == "\"ready\" message"),
+        2
+    );
     let slow = std::thread::spawn(move || http_get(&format!("http://127.0.0.1:{port}/slow")));
-    herd.wait_line_from(
+    herd.wait_output_from(
         Out::Stdout,
         0,
         "a worker serving the slow request",
@@ -100,7 +103,7 @@ fn graceful_shutdown_with_the_shutdown_message() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(herd.wait_exit(T), 0);
     let closed = herd
-        .lines(Out::Stdout)
+        .output(Out::Stdout)
         .iter()
         .filter(|l| l.contains("closed all connections"))
         .count();

@@ -29,6 +29,16 @@ fn check(herd: &mut Herd, code: i32, needles: &[&str]) {
     herd.assert_no_spawn();
 }
 
+/// `HERD_LOG_FORMAT` (the default of `--log-format`) is checked like the flag.
+#[test]
+fn unknown_herd_log_format_is_a_usage_error() {
+    let mut cmd = Command::new(herd_bin());
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--", worker_bin()])
+        .env("HERD_LOG_FORMAT", "yaml");
+    let mut herd = Herd::spawn(cmd, false, true);
+    check(&mut herd, 2, &["HERD_LOG_FORMAT", "yaml", "text or json"]);
+}
+
 #[test]
 fn unknown_flag_is_a_usage_error() {
     rejects(
@@ -169,7 +179,7 @@ fn garbage_on_notify_socket_is_reported_and_survived() {
         line.contains("hello there"),
         "the garbage is quoted: {line:?}"
     );
-    herd.wait_log("(READY=1)");
+    herd.wait_event_where("worker.ready", |e| e.str("how") == "READY=1");
     let (pid, slot) = herd.who();
     assert_eq!(slot, 0);
     assert_eq!(herd.worker_pids(), vec![pid]);
@@ -245,6 +255,6 @@ fn herd_check_names_the_file_line_and_key_of_a_typo() {
     .unwrap();
     let mut herd = Herd::start(&["check", good.s()]);
     assert_eq!(herd.wait_exit(T), 0);
-    let out = herd.lines(Out::Stdout).join("\n");
+    let out = herd.output(Out::Stdout).join("\n");
     assert!(out.contains("1 app OK"), "{out}");
 }

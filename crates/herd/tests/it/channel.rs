@@ -48,12 +48,15 @@ fn node_ready_message_and_shutdown_message() {
         started.elapsed() >= Duration::from_millis(600),
         "ready before the workers said so"
     );
-    assert_eq!(herd.count_log("\"ready\" message"), 2);
+    assert_eq!(
+        herd.count_event("worker.ready", |e| e.str("how") == "\"ready\" message"),
+        2
+    );
     let (status, body) = herd.get("/");
     assert_eq!(status, 200, "{body}");
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
-    let out = herd.lines(Out::Stdout);
+    let out = herd.output(Out::Stdout);
     assert_eq!(
         out.iter()
             .filter(|l| l.contains("closed all connections"))
@@ -61,7 +64,11 @@ fn node_ready_message_and_shutdown_message() {
         2,
         "both workers stopped on the message: {out:?}"
     );
-    assert_eq!(herd.count_log("exited with code 0"), 2, "not by a signal");
+    assert_eq!(
+        herd.count_event("worker.exited", |e| e.str("status") == "code 0"),
+        2,
+        "not by a signal"
+    );
 }
 
 #[test]
@@ -158,7 +165,7 @@ fn stop_message_ignored_is_killed_after_the_kill_timeout() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    herd.wait_log("did not stop within the kill timeout");
+    herd.wait_event("worker.kill_timeout");
 }
 
 /// A Node worker that sends a handle to herd (which takes none) gets NACKs, gives up after
@@ -227,7 +234,7 @@ time.sleep(60)
         &script,
     ]);
     herd.wait_ready(1);
-    let (_, line) = herd.wait_line_from(
+    let (_, line) = herd.wait_output_from(
         Out::Stdout,
         0,
         "the stats answer",
@@ -284,8 +291,11 @@ os.execv(sys.argv[1], sys.argv[1:])
         worker_bin(),
     ]);
     herd.wait_ready(1);
-    let (first, _) = herd.wait_log_from(0, "worker st:0 status: warming up");
-    herd.wait_log_from(first + 1, "worker st:0 status: serving 3 conns");
+    let is = |text: &'static str| {
+        move |e: &Event| e.app() == "st" && e.slot() == 0 && e.str("status") == text
+    };
+    let (first, _) = herd.wait_event_from(0, "worker.status", is("warming up"));
+    herd.wait_event_from(first + 1, "worker.status", is("serving 3 conns"));
     assert_eq!(herd.get("/").0, 200);
     let garbage: Vec<String> = herd
         .lines(Out::Stderr)

@@ -47,21 +47,21 @@ fn hello_cluster_serves_reports_events_and_messages_reloads_and_exits() {
     let spawned = herd.spawned();
     for (slot, pid) in &spawned {
         let who = format!("WorkerRef {{ slot: {slot}, pid: {pid} }}");
-        let (fork, _) = herd.wait_line_from(
+        let (fork, _) = herd.wait_output_from(
             Out::Stdout,
             0,
             "fork",
             |l| l.contains(&format!("Fork({who})")),
             T,
         );
-        let (online, _) = herd.wait_line_from(
+        let (online, _) = herd.wait_output_from(
             Out::Stdout,
             0,
             "online",
             |l| l.contains(&format!("Online({who})")),
             T,
         );
-        let (listening, _) = herd.wait_line_from(
+        let (listening, _) = herd.wait_output_from(
             Out::Stdout,
             0,
             "listening",
@@ -72,7 +72,7 @@ fn hello_cluster_serves_reports_events_and_messages_reloads_and_exits() {
             fork < online && online < listening,
             "events of {who} out of order"
         );
-        herd.wait_line_from(
+        herd.wait_output_from(
             Out::Stdout,
             0,
             "the worker's message",
@@ -86,9 +86,9 @@ fn hello_cluster_serves_reports_events_and_messages_reloads_and_exits() {
     }
     // A rolling reload: new workers, the old ones exit.
     herd.signal(Signal::SIGHUP);
-    herd.wait_log("done: every worker runs generation 1");
+    herd.wait_event_where("reload.done", |e| e.u64("generation") == 1);
     for (_, pid) in &spawned {
-        herd.wait_line_from(
+        herd.wait_output_from(
             Out::Stdout,
             0,
             "the old worker's exit",

@@ -98,7 +98,7 @@ fn graceful_finishes_the_request_in_progress_on_sigterm_and_exits_0() {
     let (mut herd, port) = start("graceful");
     let slow = std::thread::spawn(move || get_from(Ipv4Addr::LOCALHOST, port, "/slow"));
     // The signal goes out while the worker is inside the request.
-    herd.wait_line_from(
+    herd.wait_output_from(
         Out::Stdout,
         0,
         "the slow request to start",
@@ -112,7 +112,7 @@ fn graceful_finishes_the_request_in_progress_on_sigterm_and_exits_0() {
         .unwrap_or_else(|e| herd.fail(&format!("the request in progress failed: {e}")));
     assert!(body.contains("finished a slow request"), "{body:?}");
     for (_, worker) in herd.spawned() {
-        herd.wait_line_from(
+        herd.wait_output_from(
             Out::Stdout,
             0,
             "every worker to close its connections",
@@ -135,13 +135,13 @@ fn zero_downtime_reload_under_load_fails_no_request_and_serves_generation_1() {
     // A few clients requesting in a loop through the whole reload.
     let load = Load::start(port, 4);
     herd.wait_until("the load to get answers", T, || load.ok() >= 20);
-    let old = reload_under(&herd, load, "done: every worker runs generation 1");
+    let old = reload_under(&herd, load);
     // Only the new generation is left.
     for _ in 0..20 {
         assert_eq!(generation(&herd), "1");
     }
     for pid in old {
-        herd.wait_line_from(
+        herd.wait_output_from(
             Out::Stdout,
             0,
             "the primary to report the old worker's exit",

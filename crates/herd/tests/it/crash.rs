@@ -7,22 +7,11 @@ use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// The pid in "(pid N)" of a log line.
-fn pid_in(line: &str) -> u32 {
-    let i = line.find("(pid ").expect("a (pid N) in the line") + 5;
-    line[i..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .expect("pid")
-}
-
 /// Waits for the next spawn of `slot` logged at or after stderr line `from`.
 fn respawn_of(herd: &Herd, slot: usize, from: usize) -> u32 {
-    let needle = format!("worker {APP}:{slot} spawned as pid ");
-    let (_, line) = herd.wait_log_from(from, &needle);
-    parse_spawned(&line).unwrap().1
+    herd.wait_event_from(from, "worker.spawned", |e| e.slot() == slot)
+        .1
+        .pid()
 }
 
 #[test]
@@ -32,10 +21,10 @@ fn sigkilled_worker_is_replaced_in_the_same_slot() {
     let (victim, slot) = herd.who();
     let mark = herd.mark(Out::Stderr);
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    let (_, line) = herd.wait_log_from(mark, "possibly the kernel's OOM killer");
+    let (_, exit) = herd.wait_event_from(mark, "worker.exited", |e| e.pid() == victim);
     assert!(
-        line.contains(&format!("{APP}:{slot} (pid {victim})")),
-        "the SIGKILL line names the slot and pid: {line:?}"
+        exit.str("status") == "SIGKILL" && !exit.bool("expected") && exit.slot() == slot,
+        "an unexpected SIGKILL of slot {slot}: {exit:?}"
     );
     let new = respawn_of(&herd, slot, mark);
     assert_ne!(new, victim);
@@ -54,15 +43,16 @@ fn crash_route_restarts_the_same_slot() {
     // The worker exits without answering: a transport error is the expected outcome.
     let r = http_get(&herd.url("/crash"));
     assert!(r.is_err(), "/crash should not answer: {r:?}");
-    let (_, line) = herd.wait_log_from(mark, "code 70");
-    let crashed = pid_in(&line);
+    let (_, exit) = herd.wait_event_from(mark, "worker.exited", |e| e.str("status") == "code 70");
+    assert!(!exit.bool("expected"), "a crash: {exit:?}");
+    let crashed = exit.pid();
     let slot = herd
         .spawned()
         .iter()
         .find(|(_, p)| *p == crashed)
         .map(|(s, _)| *s)
         .unwrap_or_else(|| herd.fail(&format!("pid {crashed} was never spawned")));
-    herd.wait_log_from(mark, &format!("restarting worker {APP}:{slot} in "));
+    herd.wait_event_from(mark, "worker.restarting", |e| e.slot() == slot);
     let new = respawn_of(&herd, slot, mark);
     assert_ne!(new, crashed);
     herd.who_until(
@@ -86,7 +76,7 @@ fn crash_loop_is_errored_and_exits_4() {
         "--exit-now",
         "3",
     ]);
-    herd.wait_log("errored");
+    herd.wait_event("app.errored");
     let code = herd.wait_exit(T);
     if code != 4 {
         herd.fail(&format!("exit code {code}, expected 4 (errored)"));
@@ -95,12 +85,17 @@ fn crash_loop_is_errored_and_exits_4() {
     // `--max-restarts 2`: the third unstable exit (of the app, whichever slot) makes it
     // errored. The first two exits are each restarted; a restart not yet spawned when the
     // app became errored never is. So 3 or 4 workers in all, and exactly 2 restarts.
-    let restarts = herd.count_log(&format!("restarting worker {APP}:"));
+    let restarts = herd.events("worker.restarting").len();
     if !(3..=4).contains(&pids.len()) || restarts != 2 {
         herd.fail(&format!(
             "expected 2 restarts and at most 2 + 2 workers before the app is errored; {restarts} restarts, spawned {pids:?}"
         ));
     }
     herd.wait_gone(&pids, Duration::from_secs(5));
-    assert!(herd.count_log("exits with code 4") == 1, "{}", herd.dump());
+    let exiting = herd.events("herd.exiting");
+    assert!(
+        exiting.len() == 1 && exiting[0].u64("code") == 4,
+        "{}",
+        herd.dump()
+    );
 }

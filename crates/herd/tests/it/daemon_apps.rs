@@ -209,8 +209,12 @@ fn a_memory_limit_from_the_start_flags_replaces_a_grown_worker() {
     });
     let app = d.app("grow");
     assert_eq!(app["status"]["workers"][0]["restarts"], 1, "{app:#}");
+    let over = d.daemon_events("worker.memory_over_limit");
     assert!(
-        d.daemon_log().contains("over the limit of 64.0 MiB"),
+        !over.is_empty()
+            && over
+                .iter()
+                .all(|e| e["app"] == "grow" && e["limit"] == 64 << 20),
         "{}",
         d.daemon_log()
     );

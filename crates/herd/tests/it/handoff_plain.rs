@@ -95,7 +95,7 @@ fn round_robin_alternates_and_leaks_no_fd(prog: Prog) {
         // handoff.py drains and exits 0 on SIGTERM (a Node cluster worker is disconnected
         // and then gets the stop signal, which it does not handle).
         assert_eq!(
-            herd.count_log("exited with code 0"),
+            herd.count_event("worker.exited", |e| e.str("status") == "code 0"),
             2,
             "both workers stopped cleanly"
         );
@@ -121,7 +121,7 @@ fn reload_under_load_loses_no_request(prog: Prog, flags: &[&str]) {
     let port = herd.port();
     let load = Load::start(port, 4);
     herd.wait_until("the first 50 answers", T, || load.ok() >= 50);
-    let old = reload_under(&herd, load, " done: every worker runs generation 1");
+    let old = reload_under(&herd, load);
     let pid = get(&herd, port);
     assert!(!old.contains(&pid), "an old worker answered: {pid}");
     herd.signal(Signal::SIGTERM);
@@ -212,7 +212,7 @@ process.on('message', (message, connection) => {
     herd.wait_ready(1);
     let port = herd.port();
     let client = std::thread::spawn(move || get_from(Ipv4Addr::LOCALHOST, port, "/slow"));
-    herd.wait_line_from(
+    herd.wait_output_from(
         Out::Stdout,
         0,
         "the worker got the request",
@@ -341,7 +341,7 @@ fn handle_worker(args: &[&str]) -> Herd {
 /// them, once there are `n` (the worker's output reaches us through herd, behind herd's log).
 fn tries_of(herd: &Herd, port: u16, n: usize) -> Vec<String> {
     let tries = || -> Vec<String> {
-        herd.lines(Out::Stdout)
+        herd.output(Out::Stdout)
             .into_iter()
             .filter(|l| l.contains(&format!(" from port {port}, try ")))
             .collect()
@@ -423,7 +423,7 @@ fn sixteen_handles_in_flight_per_worker() {
         T,
         || fd_count(herd.pid()) >= base + 30,
     );
-    herd.wait_line_from(
+    herd.wait_output_from(
         Out::Stdout,
         0,
         "the 17th handle",
@@ -432,7 +432,7 @@ fn sixteen_handles_in_flight_per_worker() {
     );
     let worker = herd.worker_pids()[0];
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker as i32), Signal::SIGUSR1).unwrap();
-    let (_, held) = herd.wait_line_from(
+    let (_, held) = herd.wait_output_from(
         Out::Stdout,
         0,
         "how many the worker held",

@@ -27,18 +27,23 @@ fn a_worker_over_the_memory_limit_is_replaced_without_a_gap() {
     let load = Load::start(herd.port(), 2);
     let (_, body) = http_get(&herd.url("/grow?mb=80")).unwrap();
     let (grower, slot) = ident(&body).expect("pid and slot in the answer");
-    let (_, line) = herd.wait_log_from(mark, "over the limit of 64.0 MiB");
-    assert!(line.contains(&format!("(pid {grower})")), "{line}");
-    // The slot's new worker is ready before the old one is told to stop.
-    let (stop_at, _) = herd.wait_log_from(
-        mark,
-        &format!("stopping worker {APP}:{slot} (pid {grower})"),
+    let (_, over) = herd.wait_event_from(mark, "worker.memory_over_limit", |_| true);
+    assert!(
+        over.pid() == grower && over.u64("limit") == 64 * 1024 * 1024,
+        "{over:?}"
     );
-    let (_, line) = herd.wait_log_from(mark, &format!("worker {APP}:{slot} spawned as pid "));
-    let replacement = parse_spawned(&line).unwrap().1;
-    let ready = herd.lines(Out::Stderr)[mark..stop_at]
+    // The slot's new worker is ready before the old one is told to stop.
+    let (stop_at, _) = herd.wait_event_from(mark, "worker.stopping", |e| {
+        e.slot() == slot && e.pid() == grower
+    });
+    let replacement = herd
+        .wait_event_from(mark, "worker.spawned", |e| e.slot() == slot)
+        .1
+        .pid();
+    let ready = herd
+        .indexed_events("worker.ready")
         .iter()
-        .any(|l| l.contains(&format!("(pid {replacement}) ready after ")));
+        .any(|(i, e)| (mark..stop_at).contains(i) && e.pid() == replacement);
     if !ready {
         herd.fail(&format!(
             "the replacement {replacement} of slot {slot} was not ready before the grown worker {grower} was stopped"

@@ -68,7 +68,7 @@ fn counters_stats_and_messages_between_workers() {
     // A broadcast reaches the other worker, not the sender.
     let mark = herd.mark(Out::Stdout);
     assert_eq!(herd.get("/hello").0, 200);
-    let (_, line) = herd.wait_line_from(
+    let (_, line) = herd.wait_output_from(
         Out::Stdout,
         mark,
         "a worker's hello reaching the other worker",
@@ -85,7 +85,20 @@ fn counters_stats_and_messages_between_workers() {
     herd.wait_log("unknown herd message");
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
-    herd.wait_log("counters of node: {\"requests\":");
+    herd.wait_line_from(
+        Out::Stderr,
+        0,
+        "the counters of node",
+        |l| {
+            json(l).is_some_and(|v| {
+                v["app"] == "node"
+                    && v["counters"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with(r#"{"requests":"#))
+            })
+        },
+        T,
+    );
 }
 
 /// "herd logs the counters every 10 s when they changed": a count logged at the next 10 s
@@ -104,8 +117,12 @@ while :; do sleep 0.05; done"#;
     let pid = herd.worker_pids()[0];
     let usr1 =
         || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGUSR1).unwrap();
+    // The record's `counters` field (JSON in a JSON string).
     let logged = |total: u64| {
-        format!(r#"counters of counted: {{"hits":{{"slots":{{"0":{total}}},"total":{total}}}}}"#)
+        let want = format!(r#"{{"hits":{{"slots":{{"0":{total}}},"total":{total}}}}}"#);
+        move |l: &str| {
+            json(l).is_some_and(|v| v["app"] == "counted" && v["counters"] == want.as_str())
+        }
     };
     usr1();
     // The first tick is at most 10 s away.
@@ -113,7 +130,7 @@ while :; do sleep 0.05; done"#;
         Out::Stderr,
         0,
         "the first count logged",
-        |l| l.contains(&logged(1)),
+        logged(1),
         Duration::from_secs(25),
     );
     let first = Instant::now();
@@ -122,7 +139,7 @@ while :; do sleep 0.05; done"#;
         Out::Stderr,
         0,
         "the second count logged",
-        |l| l.contains(&logged(2)),
+        logged(2),
         Duration::from_secs(25),
     );
     let second = Instant::now();
@@ -135,7 +152,8 @@ while :; do sleep 0.05; done"#;
     // No change: the next tick logs nothing.
     std::thread::sleep(Duration::from_secs(12));
     let lines = herd.lines(Out::Stderr);
-    if let Some(l) = lines[at + 1..].iter().find(|l| l.contains("counters of")) {
+    let counters = |l: &String| json(l).is_some_and(|v| v.get("counters").is_some());
+    if let Some(l) = lines[at + 1..].iter().find(|l| counters(l)) {
         herd.fail(&format!(
             "counters logged although they did not change: {l}"
         ));

@@ -38,11 +38,7 @@ fn node_http_server_on_fd_3() {
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGTERM);
     let code = herd.wait_exit(T);
-    let exits: Vec<String> = herd.lines(Out::Stderr)[mark..]
-        .iter()
-        .filter(|l| l.contains("exited with") || l.contains("crashed"))
-        .cloned()
-        .collect();
+    let exits: Vec<Event> = herd.events_from(mark, "worker.exited");
     eprintln!("node workers' exits at shutdown: {exits:?}");
     if code != 0 {
         herd.fail(&format!("exit code {code} after SIGTERM; expected 0"));
@@ -63,7 +59,11 @@ fn readme_quick_start_node_eval_one_liner() {
     let (status, body) = herd.get("/");
     assert_eq!(status, 200);
     assert!(body.starts_with("hello from "), "{body}");
-    assert_eq!(herd.count_log("exited unexpectedly"), 0);
+    assert_eq!(
+        herd.count_event("worker.exited", |e| !e.bool("expected")
+            && e.str("status") == "code 0"),
+        0
+    );
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }

@@ -62,7 +62,11 @@ fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
         script.s(),
     ]);
     herd.wait_ready(2);
-    assert_eq!(herd.count_log("(Node cluster worker listening)"), 2);
+    assert_eq!(
+        herd.count_event("worker.ready", |e| e.str("how")
+            == "Node cluster worker listening"),
+        2
+    );
     herd.wait_log(&format!(
         "listening on 0.0.0.0:{port} (shared), asked by Node cluster worker"
     ));
@@ -77,7 +81,7 @@ fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
         "{answers:?}"
     );
     assert_eq!(
-        herd.lines(Out::Stdout)
+        herd.output(Out::Stdout)
             .iter()
             .filter(|l| l.contains("Primary"))
             .count(),
@@ -120,7 +124,7 @@ fn listen_on_herds_port_gets_herds_socket() {
     let old = herd.worker_pids();
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGHUP);
-    herd.wait_log_from(mark, "reload of node done");
+    herd.wait_event_from(mark, "reload.done", |e| e.app() == "node");
     let new = distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
     for o in old {
         assert!(
@@ -162,7 +166,10 @@ fn ready_message_policy_waits_for_ready_not_listening() {
         started.elapsed() >= Duration::from_millis(800),
         "ready before the message"
     );
-    assert_eq!(herd.count_log("(\"ready\" message)"), 1);
+    assert_eq!(
+        herd.count_event("worker.ready", |e| e.str("how") == "\"ready\" message"),
+        1
+    );
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
@@ -222,7 +229,7 @@ fn cluster_workers_drain_like_node_worker_kill() {
         let url = format!("{url}/slow");
         move || http_get(&url)
     });
-    herd.wait_line_from(
+    herd.wait_output_from(
         Out::Stdout,
         0,
         "the slow request reaching a worker",

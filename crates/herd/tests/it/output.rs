@@ -1,5 +1,9 @@
 //! Workers' output: every line, in order, with the `name:slot | ` prefix; the last lines
-//! before a crash; JSON on both streams with `--log-format json`.
+//! before a crash; herd's lifecycle lines as sentences in text mode; JSON on both streams,
+//! with each record's `event` and fields at the top level, with `--log-format json`.
+//!
+//! The harness sets `HERD_LOG_FORMAT=json`; the text-format tests pass `--log-format text`,
+//! which beats it.
 
 use crate::common::*;
 use nix::sys::signal::Signal;
@@ -10,6 +14,8 @@ fn every_line_of_every_worker_is_printed_with_its_prefix() {
         "run",
         "-i",
         "2",
+        "--log-format",
+        "text",
         "--listen",
         "127.0.0.1:0",
         "--",
@@ -28,6 +34,9 @@ fn every_line_of_every_worker_is_printed_with_its_prefix() {
     }
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
+    if let Some(l) = herd.lines(Out::Stderr).iter().find(|l| l.starts_with('{')) {
+        herd.fail(&format!("a JSON line in text mode: {l}"));
+    }
     let out = herd.lines(Out::Stdout);
     for slot in 0..2 {
         let prefix = format!("{APP}:{slot} | line ");
@@ -56,6 +65,8 @@ fn lines_printed_before_a_crash_come_before_the_crash_report() {
         "1",
         "--max-restarts",
         "0",
+        "--log-format",
+        "text",
         "--listen",
         "127.0.0.1:0",
         "--",
@@ -123,13 +134,72 @@ fn json_log_format_on_both_streams() {
     assert_eq!(line3["slot"], 0);
     assert_eq!(line3["stream"], "stdout");
     assert!(line3["pid"].is_u64());
+    // A lifecycle record: its event name and fields at the top level, next to the sentence.
+    let spawned = err
+        .iter()
+        .find(|v| v["event"] == "worker.spawned")
+        .unwrap_or_else(|| herd.fail("no worker.spawned object"));
+    assert_eq!(spawned["app"], APP);
+    assert_eq!(spawned["slot"], 0);
+    assert_eq!(spawned["pid"], line3["pid"]);
+    assert_eq!(spawned["level"], "INFO");
+    assert!(spawned["message"].is_string(), "{spawned}");
+    assert!(spawned.get("fields").is_none(), "{spawned}");
+    let ready = err
+        .iter()
+        .find(|v| v["event"] == "worker.ready")
+        .unwrap_or_else(|| herd.fail("no worker.ready object"));
     assert!(
-        err.iter().any(|v| v["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("spawned as pid"))),
-        "herd's own log is JSON with a message: {err:?}"
+        ready["after_ms"].is_u64() && ready["how"].is_string(),
+        "{ready}"
     );
+    let exiting = err.last().unwrap();
+    assert_eq!(exiting["event"], "herd.exiting", "the last line: {exiting}");
+    assert_eq!(exiting["code"], 0);
     assert!(err
         .iter()
         .all(|v| v["timestamp"].is_string() && v["level"].is_string()));
+}
+
+/// The lifecycle records in text mode are sentences a person reads (the JSON `event` names
+/// are for machines): spawned, ready, the listener, the exit at shutdown, herd's exit code.
+#[test]
+fn text_log_format_says_the_lifecycle_in_sentences() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--log-format",
+        "text",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+    ]);
+    let line = herd.wait_log(" spawned as pid ");
+    let pid = herd.spawned()[0].1;
+    assert!(
+        line.ends_with(&format!(" INFO worker {APP}:0 spawned as pid {pid}")),
+        "{line:?}"
+    );
+    let ready = herd.wait_log(") ready after ");
+    let sentence = format!(" INFO worker {APP}:0 (pid {pid}) ready after ");
+    assert!(ready.contains(&sentence), "{ready:?}");
+    herd.wait_log("listening on 127.0.0.1:");
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+    let err = herd.lines(Out::Stderr);
+    let exited = format!("worker {APP}:0 (pid {pid}) exited with code 0");
+    assert!(err.iter().any(|l| l.contains(&exited)), "{}", herd.dump());
+    let last = err.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.contains("herd exits with code 0"),
+        "the last line: {last:?}"
+    );
+    if let Some(l) = err
+        .iter()
+        .find(|l| l.contains("worker.") || l.contains("\"event\"") || l.starts_with('{'))
+    {
+        herd.fail(&format!("a field in a text line: {l}"));
+    }
 }

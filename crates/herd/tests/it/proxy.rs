@@ -137,7 +137,7 @@ fn reload_under_load_loses_no_request() {
     let port = herd.port();
     let load = Load::start(port, 4);
     herd.wait_until("the first 50 answers", T, || load.ok() >= 50);
-    let old = reload_under(&herd, load, &format!("reload of {APP} done"));
+    let old = reload_under(&herd, load);
     let (pid, _) = herd.who();
     assert!(!old.contains(&pid), "an old worker answered: {pid}");
     herd.signal(Signal::SIGTERM);
@@ -264,7 +264,9 @@ fn a_killed_worker_loses_at_most_the_requests_it_was_answering() {
     let (slot, victim) = live_workers(&herd).into_iter().next().unwrap();
     let killed = Instant::now();
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    herd.wait_log(&format!("(pid {victim}) was killed by SIGKILL"));
+    herd.wait_event_where("worker.exited", |e| {
+        e.pid() == victim && e.str("status") == "SIGKILL"
+    });
     herd.wait_ready(3);
     let (replacement, _) = herd.who_until("the replacement of the killed worker", |pid, s| {
         s == slot && pid != victim

@@ -42,10 +42,7 @@ fn python_example_serves_from_every_worker_and_stops_cleanly() {
         "herd exits 0 when the workers stop in time"
     );
     assert_eq!(
-        herd.lines(Out::Stderr)[mark..]
-            .iter()
-            .filter(|l| l.contains("says it is stopping"))
-            .count(),
+        herd.events_from(mark, "worker.stopping_announced").len(),
         2,
         "both workers sent STOPPING=1"
     );

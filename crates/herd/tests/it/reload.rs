@@ -40,7 +40,7 @@ fn rolling_reload_under_load_loses_no_request() {
     herd.wait_ready(2);
     let old: HashSet<u32> = herd.worker_pids().into_iter().collect();
     let load = Load::with(herd.port(), &[Client::KeepAlive, Client::NewConnection]);
-    reload_under(&herd, load, &format!("reload of {APP} done"));
+    reload_under(&herd, load);
     let new: HashSet<u32> = herd
         .worker_pids()
         .into_iter()
@@ -76,7 +76,7 @@ fn failed_reload_keeps_the_old_workers_then_succeeds() {
     std::fs::write(&flag.0, "x").unwrap();
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGHUP);
-    herd.wait_log_from(mark, &format!("reload of {APP} aborted"));
+    herd.wait_event_from(mark, "reload.aborted", |_| true);
     let mut herd = herd;
     if let Some(st) = herd.try_exit() {
         herd.fail(&format!("herd exited after a failed reload: {st:?}"));
@@ -100,7 +100,7 @@ fn failed_reload_keeps_the_old_workers_then_succeeds() {
     let mark = herd.mark(Out::Stderr);
     let before: HashSet<u32> = herd.worker_pids().into_iter().collect();
     herd.signal(Signal::SIGHUP);
-    herd.wait_log_from(mark, &format!("reload of {APP} done"));
+    herd.wait_event_from(mark, "reload.done", |_| true);
     let new: HashSet<u32> = herd
         .worker_pids()
         .into_iter()
@@ -143,8 +143,8 @@ fn reload_with_a_never_ready_worker_is_aborted() {
     std::fs::write(&opts.0, "--notify --never-ready\n").unwrap();
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGHUP);
-    herd.wait_log_from(mark, "not ready within the listen timeout");
-    herd.wait_log_from(mark, &format!("reload of {APP} aborted"));
+    herd.wait_event_from(mark, "worker.not_ready", |_| true);
+    herd.wait_event_from(mark, "reload.aborted", |_| true);
     // The new worker shares its slot's socket with the old one, so it may take connections
     // until it has stopped: look once it is gone.
     let never_ready: Vec<u32> = herd
@@ -168,17 +168,23 @@ fn sigttin_adds_slot_2_and_sigttou_removes_it() {
     herd.wait_ready(2);
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGTTIN);
-    herd.wait_log_from(mark, &format!("scaled {APP} from 2 to 3"));
-    let (_, line) = herd.wait_log_from(mark, &format!("worker {APP}:2 spawned as pid "));
-    let third = parse_spawned(&line).unwrap().1;
-    herd.wait_log_from(mark, &format!("(pid {third}) ready after "));
+    herd.wait_event_from(mark, "app.scaled", |e| {
+        e.u64("from") == 2 && e.u64("to") == 3
+    });
+    let third = herd
+        .wait_event_from(mark, "worker.spawned", |e| e.slot() == 2)
+        .1
+        .pid();
+    herd.wait_event_from(mark, "worker.ready", |e| e.pid() == third);
     herd.who_until(&format!("slot 2 (pid {third})"), |p, s| {
         p == third && s == 2
     });
 
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGTTOU);
-    herd.wait_log_from(mark, &format!("scaled {APP} from 3 to 2"));
+    herd.wait_event_from(mark, "app.scaled", |e| {
+        e.u64("from") == 3 && e.u64("to") == 2
+    });
     herd.wait_gone(&[third], T);
     let slots: HashSet<usize> = (0..40).map(|_| herd.who().1).collect();
     assert!(
@@ -216,10 +222,12 @@ fn scaled_up_with_a_never_ready_third(opts: &TempPath) -> (Herd, u32) {
     std::fs::write(&opts.0, "--notify --never-ready\n").unwrap();
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGTTIN);
-    let (_, line) = herd.wait_log_from(mark, &format!("worker {APP}:2 spawned as pid "));
-    let third = parse_spawned(&line).unwrap().1;
+    let third = herd
+        .wait_event_from(mark, "worker.spawned", |e| e.slot() == 2)
+        .1
+        .pid();
     herd.wait_until("the third worker is listening", T, || {
-        herd.lines(Out::Stdout)
+        herd.output(Out::Stdout)
             .iter()
             .any(|l| l.contains(&format!("testworker pid={third} slot=2 listening")))
     });
@@ -248,7 +256,9 @@ fn scale_down_before_ready_leaves_no_connection_hanging() {
     let (herd, third) = scaled_up_with_a_never_ready_third(&opts);
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGTTOU);
-    herd.wait_log_from(mark, &format!("scaled {APP} from 3 to 2"));
+    herd.wait_event_from(mark, "app.scaled", |e| {
+        e.u64("from") == 3 && e.u64("to") == 2
+    });
     herd.wait_gone(&[third], T);
     let url = herd.url("/");
     let agent = ureq::AgentBuilder::new()
@@ -281,7 +291,7 @@ fn sigusr2_is_a_rolling_reload() {
     let old = herd.worker_pids();
     let mark = herd.mark(Out::Stderr);
     herd.signal(Signal::SIGUSR2);
-    herd.wait_log_from(mark, &format!("reload of {APP} done"));
+    herd.wait_event_from(mark, "reload.done", |_| true);
     herd.wait_gone(&old, T);
     let new: HashSet<u32> = live_workers(&herd).into_values().collect();
     if new.len() != 2 || new.iter().any(|p| old.contains(p)) {

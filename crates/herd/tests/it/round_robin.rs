@@ -88,7 +88,7 @@ fn reload_under_load_loses_no_connection() {
     let mut herd = start(port, &["-i", "2", "--ready", "notify"]);
     herd.wait_ready(2);
     let load = Load::start(port, 4);
-    let old = reload_under(&herd, load, "reload of node done");
+    let old = reload_under(&herd, load);
     let now = get(port).unwrap();
     assert!(!old.contains(&now), "an old worker answered: {now}");
     herd.signal(Signal::SIGTERM);

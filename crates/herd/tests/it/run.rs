@@ -107,7 +107,7 @@ fn worker_contract_environment() {
     // A reload's workers are generation 1.
     let mark = herd.mark(Out::Stderr);
     herd.signal(nix::sys::signal::Signal::SIGHUP);
-    herd.wait_log_from(mark, &format!("reload of {APP} done"));
+    herd.wait_event_from(mark, "reload.done", |_| true);
     for _ in 0..4 {
         let env = worker_env(&herd);
         assert_eq!(env["HERD_GENERATION"], "1", "after a reload: {env:?}");
@@ -232,12 +232,9 @@ fn every_ready_notification_counts() {
     herd.wait_until(
         "12 workers are ready, or one is not ready in time",
         T,
-        || {
-            herd.count_log(") ready after ") == 12
-                || herd.count_log("not ready within the listen timeout") > 0
-        },
+        || herd.events("worker.ready").len() == 12 || !herd.events("worker.not_ready").is_empty(),
     );
-    if herd.count_log(") ready after ") != 12 || herd.count_log("which is not a worker") > 0 {
+    if herd.events("worker.ready").len() != 12 || !herd.events("notify.unknown_sender").is_empty() {
         herd.fail("a worker's READY=1 was ignored: it came before herd knew the worker's pid");
     }
 }
@@ -289,7 +286,7 @@ fn herd_raises_its_open_file_limit_and_workers_keep_the_original() {
         herd_bin()
     ));
     let mut herd = Herd::spawn(cmd, false, true);
-    let (_, line) = herd.wait_line_from(
+    let (_, line) = herd.wait_output_from(
         Out::Stdout,
         0,
         "the worker's limit",

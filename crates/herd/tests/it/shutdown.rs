@@ -85,7 +85,7 @@ fn stubborn_worker_is_killed_after_the_kill_timeout_exit_3() {
     let workers = herd.worker_pids();
     let t0 = Instant::now();
     herd.signal(Signal::SIGTERM);
-    herd.wait_log("did not stop within the kill timeout");
+    herd.wait_event("worker.kill_timeout");
     let code = herd.wait_exit(T);
     let took = t0.elapsed();
     if code != 3 {
@@ -97,7 +97,7 @@ fn stubborn_worker_is_killed_after_the_kill_timeout_exit_3() {
         "herd waited the kill timeout before SIGKILL: {took:?}"
     );
     assert!(took < Duration::from_secs(3), "{took:?}");
-    assert_eq!(herd.count_log("did not stop within the kill timeout"), 2);
+    assert_eq!(herd.events("worker.kill_timeout").len(), 2);
     herd.wait_gone(&workers, Duration::from_secs(5));
 }
 
@@ -119,11 +119,11 @@ fn second_sigint_kills_at_once() {
     let workers = herd.worker_pids();
     let t0 = Instant::now();
     herd.signal(Signal::SIGINT);
-    herd.wait_log("shutting down");
+    herd.wait_event("shutdown.started");
     // The workers ignore it: herd is waiting for them.
     assert!(herd.try_exit().is_none());
     herd.signal(Signal::SIGINT);
-    herd.wait_log("forced shutdown");
+    herd.wait_event("shutdown.forced");
     let code = herd.wait_exit(Duration::from_secs(10));
     if code != 3 {
         herd.fail(&format!("exit code {code}, expected 3"));
@@ -169,18 +169,13 @@ fn stop_signal_is_what_the_workers_get() {
             ));
         }
         for pid in &workers {
-            let (_, line) = herd.wait_log_from(0, &format!("(pid {pid})"));
-            let exit = herd
-                .lines(Out::Stderr)
-                .into_iter()
-                .find(|l| l.contains(&format!("(pid {pid})")) && l.contains(name))
-                .unwrap_or_else(|| {
-                    herd.fail(&format!(
-                        "--stop-signal {given}: no line says worker {pid} ended by {name} ({line})"
-                    ))
-                });
-            assert!(!exit.contains("SIGKILL"), "{exit}");
+            let exit = herd.wait_event_where("worker.exited", |e| e.pid() == *pid);
+            if exit.str("status") != name {
+                herd.fail(&format!(
+                    "--stop-signal {given}: worker {pid} did not end by {name}: {exit:?}"
+                ));
+            }
         }
-        assert_eq!(herd.count_log("did not stop within the kill timeout"), 0);
+        assert_eq!(herd.events("worker.kill_timeout").len(), 0);
     }
 }

@@ -232,7 +232,9 @@ fn crashed_slot_clients_go_to_their_next_choice_after_the_wait(prog: Prog) {
     let (&victim, victims) = groups.iter().max_by_key(|(_, s)| s.len()).unwrap();
     let victims = victims.clone();
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    herd.wait_log(&format!("(pid {victim}) was killed by SIGKILL"));
+    herd.wait_event_where("worker.exited", |e| {
+        e.pid() == victim && e.str("status") == "SIGKILL"
+    });
 
     // The crashed worker's clients, all at once, right away: each waits for the sticky
     // wait (at most, plus slack for a loaded machine), then is answered by another worker.
@@ -321,8 +323,10 @@ fn crashed_slot_clients_wait_for_the_replacement(prog: Prog) {
     let victims = victims.clone();
     let slot = slot_of_pid(&herd, victim);
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
-    herd.wait_log(&format!("(pid {victim}) was killed by SIGKILL"));
-    if herd.count_log(") ready after ") != 3 {
+    herd.wait_event_where("worker.exited", |e| {
+        e.pid() == victim && e.str("status") == "SIGKILL"
+    });
+    if herd.events("worker.ready").len() != 3 {
         herd.fail("the replacement was ready before the test could ask: nothing to test");
     }
     let t = Instant::now();

@@ -94,11 +94,14 @@ impl Daemon {
         &self.root.0
     }
 
-    /// `herd <args>` with HERD_HOME set, run in the test's folder, not yet started.
+    /// `herd <args>` with HERD_HOME set, run in the test's folder, not yet started. A
+    /// daemon it starts writes daemon.log as JSON (`HERD_LOG_FORMAT=json`): see
+    /// [`Daemon::daemon_events`].
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(herd_bin());
         cmd.args(args)
             .env("HERD_HOME", &self.home)
+            .env("HERD_LOG_FORMAT", "json")
             .current_dir(self.root())
             .stdin(Stdio::null());
         cmd
@@ -175,6 +178,15 @@ impl Daemon {
     /// The daemon's log so far.
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The lifecycle records named `event` in the daemon's log so far.
+    pub fn daemon_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.daemon_log()
+            .lines()
+            .filter_map(super::harness::json)
+            .filter(|v| v["event"] == event)
+            .collect()
     }
 
     /// Panics with `msg` and the end of the daemon's log.

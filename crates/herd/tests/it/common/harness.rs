@@ -1,6 +1,13 @@
 //! The real `herd` binary: [`Herd`] runs it with piped output, collects every line on
-//! background threads, and offers waits on that output (log lines, spawned workers, the
-//! exit code) that fail with herd's captured output.
+//! background threads, and offers waits on that output (lifecycle events, log lines,
+//! spawned workers, the exit code) that fail with herd's captured output.
+//!
+//! herd runs with `HERD_LOG_FORMAT=json` unless a test sets that variable or passes
+//! `--log-format`: its log lines are JSON objects, and tests wait for lifecycle records
+//! by their stable `event` name and fields ([`Herd::wait_event`]), never by the English
+//! sentence (`src/observe/lifecycle.rs` lists the names). The workers' output lines are
+//! JSON objects too (`{"app","slot","pid","stream","line"}`): [`Herd::output`] gives
+//! their text.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -43,7 +50,9 @@ pub enum Out {
 struct State {
     stdout: Vec<String>,
     stderr: Vec<String>,
-    /// (slot, pid) from every "spawned as pid N" line, in order.
+    /// The lifecycle event of each stderr line, if it is one (parallel to `stderr`).
+    events: Vec<Option<Event>>,
+    /// (slot, pid) from every `worker.spawned` event, in order.
     spawned: Vec<(usize, u32)>,
     /// Start time (/proc stat field 22) of each spawned pid, read when its line arrived,
     /// so Drop never kills a recycled pid.
@@ -101,6 +110,10 @@ impl Herd {
     /// Any command that runs herd (a wrapper such as setpriv or unshare).
     pub fn spawn(mut cmd: Command, merged: bool, learn_pids: bool) -> Herd {
         cmd.stdin(Stdio::null());
+        // A `--log-format` flag beats the variable; a test that sets it keeps its value.
+        if !cmd.get_envs().any(|(k, _)| k == "HERD_LOG_FORMAT") {
+            cmd.env("HERD_LOG_FORMAT", "json");
+        }
         // Its own group: Drop kills herd (and a wrapper) without touching the test runner.
         cmd.process_group(0);
         let shared = Arc::new(Shared {
@@ -226,6 +239,20 @@ impl Herd {
         }
     }
 
+    /// Waits for the first workers' output line at index >= `from` of `out` whose text
+    /// ([`worker_text`]) satisfies `pred`; returns its index and text.
+    pub fn wait_output_from(
+        &self,
+        out: Out,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> (usize, String) {
+        let (i, l) = self.wait_line_from(out, from, what, |l| pred(&worker_text(l)), timeout);
+        (i, worker_text(&l))
+    }
+
     /// Waits for a line of stderr containing `needle`, from index `from`.
     pub fn wait_log_from(&self, from: usize, needle: &str) -> (usize, String) {
         self.wait_line_from(
@@ -242,31 +269,6 @@ impl Herd {
         self.wait_log_from(0, needle).1
     }
 
-    /// Waits for the `n`th (1-based) line of `out` satisfying `pred`.
-    pub fn wait_nth(
-        &self,
-        out: Out,
-        n: usize,
-        what: &str,
-        pred: impl Fn(&str) -> bool,
-        timeout: Duration,
-    ) -> String {
-        let mut from = 0;
-        let mut line = String::new();
-        for k in 1..=n {
-            let (i, l) = self.wait_line_from(
-                out,
-                from,
-                &format!("occurrence {k} of {n} of {what}"),
-                &pred,
-                timeout,
-            );
-            from = i + 1;
-            line = l;
-        }
-        line
-    }
-
     /// Lines of stderr containing `needle` so far.
     pub fn count_log(&self, needle: &str) -> usize {
         self.lines(Out::Stderr)
@@ -275,25 +277,115 @@ impl Herd {
             .count()
     }
 
-    /// Waits until `n` workers have logged they are ready (counted over the whole run).
-    pub fn wait_ready(&self, n: usize) {
-        self.wait_nth(
-            Out::Stderr,
-            n,
-            "a worker ready line",
-            |l| l.contains(") ready after "),
-            T,
-        );
+    /// Waits for the first event `name` at stderr index >= `from` that satisfies `pred`;
+    /// returns its index and the event.
+    pub fn wait_event_from(
+        &self,
+        from: usize,
+        name: &str,
+        pred: impl Fn(&Event) -> bool,
+    ) -> (usize, Event) {
+        let deadline = Instant::now() + T;
+        let mut st = self.shared.state.lock().unwrap();
+        loop {
+            let found = st.events.iter().enumerate().skip(from).find_map(|(i, e)| {
+                e.as_ref()
+                    .filter(|e| e.name() == name && pred(e))
+                    .map(|e| (i, e.clone()))
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(st);
+                self.fail(&format!(
+                    "timed out after {T:?} waiting for the event {name:?} (from line {from})"
+                ));
+            }
+            st = self
+                .shared
+                .cv
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(200)))
+                .unwrap()
+                .0;
+        }
     }
 
-    /// The TCP port from `listening on 127.0.0.1:PORT`.
+    /// Waits for the first event `name` that satisfies `pred`.
+    pub fn wait_event_where(&self, name: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        self.wait_event_from(0, name, pred).1
+    }
+
+    /// Waits for the first event `name`.
+    pub fn wait_event(&self, name: &str) -> Event {
+        self.wait_event_from(0, name, |_| true).1
+    }
+
+    /// Waits for the `n`th (1-based, over the whole run) event `name` satisfying `pred`.
+    pub fn wait_nth_event(&self, n: usize, name: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        let mut from = 0;
+        let mut last = None;
+        for _ in 1..=n {
+            let (i, e) = self.wait_event_from(from, name, &pred);
+            from = i + 1;
+            last = Some(e);
+        }
+        last.unwrap_or_else(|| self.fail("wait_nth_event with n = 0"))
+    }
+
+    /// The events `name` at stderr index >= `from` so far.
+    pub fn events_from(&self, from: usize, name: &str) -> Vec<Event> {
+        let st = self.shared.state.lock().unwrap();
+        st.events
+            .iter()
+            .skip(from)
+            .flatten()
+            .filter(|e| e.name() == name)
+            .cloned()
+            .collect()
+    }
+
+    /// The events `name` so far, with their stderr index.
+    pub fn indexed_events(&self, name: &str) -> Vec<(usize, Event)> {
+        let st = self.shared.state.lock().unwrap();
+        st.events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.clone().filter(|e| e.name() == name)?)))
+            .collect()
+    }
+
+    /// The events `name` so far.
+    pub fn events(&self, name: &str) -> Vec<Event> {
+        self.events_from(0, name)
+    }
+
+    /// Number of events `name` so far that satisfy `pred`.
+    pub fn count_event(&self, name: &str, pred: impl Fn(&Event) -> bool) -> usize {
+        self.events(name).iter().filter(|e| pred(e)).count()
+    }
+
+    /// The text of the workers' output lines on `out` (herd's JSON objects decoded; a line
+    /// that is not one, e.g. in text mode, as it is).
+    pub fn output(&self, out: Out) -> Vec<String> {
+        self.lines(out).iter().map(|l| worker_text(l)).collect()
+    }
+
+    /// Waits until `n` workers have logged they are ready (counted over the whole run).
+    pub fn wait_ready(&self, n: usize) {
+        self.wait_nth_event(n, "worker.ready", |_| true);
+    }
+
+    /// The TCP port of herd's first `herd.listening` event on 127.0.0.1.
     pub fn port(&self) -> u16 {
-        let line = self.wait_log("listening on 127.0.0.1:");
-        let rest = &line[line.find("listening on 127.0.0.1:").unwrap() + 23..];
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        digits.parse().unwrap_or_else(|_| {
-            self.fail(&format!("no port in the line {line:?}"));
-        })
+        let e = self.wait_event_where("herd.listening", |e| {
+            e.str("addr").starts_with("127.0.0.1:")
+        });
+        let addr = e.str("addr");
+        addr["127.0.0.1:".len()..]
+            .parse()
+            .unwrap_or_else(|_| self.fail(&format!("no port in the event {e:?}")))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -395,14 +487,8 @@ impl Herd {
 
     /// Waits until the `n`th spawn (1-based, over the whole run) is logged; returns it.
     pub fn wait_spawned(&self, n: usize) -> (usize, u32) {
-        self.wait_nth(
-            Out::Stderr,
-            n,
-            "a spawned line",
-            |l| l.contains(" spawned as pid "),
-            T,
-        );
-        self.spawned()[n - 1]
+        let e = self.wait_nth_event(n, "worker.spawned", |_| true);
+        (e.slot(), e.pid())
     }
 
     /// Polls `cond` until true, or fails with `what` and herd's output.
@@ -414,7 +500,7 @@ impl Herd {
 
     /// Asserts that no worker process was ever started.
     pub fn assert_no_spawn(&self) {
-        if self.count_log("spawned") > 0 || !self.spawned().is_empty() {
+        if !self.events("worker.spawned").is_empty() || !self.spawned().is_empty() {
             self.fail("a worker was started although the input was bad");
         }
     }
@@ -466,23 +552,35 @@ fn reader(pipe: impl Read + Send + 'static, shared: Arc<Shared>, out: Option<Out
                 buf.pop();
             }
             let line = String::from_utf8_lossy(&buf).into_owned();
+            let event = (out != Some(Out::Stdout))
+                .then(|| Event::parse(&line))
+                .flatten();
             let mut st = shared.state.lock().unwrap();
-            if out != Some(Out::Stdout) {
-                if let Some((slot, pid)) = parse_spawned(&line) {
-                    st.spawned.push((slot, pid));
-                    if learn {
-                        if let Some(s) = stat(pid) {
-                            st.starttimes.insert(pid, s.starttime);
-                        }
+            let spawned = match &event {
+                Some(e) if e.name() == "worker.spawned" => Some((e.slot(), e.pid())),
+                Some(_) => None,
+                // A test of the text format: its workers are still learned, for Drop.
+                None if out != Some(Out::Stdout) => spawned_text(&line),
+                None => None,
+            };
+            if let Some((slot, pid)) = spawned {
+                st.spawned.push((slot, pid));
+                if learn {
+                    if let Some(s) = stat(pid) {
+                        st.starttimes.insert(pid, s.starttime);
                     }
                 }
             }
             match out {
                 Some(Out::Stdout) => st.stdout.push(line),
-                Some(Out::Stderr) => st.stderr.push(line),
+                Some(Out::Stderr) => {
+                    st.stderr.push(line);
+                    st.events.push(event);
+                }
                 None => {
                     st.stdout.push(line.clone());
                     st.stderr.push(line);
+                    st.events.push(event);
                 }
             }
             drop(st);
@@ -493,8 +591,83 @@ fn reader(pipe: impl Read + Send + 'static, shared: Arc<Shared>, out: Option<Out
     });
 }
 
-/// (slot, pid) of a `worker APP:SLOT spawned as pid PID` line (text or JSON).
-pub fn parse_spawned(line: &str) -> Option<(usize, u32)> {
+/// The text of a workers' output line: the `line` of herd's JSON object, or the line as
+/// it is if it is not one (text mode).
+pub fn worker_text(line: &str) -> String {
+    json(line)
+        .and_then(|v| Some(v.get("line")?.as_str()?.to_string()))
+        .unwrap_or_else(|| line.to_string())
+}
+
+/// A line of herd's JSON log as an object (None for a line that is not JSON).
+pub fn json(line: &str) -> Option<serde_json::Value> {
+    line.starts_with('{')
+        .then(|| serde_json::from_str(line).ok())
+        .flatten()
+}
+
+/// A lifecycle record of herd's JSON log: the line's object, with its `event` name.
+#[derive(Clone)]
+pub struct Event(pub serde_json::Value);
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Event {
+    /// The event of a log line: a JSON object with an `event` field.
+    pub fn parse(line: &str) -> Option<Event> {
+        if !line.starts_with('{') {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        v.get("event")?.as_str()?;
+        Some(Event(v))
+    }
+
+    pub fn name(&self) -> &str {
+        self.0["event"].as_str().unwrap_or_default()
+    }
+
+    /// A number field; panics (naming the event) if there is none.
+    pub fn u64(&self, key: &str) -> u64 {
+        self.0[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no number {key:?} in the event {self:?}"))
+    }
+
+    /// A text field; panics (naming the event) if there is none.
+    pub fn str(&self, key: &str) -> &str {
+        self.0[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no text {key:?} in the event {self:?}"))
+    }
+
+    /// A boolean field; panics (naming the event) if there is none.
+    pub fn bool(&self, key: &str) -> bool {
+        self.0[key]
+            .as_bool()
+            .unwrap_or_else(|| panic!("no boolean {key:?} in the event {self:?}"))
+    }
+
+    pub fn slot(&self) -> usize {
+        self.u64("slot") as usize
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.u64("pid") as u32
+    }
+
+    pub fn app(&self) -> &str {
+        self.str("app")
+    }
+}
+
+/// (slot, pid) of a text-format `worker APP:SLOT spawned as pid PID` line: only for the
+/// few tests of the text format, so that Drop knows their workers.
+fn spawned_text(line: &str) -> Option<(usize, u32)> {
     let i = line.find(" spawned as pid ")?;
     let pid: String = line[i + 16..]
         .chars()
@@ -527,7 +700,7 @@ pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd,
         let mut herd = Herd::spawn(make(port), false, true);
         let deadline = Instant::now() + T;
         loop {
-            if herd.count_log(") ready after ") >= ready {
+            if herd.events("worker.ready").len() >= ready {
                 return (herd, port);
             }
             if let Some(st) = herd.try_exit() {
@@ -549,10 +722,10 @@ pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd,
 }
 
 /// A rolling reload under `load`, which must overlap it: 20 answers of the old workers
-/// before the SIGHUP, the log line `done` (after the SIGHUP), the old workers gone, then 50
+/// before the SIGHUP, the event `reload.done` (after the SIGHUP), the old workers gone, then 50
 /// answers of the new workers after the reload is done. Fails the test with the failed
 /// requests (ms after the SIGHUP). Returns the old workers' pids.
-pub fn reload_under(herd: &Herd, load: Load, done: &str) -> Vec<u32> {
+pub fn reload_under(herd: &Herd, load: Load) -> Vec<u32> {
     let old = herd.worker_pids();
     let answered_by = |load: &Load, pids: &dyn Fn(u32) -> bool| -> usize {
         load.by_pid()
@@ -568,7 +741,7 @@ pub fn reload_under(herd: &Herd, load: Load, done: &str) -> Vec<u32> {
     let hup = Instant::now();
     let before = load.ok();
     herd.signal(Signal::SIGHUP);
-    herd.wait_log_from(mark, done);
+    herd.wait_event_from(mark, "reload.done", |_| true);
     let at_done = load.ok();
     herd.wait_gone(&old, T);
     let new_before = answered_by(&load, &|p| !old.contains(&p));

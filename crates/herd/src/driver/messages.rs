@@ -201,7 +201,8 @@ impl Driver {
                                     .ok()
                                     .and_then(|a| a.as_socket())
                                     .map_or_else(|| addr.to_string(), |a| a.to_string());
-                                info!(addr = %bound, "listening on {bound} (shared), asked by Node cluster worker {app}:{slot}");
+                                info!(app = %app, event = "herd.listening_on_demand", addr = %bound, slot,
+                                    "listening on {bound} (shared), asked by Node cluster worker {app}:{slot}");
                             }
                             Some(fd)
                         })

@@ -261,7 +261,8 @@ impl Driver {
                 "listening on {addr} ({}{proxy})", self.plan.balance);
         }
         let n = self.plan.policy.instances;
-        info!(app = %self.plan.name, instances = n,
+        info!(app = %self.plan.name, event = "herd.starting", instances = n,
+            reason = %self.plan.instances_reason,
             "starting {n} worker{} of {}: {}", if n == 1 { "" } else { "s" },
             self.plan.program.display(), self.plan.instances_reason);
         if self.plan.balance.is_handoff() {

@@ -170,7 +170,8 @@ impl Driver {
                 let seq = link.next_seq();
                 if link.channel.send(&node_cluster::disconnect(seq)) {
                     link.disconnecting = true;
-                    info!(pid, "disconnecting Node cluster worker {app} (pid {pid}): its servers close, then {}",
+                    info!(app = %app, event = "worker.disconnecting", pid,
+                        "disconnecting Node cluster worker {app} (pid {pid}): its servers close, then {}",
                         how.signal.as_str());
                     return;
                 }

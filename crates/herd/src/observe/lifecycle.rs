@@ -43,10 +43,16 @@
 //! | `request.ignored` | WARN | `what`, `why` |
 //! | `notify.unknown_sender` | WARN | `pid` |
 //! | `herd.listening` | INFO | `addr`, `balance` |
+//! | `herd.starting` | INFO | `instances`, `reason` (how `-i` was resolved, e.g. `-i max = 2 workers: …`) |
+//! | `herd.listening_on_demand` | INFO | `addr`, `slot` (the Node cluster worker that asked) |
+//! | `worker.disconnecting` | INFO | `pid` (a Node cluster worker told to close its servers) |
 //! | `herd.exiting` | INFO | `code` (no `app`) |
 //!
-//! The last two are written by the driver of `herd run` (`src/driver/mod.rs`), not here:
-//! `herd.listening` once per bound listener, `herd.exiting` as the last line. Names are
+//! The last five are written by the driver (`src/driver/`), not here: `herd.listening` once
+//! per bound listener, `herd.starting` before the first worker, `herd.listening_on_demand`
+//! when a Node cluster worker's `listen()` makes herd bind a socket it was not given,
+//! `worker.disconnecting` when a Node cluster worker is stopped as `worker.kill()` does,
+//! `herd.exiting` as the last line of `herd run`. Names are
 //! only ever added; a renamed or removed name or field is a breaking change. The README
 //! lists them too ("Lifecycle events: a contract"); a test below checks both lists.
 
@@ -218,7 +224,7 @@ mod tests {
     }
 
     /// The contract: each name once, and listed in the module doc and the README (with
-    /// the two `herd run` records of the driver).
+    /// the driver's own records).
     #[test]
     fn every_event_name_is_unique_and_documented() {
         let names = names();
@@ -227,7 +233,14 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         let doc = include_str!("lifecycle.rs");
         let readme = include_str!("../../../../README.md");
-        for name in names.iter().chain(&["herd.listening", "herd.exiting"]) {
+        let driver = [
+            "herd.listening",
+            "herd.starting",
+            "herd.listening_on_demand",
+            "worker.disconnecting",
+            "herd.exiting",
+        ];
+        for name in names.iter().chain(&driver) {
             let cell = format!("| `{name}` |");
             assert!(doc.contains(&cell), "{name} is not in the module doc");
             assert!(readme.contains(&cell), "{name} is not in the README");

@@ -67,9 +67,9 @@ fn article_basic_cluster_runs_unmodified_on_a_socket_bound_on_demand() {
             == "Node cluster worker listening"),
         2
     );
-    herd.wait_log(&format!(
-        "listening on 0.0.0.0:{port} (shared), asked by Node cluster worker"
-    ));
+    herd.wait_event_where("herd.listening_on_demand", |e| {
+        e.str("addr") == format!("0.0.0.0:{port}")
+    });
     let answers = distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
     // cluster.worker.id is the slot + 1, NODE_APP_INSTANCE the slot.
     assert!(
@@ -116,7 +116,7 @@ fn listen_on_herds_port_gets_herds_socket() {
     herd.wait_ready(2);
     distinct_answers(&herd, &format!("http://127.0.0.1:{port}/"), 2);
     assert_eq!(
-        herd.count_log("(shared), asked by"),
+        herd.count_event("herd.listening_on_demand", |_| true),
         0,
         "nothing bound on demand"
     );
@@ -243,7 +243,7 @@ fn cluster_workers_drain_like_node_worker_kill() {
     // The 1 s request and the workers' exit, far from the 8 s kill timeout.
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(4), "{took:?}");
-    assert_eq!(herd.count_log("disconnecting Node cluster worker"), 2);
+    assert_eq!(herd.count_event("worker.disconnecting", |_| true), 2);
 }
 
 /// The fd flags of every fd of `pid` that is a TCP socket listening on `port`.
@@ -306,10 +306,13 @@ fn a_socket_bound_on_demand_for_port_0_is_logged_with_its_real_port() {
         &node,
         sticky.to_str().unwrap(),
     ]);
-    let line = herd.wait_log("(shared), asked by");
+    let addr = herd
+        .wait_event("herd.listening_on_demand")
+        .str("addr")
+        .to_string();
     assert!(
-        !line.contains(":0 (shared)"),
-        "the log names port 0, not the bound one: {line}"
+        !addr.ends_with(":0"),
+        "the log names port 0, not the bound one: {addr}"
     );
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);

@@ -174,16 +174,10 @@ fn two_listeners_tcp_and_unix() {
     assert_eq!(herd.worker_pids(), vec![pid]);
 }
 
-/// "starting N workers of PROG: REASON"; returns N and the line.
+/// The `herd.starting` record: how many workers, and how `-i` was resolved.
 fn starting_line(herd: &Herd) -> (usize, String) {
-    let line = herd.wait_log("starting ");
-    let rest = &line[line.find("starting ").unwrap() + 9..];
-    let n: usize = rest
-        .split_whitespace()
-        .next()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| herd.fail(&format!("no count in {line:?}")));
-    (n, line)
+    let e = herd.wait_event("herd.starting");
+    (e.u64("instances") as usize, e.str("reason").to_string())
 }
 
 #[test]

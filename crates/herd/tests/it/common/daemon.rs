@@ -184,7 +184,7 @@ impl Daemon {
     pub fn daemon_events(&self, event: &str) -> Vec<serde_json::Value> {
         self.daemon_log()
             .lines()
-            .filter_map(super::harness::json)
+            .filter_map(super::events::json)
             .filter(|v| v["event"] == event)
             .collect()
     }

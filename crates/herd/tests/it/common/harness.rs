@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use super::events::{worker_text, Event};
 use super::http::{http_get, ident};
-use super::load::Load;
-use super::ports::free_port;
-use super::procfs::{pid_alive, proc_state, stat, states};
+use super::procfs::{proc_state, stat, states};
 use super::{poll_until, T};
 
 /// The herd binary.
@@ -47,11 +46,11 @@ pub enum Out {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     stdout: Vec<String>,
     stderr: Vec<String>,
     /// The lifecycle event of each stderr line, if it is one (parallel to `stderr`).
-    events: Vec<Option<Event>>,
+    pub(super) events: Vec<Option<Event>>,
     /// (slot, pid) from every `worker.spawned` event, in order.
     spawned: Vec<(usize, u32)>,
     /// Start time (/proc stat field 22) of each spawned pid, read when its line arrived,
@@ -60,16 +59,16 @@ struct State {
     eof: usize,
 }
 
-struct Shared {
-    state: Mutex<State>,
-    cv: Condvar,
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    pub(super) cv: Condvar,
 }
 
 /// A running herd. Dropping it SIGKILLs herd's process group, then every worker pid
 /// learned from the log (only if that pid still belongs to the same process).
 pub struct Herd {
     child: Child,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     exit: Option<ExitStatus>,
     /// False when herd runs in another pid namespace (its logged pids are not ours).
     learn_pids: bool,
@@ -275,101 +274,6 @@ impl Herd {
             .iter()
             .filter(|l| l.contains(needle))
             .count()
-    }
-
-    /// Waits for the first event `name` at stderr index >= `from` that satisfies `pred`;
-    /// returns its index and the event.
-    pub fn wait_event_from(
-        &self,
-        from: usize,
-        name: &str,
-        pred: impl Fn(&Event) -> bool,
-    ) -> (usize, Event) {
-        let deadline = Instant::now() + T;
-        let mut st = self.shared.state.lock().unwrap();
-        loop {
-            let found = st.events.iter().enumerate().skip(from).find_map(|(i, e)| {
-                e.as_ref()
-                    .filter(|e| e.name() == name && pred(e))
-                    .map(|e| (i, e.clone()))
-            });
-            if let Some(found) = found {
-                return found;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(st);
-                self.fail(&format!(
-                    "timed out after {T:?} waiting for the event {name:?} (from line {from})"
-                ));
-            }
-            st = self
-                .shared
-                .cv
-                .wait_timeout(st, (deadline - now).min(Duration::from_millis(200)))
-                .unwrap()
-                .0;
-        }
-    }
-
-    /// Waits for the first event `name` that satisfies `pred`.
-    pub fn wait_event_where(&self, name: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        self.wait_event_from(0, name, pred).1
-    }
-
-    /// Waits for the first event `name`.
-    pub fn wait_event(&self, name: &str) -> Event {
-        self.wait_event_from(0, name, |_| true).1
-    }
-
-    /// Waits for the `n`th (1-based, over the whole run) event `name` satisfying `pred`.
-    pub fn wait_nth_event(&self, n: usize, name: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        let mut from = 0;
-        let mut last = None;
-        for _ in 1..=n {
-            let (i, e) = self.wait_event_from(from, name, &pred);
-            from = i + 1;
-            last = Some(e);
-        }
-        last.unwrap_or_else(|| self.fail("wait_nth_event with n = 0"))
-    }
-
-    /// The events `name` at stderr index >= `from` so far.
-    pub fn events_from(&self, from: usize, name: &str) -> Vec<Event> {
-        let st = self.shared.state.lock().unwrap();
-        st.events
-            .iter()
-            .skip(from)
-            .flatten()
-            .filter(|e| e.name() == name)
-            .cloned()
-            .collect()
-    }
-
-    /// The events `name` so far, with their stderr index.
-    pub fn indexed_events(&self, name: &str) -> Vec<(usize, Event)> {
-        let st = self.shared.state.lock().unwrap();
-        st.events
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| Some((i, e.clone().filter(|e| e.name() == name)?)))
-            .collect()
-    }
-
-    /// The events `name` so far.
-    pub fn events(&self, name: &str) -> Vec<Event> {
-        self.events_from(0, name)
-    }
-
-    /// Number of events `name` so far that satisfy `pred`.
-    pub fn count_event(&self, name: &str, pred: impl Fn(&Event) -> bool) -> usize {
-        self.events(name).iter().filter(|e| pred(e)).count()
-    }
-
-    /// The text of the workers' output lines on `out` (herd's JSON objects decoded; a line
-    /// that is not one, e.g. in text mode, as it is).
-    pub fn output(&self, out: Out) -> Vec<String> {
-        self.lines(out).iter().map(|l| worker_text(l)).collect()
     }
 
     /// Waits until `n` workers have logged they are ready (counted over the whole run).
@@ -591,80 +495,6 @@ fn reader(pipe: impl Read + Send + 'static, shared: Arc<Shared>, out: Option<Out
     });
 }
 
-/// The text of a workers' output line: the `line` of herd's JSON object, or the line as
-/// it is if it is not one (text mode).
-pub fn worker_text(line: &str) -> String {
-    json(line)
-        .and_then(|v| Some(v.get("line")?.as_str()?.to_string()))
-        .unwrap_or_else(|| line.to_string())
-}
-
-/// A line of herd's JSON log as an object (None for a line that is not JSON).
-pub fn json(line: &str) -> Option<serde_json::Value> {
-    line.starts_with('{')
-        .then(|| serde_json::from_str(line).ok())
-        .flatten()
-}
-
-/// A lifecycle record of herd's JSON log: the line's object, with its `event` name.
-#[derive(Clone)]
-pub struct Event(pub serde_json::Value);
-
-impl std::fmt::Debug for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl Event {
-    /// The event of a log line: a JSON object with an `event` field.
-    pub fn parse(line: &str) -> Option<Event> {
-        if !line.starts_with('{') {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        v.get("event")?.as_str()?;
-        Some(Event(v))
-    }
-
-    pub fn name(&self) -> &str {
-        self.0["event"].as_str().unwrap_or_default()
-    }
-
-    /// A number field; panics (naming the event) if there is none.
-    pub fn u64(&self, key: &str) -> u64 {
-        self.0[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no number {key:?} in the event {self:?}"))
-    }
-
-    /// A text field; panics (naming the event) if there is none.
-    pub fn str(&self, key: &str) -> &str {
-        self.0[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("no text {key:?} in the event {self:?}"))
-    }
-
-    /// A boolean field; panics (naming the event) if there is none.
-    pub fn bool(&self, key: &str) -> bool {
-        self.0[key]
-            .as_bool()
-            .unwrap_or_else(|| panic!("no boolean {key:?} in the event {self:?}"))
-    }
-
-    pub fn slot(&self) -> usize {
-        self.u64("slot") as usize
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.u64("pid") as u32
-    }
-
-    pub fn app(&self) -> &str {
-        self.str("app")
-    }
-}
-
 /// (slot, pid) of a text-format `worker APP:SLOT spawned as pid PID` line: only for the
 /// few tests of the text format, so that Drop knows their workers.
 fn spawned_text(line: &str) -> Option<(usize, u32)> {
@@ -677,89 +507,4 @@ fn spawned_text(line: &str) -> Option<(usize, u32)> {
     let w = head.rfind("worker ")?;
     let slot = head[w..].rsplit(':').next()?.parse().ok()?;
     Some((slot, pid.parse().ok()?))
-}
-
-/// The pid of the newest worker of each slot that is alive, by slot. (A worker that
-/// failed at start-up and was replaced is not among them.)
-pub fn live_workers(herd: &Herd) -> std::collections::BTreeMap<usize, u32> {
-    let mut out = std::collections::BTreeMap::new();
-    for (slot, pid) in herd.spawned() {
-        out.insert(slot, pid);
-    }
-    out.retain(|_, pid| pid_alive(*pid));
-    out
-}
-
-/// Starts herd on a port picked with `free_port` by `make(port)`, for programs that must
-/// know the port before herd starts (a Node cluster worker's `listen(port)`); picks another
-/// port if someone took that one before herd could bind it (herd exits 1 saying "address
-/// already in use"). Waits for `ready` workers. Returns herd and the port.
-pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        let mut herd = Herd::spawn(make(port), false, true);
-        let deadline = Instant::now() + T;
-        loop {
-            if herd.events("worker.ready").len() >= ready {
-                return (herd, port);
-            }
-            if let Some(st) = herd.try_exit() {
-                herd.wait_eof(Duration::from_secs(5));
-                if st.code() == Some(1) && herd.count_log("address already in use") > 0 {
-                    break; // taken meanwhile: another port
-                }
-                herd.fail(&format!(
-                    "herd exited with {st:?} before {ready} workers were ready"
-                ));
-            }
-            if Instant::now() >= deadline {
-                herd.fail(&format!("{ready} workers not ready within {T:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    panic!("five free ports in a row were taken before herd could bind them");
-}
-
-/// A rolling reload under `load`, which must overlap it: 20 answers of the old workers
-/// before the SIGHUP, the event `reload.done` (after the SIGHUP), the old workers gone, then 50
-/// answers of the new workers after the reload is done. Fails the test with the failed
-/// requests (ms after the SIGHUP). Returns the old workers' pids.
-pub fn reload_under(herd: &Herd, load: Load) -> Vec<u32> {
-    let old = herd.worker_pids();
-    let answered_by = |load: &Load, pids: &dyn Fn(u32) -> bool| -> usize {
-        load.by_pid()
-            .iter()
-            .filter(|(p, _)| pids(**p))
-            .map(|(_, n)| n)
-            .sum()
-    };
-    herd.wait_until("20 answers of the old workers before the reload", T, || {
-        answered_by(&load, &|p| old.contains(&p)) >= 20
-    });
-    let mark = herd.mark(Out::Stderr);
-    let hup = Instant::now();
-    let before = load.ok();
-    herd.signal(Signal::SIGHUP);
-    herd.wait_event_from(mark, "reload.done", |_| true);
-    let at_done = load.ok();
-    herd.wait_gone(&old, T);
-    let new_before = answered_by(&load, &|p| !old.contains(&p));
-    herd.wait_until(
-        &format!(
-            "50 answers of the new workers after the reload (answers by pid: {:?})",
-            load.by_pid()
-        ),
-        T,
-        || answered_by(&load, &|p| !old.contains(&p)) >= new_before + 50,
-    );
-    eprintln!(
-        "answers: {before} before the SIGHUP, {} while the reload ran, {} after it",
-        at_done - before,
-        load.ok() - at_done
-    );
-    if let Err(e) = load.finish_clean(hup) {
-        herd.fail(&format!("across the reload (SIGHUP at {hup:?}): {e}"));
-    }
-    old
 }

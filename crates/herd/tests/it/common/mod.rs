@@ -2,6 +2,8 @@
 //!
 //! - [`harness`]: the real `herd` binary with its output collected line by line, and
 //!   waits on that output (log lines, spawned workers, exit codes);
+//! - [`events`]: herd's lifecycle events (JSON log lines with a stable `event` name) and
+//!   the waits on them;
 //! - [`daemon`]: a temporary `HERD_HOME` driven through the CLI;
 //! - [`http`]: HTTP/1.1 clients (ureq, and raw exchanges from chosen source addresses);
 //! - [`load`]: the one load generator of the suite;
@@ -10,26 +12,31 @@
 //!   which must be installed: a missing one fails the test, saying how to install it;
 //! - [`skip`]: the few legitimate skips (not root, no user namespaces, …), each recorded
 //!   so that a run says what it did not test;
+//! - [`scenarios`]: steps many tests share (a rolling reload under load, …);
 //! - [`ports`] and [`temp`]: free ports and temporary paths.
 //!
 //! Every helper that waits polls for an event with a generous bound; nothing sleeps to
 //! "let things settle".
 
 pub mod daemon;
+mod events;
 mod harness;
 mod http;
 mod load;
 mod ports;
 mod procfs;
+mod scenarios;
 mod skip;
 mod temp;
 mod tools;
 
+pub use events::*;
 pub use harness::*;
 pub use http::*;
 pub use load::*;
 pub use ports::*;
 pub use procfs::*;
+pub use scenarios::*;
 pub use skip::*;
 pub use temp::*;
 pub use tools::*;

@@ -190,3 +190,63 @@ pub struct FlagsOnly {
     #[command(flatten)]
     pub flags: RunFlags,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::FlagsOnly;
+
+    /// A value each flag accepts, where its help states no default.
+    fn sample(flag: &str) -> Option<&'static str> {
+        Some(match flag {
+            "port" => "3000",
+            "listen" => "127.0.0.1:0",
+            "balance" => "round-robin",
+            "proxy-protocol" => "v1",
+            "max-memory-restart" => "1G",
+            "name" => "web",
+            "proxy" | "stop-message" | "no-node-cluster" => return None,
+            other => panic!("--{other}: give it a sample value in this test"),
+        })
+    }
+
+    /// Every flag of `herd run` reaches the settings: given alone, it sets its herd.toml
+    /// key (`--no-node-cluster` is `node_cluster = false`; `--name` names the app), so a
+    /// new flag that `into_config` forgets fails here.
+    #[test]
+    fn every_flag_reaches_the_settings() {
+        let mut checked = 0;
+        for arg in FlagsOnly::command().get_arguments() {
+            let long = arg.get_long().expect("a long flag");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let default = help
+                .split("[default: ")
+                .nth(1)
+                .and_then(|d| d.split(']').next());
+            let mut argv = vec![format!("--{long}")];
+            argv.extend(default.or_else(|| sample(long)).map(String::from));
+            if long == "proxy-protocol" {
+                argv.push("--proxy".into());
+            }
+            let parsed =
+                FlagsOnly::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let (name, app) = parsed.flags.into_config(vec!["sh".into()]);
+            if long == "name" {
+                assert_eq!(name.as_deref(), Some("web"));
+                continue;
+            }
+            let toml = crate::config::file::to_toml(&[("app".to_string(), app)].into());
+            let key = match long {
+                "no-node-cluster" => "node_cluster".to_string(),
+                other => other.replace('-', "_"),
+            };
+            assert!(
+                toml.lines().any(|l| l.starts_with(&format!("{key} = "))),
+                "--{long} does not reach the settings (no `{key}` in):\n{toml}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} flags checked");
+    }
+}

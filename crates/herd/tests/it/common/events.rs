@@ -3,8 +3,6 @@
 //! (`src/observe/lifecycle.rs` lists them), never by the English sentence. The workers'
 //! output lines are JSON objects too; [`worker_text`] gives their text.
 
-use std::time::{Duration, Instant};
-
 use super::{Herd, Out, T};
 
 impl Herd {
@@ -16,31 +14,17 @@ impl Herd {
         name: &str,
         pred: impl Fn(&Event) -> bool,
     ) -> (usize, Event) {
-        let deadline = Instant::now() + T;
-        let mut st = self.shared.state.lock().unwrap();
-        loop {
-            let found = st.events.iter().enumerate().skip(from).find_map(|(i, e)| {
-                e.as_ref()
-                    .filter(|e| e.name() == name && pred(e))
-                    .map(|e| (i, e.clone()))
-            });
-            if let Some(found) = found {
-                return found;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(st);
-                self.fail(&format!(
-                    "timed out after {T:?} waiting for the event {name:?} (from line {from})"
-                ));
-            }
-            st = self
-                .shared
-                .cv
-                .wait_timeout(st, (deadline - now).min(Duration::from_millis(200)))
-                .unwrap()
-                .0;
-        }
+        self.wait_for(
+            T,
+            || format!("the event {name:?} (from line {from})"),
+            |st| {
+                st.events.iter().enumerate().skip(from).find_map(|(i, e)| {
+                    e.as_ref()
+                        .filter(|e| e.name() == name && pred(e))
+                        .map(|e| (i, e.clone()))
+                })
+            },
+        )
     }
 
     /// Waits for the first event `name` that satisfies `pred`.

@@ -201,31 +201,26 @@ impl Herd {
         )
     }
 
-    /// Waits for the first line at index >= `from` of `out` that satisfies `pred`;
-    /// returns its index and text.
-    pub fn wait_line_from(
+    /// Waits until `find` finds something in the collected output; fails the test with
+    /// `what` (and herd's output) after `timeout`.
+    pub(super) fn wait_for<R>(
         &self,
-        out: Out,
-        from: usize,
-        what: &str,
-        pred: impl Fn(&str) -> bool,
         timeout: Duration,
-    ) -> (usize, String) {
+        what: impl FnOnce() -> String,
+        mut find: impl FnMut(&State) -> Option<R>,
+    ) -> R {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.state.lock().unwrap();
         loop {
-            let v = match out {
-                Out::Stdout => &st.stdout,
-                Out::Stderr => &st.stderr,
-            };
-            if let Some((i, l)) = v.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
-                return (i, l.clone());
+            if let Some(found) = find(&st) {
+                return found;
             }
             let now = Instant::now();
             if now >= deadline {
                 drop(st);
                 self.fail(&format!(
-                    "timed out after {timeout:?} waiting for a {out:?} line: {what}"
+                    "timed out after {timeout:?} waiting for {}",
+                    what()
                 ));
             }
             // A bounded wait so an exited herd (eof) still reaches the timeout check.
@@ -236,6 +231,30 @@ impl Herd {
                 .unwrap()
                 .0;
         }
+    }
+
+    /// Waits for the first line at index >= `from` of `out` that satisfies `pred`;
+    /// returns its index and text.
+    pub fn wait_line_from(
+        &self,
+        out: Out,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> (usize, String) {
+        self.wait_for(
+            timeout,
+            || format!("a {out:?} line: {what}"),
+            |st| {
+                let lines = match out {
+                    Out::Stdout => &st.stdout,
+                    Out::Stderr => &st.stderr,
+                };
+                let (i, l) = lines.iter().enumerate().skip(from).find(|(_, l)| pred(l))?;
+                Some((i, l.clone()))
+            },
+        )
     }
 
     /// Waits for the first workers' output line at index >= `from` of `out` whose text

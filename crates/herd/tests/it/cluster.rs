@@ -138,3 +138,22 @@ fn on_message_replies_go_back_to_the_sender() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// A `herd run` flag given with `Cluster::flag` counts like on the command line: here
+/// `--log-format json` beats `HERD_LOG_FORMAT=text` (it was once ignored, the log stayed
+/// text). Only JSON lines are events, so the event is there only if the flag was taken.
+#[test]
+fn a_cluster_takes_the_log_format_flag() {
+    let port = free_port();
+    let mut cmd = Command::new(hello_cluster());
+    cmd.env("PORT", port.to_string())
+        .env("INSTANCES", "1")
+        .env("LOG_FORMAT", "json")
+        .env("HERD_LOG_FORMAT", "text");
+    let mut herd = Herd::spawn(cmd, false, true);
+    let starting = herd.wait_event("herd.starting");
+    assert_eq!(starting.u64("instances"), 1);
+    herd.wait_ready(1);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

@@ -1,6 +1,9 @@
 //! The daemon through its CLI: `herd start` from a herd.toml or a command, `ls`,
 //! `describe`, `reload` under load, `scale`, `stop`/`restart`/`delete`, `save` + `kill` +
 //! `resurrect`, and a SIGKILLed daemon taking its workers with it.
+//!
+//! (A little over 500 lines: the verbs' life-cycle tests belong together, and each drives a
+//! real daemon end to end; the edge cases are in `daemon_cli.rs`, files in `daemon_apps.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Instant;

@@ -1,5 +1,7 @@
 //! The daemon's CLI at its edges: bad herd.toml files, another uid on the socket, two
 //! CLIs racing to start the daemon, the `ls` table's layout, and a PM2-style Node app.
+//!
+//! (A little over 500 lines: each edge needs a real daemon set up its own way.)
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,9 @@
 //! background threads, and offers waits on that output (lifecycle events, log lines,
 //! spawned workers, the exit code) that fail with herd's captured output.
 //!
+//! (A little over 500 lines: one type, [`Herd`], with the process handling and the waits
+//! on its output that every test uses; the event waits are in `events.rs`.)
+//!
 //! herd runs with `HERD_LOG_FORMAT=json` unless a test sets that variable or passes
 //! `--log-format`: its log lines are JSON objects, and tests wait for lifecycle records
 //! by their stable `event` name and fields ([`Herd::wait_event`]), never by the English

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["units"],
     &["supervisor", "balance"],
     &["listen", "proxy", "output"],
-    &["channel", "observe"],
+    &["channel", "observe", "admin"],
     &["config"],
     &["driver"],
     &["control"],

@@ -21,7 +21,7 @@
 //! | 0 | `units` | durations, sizes, signals, app names as people write them |
 //! | 1 | `supervisor`, `balance` | pure decision cores: the lifecycle; which worker gets a connection |
 //! | 2 | `listen`, `proxy`, `output` | sockets; the proxy transport's parts; the workers' output lines |
-//! | 3 | `channel`, `observe` | the worker channel and sd_notify; /proc, CPU budget, logs and log files |
+//! | 3 | `channel`, `observe`, `admin` | the worker channel and sd_notify; /proc, CPU budget, logs and log files; the admin HTTP listener |
 //! | 4 | `config` | every source of settings → one `AppConfig` → a validated `RunPlan` |
 //! | 5 | `driver` | the I/O around the supervisor for one app |
 //! | 6 | `control` | the daemon and its CLI client |
@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod balance;
 mod channel;
 #[doc(hidden)]

@@ -136,6 +136,15 @@ pub struct RunFlags {
     #[arg(long, value_name = "N")]
     pub reload_parallel: Option<usize>,
 
+    /// Serve /livez and /readyz on this address (host:port or unix:/path; never an app's
+    /// port). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<ListenAddr>,
+
+    /// Ready workers that make the app ready for /readyz: N, or `all` of its slots. [default: 1]
+    #[arg(long, value_name = "N|all")]
+    pub min_ready: Option<super::settings::MinReady>,
+
     /// Name of the app in logs (default: the program's file name).
     #[arg(long)]
     pub name: Option<String>,
@@ -175,6 +184,8 @@ impl RunFlags {
             reload_parallel: self.reload_parallel,
             max_memory_restart: self.max_memory_restart,
             log_format: self.log_format,
+            admin: self.admin,
+            min_ready: self.min_ready,
             ..AppConfig::default()
         };
         (self.name, app)
@@ -205,6 +216,7 @@ mod tests {
             "balance" => "round-robin",
             "proxy-protocol" => "v1",
             "max-memory-restart" => "1G",
+            "admin" => "127.0.0.1:9100",
             "name" => "web",
             "proxy" | "stop-message" | "no-node-cluster" => return None,
             other => panic!("--{other}: give it a sample value in this test"),

@@ -12,7 +12,10 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use super::launch::{credentials, env_value, node_without_script, resolve_program, Launch};
-use super::settings::{AppConfig, DEFAULT_INSTANCES, DEFAULT_STICKY_WAIT, DEFAULT_STOP_SIGNAL};
+use super::settings::{
+    AppConfig, MinReady, DEFAULT_INSTANCES, DEFAULT_MIN_READY, DEFAULT_STICKY_WAIT,
+    DEFAULT_STOP_SIGNAL,
+};
 use crate::listen::{Balance, ListenAddr};
 use crate::observe::cpus::CpuBudget;
 use crate::output::LogFormat;
@@ -63,6 +66,9 @@ pub enum PlanError {
     /// `user` or `group` cannot be used.
     #[error("{0}")]
     Credentials(String),
+    /// `--admin` on an address the app listens on.
+    #[error("--admin {0} is one of the app's own addresses: the admin listener needs an address of its own (e.g. 127.0.0.1:9100)")]
+    AdminOnAppAddress(String),
 }
 
 /// Why an app of a file (or of the daemon) cannot be planned: the [`PlanError`], with the
@@ -112,6 +118,10 @@ pub struct RunPlan {
     pub transport: Transport,
     /// `--sticky-wait`.
     pub sticky_wait: std::time::Duration,
+    /// `--admin`: where /livez and /readyz are served, if anywhere.
+    pub admin: Option<ListenAddr>,
+    /// `--min-ready`: ready workers that make the app ready.
+    pub min_ready: MinReady,
     /// Lifecycle knobs; `policy.instances` is resolved.
     pub policy: Policy,
     /// How `policy.instances` was chosen, for the log.
@@ -157,6 +167,15 @@ impl RunPlan {
         // The transport follows from the balance mode, except for `proxy`.
         if self.balance == new.balance && self.transport != new.transport {
             changes.push("proxy".to_string());
+        }
+        if self.admin != new.admin {
+            let shown =
+                |a: &Option<ListenAddr>| a.as_ref().map_or("none".into(), |a| a.to_string());
+            changes.push(format!(
+                "admin ({} → {})",
+                shown(&self.admin),
+                shown(&new.admin)
+            ));
         }
         if self.sticky_wait != new.sticky_wait {
             changes.push(format!(
@@ -221,6 +240,11 @@ pub fn plan(
             return Err(PlanError::ProxyUnix(unix.to_string()));
         }
     }
+    if let Some(admin) = &app.admin {
+        if listen.iter().any(|a| same_address(a, admin)) {
+            return Err(PlanError::AdminOnAppAddress(admin.to_string()));
+        }
+    }
     let (instances, instances_reason) = app.instances.unwrap_or(DEFAULT_INSTANCES).resolve(budget);
     // A proxied worker is ready when its port answers (or when it says so): it must not
     // get connections before, which the `auto` delay could allow.
@@ -236,6 +260,8 @@ pub fn plan(
         balance,
         transport,
         sticky_wait: app.sticky_wait.unwrap_or(DEFAULT_STICKY_WAIT),
+        admin: app.admin.clone(),
+        min_ready: app.min_ready.unwrap_or(DEFAULT_MIN_READY),
         policy: Policy {
             instances,
             readiness,
@@ -264,6 +290,20 @@ pub fn plan(
             credentials: credentials(app.user.as_deref(), app.group.as_deref())?,
         },
     })
+}
+
+/// Whether two addresses would be the same socket: the same unix path, or the same TCP
+/// port (not 0) on the same or an unspecified IP (`0.0.0.0:3000` covers `127.0.0.1:3000`).
+fn same_address(a: &ListenAddr, b: &ListenAddr) -> bool {
+    match (a, b) {
+        (ListenAddr::Unix(a), ListenAddr::Unix(b)) => a == b,
+        (ListenAddr::Tcp(a), ListenAddr::Tcp(b)) => {
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        }
+        _ => false,
+    }
 }
 
 /// The program, found as execvp would find it with the app's environment: a path is taken

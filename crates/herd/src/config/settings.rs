@@ -22,6 +22,53 @@ pub const DEFAULT_STICKY_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_STOP_SIGNAL: Signal = Signal::SIGTERM;
 /// `instances` when not set: one worker per CPU this process may use.
 pub const DEFAULT_INSTANCES: Instances = Instances::Max;
+/// `min_ready` when not set: one ready worker serves, so the app is ready.
+pub const DEFAULT_MIN_READY: MinReady = MinReady::Count(1);
+
+/// How many ready workers make the app ready (`/readyz`): a number, or `all` of the slots
+/// it has now (following `scale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinReady {
+    /// At least this many (at least 1).
+    Count(usize),
+    /// Every slot's worker.
+    All,
+}
+
+impl std::str::FromStr for MinReady {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<MinReady, String> {
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(MinReady::All);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(MinReady::Count(n)),
+            _ => Err(format!(
+                "`{s}` is not a number of ready workers: expected N (at least 1) or all"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for MinReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MinReady::Count(n) => write!(f, "{n}"),
+            MinReady::All => f.write_str("all"),
+        }
+    }
+}
+
+impl MinReady {
+    /// The number of ready workers needed with `slots` slots.
+    pub fn of(self, slots: usize) -> usize {
+        match self {
+            MinReady::Count(n) => n,
+            MinReady::All => slots.max(1),
+        }
+    }
+}
 
 /// The settings of one app, as a source gave them: `None` (or empty) means "not set", and
 /// [`plan`](super::plan::plan) applies the defaults. Every entry point produces this: a
@@ -86,6 +133,10 @@ pub struct AppConfig {
     pub group: Option<String>,
     /// `log_format`.
     pub log_format: Option<LogFormat>,
+    /// `admin`: the admin listener's address (`/livez`, `/readyz`); none when unset.
+    pub admin: Option<ListenAddr>,
+    /// `min_ready`: how many ready workers make the app ready.
+    pub min_ready: Option<MinReady>,
     /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
     /// restarting waits for it before going to its next-choice worker.
     pub sticky_wait: Option<Duration>,

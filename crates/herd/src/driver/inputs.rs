@@ -117,6 +117,7 @@ impl Driver {
                 });
             }
             Input::Notify(Ok(d)) => self.on_datagram(d),
+            Input::Probe(probe) => self.answer_probe(probe),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
                 self.wake = None;

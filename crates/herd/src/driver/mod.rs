@@ -19,6 +19,7 @@ pub mod hooks;
 mod inputs;
 mod link;
 mod messages;
+mod probes;
 mod process;
 pub mod reap;
 mod relay;
@@ -94,6 +95,8 @@ enum Input {
     /// A proxied worker's port answers.
     Listening(u32),
     Notify(std::io::Result<Datagram>),
+    /// A question of the admin listener.
+    Probe(crate::admin::Probe),
     Timer,
 }
 
@@ -169,6 +172,10 @@ struct Driver {
     waiters: Vec<Waiter>,
     /// When to read the workers' memory, with a memory limit.
     memory_tick: Option<tokio::time::Interval>,
+    /// The admin listener's socket, until `run` starts serving it.
+    admin: Option<crate::admin::Listener>,
+    /// Questions of the admin listener, answered by the loop.
+    probes: Option<mpsc::UnboundedReceiver<crate::admin::Probe>>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -180,6 +187,13 @@ impl Driver {
         // Everything that can fail because of the user's input fails here, before any
         // worker starts.
         let listeners = Listeners::bind(&plan.listen, plan.balance, plan.policy.instances)?;
+        let admin = match &plan.admin {
+            Some(addr) => Some(
+                crate::admin::Listener::bind(addr)
+                    .with_context(|| format!("cannot listen on --admin {addr}"))?,
+            ),
+            None => None,
+        };
         let notify = NotifySocket::bind(&std::env::temp_dir(), host.app).with_context(|| {
             format!(
                 "cannot create the notify socket in {}",
@@ -244,6 +258,8 @@ impl Driver {
             listening,
             load_tick: None,
             route: Vec::new(),
+            admin,
+            probes: None,
             steered: None,
             waiters: Vec::new(),
             memory_tick: memory_tick(memory_limit),
@@ -259,6 +275,13 @@ impl Driver {
         for addr in self.listeners.local_addrs() {
             info!(app = %self.plan.name, event = "herd.listening", addr = %addr, balance = %self.plan.balance,
                 "listening on {addr} ({}{proxy})", self.plan.balance);
+        }
+        if let Some(listener) = self.admin.take() {
+            let (tx, rx) = crate::admin::probes();
+            info!(app = %self.plan.name, event = "admin.listening", addr = %listener.local_addr(),
+                "admin listener on {}: /livez, /readyz", listener.local_addr());
+            tokio::spawn(crate::admin::serve(listener, tx));
+            self.probes = Some(rx);
         }
         let n = self.plan.policy.instances;
         info!(app = %self.plan.name, event = "herd.starting", instances = n,
@@ -348,6 +371,12 @@ impl Driver {
                 }
             } => Input::MemoryTick,
             Some(pid) = self.listening.recv() => Input::Listening(pid),
+            Some(probe) = async {
+                match self.probes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::Probe(probe),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }

@@ -46,9 +46,10 @@
 //! | `herd.starting` | INFO | `instances`, `reason` (how `-i` was resolved, e.g. `-i max = 2 workers: …`) |
 //! | `herd.listening_on_demand` | INFO | `addr`, `slot` (the Node cluster worker that asked) |
 //! | `worker.disconnecting` | INFO | `pid` (a Node cluster worker told to close its servers) |
+//! | `admin.listening` | INFO | `addr` (the admin listener's, `--admin`) |
 //! | `herd.exiting` | INFO | `code` (no `app`) |
 //!
-//! The last five are written by the driver (`src/driver/`), not here: `herd.listening` once
+//! The last six are written by the driver (`src/driver/`), not here: `herd.listening` once
 //! per bound listener, `herd.starting` before the first worker, `herd.listening_on_demand`
 //! when a Node cluster worker's `listen()` makes herd bind a socket it was not given,
 //! `worker.disconnecting` when a Node cluster worker is stopped as `worker.kill()` does,
@@ -238,6 +239,7 @@ mod tests {
             "herd.starting",
             "herd.listening_on_demand",
             "worker.disconnecting",
+            "admin.listening",
             "herd.exiting",
         ];
         for name in names.iter().chain(&driver) {

@@ -215,6 +215,11 @@ impl Supervisor {
         self.generation
     }
 
+    /// A shutdown began (or the run ended): the app takes no new work.
+    pub fn is_shutting_down(&self) -> bool {
+        !matches!(self.phase, Phase::Running { .. })
+    }
+
     /// A rolling reload is under way.
     pub fn is_reloading(&self) -> bool {
         self.reload_plan().is_some()

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod admin;
 mod article;
 mod bad_input;
 mod channel;

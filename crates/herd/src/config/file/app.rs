@@ -13,6 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{FileError, Source};
 use super::raw::RawApp;
 use crate::config::flags::ProxyProtocol;
+use crate::config::settings::MinReady;
 use crate::config::values::parse_readiness;
 use crate::config::AppConfig;
 use crate::config::Instances;
@@ -88,6 +89,8 @@ pub(super) fn validate(
             }
         })?,
         sticky_wait: v.duration(raw.sticky_wait, "sticky_wait")?,
+        admin: v.parse(raw.admin, "admin", |s: &str| s.parse::<ListenAddr>())?,
+        min_ready: v.min_ready(raw.min_ready)?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")
@@ -247,6 +250,19 @@ impl Validator<'_> {
         text.parse()
             .map(Some)
             .map_err(|message| self.bad("instances", span, message))
+    }
+
+    fn min_ready(&self, value: Option<Spanned<Value>>) -> Result<Option<MinReady>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let text = match value.into_inner() {
+            Value::String(s) => s,
+            Value::Integer(n) => n.to_string(),
+            _ => return Err(self.bad("min_ready", span, "expected N or \"all\"")),
+        };
+        text.parse()
+            .map(Some)
+            .map_err(|message| self.bad("min_ready", span, message))
     }
 
     fn port(&self, value: Option<Spanned<i64>>) -> Result<Option<u16>, FileError> {

@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 39] = [
+pub(super) const APP_KEYS: [&str; 41] = [
     "command",
     "args",
     "cwd",
@@ -40,6 +40,8 @@ pub(super) const APP_KEYS: [&str; 39] = [
     "group",
     "log_format",
     "sticky_wait",
+    "admin",
+    "min_ready",
     "node_cluster",
     "namespace",
     "autorestart",
@@ -99,6 +101,8 @@ pub(super) struct RawApp {
     pub group: Option<Spanned<String>>,
     pub log_format: Option<Spanned<String>>,
     pub sticky_wait: Option<Spanned<Value>>,
+    pub admin: Option<Spanned<String>>,
+    pub min_ready: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,

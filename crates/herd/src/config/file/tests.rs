@@ -52,6 +52,8 @@ user = "www-data"
 group = "www-data"
 log_format = "json"
 sticky_wait = "1500ms"
+admin = "127.0.0.1:9100"
+min_ready = "all"
 node_cluster = false
 namespace = "web"
 autorestart = true
@@ -121,6 +123,8 @@ fn a_full_file() {
         group: Some("www-data".into()),
         log_format: Some(LogFormat::Json),
         sticky_wait: Some(Duration::from_millis(1500)),
+        admin: Some(ListenAddr::Tcp("127.0.0.1:9100".parse().unwrap())),
+        min_ready: Some(crate::config::settings::MinReady::All),
         node_cluster: Some(false),
         namespace: Some("web".into()),
         autorestart: Some(true),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use toml::Value;
 
 use crate::config::flags::ProxyProtocol;
+use crate::config::settings::MinReady;
 use crate::config::AppConfig;
 use crate::config::Instances;
 use crate::output::LogFormat;
@@ -64,6 +65,8 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         group,
         log_format,
         sticky_wait,
+        admin,
+        min_ready,
         node_cluster,
         namespace,
         autorestart,
@@ -93,6 +96,14 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     }
     t.put("balance", balance.map(|b| text(b.to_string())));
     t.put("sticky_wait", sticky_wait.map(duration));
+    t.put("admin", admin.as_ref().map(|a| text(a.to_string())));
+    t.put(
+        "min_ready",
+        min_ready.map(|m| match m {
+            MinReady::Count(n) => integer(n),
+            MinReady::All => text("all"),
+        }),
+    );
     t.put("proxy", proxy.map(Value::Boolean));
     t.put("proxy_protocol", proxy_protocol.map(|p| text(protocol(p))));
     t.put("ready", ready.map(|r| text(r.to_string())));

@@ -1,0 +1,234 @@
+//! Accepting admin connections and answering `/livez` and `/readyz` with hyper, within the
+//! limits of the module doc.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::{Listener, Probe, Report, LOOP_ANSWER, MAX_CONNECTIONS, MAX_HEAD, REQUEST_TIMEOUT};
+
+/// Serves `listener` until the loop's end of `probes` is gone (the app ended).
+pub async fn serve(listener: Listener, probes: mpsc::UnboundedSender<Probe>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            conn = accept(&listener) => conn,
+            _ = probes.closed() => return,
+        };
+        let Some(conn) = accepted else { continue };
+        // Over the limit: the connection is closed unanswered, the others go on.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let probes = probes.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match conn {
+                Conn::Tcp(s) => one_request(s, probes).await,
+                Conn::Unix(s) => one_request(s, probes).await,
+            }
+        });
+    }
+}
+
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// The next connection; `None` after an error that the next accept may not repeat (the
+/// fd limit, a client that left), after a short pause so an error that lasts does not spin.
+async fn accept(listener: &Listener) -> Option<Conn> {
+    let accepted = match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+        Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+    };
+    match accepted {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            tracing::debug!("admin listener: accept: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            None
+        }
+    }
+}
+
+async fn one_request<S>(stream: S, probes: mpsc::UnboundedSender<Probe>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| answer(req, probes.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD)
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    // A client that reads its answer slowly, or never, is dropped too.
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    probes: mpsc::UnboundedSender<Probe>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD\n".into(),
+        ));
+    }
+    let verbose = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split('=').next() == Some("verbose"))
+    });
+    let (status, body) = match req.uri().path() {
+        "/livez" => livez(&probes, verbose).await,
+        "/readyz" => readyz(&probes, verbose).await,
+        path => (
+            StatusCode::NOT_FOUND,
+            format!("no {path} here: /livez and /readyz\n"),
+        ),
+    };
+    Ok(text(status, body))
+}
+
+/// The loop answers: it turns.
+async fn livez(probes: &mpsc::UnboundedSender<Probe>, verbose: bool) -> (StatusCode, String) {
+    let (tx, rx) = oneshot::channel();
+    let answered = probes.send(Probe::Live(tx)).is_ok()
+        && matches!(tokio::time::timeout(LOOP_ANSWER, rx).await, Ok(Ok(())));
+    let line = if answered {
+        "[+]loop ok".to_string()
+    } else {
+        format!(
+            "[-]loop failed: herd's loop did not answer within {} ms",
+            LOOP_ANSWER.as_millis()
+        )
+    };
+    verdict("livez", answered, &[line], verbose)
+}
+
+/// Every check of the loop's report passes.
+async fn readyz(probes: &mpsc::UnboundedSender<Probe>, verbose: bool) -> (StatusCode, String) {
+    let (tx, rx) = oneshot::channel();
+    let report = match probes.send(Probe::Ready(tx)) {
+        Ok(()) => tokio::time::timeout(LOOP_ANSWER, rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let Some(report) = report else {
+        let line = format!(
+            "[-]loop failed: herd's loop did not answer within {} ms",
+            LOOP_ANSWER.as_millis()
+        );
+        return verdict("readyz", false, &[line], verbose);
+    };
+    verdict("readyz", report.ready(), &lines(&report), verbose)
+}
+
+fn lines(report: &Report) -> Vec<String> {
+    report
+        .checks
+        .iter()
+        .map(|c| {
+            if c.ok {
+                format!("[+]{} ok: {}", c.name, c.detail)
+            } else {
+                format!("[-]{} failed: {}", c.name, c.detail)
+            }
+        })
+        .collect()
+}
+
+/// kube-apiserver's answer: `ok` when it passes; the failed checks and `… check failed`
+/// when not; every check with `?verbose`.
+fn verdict(what: &str, ok: bool, lines: &[String], verbose: bool) -> (StatusCode, String) {
+    let mut body = String::new();
+    for line in lines {
+        if verbose || line.starts_with("[-]") {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if ok {
+        if verbose {
+            body.push_str(&format!("{what} check passed\n"));
+        } else {
+            body = "ok\n".into();
+        }
+        (StatusCode::OK, body)
+    } else {
+        body.push_str(&format!("{what} check failed\n"));
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::Check;
+
+    fn report(ok: bool) -> Report {
+        Report {
+            checks: vec![
+                Check {
+                    name: "workers",
+                    ok,
+                    detail: "1 of 2 ready, 2 needed".into(),
+                },
+                Check {
+                    name: "shutdown",
+                    ok: true,
+                    detail: "not shutting down".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn answers_as_kube_apiserver_does() {
+        let passing = report(true);
+        assert_eq!(
+            verdict("readyz", true, &lines(&passing), false),
+            (StatusCode::OK, "ok\n".into())
+        );
+        assert_eq!(
+            verdict("readyz", true, &lines(&passing), true).1,
+            "[+]workers ok: 1 of 2 ready, 2 needed\n[+]shutdown ok: not shutting down\nreadyz check passed\n"
+        );
+        let failing = report(false);
+        let (status, body) = verdict("readyz", false, &lines(&failing), false);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "[-]workers failed: 1 of 2 ready, 2 needed\nreadyz check failed\n"
+        );
+        assert!(verdict("readyz", false, &lines(&failing), true)
+            .1
+            .contains("[+]shutdown ok"));
+    }
+}

@@ -145,6 +145,11 @@ pub struct RunFlags {
     #[arg(long, value_name = "N|all")]
     pub min_ready: Option<super::settings::MinReady>,
 
+    /// On SIGTERM/SIGINT, fail /readyz at once but keep the workers serving this long
+    /// before the graceful stop (Kubernetes: while the pod leaves the Service's endpoints). [default: 0s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_delay: Option<Duration>,
+
     /// Name of the app in logs (default: the program's file name).
     #[arg(long)]
     pub name: Option<String>,
@@ -186,6 +191,7 @@ impl RunFlags {
             log_format: self.log_format,
             admin: self.admin,
             min_ready: self.min_ready,
+            shutdown_delay: self.shutdown_delay,
             ..AppConfig::default()
         };
         (self.name, app)

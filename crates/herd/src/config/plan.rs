@@ -361,6 +361,7 @@ fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
         reload_parallel,
         max_memory: app.max_memory_restart,
         autorestart: app.autorestart.unwrap_or(d.autorestart),
+        shutdown_delay: app.shutdown_delay.unwrap_or(d.shutdown_delay),
         stop_exit_codes: app.stop_exit_codes.clone(),
         backoff,
         ..d

@@ -137,6 +137,8 @@ pub struct AppConfig {
     pub admin: Option<ListenAddr>,
     /// `min_ready`: how many ready workers make the app ready.
     pub min_ready: Option<MinReady>,
+    /// `shutdown_delay`: how long the workers keep serving after a shutdown request.
+    pub shutdown_delay: Option<Duration>,
     /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
     /// restarting waits for it before going to its next-choice worker.
     pub sticky_wait: Option<Duration>,

@@ -38,6 +38,7 @@
 //! | `reload.progress` | INFO | `slot`, `done`, `total` |
 //! | `reload.done` | INFO | `generation` |
 //! | `reload.aborted` | ERROR | `slot`, `reason` |
+//! | `shutdown.delayed` | INFO | `delay_ms` (`--shutdown-delay`: not ready now, stopping after it) |
 //! | `shutdown.started` | INFO | `workers` |
 //! | `shutdown.forced` | WARN | `workers` |
 //! | `request.ignored` | WARN | `what`, `why` |
@@ -116,6 +117,7 @@ pub fn event_name(log: &Log) -> &'static str {
         Log::ReloadProgress { .. } => "reload.progress",
         Log::ReloadDone { .. } => "reload.done",
         Log::ReloadAborted { .. } => "reload.aborted",
+        Log::ShutdownDelayed { .. } => "shutdown.delayed",
         Log::ShutdownStarted { .. } => "shutdown.started",
         Log::ShutdownForced { .. } => "shutdown.forced",
         Log::Scaled { .. } => "app.scaled",
@@ -186,6 +188,8 @@ pub fn write(app: &str, log: &Log) {
         Log::ReloadDone { generation } => info!(app, event, generation, "reload of {app} done: every worker runs generation {generation}"),
         Log::ReloadAborted { slot, reason } => error!(app, event, slot, reason = %reason,
             "reload of {app} aborted at slot {slot}: {reason}; the old workers keep serving"),
+        Log::ShutdownDelayed { delay } => info!(app, event, delay_ms = ms(*delay),
+            "shutdown of {app} asked for: not ready now, its workers serve {} more, then stop", crate::units::format_duration(*delay)),
         Log::ShutdownStarted { workers } => info!(app, event, workers, "shutting down {app}: stopping {workers} workers"),
         Log::ShutdownForced { workers } => warn!(app, event, workers, "forced shutdown of {app}: killing {workers} workers"),
         Log::Scaled { from, to } => info!(app, event, from, to, "scaled {app} from {from} to {to} workers"),
@@ -229,7 +233,7 @@ mod tests {
     #[test]
     fn every_event_name_is_unique_and_documented() {
         let names = names();
-        assert_eq!(names.len(), 26, "{names:?}");
+        assert_eq!(names.len(), 27, "{names:?}");
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");
         let doc = include_str!("lifecycle.rs");

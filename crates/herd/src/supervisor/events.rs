@@ -306,6 +306,11 @@ pub enum Log {
         /// What went wrong with the replacement.
         reason: String,
     },
+    /// A shutdown was asked for: the workers serve for `delay` more, then stop.
+    ShutdownDelayed {
+        /// The shutdown delay.
+        delay: std::time::Duration,
+    },
     /// A graceful shutdown began.
     ShutdownStarted {
         /// Workers asked to stop.

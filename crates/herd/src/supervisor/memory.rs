@@ -25,7 +25,8 @@ impl Supervisor {
             self.phase,
             Phase::Running {
                 restarts: Restarts::On(_),
-                reload: None
+                reload: None,
+                shutdown_at: None,
             }
         );
         if rss <= limit || !quiet {

@@ -40,7 +40,7 @@
 //! | `STOPPING=1` | the worker leaves the route | = | = | = | = |
 //! | `STATUS=` | logged | = | = | = | = |
 //! | `WATCHDOG=1`, `Timer` | — (deadlines only (5)) | = | = | = | = |
-//! | `Shutdown` | → shutting down: reload and pending starts dropped, every worker stopped | = | = | → forced: every stopping worker SIGKILLed | — |
+//! | `Shutdown` | → shutting down: reload and pending starts dropped, every worker stopped; with a `shutdown_delay`, first → announced (7) | = | = | → forced: every stopping worker SIGKILLed | — |
 //! | `Reload` | → reloading: generation + 1, empty slots start now, replacements cancelled | = , superseding the plan | → reloading, recovered: window cleared, backoffs reset, as running | refused, logged | refused, logged |
 //! | `ScaleUp` | a slot more, started now | = | a slot more, left empty | refused, logged | refused, logged |
 //! | `ScaleDown`, `ScaleTo` | highest slots removed, their workers stopped; at least 1 | = | = | refused, logged | refused, logged |
@@ -70,6 +70,10 @@
 //!    unless errored or shutting down, the slots whose start is due.
 //! 6. Of a ready, non-draining current worker whose slot has no replacement and is not
 //!    backing off, with fewer than `reload_parallel` memory replacements in flight.
+//! 7. *Announced*: the workers serve as in the column the app was in (a crashed one is
+//!    restarted), but `Reload`, the scalings and `Memory` are refused as when shutting
+//!    down, and [`Supervisor::is_shutting_down`] is true (`/readyz` fails). When the delay
+//!    ends (a deadline), or at a second `Shutdown`, → shutting down.
 //!
 //! **A slot** (`SlotState`): *filled* by its current worker, *pending* (empty, started at a
 //! given time), *parked* (empty for good: not restarted), *empty* (nothing planned: errored
@@ -158,6 +162,7 @@ impl Supervisor {
             phase: Phase::Running {
                 restarts: Restarts::On(FlapWindow::default()),
                 reload: None,
+                shutdown_at: None,
             },
             slots: Vec::new(),
             workers: BTreeMap::new(),
@@ -215,9 +220,16 @@ impl Supervisor {
         self.generation
     }
 
-    /// A shutdown began (or the run ended): the app takes no new work.
+    /// A shutdown was asked for (its delay may still run), or the run ended: the app
+    /// takes no new work.
     pub fn is_shutting_down(&self) -> bool {
-        !matches!(self.phase, Phase::Running { .. })
+        !matches!(
+            self.phase,
+            Phase::Running {
+                shutdown_at: None,
+                ..
+            }
+        )
     }
 
     /// A rolling reload is under way.

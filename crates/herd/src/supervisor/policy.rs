@@ -87,6 +87,9 @@ pub struct Policy {
     /// Resident memory (bytes) above which a ready worker is replaced (PM2's
     /// `max_memory_restart`), judged on [`Event::Memory`](super::Event::Memory) samples. `None`: no limit.
     pub max_memory: Option<u64>,
+    /// How long after a shutdown request the workers keep serving before they are stopped
+    /// (`--shutdown-delay`), while the app reports itself not ready.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Policy {
@@ -105,6 +108,7 @@ impl Default for Policy {
             autorestart: true,
             stop_exit_codes: Vec::new(),
             max_memory: None,
+            shutdown_delay: Duration::ZERO,
         }
     }
 }

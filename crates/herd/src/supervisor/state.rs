@@ -24,6 +24,11 @@ pub(super) enum Phase {
         restarts: Restarts,
         /// The rolling reload under way.
         reload: Option<ReloadPlan>,
+        /// A shutdown was asked for with a shutdown delay: it begins at this time. Until
+        /// then the workers serve as before (crashed ones are restarted), but nothing new
+        /// is asked of them (reload, scale and memory replacements are refused) and the
+        /// app is no longer ready.
+        shutdown_at: Option<Instant>,
     },
     /// Every worker was asked to stop; nothing is started any more.
     ShuttingDown {

@@ -15,7 +15,8 @@ impl Supervisor {
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         let running = match self.phase {
-            Phase::Running { .. } => true,
+            // An announced shutdown takes no new work either.
+            Phase::Running { shutdown_at, .. } => shutdown_at.is_none(),
             Phase::ShuttingDown { .. } => false,
             Phase::Ended { .. } => return out,
         };
@@ -84,6 +85,7 @@ impl Supervisor {
             }
         }
         self.start_due(now, out);
+        self.shutdown_due(now, out);
     }
 
     /// Ends the step: the route if it changed, the exit if nothing is left, the next wake-up.
@@ -171,7 +173,7 @@ impl Supervisor {
             SlotState::Pending { at, .. } => Some(at),
             _ => None,
         });
-        workers.chain(slots).min()
+        workers.chain(slots).chain(self.shutdown_at()).min()
     }
 }
 

@@ -224,3 +224,36 @@ fn hostile_clients_cost_connections_not_the_loop() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// `--shutdown-delay`: on SIGTERM `/readyz` fails at once, the app keeps answering for the
+/// delay, then the graceful stop begins.
+#[test]
+fn a_shutdown_delay_fails_readyz_at_once_and_serves_until_it_ends() {
+    let delay = Duration::from_millis(1500);
+    let (mut herd, admin) = with_admin(&["-i", "2", "--shutdown-delay", "1500ms"], &[worker_bin()]);
+    herd.wait_ready(2);
+    let asked = Instant::now();
+    herd.signal(Signal::SIGTERM);
+    let (code, body) = get(&herd, &format!("{admin}/readyz"));
+    let flipped = asked.elapsed();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("[-]shutdown failed: shutting down"), "{body}");
+    assert!(flipped < Duration::from_millis(500), "{flipped:?}");
+    let announced = herd.wait_event("shutdown.delayed");
+    assert_eq!(announced.u64("delay_ms"), 1500);
+    // The app answers every request during the delay.
+    let mut served = 0;
+    while asked.elapsed() < delay - Duration::from_millis(300) {
+        assert_eq!(herd.get("/").0, 200, "after {:?}", asked.elapsed());
+        served += 1;
+    }
+    assert!(served > 0);
+    herd.wait_event("shutdown.started");
+    let stopped_after = asked.elapsed();
+    assert!(
+        stopped_after >= delay - Duration::from_millis(50) && stopped_after < delay * 3,
+        "the stop began {stopped_after:?} after SIGTERM, the delay is {delay:?}"
+    );
+    eprintln!("/readyz failed {flipped:?} after SIGTERM; {served} requests served during the delay; stop began after {stopped_after:?}");
+    assert_eq!(herd.wait_exit(T), 0);
+}

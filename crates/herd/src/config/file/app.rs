@@ -91,6 +91,7 @@ pub(super) fn validate(
         sticky_wait: v.duration(raw.sticky_wait, "sticky_wait")?,
         admin: v.parse(raw.admin, "admin", |s: &str| s.parse::<ListenAddr>())?,
         min_ready: v.min_ready(raw.min_ready)?,
+        shutdown_delay: v.duration(raw.shutdown_delay, "shutdown_delay")?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")

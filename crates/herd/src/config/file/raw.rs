@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 41] = [
+pub(super) const APP_KEYS: [&str; 42] = [
     "command",
     "args",
     "cwd",
@@ -42,6 +42,7 @@ pub(super) const APP_KEYS: [&str; 41] = [
     "sticky_wait",
     "admin",
     "min_ready",
+    "shutdown_delay",
     "node_cluster",
     "namespace",
     "autorestart",
@@ -103,6 +104,7 @@ pub(super) struct RawApp {
     pub sticky_wait: Option<Spanned<Value>>,
     pub admin: Option<Spanned<String>>,
     pub min_ready: Option<Spanned<Value>>,
+    pub shutdown_delay: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,

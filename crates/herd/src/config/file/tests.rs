@@ -54,6 +54,7 @@ log_format = "json"
 sticky_wait = "1500ms"
 admin = "127.0.0.1:9100"
 min_ready = "all"
+shutdown_delay = "5s"
 node_cluster = false
 namespace = "web"
 autorestart = true
@@ -125,6 +126,7 @@ fn a_full_file() {
         sticky_wait: Some(Duration::from_millis(1500)),
         admin: Some(ListenAddr::Tcp("127.0.0.1:9100".parse().unwrap())),
         min_ready: Some(crate::config::settings::MinReady::All),
+        shutdown_delay: Some(Duration::from_secs(5)),
         node_cluster: Some(false),
         namespace: Some("web".into()),
         autorestart: Some(true),

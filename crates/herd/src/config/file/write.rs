@@ -67,6 +67,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         sticky_wait,
         admin,
         min_ready,
+        shutdown_delay,
         node_cluster,
         namespace,
         autorestart,
@@ -96,6 +97,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     }
     t.put("balance", balance.map(|b| text(b.to_string())));
     t.put("sticky_wait", sticky_wait.map(duration));
+    t.put("shutdown_delay", shutdown_delay.map(duration));
     t.put("admin", admin.as_ref().map(|a| text(a.to_string())));
     t.put(
         "min_ready",

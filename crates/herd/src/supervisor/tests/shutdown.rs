@@ -55,3 +55,85 @@ fn a_worker_spawned_during_shutdown_is_stopped_at_once() {
     sim.exit(new[0], ExitStatus::Code(0));
     assert_eq!(sim.exit, Some(Outcome::Clean));
 }
+
+fn delayed(instances: usize, delay: Duration) -> Sim {
+    let mut sim = Sim::running(Policy {
+        instances,
+        readiness: Readiness::Auto,
+        shutdown_delay: delay,
+        ..Policy::default()
+    });
+    sim.advance(DEFAULT_AUTO_READY_DELAY);
+    sim
+}
+
+#[test]
+fn a_shutdown_delay_keeps_the_workers_serving_then_stops_them() {
+    let delay = Duration::from_secs(5);
+    let mut sim = delayed(2, delay);
+    assert!(!sim.sup.is_shutting_down());
+    let acts = sim.step(Event::Shutdown);
+    assert!(stops(&acts).is_empty(), "nothing stops yet: {acts:?}");
+    assert!(acts.contains(&Action::Log(Log::ShutdownDelayed { delay })));
+    assert!(sim.sup.is_shutting_down(), "announced: not ready any more");
+    assert_eq!(
+        last_route(&sim),
+        vec![0, 1],
+        "the workers still get connections"
+    );
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Wake(at) if *at == sim.now + delay)),
+        "{acts:?}"
+    );
+    assert!(stops(&sim.advance(delay - MS)).is_empty());
+    let acts = sim.advance(MS);
+    assert_eq!(stops(&acts).len(), 2, "{acts:?}");
+    for pid in sim.running.keys().copied().collect::<Vec<_>>() {
+        sim.exit(pid, ExitStatus::Code(0));
+    }
+    assert_eq!(sim.exit, Some(Outcome::Clean));
+}
+
+#[test]
+fn during_the_delay_a_crash_is_restarted_and_new_work_refused() {
+    let mut sim = delayed(2, Duration::from_secs(5));
+    sim.step(Event::Shutdown);
+    let pid = sim.pid_of_slot(0)[0];
+    sim.exit(pid, ExitStatus::Code(1));
+    let acts = sim.advance(Duration::from_secs(1));
+    assert_eq!(
+        spawns(&acts),
+        vec![0],
+        "a crashed worker still serves its slot"
+    );
+    for ev in [Event::Reload, Event::ScaleUp, Event::ScaleTo(4)] {
+        let acts = sim.step(ev);
+        assert!(
+            spawns(&acts).is_empty() && stops(&acts).is_empty(),
+            "{acts:?}"
+        );
+        assert!(acts
+            .iter()
+            .any(|a| matches!(a, Action::Log(Log::Ignored { .. }))));
+    }
+}
+
+#[test]
+fn a_second_request_during_the_delay_begins_the_stop_at_once() {
+    let mut sim = delayed(2, Duration::from_secs(30));
+    sim.step(Event::Shutdown);
+    let acts = sim.step(Event::Shutdown);
+    assert_eq!(stops(&acts).len(), 2, "{acts:?}");
+    assert!(kills(&acts).is_empty(), "graceful, not forced");
+    // A third one is the forced shutdown, as without a delay.
+    assert_eq!(kills(&sim.step(Event::Shutdown)).len(), 2);
+}
+
+#[test]
+fn without_a_delay_nothing_is_announced() {
+    let mut sim = delayed(1, Duration::ZERO);
+    let acts = sim.step(Event::Shutdown);
+    assert_eq!(stops(&acts).len(), 1);
+    assert!(!logged(&sim, |l| matches!(l, Log::ShutdownDelayed { .. })));
+}

@@ -118,6 +118,8 @@ impl Driver {
             }
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Probe(probe) => self.answer_probe(probe),
+            // Sent from the loop: a loop that is stuck sends none, and systemd acts.
+            Input::Watchdog => super::service::send("WATCHDOG=1"),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
             Input::Timer => {
                 self.wake = None;

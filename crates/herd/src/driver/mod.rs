@@ -24,6 +24,7 @@ mod process;
 pub mod reap;
 mod relay;
 mod requests;
+mod service;
 pub mod signals;
 pub mod spawn;
 pub mod status;
@@ -97,6 +98,8 @@ enum Input {
     Notify(std::io::Result<Datagram>),
     /// A question of the admin listener.
     Probe(crate::admin::Probe),
+    /// Time to tell systemd the loop turns (`WATCHDOG=1`).
+    Watchdog,
     Timer,
 }
 
@@ -172,6 +175,10 @@ struct Driver {
     waiters: Vec<Waiter>,
     /// When to read the workers' memory, with a memory limit.
     memory_tick: Option<tokio::time::Interval>,
+    /// What herd told systemd so far (`herd run` only).
+    announcer: Option<service::Announcer>,
+    /// When to send systemd `WATCHDOG=1`, if it asked for it.
+    watchdog: Option<tokio::time::Interval>,
     /// The admin listener's socket, until `run` starts serving it.
     admin: Option<crate::admin::Listener>,
     /// Questions of the admin listener, answered by the loop.
@@ -219,6 +226,16 @@ impl Driver {
         Ok(Driver {
             plan,
             hooks: host.hooks,
+            announcer: host.service.then(service::Announcer::default),
+            watchdog: host
+                .service
+                .then(service::watchdog_interval)
+                .flatten()
+                .map(|every| {
+                    let mut t = tokio::time::interval(every);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                }),
             listeners,
             notify,
             spawner: host.spawner,
@@ -323,6 +340,7 @@ impl Driver {
             if !self.waiters.is_empty() {
                 self.answer_waiters();
             }
+            self.announce();
             let input = self.next_input().await;
             self.handle(input);
         };
@@ -371,6 +389,12 @@ impl Driver {
                 }
             } => Input::MemoryTick,
             Some(pid) = self.listening.recv() => Input::Listening(pid),
+            _ = async {
+                match self.watchdog.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::Watchdog,
             Some(probe) = async {
                 match self.probes.as_mut() {
                     Some(rx) => rx.recv().await,

@@ -1,4 +1,5 @@
-//! The loop's answers to the admin listener: that it turns (`/livez`), and whether the app
+//! What the loop tells the outside about the app: systemd (`announce`), and the admin
+//! listener's questions: that the loop turns (`/livez`), and whether the app
 //! is ready (`/readyz`). What "ready" means is decided here, in [`readiness`], a pure
 //! function of what the supervisor knows.
 
@@ -38,6 +39,22 @@ pub(super) fn readiness(
 }
 
 impl Driver {
+    /// Tells systemd what changed since the last step (`herd run` only).
+    pub(super) fn announce(&mut self) {
+        let Some(announcer) = self.announcer.as_mut() else {
+            return;
+        };
+        let view = super::service::View {
+            ready: self.sup.serving().len(),
+            slots: self.sup.instances(),
+            reloading: self.sup.is_reloading(),
+            shutting_down: self.sup.is_shutting_down(),
+        };
+        for message in announcer.update(view, super::service::monotonic_usec()) {
+            super::service::send(&message);
+        }
+    }
+
     pub(super) fn answer_probe(&mut self, probe: Probe) {
         match probe {
             // Answered from the loop: that it answers is the check.

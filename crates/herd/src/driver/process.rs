@@ -81,6 +81,7 @@ pub fn run(plan: RunPlan, hooks: Option<hooks::Hooks>) -> anyhow::Result<Outcome
             app: 0,
             sink: None,
             hooks,
+            service: true,
         };
         let driver = Driver::new(plan, host)?;
         driver.run().await
@@ -157,6 +158,9 @@ pub struct Host {
     pub sink: Option<Box<dyn crate::output::Sink>>,
     /// The embedding program's observer, if any.
     pub hooks: Option<hooks::Hooks>,
+    /// Whether the app speaks for the process to systemd (`NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC`): `herd run` yes, the daemon's apps no (the daemon does).
+    pub service: bool,
 }
 
 /// How a driver learns of its workers' exits.

@@ -35,3 +35,4 @@ mod round_robin;
 mod run;
 mod shutdown;
 mod sticky;
+mod systemd;

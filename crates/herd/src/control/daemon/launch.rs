@@ -105,6 +105,7 @@ impl Registry {
             app: key,
             sink: Some(Box::new(sink)),
             hooks: None,
+            service: false,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("herd-app-{key}"))

@@ -106,9 +106,11 @@ fn herd_run_tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
     });
     // Watchdog pings come every 100 ms (half of WATCHDOG_USEC) from the loop.
     let pings_before = received.all().iter().filter(|m| *m == "WATCHDOG=1").count();
-    std::thread::sleep(Duration::from_millis(600));
+    // A measuring window, not a wait for an event: about 10 pings are due in it; a loaded
+    // machine may delay some ticks, never add any.
+    std::thread::sleep(Duration::from_secs(1));
     let pings = received.all().iter().filter(|m| *m == "WATCHDOG=1").count() - pings_before;
-    assert!((3..=9).contains(&pings), "{pings} pings in 600 ms");
+    assert!((3..=15).contains(&pings), "{pings} pings in 1 s");
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
     received.wait_for(&herd, "STOPPING=1");

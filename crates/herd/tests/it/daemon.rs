@@ -326,7 +326,9 @@ fn sigkill_daemon(d: &Daemon) -> u32 {
         T,
         || workers.iter().chain(&guardian).all(|p| !pid_alive(*p)),
     );
-    assert!(!pid_alive(daemon));
+    // Its workers can die before the daemon is a zombie: PR_SET_PDEATHSIG fires when the
+    // spawning thread exits, while the daemon's other threads may still be exiting.
+    d.wait_until("the daemon dies", T, || !pid_alive(daemon));
     daemon
 }
 

@@ -106,6 +106,9 @@ fn failed_reload_keeps_the_old_workers_then_succeeds() {
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect();
+    // `reload.done` comes when the last old worker is told to stop; until it has, it may
+    // still take a connection (and answer it, as a draining server does).
+    herd.wait_gone(&before.iter().copied().collect::<Vec<_>>(), T);
     let now = answering(&herd, 40);
     if !now.is_subset(&new) || now.is_empty() {
         herd.fail(&format!(

@@ -13,10 +13,8 @@ use toml::{Spanned, Value};
 use super::error::{FileError, Source};
 use super::raw::RawApp;
 use crate::config::flags::ProxyProtocol;
-use crate::config::settings::MinReady;
 use crate::config::values::parse_readiness;
 use crate::config::AppConfig;
-use crate::config::Instances;
 use crate::listen::{Balance, ListenAddr};
 use crate::output::LogFormat;
 use crate::units::{parse_duration, parse_signal, parse_size};
@@ -56,7 +54,7 @@ pub(super) fn validate(
         program,
         args,
         cwd: raw.cwd.map(|c| PathBuf::from(c.into_inner())),
-        instances: v.instances(raw.instances)?,
+        instances: v.number_or_word(raw.instances, "instances", "expected N, \"max\" or -K")?,
         port: v.port(raw.port)?,
         listen: raw
             .listen
@@ -90,7 +88,7 @@ pub(super) fn validate(
         })?,
         sticky_wait: v.duration(raw.sticky_wait, "sticky_wait")?,
         admin: v.parse(raw.admin, "admin", |s: &str| s.parse::<ListenAddr>())?,
-        min_ready: v.min_ready(raw.min_ready)?,
+        min_ready: v.number_or_word(raw.min_ready, "min_ready", "expected N or \"all\"")?,
         shutdown_delay: v.duration(raw.shutdown_delay, "shutdown_delay")?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
@@ -240,30 +238,24 @@ impl Validator<'_> {
         }
     }
 
-    fn instances(&self, value: Option<Spanned<Value>>) -> Result<Option<Instances>, FileError> {
+    /// A value written as a number or a word (`instances = 4` or `"max"`), parsed as the
+    /// flag's text is.
+    fn number_or_word<T: std::str::FromStr<Err = String>>(
+        &self,
+        value: Option<Spanned<Value>>,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<T>, FileError> {
         let Some(value) = value else { return Ok(None) };
         let span = value.span();
         let text = match value.into_inner() {
             Value::String(s) => s,
             Value::Integer(n) => n.to_string(),
-            _ => return Err(self.bad("instances", span, "expected N, \"max\" or -K")),
+            _ => return Err(self.bad(key, span, expected)),
         };
         text.parse()
             .map(Some)
-            .map_err(|message| self.bad("instances", span, message))
-    }
-
-    fn min_ready(&self, value: Option<Spanned<Value>>) -> Result<Option<MinReady>, FileError> {
-        let Some(value) = value else { return Ok(None) };
-        let span = value.span();
-        let text = match value.into_inner() {
-            Value::String(s) => s,
-            Value::Integer(n) => n.to_string(),
-            _ => return Err(self.bad("min_ready", span, "expected N or \"all\"")),
-        };
-        text.parse()
-            .map(Some)
-            .map_err(|message| self.bad("min_ready", span, message))
+            .map_err(|message| self.bad(key, span, message))
     }
 
     fn port(&self, value: Option<Spanned<i64>>) -> Result<Option<u16>, FileError> {

@@ -64,25 +64,36 @@ impl Received {
     }
 }
 
-#[test]
-fn herd_run_tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
+/// `herd run -i N` of test workers under a fake systemd, with `watchdog` (WATCHDOG_USEC,
+/// WATCHDOG_PID) in herd's environment; returns herd, what systemd receives, the socket's
+/// path and its directory (kept while the test runs).
+fn under_systemd(
+    workers: usize,
+    watchdog: &[(&str, &str)],
+) -> (Herd, Received, std::path::PathBuf, TempPath) {
     let dir = TempPath::new("systemd");
     std::fs::create_dir_all(&dir.0).unwrap();
     let path = dir.0.join("notify.sock");
     let received = Received::listen(UnixDatagram::bind(&path).unwrap());
+    let n = workers.to_string();
     let mut cmd = Command::new(herd_bin());
     cmd.args([
         "run",
         "-i",
-        "2",
+        &n,
         "--listen",
         "127.0.0.1:0",
         "--",
         worker_bin(),
     ])
     .env("NOTIFY_SOCKET", &path)
-    .env("WATCHDOG_USEC", "200000");
-    let mut herd = Herd::spawn(cmd, false, true);
+    .envs(watchdog.iter().copied());
+    (Herd::spawn(cmd, false, true), received, path, dir)
+}
+
+#[test]
+fn herd_run_tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
+    let (mut herd, received, path, _dir) = under_systemd(2, &[("WATCHDOG_USEC", "200000")]);
     herd.wait_ready(2);
     received.wait_for(&herd, "READY=1");
     assert!(
@@ -130,24 +141,8 @@ fn herd_run_tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
 /// Without WATCHDOG_USEC, or with a WATCHDOG_PID that is another process's, no pings.
 #[test]
 fn no_watchdog_pings_unless_asked_for_this_process() {
-    let dir = TempPath::new("systemd-wd");
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let path = dir.0.join("notify.sock");
-    let received = Received::listen(UnixDatagram::bind(&path).unwrap());
-    let mut cmd = Command::new(herd_bin());
-    cmd.args([
-        "run",
-        "-i",
-        "1",
-        "--listen",
-        "127.0.0.1:0",
-        "--",
-        worker_bin(),
-    ])
-    .env("NOTIFY_SOCKET", &path)
-    .env("WATCHDOG_USEC", "100000")
-    .env("WATCHDOG_PID", "1");
-    let mut herd = Herd::spawn(cmd, false, true);
+    let (mut herd, received, _, _dir) =
+        under_systemd(1, &[("WATCHDOG_USEC", "100000"), ("WATCHDOG_PID", "1")]);
     herd.wait_ready(1);
     received.wait_for(&herd, "READY=1");
     std::thread::sleep(Duration::from_millis(300));

@@ -226,9 +226,8 @@ impl Driver {
         Ok(Driver {
             plan,
             hooks: host.hooks,
-            announcer: host.service.then(service::Announcer::default),
-            watchdog: host
-                .service
+            announcer: service::enabled(host.service).then(service::Announcer::default),
+            watchdog: service::enabled(host.service)
                 .then(service::watchdog_interval)
                 .flatten()
                 .map(|every| {
@@ -340,7 +339,6 @@ impl Driver {
             if !self.waiters.is_empty() {
                 self.answer_waiters();
             }
-            self.announce();
             let input = self.next_input().await;
             self.handle(input);
         };
@@ -419,6 +417,8 @@ impl Driver {
         }
         self.steer();
         if changed {
+            // Only a step changes what systemd is told.
+            self.announce();
             // Readiness, stops and exits change who may take connections.
             if let Some(h) = self.handoff.as_mut() {
                 h.invalidate();

@@ -45,7 +45,7 @@ impl Driver {
             return;
         };
         let view = super::service::View {
-            ready: self.sup.serving().len(),
+            ready: self.sup.ready_count(),
             slots: self.sup.instances(),
             reloading: self.sup.is_reloading(),
             shutting_down: self.sup.is_shutting_down(),
@@ -60,7 +60,7 @@ impl Driver {
             // Answered from the loop: that it answers is the check.
             Probe::Live(reply) => drop(reply.send(())),
             Probe::Ready(reply) => drop(reply.send(readiness(
-                self.sup.serving().len(),
+                self.sup.ready_count(),
                 self.sup.instances(),
                 self.plan.min_ready,
                 self.sup.is_shutting_down(),

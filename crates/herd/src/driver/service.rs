@@ -76,6 +76,12 @@ impl Announcer {
     }
 }
 
+/// Whether the app speaks for the process (`herd run`, not the daemon's apps) and a
+/// service manager listens (`NOTIFY_SOCKET` is set).
+pub(super) fn enabled(speaks_for_the_process: bool) -> bool {
+    speaks_for_the_process && std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// How often to send `WATCHDOG=1`: half of systemd's `WATCHDOG_USEC` (sd_watchdog_enabled's
 /// advice), if it is set for this process (`WATCHDOG_PID` absent or ours).
 pub(super) fn watchdog_interval() -> Option<Duration> {
@@ -95,11 +101,8 @@ pub(super) fn monotonic_usec() -> u64 {
         .unwrap_or(0)
 }
 
-/// Sends one message to herd's own `NOTIFY_SOCKET`, if there is one.
+/// Sends one message to herd's own `NOTIFY_SOCKET` (see [`enabled`]).
 pub(super) fn send(message: &str) {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return;
-    }
     if let Err(e) = herd_worker::notify(message) {
         tracing::debug!("NOTIFY_SOCKET: cannot send {message:?}: {e}");
     }

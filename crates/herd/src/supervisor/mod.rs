@@ -250,6 +250,18 @@ impl Supervisor {
             .collect()
     }
 
+    /// How many workers [`Supervisor::serving`] lists, without listing them.
+    pub fn ready_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| {
+                s.worker()
+                    .and_then(|id| self.workers.get(&id))
+                    .is_some_and(|w| w.serves() && w.pid.is_some())
+            })
+            .count()
+    }
+
     /// The slot and generation of the worker with this pid, if it is one of ours.
     pub fn worker_of_pid(&self, pid: u32) -> Option<(usize, u64)> {
         self.workers

@@ -111,6 +111,7 @@ proptest! {
             };
             prop_assert!(sim.sup.active_workers() <= sim.sup.instances() + parallel,
                 "active {} > {} + {}", sim.sup.active_workers(), sim.sup.instances(), parallel);
+            prop_assert_eq!(sim.sup.ready_count(), sim.sup.serving().len());
             if shutting_down {
                 prop_assert!(spawns(&acts).is_empty(), "spawn after shutdown: {:?}", acts);
             }

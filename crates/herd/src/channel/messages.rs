@@ -6,6 +6,8 @@
 //! | `{"herd":"count","key":K,"n":N}` | adds N (default 1, may be negative) to counter K of the sender's slot |
 //! | `{"herd":"stats"}` | herd answers `{"herd":"stats","counters":{K:{"total":T,"slots":{"0":…}}}}` |
 //! | `{"herd":"send","to":S,"msg":M}` | delivers M to the worker of slot S (a number), or to every other worker with `"to":"all"` |
+//! | `{"herd":"watchdog"}` | a heartbeat, as `WATCHDOG=1` on NOTIFY_SOCKET (`--watchdog`; for runtimes without datagram sockets) |
+//! | `{"herd":"watchdog","trigger":true}` | the worker says it is hung, as `WATCHDOG=trigger` |
 //!
 //! Pure parsing and bookkeeping; the driver does the sending.
 
@@ -41,6 +43,11 @@ pub enum Request {
         /// The message, delivered as is.
         msg: Value,
     },
+    /// `{"herd":"watchdog"}`: a heartbeat; with `"trigger":true`, the worker says it is hung.
+    Watchdog {
+        /// `"trigger": true`.
+        trigger: bool,
+    },
     /// A `herd` message that is malformed or unknown, and why.
     Invalid(String),
 }
@@ -66,6 +73,9 @@ pub fn parse(v: &Value) -> Option<Request> {
             _ => Request::Invalid("count: `key` must be a non-empty string".into()),
         },
         Some("stats") => Request::Stats,
+        Some("watchdog") => Request::Watchdog {
+            trigger: v.get("trigger").and_then(Value::as_bool) == Some(true),
+        },
         Some("send") => {
             let to = match v.get("to") {
                 Some(Value::String(s)) if s == "all" => Some(To::All),

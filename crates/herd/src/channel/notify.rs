@@ -143,6 +143,7 @@ pub fn parse(bytes: &[u8]) -> Datagram {
             ("READY", "1") => d.messages.push(NotifyMsg::Ready),
             ("STOPPING", "1") => d.messages.push(NotifyMsg::Stopping),
             ("WATCHDOG", "1") => d.messages.push(NotifyMsg::Watchdog),
+            ("WATCHDOG", "trigger") => d.messages.push(NotifyMsg::WatchdogTrigger),
             ("STATUS", text) => d.messages.push(NotifyMsg::Status(text.to_string())),
             // Other sd_notify keys (MAINPID, RELOADING, ERRNO, EXTEND_TIMEOUT_USEC, …) are
             // valid but have no meaning here.

@@ -150,6 +150,35 @@ pub struct RunFlags {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_delay: Option<Duration>,
 
+    /// Check each worker with this HTTP request: http:/PATH, or http://HOST/PATH to send
+    /// that Host. A worker that fails --health-failures checks in a row is hung: it gets no
+    /// new connections and is replaced. Off when not given.
+    #[arg(long, value_name = "http:/PATH")]
+    pub health_check: Option<super::health::HealthCheck>,
+
+    /// Time between two health checks of a worker. [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub health_interval: Option<Duration>,
+
+    /// How long one health check may take before it fails (at most the interval). [default: 2s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub health_timeout: Option<Duration>,
+
+    /// Failed health checks in a row that make a worker hung. [default: 3]
+    #[arg(long, value_name = "N")]
+    pub health_failures: Option<u32>,
+
+    /// After a worker starts, failed health checks do not count for this long; one that
+    /// never passes within it plus --listen-timeout is a failed start. [default: 0s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub health_start_period: Option<Duration>,
+
+    /// A ready worker that sends no heartbeat (WATCHDOG=1 on NOTIFY_SOCKET, or the
+    /// {"herd":"watchdog"} message) for this long is hung and replaced; workers get
+    /// WATCHDOG_USEC. At least 100ms. Off when not given.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub watchdog: Option<Duration>,
+
     /// Name of the app in logs (default: the program's file name).
     #[arg(long)]
     pub name: Option<String>,
@@ -192,6 +221,12 @@ impl RunFlags {
             admin: self.admin,
             min_ready: self.min_ready,
             shutdown_delay: self.shutdown_delay,
+            health_check: self.health_check,
+            health_interval: self.health_interval,
+            health_timeout: self.health_timeout,
+            health_failures: self.health_failures,
+            health_start_period: self.health_start_period,
+            watchdog: self.watchdog,
             ..AppConfig::default()
         };
         (self.name, app)
@@ -223,6 +258,8 @@ mod tests {
             "proxy-protocol" => "v1",
             "max-memory-restart" => "1G",
             "admin" => "127.0.0.1:9100",
+            "health-check" => "http:/healthz",
+            "watchdog" => "5s",
             "name" => "web",
             "proxy" | "stop-message" | "no-node-cluster" => return None,
             other => panic!("--{other}: give it a sample value in this test"),

@@ -8,6 +8,7 @@
 pub mod ecosystem;
 pub mod file;
 pub mod flags;
+pub mod health;
 mod instances;
 mod launch;
 mod load;

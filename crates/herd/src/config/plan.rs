@@ -66,6 +66,26 @@ pub enum PlanError {
     /// `user` or `group` cannot be used.
     #[error("{0}")]
     Credentials(String),
+    /// `--health-timeout` longer than `--health-interval`.
+    #[error("--health-timeout ({timeout}) must not exceed --health-interval ({interval}): a check would still run when the next is due")]
+    HealthTimeout {
+        /// `--health-timeout`.
+        timeout: String,
+        /// `--health-interval`.
+        interval: String,
+    },
+    /// A `--health-*` knob without `--health-check`.
+    #[error("{0} needs --health-check (e.g. --health-check http:/healthz)")]
+    HealthNeedsCheck(&'static str),
+    /// `--health-failures 0`.
+    #[error("--health-failures must be at least 1")]
+    HealthFailures,
+    /// `--watchdog` below the floor.
+    #[error("--watchdog {0} is too short: at least 100ms (a worker pings every half period)")]
+    WatchdogTooShort(String),
+    /// `--health-check` where herd cannot reach one specific worker; the text says why.
+    #[error("--health-check cannot reach one specific worker {0}")]
+    HealthUntargetable(String),
     /// `--admin` on an address the app listens on.
     #[error("--admin {0} is one of the app's own addresses: the admin listener needs an address of its own (e.g. 127.0.0.1:9100)")]
     AdminOnAppAddress(String),
@@ -120,6 +140,8 @@ pub struct RunPlan {
     pub sticky_wait: std::time::Duration,
     /// `--admin`: where /livez and /readyz are served, if anywhere.
     pub admin: Option<ListenAddr>,
+    /// `--health-check`: the request; its timing is `policy.health`.
+    pub health_check: Option<super::health::HealthCheck>,
     /// `--min-ready`: ready workers that make the app ready.
     pub min_ready: MinReady,
     /// Lifecycle knobs; `policy.instances` is resolved.
@@ -245,6 +267,7 @@ pub fn plan(
             return Err(PlanError::AdminOnAppAddress(admin.to_string()));
         }
     }
+    let health = super::health::plan(app, balance, transport, &listen)?;
     let (instances, instances_reason) = app.instances.unwrap_or(DEFAULT_INSTANCES).resolve(budget);
     // A proxied worker is ready when its port answers (or when it says so): it must not
     // get connections before, which the `auto` delay could allow.
@@ -262,9 +285,12 @@ pub fn plan(
         sticky_wait: app.sticky_wait.unwrap_or(DEFAULT_STICKY_WAIT),
         admin: app.admin.clone(),
         min_ready: app.min_ready.unwrap_or(DEFAULT_MIN_READY),
+        health_check: health.check,
         policy: Policy {
             instances,
             readiness,
+            health: health.policy,
+            watchdog: health.watchdog,
             ..policy
         },
         instances_reason,
@@ -418,9 +444,23 @@ mod tests {
                 continue;
             };
             let flag = format!("--{}", arg.get_long().expect("a long flag"));
+            // The health knobs need a health check (and an address to check through).
+            let with: Vec<String> = if flag.starts_with("--health-") {
+                ["--health-check", "http:/healthz", "-p", "3000"]
+                    .map(String::from)
+                    .into()
+            } else {
+                Vec::new()
+            };
+            let mut argv = with.clone();
+            argv.extend([flag.clone(), default.to_string()]);
             assert_eq!(
-                planned(vec![flag.clone(), default.to_string()]),
-                bare,
+                planned(argv),
+                if with.is_empty() {
+                    bare.clone()
+                } else {
+                    planned(with)
+                },
                 "{flag} says [default: {default}], but leaving it out means something else"
             );
             checked += 1;

@@ -139,6 +139,18 @@ pub struct AppConfig {
     pub min_ready: Option<MinReady>,
     /// `shutdown_delay`: how long the workers keep serving after a shutdown request.
     pub shutdown_delay: Option<Duration>,
+    /// `health_check`: the request that tells whether a worker serves.
+    pub health_check: Option<super::health::HealthCheck>,
+    /// `health_interval`: time between two checks of a worker.
+    pub health_interval: Option<Duration>,
+    /// `health_timeout`: how long one check may take.
+    pub health_timeout: Option<Duration>,
+    /// `health_failures`: failed checks in a row that make a worker hung (at least 1).
+    pub health_failures: Option<u32>,
+    /// `health_start_period`: after a start, failed checks do not count for this long.
+    pub health_start_period: Option<Duration>,
+    /// `watchdog`: a worker that sends no heartbeat for this long is hung.
+    pub watchdog: Option<Duration>,
     /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
     /// restarting waits for it before going to its next-choice worker.
     pub sticky_wait: Option<Duration>,

@@ -191,7 +191,7 @@ impl Driver {
         self.carry_out(decision, index);
     }
 
-    fn deliver(&mut self, c: Candidate, conn: Conn) {
+    pub(super) fn deliver(&mut self, c: Candidate, conn: Conn) {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };

@@ -271,6 +271,14 @@ impl Driver {
                     warn!(pid, slot, "worker {app}:{slot} (pid {pid}): counter `{key}` ignored, already {} counters", messages::MAX_COUNTERS);
                 }
             }
+            messages::Request::Watchdog { trigger } => self.queue.push_back(Event::Notify {
+                pid,
+                msg: if trigger {
+                    NotifyMsg::WatchdogTrigger
+                } else {
+                    NotifyMsg::Watchdog
+                },
+            }),
             messages::Request::Stats => {
                 if let Some(link) = self.channels.get(&pid) {
                     link.channel.send(&self.counters.stats_reply());

@@ -15,6 +15,7 @@
 mod contract;
 pub mod guardian;
 mod handoff;
+mod health;
 pub mod hooks;
 mod inputs;
 mod link;
@@ -100,6 +101,8 @@ enum Input {
     Probe(crate::admin::Probe),
     /// Time to tell systemd the loop turns (`WATCHDOG=1`).
     Watchdog,
+    /// A health check's result.
+    Checked(health::Checked),
     Timer,
 }
 
@@ -183,6 +186,10 @@ struct Driver {
     admin: Option<crate::admin::Listener>,
     /// Questions of the admin listener, answered by the loop.
     probes: Option<mpsc::UnboundedReceiver<crate::admin::Probe>>,
+    /// Health checks (`--health-check`), once started.
+    prober: Option<health::Prober>,
+    checked_tx: mpsc::UnboundedSender<health::Checked>,
+    checked: mpsc::UnboundedReceiver<health::Checked>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -217,6 +224,7 @@ impl Driver {
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let (frames_tx, frames) = mpsc::unbounded_channel();
         let (listening_tx, listening) = mpsc::unbounded_channel();
+        let (checked_tx, checked) = mpsc::unbounded_channel();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -274,6 +282,9 @@ impl Driver {
             listening,
             load_tick: None,
             route: Vec::new(),
+            prober: None,
+            checked_tx,
+            checked,
             admin,
             probes: None,
             steered: None,
@@ -331,6 +342,8 @@ impl Driver {
             }
             _ => {}
         }
+        self.start_prober()
+            .context("cannot start the health checks")?;
         self.queue.push_back(Event::Start);
         let outcome = loop {
             if let Some(outcome) = self.drain_queue() {
@@ -399,6 +412,7 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             } => Input::Probe(probe),
+            Some(c) = self.checked.recv() => Input::Checked(c),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }
@@ -467,6 +481,7 @@ impl Driver {
             } => self.spawn(worker, slot, generation),
             Action::Stop { pid } => self.stop(pid),
             Action::Kill { pid } => self.signal(pid, Signal::SIGKILL),
+            Action::Check { pid } => self.check(pid),
             Action::Log(l) => {
                 if let crate::supervisor::Log::Ready { pid, .. } = l {
                     // A worker is online before it is listening, whichever spoke first.

@@ -104,6 +104,15 @@ impl Driver {
                 crate::config::Transport::Proxy(_) => "proxy",
             },
         });
+        let mut env = self
+            .plan
+            .launch
+            .worker_env(slot, c.env, &self.plan.extra_env);
+        if let Some(period) = self.plan.policy.watchdog {
+            // No WATCHDOG_PID: the worker's pid is not known before the fork, and without it
+            // libsystemd's sd_watchdog_enabled accepts any process that sees the variable.
+            env.push(("WATCHDOG_USEC".to_string(), period.as_micros().to_string()));
+        }
         let req = SpawnRequest {
             worker,
             app: self.app_key,
@@ -111,10 +120,7 @@ impl Driver {
             program: self.plan.program.clone(),
             args: self.plan.args.clone(),
             base_env: self.plan.launch.base_env.clone(),
-            env: self
-                .plan
-                .launch
-                .worker_env(slot, c.env, &self.plan.extra_env),
+            env,
             cwd: self.plan.launch.cwd.clone(),
             credentials: self.plan.launch.credentials.clone(),
             fds: c.fds,

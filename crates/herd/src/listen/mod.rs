@@ -16,6 +16,7 @@ mod addr;
 mod bind;
 mod error;
 mod steer;
+pub use steer::probe_source;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +37,9 @@ pub struct Listeners {
     /// Sockets bound later at a worker's request (a Node cluster worker's `listen()` on an
     /// address herd was not given), shared by every worker that asks for the same address.
     on_demand: Vec<(ListenAddr, Group)>,
+    /// Health checks are steered to their slot (`--health-check` in reuseport mode): a
+    /// program stays attached even when every slot is ready.
+    probes: bool,
 }
 
 /// The socket(s) of one address.
@@ -111,6 +115,7 @@ impl Listeners {
         Ok(Listeners {
             groups,
             on_demand: Vec::new(),
+            probes: false,
         })
     }
 
@@ -160,7 +165,15 @@ impl Listeners {
             };
             // The program belongs to the group: attaching through its first socket is enough.
             let socket = &group.sockets[0];
-            if ready.is_empty() || ready.len() == bound {
+            if self.probes {
+                if ready.is_empty() {
+                    ready = (0..bound).filter_map(|s| u32::try_from(s).ok()).collect();
+                }
+                let prog = steer::program(&ready)
+                    .and_then(steer::with_probes)
+                    .map_err(steer_err)?;
+                steer::attach(socket, &prog).map_err(steer_err)?;
+            } else if ready.is_empty() || ready.len() == bound {
                 match steer::detach(socket) {
                     Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
                         // Kernel older than 5.3: a program over every slot does the same.
@@ -177,6 +190,29 @@ impl Listeners {
             }
         }
         Ok(())
+    }
+
+    /// Steers health checks to their slot from now on (see `steer.rs`); call
+    /// [`Listeners::steer`] after. Returns where a check connects to: the first per-slot
+    /// TCP address, with a wildcard IP replaced by 127.0.0.1; `None` if there is none or it
+    /// is not IPv4 or a wildcard.
+    pub fn steer_probes(&mut self) -> Option<std::net::SocketAddr> {
+        let target = self.groups.iter().find_map(|g| match g.local {
+            ListenAddr::Tcp(a) if g.per_slot && (a.is_ipv4() || a.ip().is_unspecified()) => {
+                let ip = if a.ip().is_unspecified() {
+                    std::net::Ipv4Addr::LOCALHOST
+                } else {
+                    match a.ip() {
+                        std::net::IpAddr::V4(v4) => v4,
+                        std::net::IpAddr::V6(_) => return None,
+                    }
+                };
+                Some(std::net::SocketAddr::from((ip, a.port())))
+            }
+            _ => None,
+        })?;
+        self.probes = true;
+        Some(target)
     }
 
     /// The socket a worker of `slot` should serve when it asks to listen on `asked` (a Node

@@ -9,6 +9,11 @@
 //! The program: draw a random number per connection, take it modulo the number of ready
 //! slots k, and map the i-th value to the i-th ready slot. [`program`] is pure and tested with
 //! a small interpreter; only [`attach`] and [`detach`] touch the kernel.
+//!
+//! Health checks (`--health-check`) must reach one chosen slot, ready or not: [`with_probes`]
+//! puts a prefix in front that sends a connection from `127.254.H.L` (IPv4, any port) to slot
+//! `H * 256 + L`. Nobody else connects from that network: it is loopback, so only processes
+//! on this machine can, and herd's prober is the one that does.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -27,6 +32,48 @@ const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 const RET_A: u16 = (libc::BPF_RET | libc::BPF_A) as u16;
 /// Where an ancillary load finds a fresh random u32 (the kernel's prandom).
 const RANDOM_OFFSET: u32 = (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32;
+/// A word load: the random value above, or the source address below.
+const LDW_ABS: u16 = LD_RANDOM;
+const LDB_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+const RSH_K: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
+const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+/// Loads relative to the packet's network (IP) header.
+const NET: u32 = libc::SKF_NET_OFF as u32;
+/// Health checks come from 127.254.0.0/16; the low 16 bits are the slot.
+pub const PROBE_NET: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 254, 0, 0);
+
+/// The source address of a health check for `slot` (at most 65535).
+pub fn probe_source(slot: usize) -> std::net::Ipv4Addr {
+    let [_, _, hi, lo] = (slot as u32).to_be_bytes();
+    let [a, b, _, _] = PROBE_NET.octets();
+    std::net::Ipv4Addr::new(a, b, hi, lo)
+}
+
+/// `program` behind a prefix that sends health checks to their slot (module doc).
+pub(super) fn with_probes(program: Vec<sock_filter>) -> io::Result<Vec<sock_filter>> {
+    let net = u32::from(PROBE_NET);
+    let mut prog = vec![
+        op(LDB_ABS, 0, 0, NET),
+        op(RSH_K, 0, 0, 4),
+        // Not IPv4: to the program.
+        op(JEQ_K, 0, 6, 4),
+        op(LDW_ABS, 0, 0, NET + 12),
+        op(AND_K, 0, 0, 0xffff_0000),
+        // Not from the probe network: to the program.
+        op(JEQ_K, 0, 3, net),
+        op(LDW_ABS, 0, 0, NET + 12),
+        op(AND_K, 0, 0, 0xffff),
+        op(RET_A, 0, 0, 0),
+    ];
+    prog.extend(program);
+    if prog.len() > MAX_INSTRUCTIONS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("too many slots for the kernel's {MAX_INSTRUCTIONS} instructions"),
+        ));
+    }
+    Ok(prog)
+}
 
 fn op(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
@@ -131,15 +178,27 @@ mod tests {
     /// Runs the subset of classic BPF that [`program`] emits, with `random` as the ancillary
     /// random value.
     fn run(prog: &[sock_filter], random: u32) -> u32 {
+        run_from(prog, random, [0x45, 0, 0, 0], [10, 0, 0, 1])
+    }
+
+    /// The same for a packet whose IP header starts with `first` and comes from `src`.
+    fn run_from(prog: &[sock_filter], random: u32, first: [u8; 4], src: [u8; 4]) -> u32 {
         let (mut a, mut pc) = (0u32, 0usize);
         loop {
             let ins = prog[pc];
             pc += 1;
             match ins.code {
+                LD_RANDOM if ins.k == NET + 12 => a = u32::from_be_bytes(src),
                 LD_RANDOM => {
                     assert_eq!(ins.k, RANDOM_OFFSET);
                     a = random;
                 }
+                LDB_ABS => {
+                    assert_eq!(ins.k, NET);
+                    a = u32::from(first[0]);
+                }
+                RSH_K => a >>= ins.k,
+                AND_K => a &= ins.k,
                 MOD_K => a %= ins.k,
                 JEQ_K => pc += usize::from(if a == ins.k { ins.jt } else { ins.jf }),
                 RET_K => return ins.k,
@@ -166,6 +225,29 @@ mod tests {
                 assert!(out.contains(slot), "{ready:?}: slot {slot} never chosen");
             }
         }
+    }
+
+    #[test]
+    fn health_checks_reach_their_slot_and_clients_the_ready_ones() {
+        let prog = with_probes(program(&[1, 3]).unwrap()).unwrap();
+        for slot in [0usize, 2, 3, 300] {
+            let src = probe_source(slot).octets();
+            assert_eq!(run_from(&prog, 5, [0x45, 0, 0, 0], src), slot as u32);
+        }
+        // Clients, from anywhere else (loopback included), and IPv6 packets.
+        for src in [
+            [127, 0, 0, 1],
+            [10, 1, 2, 3],
+            [127, 253, 0, 2],
+            [127, 255, 0, 0],
+        ] {
+            for r in 0..20 {
+                let out = run_from(&prog, r, [0x45, 0, 0, 0], src);
+                assert!([1, 3].contains(&out), "{src:?}: {out}");
+            }
+        }
+        let ipv6 = run_from(&prog, 7, [0x60, 0, 0, 0], probe_source(2).octets());
+        assert!([1, 3].contains(&ipv6));
     }
 
     #[test]

@@ -30,6 +30,11 @@
 //! | `worker.not_restarted` | INFO | `slot`, `pid` (absent if none), `reason`, `code` (the stop exit code, if that is the reason) |
 //! | `worker.memory_over_limit` | WARN | `slot`, `pid`, `rss`, `limit` (bytes) |
 //! | `worker.memory_restart_failed` | ERROR | `slot`, `reason`, `retry_in_ms` |
+//! | `worker.hung` | ERROR | `slot`, `pid`, `cause` (`health` or `watchdog`), `detail` (it leaves the route; a replacement starts) |
+//! | `worker.never_healthy` | ERROR | `slot`, `pid`, `within_ms`, `last` (the last check's error, if any): a failed start |
+//! | `worker.hung_restart_failed` | ERROR | `slot`, `reason` (the hung worker is stopped; its slot restarts) |
+//! | `health.failed` | WARN | `slot`, `pid`, `failures`, `threshold`, `error` (a counted failed health check) |
+//! | `health.recovered` | INFO | `slot`, `pid`, `failures` (passed again after that many failures) |
 //! | `app.errored` | ERROR | `unstable`, `window_s` |
 //! | `app.recovered` | INFO | |
 //! | `app.scaled` | INFO | `from`, `to` |
@@ -90,6 +95,7 @@ fn reason_text(r: StopReason) -> &'static str {
         StopReason::NotReady => "not ready in time",
         StopReason::ReloadCancelled => "reload cancelled",
         StopReason::MemoryLimit => "over the memory limit, replaced by a new worker",
+        StopReason::Hung => "hung",
     }
 }
 
@@ -128,6 +134,11 @@ pub fn event_name(log: &Log) -> &'static str {
         Log::MemoryOverLimit { .. } => "worker.memory_over_limit",
         Log::MemoryRestartFailed { .. } => "worker.memory_restart_failed",
         Log::UnknownNotify { .. } => "notify.unknown_sender",
+        Log::HealthCheckFailed { .. } => "health.failed",
+        Log::HealthRecovered { .. } => "health.recovered",
+        Log::Hung { .. } => "worker.hung",
+        Log::NeverHealthy { .. } => "worker.never_healthy",
+        Log::HungRestartFailed { .. } => "worker.hung_restart_failed",
     }
 }
 
@@ -213,6 +224,22 @@ pub fn write(app: &str, log: &Log) {
         Log::MemoryRestartFailed { slot, reason, retry_in } => error!(app, event, slot, reason = %reason, retry_in_ms = ms(*retry_in),
             "memory restart of worker {app}:{slot} failed: {reason}; the old worker keeps serving (next attempt in {} ms at the earliest)", ms(*retry_in)),
         Log::UnknownNotify { pid } => warn!(app, event, pid, "notify message from pid {pid}, which is not a worker: ignored"),
+        Log::HealthCheckFailed { slot, pid, failures, threshold, error } => warn!(app, event, slot, pid, failures, threshold, error = %error,
+            "health check of worker {app}:{slot} (pid {pid}) failed ({failures} of {threshold} in a row): {error}"),
+        Log::HealthRecovered { slot, pid, failures } => info!(app, event, slot, pid, failures,
+            "worker {app}:{slot} (pid {pid}) passed its health check again after {failures} failed"),
+        Log::Hung { slot, pid, cause, detail } => {
+            let cause = cause.reason().as_str();
+            error!(app, event, slot, pid, cause, detail = %detail,
+                "worker {app}:{slot} (pid {pid}) is hung: {detail}; it gets no new connections and a replacement starts")
+        }
+        Log::NeverHealthy { slot, pid, within, last } => {
+            let last_s = last.as_deref().map(|e| format!(" (last check: {e})")).unwrap_or_default();
+            error!(app, event, slot, pid, within_ms = ms(*within), last = ?last,
+                "worker {app}:{slot} (pid {pid}) never passed a health check within {}{last_s}: a failed start", crate::units::format_duration(*within))
+        }
+        Log::HungRestartFailed { slot, reason } => error!(app, event, slot, reason = %reason,
+            "replacement of hung worker {app}:{slot} failed: {reason}; stopping the hung worker, its slot restarts"),
     }
 }
 
@@ -233,7 +260,7 @@ mod tests {
     #[test]
     fn every_event_name_is_unique_and_documented() {
         let names = names();
-        assert_eq!(names.len(), 27, "{names:?}");
+        assert_eq!(names.len(), 32, "{names:?}");
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");
         let doc = include_str!("lifecycle.rs");

@@ -31,8 +31,10 @@ pub enum NotifyMsg {
     Stopping,
     /// `STATUS=…`: free text for humans.
     Status(String),
-    /// `WATCHDOG=1`: a heartbeat.
+    /// `WATCHDOG=1`, or the `"watchdog"` message: a heartbeat.
     Watchdog,
+    /// `WATCHDOG=trigger`: the worker says it is hung; replace it now.
+    WatchdogTrigger,
 }
 
 /// Something that happened, fed to [`Supervisor::step`](super::Supervisor::step).
@@ -89,6 +91,14 @@ pub enum Event {
         /// Resident set size in bytes.
         rss: u64,
     },
+    /// The answer to an [`Action::Check`]: the worker's health check passed (with its
+    /// latency) or failed (with what went wrong).
+    Checked {
+        /// Main pid of the checked worker.
+        pid: u32,
+        /// The latency of a passed check, or why it failed.
+        result: Result<Duration, String>,
+    },
 }
 
 /// Why a worker is being stopped.
@@ -106,6 +116,62 @@ pub enum StopReason {
     ReloadCancelled,
     /// It used more memory than `max_memory`, and its replacement is ready.
     MemoryLimit,
+    /// It was hung (failed health checks, a silent watchdog), and its replacement is ready
+    /// or none can be started.
+    Hung,
+}
+
+/// How herd found a worker hung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangCause {
+    /// It failed `failures` health checks in a row.
+    Health,
+    /// It sent no heartbeat within the watchdog period, or `WATCHDOG=trigger`.
+    Watchdog,
+}
+
+impl HangCause {
+    /// The restart reason it is counted under.
+    pub fn reason(self) -> RestartReason {
+        match self {
+            HangCause::Health => RestartReason::Health,
+            HangCause::Watchdog => RestartReason::Watchdog,
+        }
+    }
+}
+
+/// Why a slot was restarted (what [`Supervisor::restarts`](super::Supervisor::restarts)
+/// counts, by cause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RestartReason {
+    /// Its worker exited unexpectedly (or failed to start).
+    Crash,
+    /// Its worker used more memory than the limit.
+    Memory,
+    /// Its worker failed its health checks.
+    Health,
+    /// Its worker's watchdog expired.
+    Watchdog,
+}
+
+impl RestartReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [RestartReason; 4] = [
+        RestartReason::Crash,
+        RestartReason::Memory,
+        RestartReason::Health,
+        RestartReason::Watchdog,
+    ];
+
+    /// The reason as one lower-case word (logs, JSON, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartReason::Crash => "crash",
+            RestartReason::Memory => "memory",
+            RestartReason::Health => "health",
+            RestartReason::Watchdog => "watchdog",
+        }
+    }
 }
 
 /// Why a worker that exited is not restarted.
@@ -375,6 +441,60 @@ pub enum Log {
         /// No new attempt before this much time has passed.
         retry_in: Duration,
     },
+    /// A counted health check of a worker failed (it had passed one before).
+    HealthCheckFailed {
+        /// Slot the worker serves.
+        slot: usize,
+        /// Process id of the worker.
+        pid: u32,
+        /// Failed checks in a row so far.
+        failures: u32,
+        /// Failed checks in a row that make it hung.
+        threshold: u32,
+        /// What went wrong.
+        error: String,
+    },
+    /// A worker passed a health check after failing some.
+    HealthRecovered {
+        /// Slot the worker serves.
+        slot: usize,
+        /// Process id of the worker.
+        pid: u32,
+        /// Failed checks in a row before this pass.
+        failures: u32,
+    },
+    /// A ready worker is hung: it leaves the route, a replacement starts, and the worker
+    /// is stopped once the replacement is ready.
+    Hung {
+        /// Slot the worker serves.
+        slot: usize,
+        /// Process id of the worker.
+        pid: u32,
+        /// How it was found hung.
+        cause: HangCause,
+        /// The evidence (the last failed check, the silent period).
+        detail: String,
+    },
+    /// A worker never passed a health check within the start period plus the listen
+    /// timeout: a failed start, stopped like a worker not ready in time.
+    NeverHealthy {
+        /// Slot the worker serves.
+        slot: usize,
+        /// Process id of the worker.
+        pid: u32,
+        /// The time it had.
+        within: Duration,
+        /// Why its last check failed, if one was made.
+        last: Option<String>,
+    },
+    /// The replacement of a hung worker failed: the hung worker is stopped, and its slot
+    /// restarts as after a crash.
+    HungRestartFailed {
+        /// The slot whose replacement failed.
+        slot: usize,
+        /// What went wrong with the replacement.
+        reason: String,
+    },
     /// A notify message came from a pid that is not one of this app's workers.
     UnknownNotify {
         /// The sender's pid.
@@ -401,6 +521,11 @@ pub enum Action {
     },
     /// SIGKILL the worker's process group.
     Kill {
+        /// Process id of the worker.
+        pid: u32,
+    },
+    /// Run one health check of the worker; answer with [`Event::Checked`].
+    Check {
         /// Process id of the worker.
         pid: u32,
     },

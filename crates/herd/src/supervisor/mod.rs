@@ -103,6 +103,7 @@
 //! | `Exited` | — | gone | gone | gone |
 
 mod events;
+mod health;
 mod memory;
 mod policy;
 mod reload;
@@ -117,15 +118,17 @@ mod tests;
 mod worker;
 
 pub use events::{
-    Action, Event, ExitStatus, Log, NoRestart, NotifyMsg, Outcome, ReadyHow, StopReason, WorkerId,
+    Action, Event, ExitStatus, HangCause, Log, NoRestart, NotifyMsg, Outcome, ReadyHow,
+    RestartReason, StopReason, WorkerId,
 };
 pub use policy::{
-    BackoffPolicy, Policy, Readiness, DEFAULT_AUTO_READY_DELAY, DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_BACKOFF_MAX, DEFAULT_KILL_TIMEOUT, DEFAULT_LISTEN_TIMEOUT, DEFAULT_MAX_RESTARTS,
+    BackoffPolicy, HealthPolicy, Policy, Readiness, DEFAULT_AUTO_READY_DELAY,
+    DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_HEALTH_FAILURES, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_TIMEOUT, DEFAULT_KILL_TIMEOUT, DEFAULT_LISTEN_TIMEOUT, DEFAULT_MAX_RESTARTS,
     DEFAULT_MIN_UPTIME, DEFAULT_RESTART_WINDOW,
 };
 pub use restarts::{Backoff, Jitter};
-pub use status::{AppState, WorkerState, WorkerView};
+pub use status::{AppState, HealthView, WorkerState, WorkerView};
 
 use std::collections::BTreeMap;
 
@@ -151,6 +154,8 @@ pub struct Supervisor {
     last_wake: Option<std::time::Instant>,
     /// Restarts of every slot the app ever had.
     total_restarts: u32,
+    /// The same, by reason, in the order of [`RestartReason::ALL`].
+    restarts_by: [u32; 4],
     jitter: Jitter,
 }
 
@@ -172,6 +177,7 @@ impl Supervisor {
             last_route: None,
             last_wake: None,
             total_restarts: 0,
+            restarts_by: [0; 4],
             jitter: Jitter::new(seed),
         }
     }

@@ -90,6 +90,11 @@ pub struct Policy {
     /// How long after a shutdown request the workers keep serving before they are stopped
     /// (`--shutdown-delay`), while the app reports itself not ready.
     pub shutdown_delay: Duration,
+    /// Per-worker health checks (`--health-check`); `None`: none.
+    pub health: Option<HealthPolicy>,
+    /// A ready worker that sends no heartbeat (`WATCHDOG=1`, the `"watchdog"` message) for
+    /// this long is hung and replaced (`--watchdog`); `None`: no watchdog.
+    pub watchdog: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -109,6 +114,45 @@ impl Default for Policy {
             stop_exit_codes: Vec::new(),
             max_memory: None,
             shutdown_delay: Duration::ZERO,
+            health: None,
+            watchdog: None,
+        }
+    }
+}
+
+/// The timing of per-worker health checks. What is checked (an HTTP path) is the driver's
+/// business; the state machine only schedules checks and judges their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Time between two checks of a worker that passed its first one.
+    pub interval: Duration,
+    /// How long one check may take before it counts as failed (at most `interval`).
+    pub timeout: Duration,
+    /// Failed checks in a row that make a worker hung.
+    pub failures: u32,
+    /// After a worker started, failed checks do not count for this long.
+    pub start_period: Duration,
+}
+
+/// Why 10 s: Kubernetes' default probe period; a check costs herd one connection per
+/// worker, so shorter is cheap too (see the README's numbers).
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// Why 2 s: a healthy worker answers its health path in milliseconds even under load;
+/// 2 s leaves room for a GC pause without calling it hung (Kubernetes' 1 s is tight).
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Why 3: Kubernetes' and Docker's default; one lost check is noise, three in a row is not.
+pub const DEFAULT_HEALTH_FAILURES: u32 = 3;
+/// Until a worker passed its first check, it is checked this often (or every `interval`
+/// if shorter), so a slow start does not wait a whole interval to be seen healthy.
+pub const HEALTH_FIRST_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        HealthPolicy {
+            interval: DEFAULT_HEALTH_INTERVAL,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            failures: DEFAULT_HEALTH_FAILURES,
+            start_period: Duration::ZERO,
         }
     }
 }

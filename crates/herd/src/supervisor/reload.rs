@@ -45,7 +45,14 @@ impl Supervisor {
             }
         }
         self.generation += 1;
-        let pending: VecDeque<usize> = (0..self.slots.len()).collect();
+        // Slots whose worker is hung go first: they serve nobody.
+        let mut pending: VecDeque<usize> = (0..self.slots.len()).collect();
+        pending.make_contiguous().sort_by_key(|&slot| {
+            !self.slots[slot]
+                .worker()
+                .and_then(|id| self.workers.get(&id))
+                .is_some_and(|w| w.health.hung)
+        });
         out.push(Action::Log(Log::ReloadStarted {
             generation: self.generation,
             slots: pending.len(),
@@ -81,9 +88,12 @@ impl Supervisor {
                 break;
             };
             let needs = self.slots.get(slot).is_some_and(|s| {
-                s.worker()
-                    .and_then(|id| self.workers.get(&id))
-                    .is_some_and(|w| w.generation < self.generation)
+                // A hung worker's replacement (started after the reload began) runs the
+                // new generation already.
+                s.replacement.is_none()
+                    && s.worker()
+                        .and_then(|id| self.workers.get(&id))
+                        .is_some_and(|w| w.generation < self.generation)
             });
             if needs {
                 starts.push(slot);
@@ -123,22 +133,23 @@ impl Supervisor {
         let old = std::mem::replace(&mut s.state, SlotState::Filled(new.worker));
         s.backoff.reset();
         s.memory_retry_at = None;
-        let memory = new.kind == ReplacementKind::Memory;
-        if memory {
-            s.restarts = s.restarts.saturating_add(1);
-            self.total_restarts = self.total_restarts.saturating_add(1);
-        }
-        let reason = if memory {
-            StopReason::MemoryLimit
-        } else {
-            StopReason::Replaced
+        let reason = match new.kind {
+            ReplacementKind::Reload => StopReason::Replaced,
+            ReplacementKind::Memory => StopReason::MemoryLimit,
+            ReplacementKind::Hung(_) => StopReason::Hung,
         };
+        if new.kind != ReplacementKind::Reload {
+            self.count_restart(slot, new.kind.restart_reason());
+        }
         if let SlotState::Filled(old) = old {
             self.stop_or_forget(old, reason, now, out);
         }
-        if let Phase::Running {
-            reload: Some(plan), ..
-        } = &mut self.phase
+        if let (
+            Phase::Running {
+                reload: Some(plan), ..
+            },
+            ReplacementKind::Reload,
+        ) = (&mut self.phase, new.kind)
         {
             plan.done += 1;
             out.push(Action::Log(Log::ReloadProgress {

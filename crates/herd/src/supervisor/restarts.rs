@@ -10,7 +10,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::state::{Phase, ReplacementKind, Restarts, SlotState, Stage, Worker};
-use super::{Action, BackoffPolicy, ExitStatus, Log, NoRestart, StopReason, Supervisor, WorkerId};
+use super::{
+    Action, BackoffPolicy, ExitStatus, Log, NoRestart, RestartReason, StopReason, Supervisor,
+    WorkerId,
+};
 
 /// Where one slot is on its delay curve.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +135,9 @@ impl Supervisor {
                         self.memory_replacement_failed(w.slot, reason, now, out)
                     }
                     ReplacementKind::Reload => self.abort_reload(w.slot, reason, now, out),
+                    ReplacementKind::Hung(_) => {
+                        self.hung_replacement_failed(w.slot, reason, now, out)
+                    }
                 }
             }
             return;
@@ -143,14 +149,13 @@ impl Supervisor {
         slot.vacant_since = now;
         if let Some(r) = slot
             .replacement
-            .filter(|r| r.kind == ReplacementKind::Memory)
+            .filter(|r| r.kind != ReplacementKind::Reload)
         {
-            // The old worker died while its memory replacement starts: that replacement is
-            // the slot's restart.
+            // The old worker died while its memory or hung replacement starts: that
+            // replacement is the slot's restart.
             slot.replacement = None;
             slot.state = SlotState::Filled(r.worker);
-            slot.restarts = slot.restarts.saturating_add(1);
-            self.total_restarts = self.total_restarts.saturating_add(1);
+            self.count_restart(w.slot, r.kind.restart_reason());
             return;
         }
         let Phase::Running {
@@ -215,6 +220,19 @@ impl Supervisor {
         }));
     }
 
+    /// Counts a restart of `slot`, in the slot, the app and the app's count by reason.
+    pub(super) fn count_restart(&mut self, slot: usize, reason: RestartReason) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.restarts = s.restarts.saturating_add(1);
+        }
+        self.total_restarts = self.total_restarts.saturating_add(1);
+        let i = RestartReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is listed");
+        self.restarts_by[i] = self.restarts_by[i].saturating_add(1);
+    }
+
     /// Too many unstable restarts: no restart until a reload, and the pending ones are
     /// dropped. A reload under way goes on.
     fn become_errored(&mut self, unstable: usize, out: &mut Vec<Action>) {
@@ -252,9 +270,7 @@ impl Supervisor {
                 continue;
             }
             if restart {
-                let s = &mut self.slots[slot];
-                s.restarts = s.restarts.saturating_add(1);
-                self.total_restarts = self.total_restarts.saturating_add(1);
+                self.count_restart(slot, RestartReason::Crash);
             }
             let id = self.spawn(slot, now, out);
             self.slots[slot].state = SlotState::Filled(id);

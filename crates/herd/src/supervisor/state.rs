@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::restarts::{Backoff, FlapWindow};
-use super::{Outcome, StopReason, WorkerId};
+use super::{HangCause, Outcome, StopReason, WorkerId};
 
 /// Where the whole app is in its life. The rows of the state × event table in the module
 /// documentation: `running`, `reloading` and `errored` are `Running` with its two
@@ -122,6 +122,20 @@ pub(super) enum ReplacementKind {
     /// The current worker is over the memory limit: its failure keeps the old worker and
     /// backs the slot off.
     Memory,
+    /// The current worker is hung: its failure stops the hung worker, and the slot
+    /// restarts as after a crash.
+    Hung(HangCause),
+}
+
+impl ReplacementKind {
+    /// What a replacement of this kind counts as once it takes the slot over; a reload's
+    /// is no restart, but the caller never asks for it.
+    pub(super) fn restart_reason(self) -> super::RestartReason {
+        match self {
+            ReplacementKind::Reload | ReplacementKind::Memory => super::RestartReason::Memory,
+            ReplacementKind::Hung(cause) => cause.reason(),
+        }
+    }
 }
 
 impl Slot {
@@ -163,6 +177,30 @@ pub(super) struct Worker {
     pub(super) stage: Stage,
     /// The worker said `STOPPING=1`: no new connections for it.
     pub(super) draining: bool,
+    /// Health checks and heartbeats (`health.rs`).
+    pub(super) health: Liveness,
+}
+
+/// What herd knows of a worker's health: its checks and its heartbeats. Only a ready
+/// worker is checked and watched.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Liveness {
+    /// When the next health check is due; `None` while none is planned.
+    pub(super) next_check: Option<Instant>,
+    /// A check was asked for and not answered yet.
+    pub(super) in_flight: bool,
+    /// It passed a check at least once (failures count only after that).
+    pub(super) passed: bool,
+    /// Failed checks in a row.
+    pub(super) failures: u32,
+    /// The last check's result: its latency, or why it failed.
+    pub(super) last: Option<Result<std::time::Duration, String>>,
+    /// With a watchdog: hung unless a heartbeat comes before this.
+    pub(super) watchdog_due: Option<Instant>,
+    /// When the last heartbeat came.
+    pub(super) last_heartbeat: Option<Instant>,
+    /// Found hung: out of the route, replaced.
+    pub(super) hung: bool,
 }
 
 /// Where one worker is in its life: `Spawning → Starting → Ready → Stopping → gone`.
@@ -186,6 +224,6 @@ pub(super) enum Stage {
 impl Worker {
     /// Ready and not draining: it gets new connections.
     pub(super) fn serves(&self) -> bool {
-        self.stage == Stage::Ready && !self.draining
+        self.stage == Stage::Ready && !self.draining && !self.health.hung
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Instant;
 
 use super::state::{Phase, Restarts, SlotState, Stage, Worker};
-use super::{Outcome, Supervisor, WorkerId};
+use super::{Outcome, RestartReason, Supervisor, WorkerId};
 
 /// One worker as `herd ls` shows it, or an empty slot (`pid` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,22 @@ pub struct WorkerView {
     pub restarts: u32,
     /// A new worker (of a reload or a memory restart) that does not serve yet.
     pub replacement: bool,
+    /// Its health checks and heartbeats, when the app has either (`None` otherwise, and
+    /// for an empty slot).
+    pub health: Option<HealthView>,
+}
+
+/// What herd knows of one worker's health, for `herd ls`, `describe` and `/readyz?verbose`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthView {
+    /// The last health check: its latency, or why it failed; `None` before the first.
+    pub last: Option<Result<std::time::Duration, String>>,
+    /// Failed checks in a row (counted ones: after the first pass, out of the start period).
+    pub failures: u32,
+    /// It passed a check at least once.
+    pub passed: bool,
+    /// When its last heartbeat (`WATCHDOG=1`, `"watchdog"`) came.
+    pub last_heartbeat: Option<Instant>,
 }
 
 /// The state of one worker or empty slot, with PM2-like words for display.
@@ -39,6 +55,9 @@ pub enum WorkerState {
     Ready,
     /// Asked to stop (or said `STOPPING=1`); no new connections. Shown as `stopping`.
     Stopping,
+    /// Found hung (health checks, watchdog): no new connections, being replaced. Shown as
+    /// `hung`.
+    Hung,
     /// An empty slot whose restart is pending. Shown as `waiting-restart`.
     Waiting,
     /// An empty slot that will not be restarted (autorestart off, a stop exit code, or
@@ -55,6 +74,7 @@ impl fmt::Display for WorkerState {
             WorkerState::Starting => "starting",
             WorkerState::Ready => "online",
             WorkerState::Stopping => "stopping",
+            WorkerState::Hung => "hung",
             WorkerState::Waiting => "waiting-restart",
             WorkerState::Stopped => "stopped",
             WorkerState::Errored => "errored",
@@ -116,6 +136,7 @@ impl Supervisor {
                     started: slot.vacant_since,
                     restarts: slot.restarts,
                     replacement: false,
+                    health: None,
                 }),
             }
             if let Some((id, w)) = slot
@@ -146,6 +167,16 @@ impl Supervisor {
     /// count.
     pub fn restarts(&self) -> u32 {
         self.total_restarts
+    }
+
+    /// [`Supervisor::restarts`] by reason, every reason listed (in the order of
+    /// [`RestartReason::ALL`]).
+    pub fn restarts_by_reason(&self) -> [(RestartReason, u32); 4] {
+        let mut out = [(RestartReason::Crash, 0); 4];
+        for (i, reason) in RestartReason::ALL.into_iter().enumerate() {
+            out[i] = (reason, self.restarts_by[i]);
+        }
+        out
     }
 
     /// Restarts of one slot, `None` if there is no such slot.
@@ -199,6 +230,7 @@ impl Supervisor {
             Stage::Spawning => WorkerState::Spawning,
             Stage::Starting { .. } => WorkerState::Starting,
             Stage::Ready if w.draining => WorkerState::Stopping,
+            Stage::Ready if w.health.hung => WorkerState::Hung,
             Stage::Ready => WorkerState::Ready,
             Stage::Stopping { .. } => WorkerState::Stopping,
         };
@@ -210,6 +242,14 @@ impl Supervisor {
             started: w.started,
             restarts,
             replacement,
+            health: (self.policy.health.is_some() || self.policy.watchdog.is_some()).then(|| {
+                HealthView {
+                    last: w.health.last.clone(),
+                    failures: w.health.failures,
+                    passed: w.health.passed,
+                    last_heartbeat: w.health.last_heartbeat,
+                }
+            }),
         }
     }
 }

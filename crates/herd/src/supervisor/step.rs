@@ -43,6 +43,7 @@ impl Supervisor {
             Event::ScaleDown => self.on_scale_down(now, &mut out),
             Event::ScaleTo(n) => self.on_scale_to(n, now, &mut out),
             Event::Memory { pid, rss } => self.on_memory(pid, rss, now, &mut out),
+            Event::Checked { pid, result } => self.on_checked(pid, result, now, &mut out),
         }
         self.fire_due(now, &mut out);
         self.advance_reload(now, &mut out);
@@ -84,6 +85,7 @@ impl Supervisor {
                 _ => {}
             }
         }
+        self.health_due(now, out);
         self.start_due(now, out);
         self.shutdown_due(now, out);
     }
@@ -173,7 +175,11 @@ impl Supervisor {
             SlotState::Pending { at, .. } => Some(at),
             _ => None,
         });
-        workers.chain(slots).chain(self.shutdown_at()).min()
+        workers
+            .chain(slots)
+            .chain(self.shutdown_at())
+            .chain(self.next_health_deadline())
+            .min()
     }
 }
 

@@ -27,6 +27,7 @@ impl Supervisor {
                 started: now,
                 stage: Stage::Spawning,
                 draining: false,
+                health: Default::default(),
             },
         );
         out.push(Action::Log(Log::Spawning {
@@ -184,7 +185,8 @@ impl Supervisor {
                 let slot = self.workers[&id].slot;
                 out.push(Action::Log(Log::Status { slot, pid, text }));
             }
-            NotifyMsg::Watchdog => {}
+            NotifyMsg::Watchdog => self.on_heartbeat(id, now),
+            NotifyMsg::WatchdogTrigger => self.on_watchdog_trigger(id, now, out),
         }
     }
 
@@ -201,6 +203,7 @@ impl Supervisor {
             after: now.saturating_duration_since(w.started),
             how,
         }));
+        self.start_watching(id, now);
         if self
             .slots
             .get(slot)
@@ -248,6 +251,11 @@ impl Supervisor {
                         self.memory_replacement_failed(slot, reason, now, out);
                     }
                     ReplacementKind::Reload => self.abort_reload(slot, reason, now, out),
+                    ReplacementKind::Hung(_) => {
+                        self.slots[slot].replacement = None;
+                        self.stop(id, StopReason::NotReady, now, out);
+                        self.hung_replacement_failed(slot, reason, now, out);
+                    }
                 }
             }
         }

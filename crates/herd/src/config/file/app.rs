@@ -90,6 +90,16 @@ pub(super) fn validate(
         admin: v.parse(raw.admin, "admin", |s: &str| s.parse::<ListenAddr>())?,
         min_ready: v.number_or_word(raw.min_ready, "min_ready", "expected N or \"all\"")?,
         shutdown_delay: v.duration(raw.shutdown_delay, "shutdown_delay")?,
+        health_check: v.parse(raw.health_check, "health_check", |s: &str| {
+            s.parse::<crate::config::health::HealthCheck>()
+        })?,
+        health_interval: v.duration(raw.health_interval, "health_interval")?,
+        health_timeout: v.duration(raw.health_timeout, "health_timeout")?,
+        health_failures: v
+            .count(raw.health_failures, "health_failures", 1)?
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        health_start_period: v.duration(raw.health_start_period, "health_start_period")?,
+        watchdog: v.duration(raw.watchdog, "watchdog")?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")

@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 42] = [
+pub(super) const APP_KEYS: [&str; 48] = [
     "command",
     "args",
     "cwd",
@@ -43,6 +43,12 @@ pub(super) const APP_KEYS: [&str; 42] = [
     "admin",
     "min_ready",
     "shutdown_delay",
+    "health_check",
+    "health_interval",
+    "health_timeout",
+    "health_failures",
+    "health_start_period",
+    "watchdog",
     "node_cluster",
     "namespace",
     "autorestart",
@@ -105,6 +111,12 @@ pub(super) struct RawApp {
     pub admin: Option<Spanned<String>>,
     pub min_ready: Option<Spanned<Value>>,
     pub shutdown_delay: Option<Spanned<Value>>,
+    pub health_check: Option<Spanned<String>>,
+    pub health_interval: Option<Spanned<Value>>,
+    pub health_timeout: Option<Spanned<Value>>,
+    pub health_failures: Option<Spanned<i64>>,
+    pub health_start_period: Option<Spanned<Value>>,
+    pub watchdog: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,

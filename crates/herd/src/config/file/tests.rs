@@ -55,6 +55,12 @@ sticky_wait = "1500ms"
 admin = "127.0.0.1:9100"
 min_ready = "all"
 shutdown_delay = "5s"
+health_check = "http://api.local/healthz"
+health_interval = "5s"
+health_timeout = "1s"
+health_failures = 2
+health_start_period = "30s"
+watchdog = "10s"
 node_cluster = false
 namespace = "web"
 autorestart = true
@@ -127,6 +133,12 @@ fn a_full_file() {
         admin: Some(ListenAddr::Tcp("127.0.0.1:9100".parse().unwrap())),
         min_ready: Some(crate::config::settings::MinReady::All),
         shutdown_delay: Some(Duration::from_secs(5)),
+        health_check: Some("http://api.local/healthz".parse().unwrap()),
+        health_interval: Some(Duration::from_secs(5)),
+        health_timeout: Some(Duration::from_secs(1)),
+        health_failures: Some(2),
+        health_start_period: Some(Duration::from_secs(30)),
+        watchdog: Some(Duration::from_secs(10)),
         node_cluster: Some(false),
         namespace: Some("web".into()),
         autorestart: Some(true),

@@ -68,6 +68,12 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         admin,
         min_ready,
         shutdown_delay,
+        health_check,
+        health_interval,
+        health_timeout,
+        health_failures,
+        health_start_period,
+        watchdog,
         node_cluster,
         namespace,
         autorestart,
@@ -99,6 +105,18 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("sticky_wait", sticky_wait.map(duration));
     t.put("shutdown_delay", shutdown_delay.map(duration));
     t.put("admin", admin.as_ref().map(|a| text(a.to_string())));
+    t.put(
+        "health_check",
+        health_check.as_ref().map(|c| text(c.to_string())),
+    );
+    t.put("health_interval", health_interval.map(duration));
+    t.put("health_timeout", health_timeout.map(duration));
+    t.put(
+        "health_failures",
+        health_failures.map(|n| integer(n as usize)),
+    );
+    t.put("health_start_period", health_start_period.map(duration));
+    t.put("watchdog", watchdog.map(duration));
     t.put(
         "min_ready",
         min_ready.map(|m| match m {

@@ -1,6 +1,7 @@
 //! The lifecycle rules, with simulated time: no process, no clock, microseconds per test.
 //! `Sim` is a fake driver; each file tests one concern of the state machine.
 
+mod health;
 mod invariants;
 mod memory;
 mod readiness;

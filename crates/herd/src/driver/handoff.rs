@@ -278,6 +278,9 @@ impl Driver {
 
     /// A worker answered `newconn` `ack`.
     pub(super) fn on_accepted(&mut self, pid: u32, ack: u64, accepted: bool) {
+        if self.liveness_answer(pid, ack) {
+            return;
+        }
         let Some(h) = self.handoff.as_mut() else {
             return;
         };

@@ -202,6 +202,7 @@ impl Driver {
 
     /// A check's result reached the loop.
     pub(super) fn on_checked(&mut self, (pid, result): Checked) {
+        tracing::debug!(app = %self.plan.name, pid, result = ?result, "health check of pid {pid}");
         self.queue.push_back(Event::Checked { pid, result });
     }
 }

@@ -119,6 +119,7 @@ impl Driver {
             Input::Notify(Ok(d)) => self.on_datagram(d),
             Input::Probe(probe) => self.answer_probe(probe),
             Input::Checked(c) => self.on_checked(c),
+            Input::LivenessTick => self.ask_liveness(),
             // Sent from the loop: a loop that is stuck sends none, and systemd acts.
             Input::Watchdog => super::service::send("WATCHDOG=1"),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),

@@ -29,6 +29,10 @@ pub(super) struct Link {
     pub(super) deaf: bool,
     /// It said something already (`herd::Cluster`'s `online` event).
     pub(super) spoke: bool,
+    /// The liveness question not answered yet (`liveness.rs`).
+    pub(super) liveness: Option<super::liveness::Question>,
+    /// The round trip of the last liveness answer: the event loop's lag.
+    pub(super) loop_lag: Option<std::time::Duration>,
 }
 
 impl Link {
@@ -45,6 +49,8 @@ impl Link {
             draining_sockets: false,
             deaf: false,
             spoke: false,
+            liveness: None,
+            loop_lag: None,
         }
     }
 

@@ -19,6 +19,7 @@ mod health;
 pub mod hooks;
 mod inputs;
 mod link;
+mod liveness;
 mod messages;
 mod probes;
 mod process;
@@ -103,6 +104,8 @@ enum Input {
     Watchdog,
     /// A health check's result.
     Checked(health::Checked),
+    /// `--watchdog`: time to ask Node workers whether their event loop turns.
+    LivenessTick,
     Timer,
 }
 
@@ -186,6 +189,8 @@ struct Driver {
     admin: Option<crate::admin::Listener>,
     /// Questions of the admin listener, answered by the loop.
     probes: Option<mpsc::UnboundedReceiver<crate::admin::Probe>>,
+    /// `--watchdog` with Node cluster workers: when to ask them (`liveness.rs`).
+    liveness_tick: Option<tokio::time::Interval>,
     /// Health checks (`--health-check`), once started.
     prober: Option<health::Prober>,
     checked_tx: mpsc::UnboundedSender<health::Checked>,
@@ -283,6 +288,7 @@ impl Driver {
             load_tick: None,
             route: Vec::new(),
             prober: None,
+            liveness_tick: None,
             checked_tx,
             checked,
             admin,
@@ -344,6 +350,9 @@ impl Driver {
         }
         self.start_prober()
             .context("cannot start the health checks")?;
+        if let (Some(period), true) = (self.plan.policy.watchdog, self.plan.node_cluster) {
+            self.liveness_tick = Some(liveness::interval(period));
+        }
         self.queue.push_back(Event::Start);
         let outcome = loop {
             if let Some(outcome) = self.drain_queue() {
@@ -413,6 +422,12 @@ impl Driver {
                 }
             } => Input::Probe(probe),
             Some(c) = self.checked.recv() => Input::Checked(c),
+            _ = async {
+                match self.liveness_tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::LivenessTick,
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }

@@ -54,6 +54,9 @@ pub struct Check {
 pub struct Report {
     /// The checks, in the order `?verbose` lists them.
     pub checks: Vec<Check>,
+    /// One line per worker for `?verbose` (its state and health), after the checks; they
+    /// do not decide readiness: one hung worker is replaced, the app still serves.
+    pub workers: Vec<String>,
 }
 
 impl Report {

@@ -133,7 +133,15 @@ async fn readyz(probes: &mpsc::UnboundedSender<Probe>, verbose: bool) -> (Status
         );
         return verdict("readyz", false, &[line], verbose);
     };
-    verdict("readyz", report.ready(), &lines(&report), verbose)
+    let (status, mut body) = verdict("readyz", report.ready(), &lines(&report), verbose);
+    if verbose {
+        for w in &report.workers {
+            body.push_str("  ");
+            body.push_str(w);
+            body.push('\n');
+        }
+    }
+    (status, body)
 }
 
 fn lines(report: &Report) -> Vec<String> {
@@ -206,6 +214,7 @@ mod tests {
                     detail: "not shutting down".into(),
                 },
             ],
+            workers: Vec::new(),
         }
     }
 

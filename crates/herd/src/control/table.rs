@@ -1,6 +1,6 @@
 //! The `herd ls` table: one row per worker (one per app that is not running), columns
-//! aligned, widths from the content. A pure function of the apps, so its output is
-//! snapshot-tested.
+//! aligned, widths from the content, and a HEALTH column when some app has health checks
+//! or a watchdog. A pure function of the apps, so its output is snapshot-tested.
 
 use super::protocol::AppInfo;
 
@@ -19,7 +19,16 @@ const HEADER: [&str; 10] = [
 
 /// Renders the table; `now_ms` is the time uptimes are counted to (Unix milliseconds).
 pub fn render(apps: &[AppInfo]) -> String {
-    let mut rows: Vec<[String; 10]> = vec![HEADER.map(str::to_string)];
+    let health = apps.iter().any(|a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.workers.iter().any(|w| w.health.is_some()))
+    });
+    let mut header: Vec<String> = HEADER.map(str::to_string).into();
+    if health {
+        header.push("HEALTH".into());
+    }
+    let mut rows: Vec<Vec<String>> = vec![header];
     for app in apps {
         let ns = app.namespace.clone().unwrap_or_else(|| "-".into());
         match &app.status {
@@ -32,7 +41,7 @@ pub fn render(apps: &[AppInfo]) -> String {
                     status.balance.clone()
                 };
                 for w in &status.workers {
-                    rows.push([
+                    let mut row = vec![
                         app.name.clone(),
                         ns.clone(),
                         w.slot.to_string(),
@@ -44,24 +53,22 @@ pub fn render(apps: &[AppInfo]) -> String {
                             .map_or("-".into(), |_| format!("{:.0}%", w.cpu_percent)),
                         w.pid.map_or("-".into(), |_| bytes(w.memory)),
                         balance.clone(),
-                    ]);
+                    ];
+                    if health {
+                        row.push(w.health.as_ref().map_or("-".into(), |h| h.short()));
+                    }
+                    rows.push(row);
                 }
             }
-            _ => rows.push([
-                app.name.clone(),
-                ns,
-                "-".into(),
-                "-".into(),
-                app.state.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]),
+            _ => {
+                let mut row = vec![app.name.clone(), ns, "-".into(), "-".into()];
+                row.push(app.state.clone());
+                row.resize(rows[0].len(), "-".into());
+                rows.push(row);
+            }
         }
     }
-    let mut widths = [0usize; 10];
+    let mut widths = vec![0usize; rows[0].len()];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -70,12 +77,12 @@ pub fn render(apps: &[AppInfo]) -> String {
     let mut out = String::new();
     for row in &rows {
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             line.push_str(cell);
-            line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+            line.extend(std::iter::repeat_n(' ', *w - cell.chars().count()));
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -138,6 +145,7 @@ mod tests {
             restarts: slot as u32,
             cpu_percent: 1.46,
             memory: 47_400_000,
+            health: None,
         }
     }
 
@@ -153,6 +161,7 @@ mod tests {
                 worker(1, None, "waiting-restart", 0),
             ],
             counters: serde_json::json!({}),
+            restarts_by_reason: Default::default(),
         };
         let mut worker_app = app("worker", "stopped", None);
         worker_app.namespace = Some("jobs".into());
@@ -162,6 +171,50 @@ NAME    NAMESPACE  SLOT  PID   STATUS           UPTIME  RESTARTS  CPU  MEMORY  B
 api     -          0     4242  online           1m      0         1%   45.2M   reuseport
 api     -          1     -     waiting-restart  -       1         -    -       reuseport
 worker  jobs       -     -     stopped          -       -         -    -       -
+";
+        assert_eq!(table, expected, "\n{table}");
+    }
+
+    #[test]
+    fn a_health_column_when_some_worker_is_checked() {
+        let mut checked = worker(0, Some(7), "online", 5_000);
+        checked.health = Some(crate::driver::status::HealthStatus {
+            ok: Some(true),
+            latency_ms: Some(2.6),
+            error: None,
+            failures: 0,
+            passed: true,
+            heartbeat_age_ms: Some(120),
+            loop_lag_ms: None,
+        });
+        let mut hung = worker(1, Some(8), "hung", 5_000);
+        hung.health = Some(crate::driver::status::HealthStatus {
+            ok: Some(false),
+            latency_ms: None,
+            error: Some("status 503".into()),
+            failures: 3,
+            passed: true,
+            heartbeat_age_ms: None,
+            loop_lag_ms: None,
+        });
+        let status = AppStatus {
+            state: "running".into(),
+            instances: 2,
+            balance: "reuseport".into(),
+            listen: vec!["0.0.0.0:3000".into()],
+            workers: vec![checked, hung],
+            counters: serde_json::json!({}),
+            restarts_by_reason: Default::default(),
+        };
+        let table = render(&[
+            app("api", "running", Some(status)),
+            app("w", "stopped", None),
+        ]);
+        let expected = "\
+NAME  NAMESPACE  SLOT  PID  STATUS   UPTIME  RESTARTS  CPU  MEMORY  BALANCE    HEALTH
+api   -          0     7    online   5s      0         1%   45.2M   reuseport  ok 3ms, beat 120ms
+api   -          1     8    hung     5s      1         1%   45.2M   reuseport  failing 3
+w     -          -     -    stopped  -       -         -    -       -          -
 ";
         assert_eq!(table, expected, "\n{table}");
     }

@@ -35,7 +35,31 @@ pub(super) fn readiness(
                 },
             },
         ],
+        workers: Vec::new(),
     }
+}
+
+/// The `?verbose` line of one worker: `worker 0 (pid 4242): online, health ok in 3 ms`.
+fn worker_line(w: &super::status::WorkerStatus) -> String {
+    let pid = w.pid.map_or("no process".into(), |p| format!("pid {p}"));
+    let mut line = format!("worker {} ({pid}): {}", w.slot, w.state);
+    if let Some(h) = &w.health {
+        match (&h.error, h.latency_ms) {
+            (Some(e), _) => line.push_str(&format!(
+                ", last health check failed ({} in a row): {e}",
+                h.failures
+            )),
+            (None, Some(ms)) => line.push_str(&format!(", health ok in {ms:.1} ms")),
+            _ => {}
+        }
+        if let Some(ms) = h.heartbeat_age_ms {
+            line.push_str(&format!(", heartbeat {ms} ms ago"));
+        }
+        if let Some(ms) = h.loop_lag_ms {
+            line.push_str(&format!(", event-loop lag {ms:.1} ms"));
+        }
+    }
+    line
 }
 
 impl Driver {
@@ -59,12 +83,20 @@ impl Driver {
         match probe {
             // Answered from the loop: that it answers is the check.
             Probe::Live(reply) => drop(reply.send(())),
-            Probe::Ready(reply) => drop(reply.send(readiness(
-                self.sup.ready_count(),
-                self.sup.instances(),
-                self.plan.min_ready,
-                self.sup.is_shutting_down(),
-            ))),
+            Probe::Ready(reply) => {
+                let mut report = readiness(
+                    self.sup.ready_count(),
+                    self.sup.instances(),
+                    self.plan.min_ready,
+                    self.sup.is_shutting_down(),
+                );
+                // Only with checks or a watchdog: otherwise `ls` says as much, and a
+                // readiness probe every second should not build a snapshot.
+                if self.plan.health_check.is_some() || self.plan.policy.watchdog.is_some() {
+                    report.workers = self.status().workers.iter().map(worker_line).collect();
+                }
+                drop(reply.send(report))
+            }
         }
     }
 }

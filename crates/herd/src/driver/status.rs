@@ -23,6 +23,9 @@ pub struct AppStatus {
     pub workers: Vec<WorkerStatus>,
     /// The workers' named counters (`{"herd":"count"}` messages), as JSON.
     pub counters: serde_json::Value,
+    /// Restarts of the app by reason (`crash`, `memory`, `health`, `watchdog`).
+    #[serde(default)]
+    pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
 }
 
 /// One worker process (or a slot waiting for its restart).
@@ -45,6 +48,48 @@ pub struct WorkerStatus {
     pub cpu_percent: f64,
     /// Resident memory of its process group, in bytes.
     pub memory: u64,
+    /// Its health checks and heartbeats, when the app has either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+}
+
+/// What herd knows of one worker's health (`--health-check`, `--watchdog`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    /// The last check passed; `None` before the first check (or without checks).
+    pub ok: Option<bool>,
+    /// The last passed check's latency, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Why the last check failed.
+    pub error: Option<String>,
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// It passed a check at least once.
+    pub passed: bool,
+    /// Milliseconds since its last heartbeat, with `--watchdog`.
+    pub heartbeat_age_ms: Option<u64>,
+    /// A Node worker's event-loop lag at the last liveness answer, in milliseconds.
+    pub loop_lag_ms: Option<f64>,
+}
+
+impl HealthStatus {
+    /// A few words for the `herd ls` column: `ok 3ms`, `failing 2`, `pending`, `beat 120ms`.
+    pub fn short(&self) -> String {
+        let check = match (self.ok, self.failures, self.passed) {
+            (None, _, _) => None,
+            (_, n, _) if n > 0 => Some(format!("failing {n}")),
+            (Some(true), _, _) => Some(format!("ok {:.0}ms", self.latency_ms.unwrap_or(0.0))),
+            (Some(false), _, false) => Some("pending".to_string()),
+            (Some(false), _, true) => Some("failed".to_string()),
+        };
+        let beat = self.heartbeat_age_ms.map(|ms| format!("beat {ms}ms"));
+        match (check, beat) {
+            (Some(c), Some(b)) => format!("{c}, {b}"),
+            (Some(c), None) => c,
+            (None, Some(b)) => b,
+            (None, None) => "-".to_string(),
+        }
+    }
 }
 
 impl Driver {
@@ -66,6 +111,25 @@ impl Driver {
                     // Filled in by whoever asked (one /proc scan for every app).
                     cpu_percent: 0.0,
                     memory: 0,
+                    health: w.health.map(|h| HealthStatus {
+                        ok: h.last.as_ref().map(Result::is_ok),
+                        latency_ms: h
+                            .last
+                            .as_ref()
+                            .and_then(|r| r.as_ref().ok())
+                            .map(|d| d.as_secs_f64() * 1000.0),
+                        error: h.last.and_then(Result::err),
+                        failures: h.failures,
+                        passed: h.passed,
+                        heartbeat_age_ms: h
+                            .last_heartbeat
+                            .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                        loop_lag_ms: w
+                            .pid
+                            .and_then(|p| self.channels.get(&p))
+                            .and_then(|l| l.loop_lag)
+                            .map(|d| d.as_secs_f64() * 1000.0),
+                    }),
                 }
             })
             .collect();
@@ -81,6 +145,11 @@ impl Driver {
                 .collect(),
             workers,
             counters: self.counters.to_json(),
+            restarts_by_reason: sup
+                .restarts_by_reason()
+                .into_iter()
+                .map(|(r, n)| (r.as_str().to_string(), n))
+                .collect(),
         }
     }
 }

@@ -55,9 +55,9 @@
 //! - `/hang?how=busy` → 200 `hanging busy\n`, then the process is hung, as with a
 //!   blocked event loop: one thread spins on a CPU forever, and no connection, open or
 //!   new, gets any further answer (its thread blocks for good before routing its next
-//!   request). The listeners still accept; the watchdog pings stop. It cannot be undone;
-//!   SIGTERM still prints `stopping`, but the drain waits for the hung connections forever,
-//!   so only SIGKILL ends the process.
+//!   request). The listeners still accept; the watchdog pings stop. It cannot be undone,
+//!   and a stop signal goes unnoticed (no `STOPPING=1`, no `stopping` line, the listeners
+//!   stay open): only SIGKILL (or another deadly signal) ends the process.
 //! - `/hang?how=accept` → 200 `hanging accept\n`, then the accept loops accept no more
 //!   (new connections wait in the listen backlog, unless another process shares the
 //!   socket); open connections are still served. A stop still works.
@@ -124,7 +124,9 @@
 //! next request of each open connection, with `Connection: close` (so a client
 //! that is sending on an idle keep-alive connection gets an answer, not a
 //! reset). Then it closes the connections still idle, waits for in-flight
-//! requests and exits 0.
+//! requests and exits 0. Connections held by `/hang?how=silent` or `/healthz` in
+//! `hold` mode are closed then too, unanswered. A worker hung by `/hang?how=busy`
+//! ignores the stop altogether.
 //!
 //! # Exit codes
 //!
@@ -252,6 +254,10 @@ fn main() {
             notify::sd_notify("READY=1\nSTATUS=serving\n");
         }
         while !stop::wait(stop_rd.as_fd(), -1) {}
+    }
+    if ctx.hangs.busy() {
+        // Hung: a stop goes unnoticed, and only SIGKILL ends the process.
+        hang::block_forever();
     }
 
     // Graceful stop.

@@ -89,6 +89,9 @@ pub(crate) fn accept_loop(ctx: &'static Ctx, l: Listener, stop_rd: BorrowedFd<'s
             }
         };
         if stop_ready || stop::requested() {
+            if ctx.hangs.busy() {
+                hang::block_forever(); // a hung process does not even close its listeners
+            }
             return; // drops (closes) the listener
         }
         if !conn_ready {

@@ -17,10 +17,12 @@ pub(crate) struct Opts {
     pub(crate) print: u64,
     pub(crate) print_then_crash: Option<u64>,
     pub(crate) gen: Option<String>,
+    pub(crate) watchdog: bool,
 }
 
 const USAGE: &str = "usage: herd-testworker [--port N] [--notify] [--startup-ms N] [--never-ready] \
-[--exit-now [CODE]] [--ignore-term] [--fail-if-file PATH] [--print N] [--print-then-crash N] [--gen G]
+[--exit-now [CODE]] [--ignore-term] [--fail-if-file PATH] [--print N] [--print-then-crash N] [--gen G] \
+[--watchdog]
 (flags are also read from env HERD_TESTWORKER_OPTS)";
 
 fn usage_error(msg: &str) -> ! {
@@ -78,6 +80,7 @@ fn parse_opts(args: Vec<String>) -> Opts {
                 Some(g) => o.gen = Some(g),
                 None => usage_error("--gen needs a value"),
             },
+            "--watchdog" => o.watchdog = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 process::exit(0);
@@ -91,11 +94,47 @@ fn parse_opts(args: Vec<String>) -> Opts {
     o
 }
 
-/// The flags of `HERD_TESTWORKER_OPTS`, then those of the command line.
-pub(crate) fn from_env_and_args() -> Opts {
-    let mut args: Vec<String> = std::env::var("HERD_TESTWORKER_OPTS")
+/// The words of `opts` (the value of `HERD_TESTWORKER_OPTS`), then `args`.
+fn env_then_args(opts: Option<&str>, args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut all: Vec<String> = opts
         .map(|v| v.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
-    args.extend(std::env::args().skip(1));
-    parse_opts(args)
+    all.extend(args);
+    all
+}
+
+/// The flags of `HERD_TESTWORKER_OPTS`, then those of the command line.
+pub(crate) fn from_env_and_args() -> Opts {
+    let opts = std::env::var("HERD_TESTWORKER_OPTS").ok();
+    parse_opts(env_then_args(opts.as_deref(), std::env::args().skip(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> impl Iterator<Item = String> + '_ {
+        s.split_whitespace().map(String::from)
+    }
+
+    #[test]
+    fn watchdog_is_a_flag_from_the_command_line_or_the_environment() {
+        assert!(!parse_opts(env_then_args(None, words("--port 0"))).watchdog);
+        let o = parse_opts(env_then_args(None, words("--port=0 --watchdog")));
+        assert!(o.watchdog);
+        assert_eq!(o.port, Some(0));
+        let o = parse_opts(env_then_args(
+            Some(" --watchdog  --notify "),
+            words("--port 8"),
+        ));
+        assert!(o.watchdog && o.notify);
+        assert_eq!(o.port, Some(8));
+    }
+
+    #[test]
+    fn the_command_line_comes_after_the_environment() {
+        let o = parse_opts(env_then_args(Some("--port 1 --gen a"), words("--port 2")));
+        assert_eq!(o.port, Some(2));
+        assert_eq!(o.gen.as_deref(), Some("a"));
+    }
 }

@@ -11,7 +11,9 @@
 //!
 //! Modules: `flags` (the command line), `sockets` (passed or bound listeners), `stop`
 //! (signals and the self-pipe), `notify` (sd_notify), `serve` (accept threads, the open
-//! connections, the drain), `http` (parsing and answering), `routes` (what each URL does).
+//! connections, the drain), `http` (parsing and answering), `routes` (what each URL does),
+//! `health` (`/healthz` and its modes), `hang` (the hangs of `/hang`), `watchdog`
+//! (`--watchdog` and `/watchdog`).
 //!
 //! # Sockets
 //!
@@ -40,7 +42,43 @@
 //! - `/var?name=KEY` → 200, the value of any environment variable (`<unset>`)
 //! - `/whoami` → 200, `uid=<uid> gid=<gid> groups=<g,…> cwd=<dir>`
 //! - `/grow?mb=N` → holds N more MiB (touched) until it exits, prints `grew by N MiB`
+//! - `/healthz` → 200 `ok\n`, or as `/health?mode=` set it (the path herd's health-check
+//!   tests probe)
 //! - anything else → 404
+//!
+//! The routes below switch the state of the process that answers them (not of other
+//! workers), for good or until switched again, so that a test can break exactly one
+//! worker at a chosen moment. A missing or unknown `how`/`mode`/`do` → 400, and nothing
+//! changes. The state is switched before the answer is written: a client that has the
+//! answer meets the new behaviour on its next connection or request.
+//!
+//! - `/hang?how=busy` → 200 `hanging busy\n`, then the process is hung, as with a
+//!   blocked event loop: one thread spins on a CPU forever, and no connection, open or
+//!   new, gets any further answer (its thread blocks for good before routing its next
+//!   request). The listeners still accept; the watchdog pings stop. It cannot be undone,
+//!   and a stop signal goes unnoticed (no `STOPPING=1`, no `stopping` line, the listeners
+//!   stay open): only SIGKILL (or another deadly signal) ends the process.
+//! - `/hang?how=accept` → 200 `hanging accept\n`, then the accept loops accept no more
+//!   (new connections wait in the listen backlog, unless another process shares the
+//!   socket); open connections are still served. A stop still works.
+//! - `/hang?how=silent` → 200 `hanging silent\n`, then every connection accepted from now
+//!   on is read (and what it sends discarded) but never answered, and kept open until the
+//!   worker stops; connections already open are still served.
+//! - `/health?mode=M` → 200 `health M\n`, then `/healthz` (only it) answers as M says:
+//!   - `ok`: 200 `ok\n` (the normal state)
+//!   - `fail`: 503 `unhealthy\n`
+//!   - `garbage`: the bytes `garbage garbage\n` (not HTTP), then the connection is closed
+//!   - `huge`: 200 with a body of 10 MiB (10485760 bytes of `x`, with its
+//!     `Content-Length`), written as fast as the client reads
+//!   - `hold`: reads the request, never answers, and keeps the connection open (until the
+//!     client closes it and the worker stops)
+//!   - `slow&ms=N`: sleeps N ms, then 200 `ok\n` (`/health?mode=slow` without a valid `ms`
+//!     → 400)
+//! - `/watchdog?do=stop` → 200 `watchdog stop\n`: `--watchdog` sends no more pings (none
+//!   starts once the answer is written)
+//! - `/watchdog?do=start` → 200 `watchdog start\n`: the pings resume, the first at once
+//! - `/watchdog?do=trigger` → sends `WATCHDOG=trigger` to `NOTIFY_SOCKET` (if set), then
+//!   200 `watchdog trigger\n`
 //!
 //! Connections are keep-alive (HTTP/1.1 default; HTTP/1.0 only with
 //! `Connection: keep-alive`) and honour `Connection: close`. Both CRLF and bare
@@ -67,9 +105,16 @@
 //! - `--print N`: print `line 1` … `line N` to stdout at start-up, then go on
 //! - `--print-then-crash N`: print N such lines, then exit 71
 //! - `--gen G`: the value shown as `gen=` (else env `HERD_TESTWORKER_GEN`)
+//! - `--watchdog`: if `WATCHDOG_USEC` is a positive number of microseconds and
+//!   `WATCHDOG_PID` is either unset or our pid (libsystemd's `sd_watchdog_enabled`
+//!   rules), send `WATCHDOG=1` to `NOTIFY_SOCKET` from a thread of its own, at once and
+//!   then every half of that period (at least 1 ms), until `/watchdog?do=stop` or
+//!   `/hang?how=busy`; otherwise no pings, and stderr says why
 //!
 //! At start-up, once the sockets are known, one line is printed to stdout:
-//! `testworker pid=<pid> slot=<slot> listening fds=<n>`.
+//! `testworker pid=<pid> slot=<slot> listening fds=<n>`; with `--watchdog` and pings,
+//! then `testworker pid=<pid> watchdog every <ms> ms` (the time between two pings, in
+//! whole ms), before `--startup-ms` is waited out.
 //!
 //! # Graceful stop
 //!
@@ -79,7 +124,9 @@
 //! next request of each open connection, with `Connection: close` (so a client
 //! that is sending on an idle keep-alive connection gets an answer, not a
 //! reset). Then it closes the connections still idle, waits for in-flight
-//! requests and exits 0.
+//! requests and exits 0. Connections held by `/hang?how=silent` or `/healthz` in
+//! `hold` mode are closed then too, unanswered. A worker hung by `/hang?how=busy`
+//! ignores the stop altogether.
 //!
 //! # Exit codes
 //!
@@ -88,12 +135,15 @@
 //! passed fds · 70 `/crash` · 71 `--print-then-crash`.
 
 mod flags;
+mod hang;
+mod health;
 mod http;
 mod notify;
 mod routes;
 mod serve;
 mod sockets;
 mod stop;
+mod watchdog;
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -170,6 +220,9 @@ fn main() {
         "testworker pid={pid} slot={slot} listening fds={}",
         listeners.len()
     ));
+    if opts.watchdog {
+        watchdog::start(ctx, pid);
+    }
 
     let mut stopping = false;
     if opts.startup_ms > 0 {
@@ -201,6 +254,10 @@ fn main() {
             notify::sd_notify("READY=1\nSTATUS=serving\n");
         }
         while !stop::wait(stop_rd.as_fd(), -1) {}
+    }
+    if ctx.hangs.busy() {
+        // Hung: a stop goes unnoticed, and only SIGKILL ends the process.
+        hang::block_forever();
     }
 
     // Graceful stop.

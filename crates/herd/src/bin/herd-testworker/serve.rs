@@ -1,5 +1,6 @@
 //! Serving: one accept thread per listener, one thread per connection, a registry of
-//! the open connections, and the graceful drain once a stop is asked for.
+//! the open connections, and the graceful drain once a stop is asked for. Also the
+//! process-wide state that routes switch (hangs, `/healthz`'s mode, the watchdog pings).
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
@@ -9,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
+use crate::hang::{self, Hangs};
+use crate::health::Health;
 use crate::http::serve_conn;
 use crate::sockets::{Listener, Stream};
 use crate::stop::{self, poll_readable};
+use crate::watchdog;
 
 /// Stack size of connection threads (they need very little).
 const CONN_STACK: usize = 128 * 1024;
@@ -26,6 +30,12 @@ pub(crate) struct Ctx {
     conns: Mutex<Conns>,
     /// Signalled when a connection ends.
     conn_gone: Condvar,
+    /// The hangs `/hang` switched on.
+    pub(crate) hangs: Hangs,
+    /// What `/healthz` answers, as `/health` set it.
+    pub(crate) health: Health,
+    /// Whether `/watchdog` stopped the pings.
+    pub(crate) watchdog: watchdog::Switch,
 }
 
 #[derive(Default)]
@@ -42,6 +52,9 @@ impl Ctx {
             env_body,
             conns: Mutex::new(Conns::default()),
             conn_gone: Condvar::new(),
+            hangs: Hangs::default(),
+            health: Health::default(),
+            watchdog: watchdog::Switch::default(),
         }
     }
 
@@ -61,7 +74,9 @@ impl Ctx {
     }
 }
 
-/// Accepts on `l` until a stop is asked for, then returns, closing the listener.
+/// Accepts on `l` until a stop is asked for, then returns, closing the listener. Once
+/// `/hang?how=accept` is on, it accepts no more and only waits for the stop; once
+/// `/hang?how=silent` is on, the connections it accepts are held, never answered.
 pub(crate) fn accept_loop(ctx: &'static Ctx, l: Listener, stop_rd: BorrowedFd<'static>) {
     loop {
         let (conn_ready, stop_ready) = match poll_readable([l.fd(), stop_rd], -1) {
@@ -74,10 +89,18 @@ pub(crate) fn accept_loop(ctx: &'static Ctx, l: Listener, stop_rd: BorrowedFd<'s
             }
         };
         if stop_ready || stop::requested() {
+            if ctx.hangs.busy() {
+                hang::block_forever(); // a hung process does not even close its listeners
+            }
             return; // drops (closes) the listener
         }
         if !conn_ready {
             continue;
+        }
+        if ctx.hangs.accept() {
+            // Connections pile up in the listen backlog until we stop.
+            while !stop::wait(stop_rd, -1) {}
+            return;
         }
         let stream = match l.accept() {
             Ok(s) => s,
@@ -96,11 +119,16 @@ pub(crate) fn accept_loop(ctx: &'static Ctx, l: Listener, stop_rd: BorrowedFd<'s
         let Some(id) = ctx.register(&stream) else {
             continue;
         };
+        let silent = ctx.hangs.silent();
         let spawned = thread::Builder::new()
             .name("conn".into())
             .stack_size(CONN_STACK)
             .spawn(move || {
-                serve_conn(ctx, &stream);
+                if silent {
+                    hang::hold(&stream);
+                } else {
+                    serve_conn(ctx, &stream);
+                }
                 ctx.unregister(id);
             });
         if let Err(e) = spawned {
@@ -140,5 +168,76 @@ pub(crate) fn drain(ctx: &Ctx) {
     }
     while !c.live.is_empty() {
         c = ctx.conn_gone.wait(c).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::thread::JoinHandle;
+
+    use nix::fcntl::OFlag;
+
+    use super::*;
+    use crate::http::tests::{assert_no_answer, ctx, get};
+
+    /// An accept thread of `ctx` on a new abstract unix socket: its address, the write
+    /// end of its stop pipe, and the thread.
+    fn serve(ctx: &'static Ctx) -> (SocketAddr, OwnedFd, JoinHandle<()>) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "herd-testworker-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let addr = SocketAddr::from_abstract_name(name).expect("an abstract address");
+        let l = Listener::Unix(UnixListener::bind_addr(&addr).expect("a listener"));
+        l.set_nonblocking().expect("nonblocking");
+        let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("a pipe");
+        let rd: &'static OwnedFd = Box::leak(Box::new(rd));
+        let accepter = thread::spawn(move || accept_loop(ctx, l, rd.as_fd()));
+        (addr, wr, accepter)
+    }
+
+    /// Makes the accept thread return, as a stop would, and waits for it.
+    fn stop(wr: OwnedFd, accepter: JoinHandle<()>) {
+        std::fs::File::from(wr)
+            .write_all(b"x")
+            .expect("a write to the stop pipe");
+        accepter.join().expect("the accept thread ends");
+    }
+
+    #[test]
+    fn an_accept_hang_leaves_new_connections_in_the_backlog() {
+        let ctx = ctx();
+        let (addr, wr, accepter) = serve(ctx);
+        let a = &mut UnixStream::connect_addr(&addr).expect("a connection");
+        assert_eq!(get(a, "/hang?how=accept").1, "hanging accept\n");
+        // The kernel completes the connection, but nobody accepts it.
+        let b = &mut UnixStream::connect_addr(&addr).expect("a connection");
+        b.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert_no_answer(b);
+        assert_eq!(get(a, "/").1, "id\n");
+        assert_eq!(ctx.conns.lock().unwrap().live.len(), 1);
+        stop(wr, accepter);
+    }
+
+    #[test]
+    fn a_silent_hang_holds_new_connections_only() {
+        let ctx = ctx();
+        let (addr, wr, accepter) = serve(ctx);
+        let a = &mut UnixStream::connect_addr(&addr).expect("a connection");
+        assert_eq!(get(a, "/hang?how=silent").1, "hanging silent\n");
+        let b = &mut UnixStream::connect_addr(&addr).expect("a connection");
+        b.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+        assert_no_answer(b);
+        b.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_no_answer(b);
+        assert_eq!(get(a, "/healthz").1, "ok\n");
+        stop(wr, accepter);
     }
 }

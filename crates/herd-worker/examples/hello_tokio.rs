@@ -27,6 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(serve(conn));
         }
     });
+    // With `herd run --watchdog DUR`: heartbeats from a task, so a stuck runtime is replaced.
+    let _heartbeat = herd_worker::tokio::spawn_watchdog();
     herd_worker::ready()?;
     let why = herd_worker::tokio::shutdown_reason().await;
     println!("hello_tokio: stopping ({why:?})");

@@ -8,7 +8,7 @@
 //! | under herd | standalone |
 //! |---|---|
 //! | [`listeners()`]: the inherited sockets | a socket bound to `0.0.0.0:$PORT` (default 3000) |
-//! | [`ready()`], [`stopping()`], [`status()`], [`watchdog()`]: sd_notify | no-ops |
+//! | [`ready()`], [`stopping()`], [`status()`], [`watchdog()`]: sd_notify; [`watchdog_period()`], `tokio::spawn_watchdog()` for `--watchdog` | no-ops, `None` |
 //! | [`slot()`], [`generation()`], [`is_worker()`] | `None`, `None`, `false` |
 //! | [`send()`], [`recv()`], [`stats()`], [`count()`]: the channel | no-ops / `None` |
 //! | [`connections()`]: connections herd hands over (`--balance round-robin` …) | none |
@@ -61,7 +61,7 @@ pub use counters::{count, flush, FLUSH_EVERY};
 pub use env::DEFAULT_PORT;
 pub use error::Error;
 pub use listen::{listeners, Listener, Socket, FIRST_FD};
-pub use notify::{notify, ready, status, stopping, watchdog};
+pub use notify::{notify, ready, status, stopping, watchdog, watchdog_period};
 pub use shutdown::{
     requested as shutdown_requested, wait as wait_for_shutdown, watch as watch_shutdown, Reason,
 };

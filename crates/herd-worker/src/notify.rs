@@ -40,6 +40,29 @@ pub fn watchdog() -> Result<(), Error> {
     notify("WATCHDOG=1")
 }
 
+/// The watchdog period herd (or systemd) expects heartbeats within: `WATCHDOG_USEC`, when
+/// `WATCHDOG_PID` is unset or this process (libsystemd's `sd_watchdog_enabled`). Send
+/// [`watchdog()`] at least every half of it; `None` when no watchdog is set.
+pub fn watchdog_period() -> Option<std::time::Duration> {
+    period_of(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )
+}
+
+fn period_of(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<std::time::Duration> {
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok() != Some(me) {
+            return None;
+        }
+    }
+    match usec?.trim().parse::<u64>().ok()? {
+        0 | u64::MAX => None,
+        us => Some(std::time::Duration::from_micros(us)),
+    }
+}
+
 /// Sends one raw sd_notify datagram (`"READY=1\nSTATUS=up"`). `Ok(())` without
 /// `NOTIFY_SOCKET`.
 pub fn notify(state: &str) -> Result<(), Error> {
@@ -96,6 +119,24 @@ fn abstract_addr(_name: &[u8]) -> std::io::Result<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_watchdog_period_follows_sd_watchdog_enabled() {
+        use super::period_of;
+        use std::time::Duration;
+        assert_eq!(
+            period_of(Some("2000000"), None, 7),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            period_of(Some("2000000"), Some("7"), 7),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(period_of(Some("2000000"), Some("8"), 7), None);
+        assert_eq!(period_of(Some("0"), None, 7), None);
+        assert_eq!(period_of(Some("soon"), None, 7), None);
+        assert_eq!(period_of(None, None, 7), None);
+    }
+
     use super::*;
 
     #[test]

@@ -25,6 +25,24 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::channel::{Connection, Connections, OpenGuard, Stream};
+
+/// Sends the watchdog heartbeat ([`watchdog()`](crate::watchdog)) every half of
+/// [`watchdog_period()`](crate::watchdog_period) from a task on the current runtime, so a
+/// runtime that stops turning (a blocked worker thread, a deadlock) stops the heartbeats and
+/// herd's `--watchdog` replaces the worker. `None` (and no task) without a watchdog. Must be
+/// called inside a runtime; abort the handle to stop.
+pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    let every = crate::watchdog_period()? / 2;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // A failed send now is no reason to stop: the next one may get through.
+            let _ = crate::watchdog();
+        }
+    }))
+}
 use crate::shutdown::{self, Reason, ASYNC_STOP};
 use crate::{Error, Listener, Socket};
 

@@ -272,3 +272,46 @@ fn a_closed_channel_stops_the_worker() {
         p.output()
     );
 }
+
+/// `herd run --watchdog`: the tokio heartbeat (`spawn_watchdog`, in `hello_tokio`) keeps a
+/// worker alive period after period; `hello`, which sends none, is found hung.
+#[test]
+fn the_tokio_heartbeat_keeps_a_worker_under_the_watchdog() {
+    let (herd_bin, _) = bins();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "herd-worker", "--features", "tokio"])
+        .args(["--example", "hello_tokio"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build of hello_tokio failed");
+    let tokio_hello = target_dir().join("examples").join("hello_tokio");
+    let run = |program: &std::path::Path| {
+        let mut cmd = Command::new(herd_bin);
+        cmd.args(["run", "--log-format", "json", "-i", "1", "-p", "0"])
+            .args(["--ready", "notify", "--watchdog", "300ms", "--"])
+            .arg(program);
+        Proc::spawn(cmd)
+    };
+    let mut beating = run(&tokio_hello);
+    beating.wait_events("worker.ready", 1, |_| true);
+    let (_, hello) = bins();
+    let mut silent = run(hello);
+    silent.wait_events("worker.ready", 1, |_| true);
+    // The silent one is found hung after one period; by then, and for five periods more,
+    // the beating one is not.
+    silent.wait_events("worker.hung", 1, |e| e["cause"] == "watchdog");
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        assert!(
+            beating.events("worker.hung").is_empty(),
+            "{}",
+            beating.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for p in [&mut beating, &mut silent] {
+        p.term();
+        p.wait_exit();
+    }
+}

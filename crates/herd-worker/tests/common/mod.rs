@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub const T: Duration = Duration::from_secs(20);
 
 /// `target/debug` (or wherever this test runs from).
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/debug/deps/<test>-<hash>
     exe.parent()

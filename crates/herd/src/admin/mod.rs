@@ -41,8 +41,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// One check of `/readyz`, as `?verbose` lists it: `[+]name ok` or `[-]name failed: why`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// A stable, short name (`workers`, `shutdown`).
-    pub name: &'static str,
+    /// A stable, short name (`workers`, `shutdown`; an app's name for the daemon).
+    pub name: String,
     /// Whether it passes.
     pub ok: bool,
     /// What it saw, e.g. `2 of 2 workers ready, 1 needed`.

@@ -204,12 +204,12 @@ mod tests {
         Report {
             checks: vec![
                 Check {
-                    name: "workers",
+                    name: "workers".into(),
                     ok,
                     detail: "1 of 2 ready, 2 needed".into(),
                 },
                 Check {
-                    name: "shutdown",
+                    name: "shutdown".into(),
                     ok: true,
                     detail: "not shutting down".into(),
                 },

@@ -194,4 +194,8 @@ pub struct DaemonArgs {
     /// CLI starts takes HERD_LOG_FORMAT.
     #[arg(long, value_enum, env = "HERD_LOG_FORMAT", default_value_t = crate::output::LogFormat::Text)]
     pub log_format: crate::output::LogFormat,
+    /// Serve /livez and /readyz for every app on this address (host:port or unix:/path).
+    /// A daemon the CLI starts takes HERD_DAEMON_ADMIN.
+    #[arg(long, env = "HERD_DAEMON_ADMIN", value_name = "ADDR")]
+    pub admin: Option<crate::listen::ListenAddr>,
 }

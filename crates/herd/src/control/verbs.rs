@@ -21,7 +21,7 @@ pub fn run(verb: Verb) -> ExitCode {
     match verb {
         Verb::Daemon(args) => {
             crate::observe::logging::init_daemon(args.log_format, home.logs());
-            match super::daemon::run(home, args.resurrect) {
+            match super::daemon::run(home, args.resurrect, args.admin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&format!("{e:#}")),
             }

@@ -21,12 +21,12 @@ pub(super) fn readiness(
     Report {
         checks: vec![
             Check {
-                name: "workers",
+                name: "workers".into(),
                 ok: ready >= needed,
                 detail: format!("{ready} of {slots} workers ready, {needed} needed"),
             },
             Check {
-                name: "shutdown",
+                name: "shutdown".into(),
                 ok: !shutting_down,
                 detail: if shutting_down {
                     "shutting down".into()

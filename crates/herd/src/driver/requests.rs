@@ -82,6 +82,8 @@ pub enum AppRequest {
     WhenReady(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
     /// Start a rolling reload; answer when it is over, or with why it was not done.
     Reload(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
+    /// A question of an admin listener (the daemon's, which serves every app).
+    Probe(crate::admin::Probe),
     /// Take a new plan and reload every worker with it, then scale to its number of
     /// workers (`herd reload FILE`). `accepted` answers at once: `Err` names what the
     /// running app cannot change (its sockets, its balancing), and nothing changed.
@@ -128,6 +130,7 @@ impl Driver {
             }
             // The supervisor logs the change (or why it ignores it).
             AppRequest::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
+            AppRequest::Probe(p) => self.answer_probe(p),
             AppRequest::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             AppRequest::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::common::daemon::{testworker_app, Daemon};
 use crate::common::*;
 use nix::sys::signal::Signal;
 
@@ -266,4 +267,44 @@ fn a_shutdown_delay_fails_readyz_at_once_and_serves_until_it_ends() {
     );
     eprintln!("/readyz failed {flipped:?} after SIGTERM; {served} requests served during the delay; stop began after {stopped_after:?}");
     assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `herd daemon --admin` (here through HERD_DAEMON_ADMIN, as a daemon the CLI starts takes
+/// it): one listener for every app, each app's readiness from its own loop.
+#[test]
+fn the_daemon_serves_every_app_on_one_admin_listener() {
+    let d = Daemon::new();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let file = d.file(
+        "herd.toml",
+        &(testworker_app("api", 2, "") + &testworker_app("jobs", 1, "")),
+    );
+    let file = file.to_string_lossy().to_string();
+    let mut cmd = d.command(&["start", &file]);
+    cmd.env("HERD_DAEMON_ADMIN", &admin);
+    let ran = d.run_command(cmd, &["start", &file]);
+    assert_eq!(ran.code, 0, "{ran}");
+    let listening = d.daemon_events("admin.listening");
+    assert_eq!(listening.len(), 1, "{}", d.daemon_log());
+    let get = |path: &str| {
+        http_get(&format!("http://{admin}{path}"))
+            .unwrap_or_else(|e| d.fail(&format!("GET {path}: {e}")))
+    };
+    // `herd start` answered once every worker was ready.
+    let (code, body) = get("/readyz?verbose");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("[+]api ok: 2 of 2 workers ready, 1 needed\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("[+]jobs ok: 1 of 1 workers ready, 1 needed\n"),
+        "{body}"
+    );
+    assert_eq!(get("/livez"), (200, "ok\n".into()));
+    // An app stopped on purpose is not a failure; one whose workers cannot serve is.
+    d.ok(&["stop", "jobs"]);
+    let (code, body) = get("/readyz?verbose");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("[+]jobs ok: stopped\n"), "{body}");
 }

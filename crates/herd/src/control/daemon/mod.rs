@@ -10,6 +10,7 @@
 //! The registry is locked only between awaits, never across one, so a slow `stop` does
 //! not hold up `ls`.
 
+mod admin;
 mod handlers;
 mod launch;
 mod registry;
@@ -36,7 +37,11 @@ const REQUEST_READ: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs the daemon of `home` until `herd kill` or SIGTERM. With `resurrect`, starts the
 /// apps of the dump file first (the systemd unit of `herd startup` does that at boot).
-pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
+pub fn run(
+    home: Home,
+    resurrect: bool,
+    admin: Option<crate::listen::ListenAddr>,
+) -> anyhow::Result<()> {
     home.create()
         .with_context(|| format!("cannot create {}", home.dir().display()))?;
     home.secure()
@@ -67,12 +72,16 @@ pub fn run(home: Home, resurrect: bool) -> anyhow::Result<()> {
         process.spawner,
         process.guardian,
     ));
-    let result = runtime.block_on(serve(registry, resurrect));
+    let result = runtime.block_on(serve(registry, resurrect, admin));
     drop(lock);
     result
 }
 
-async fn serve(registry: Arc<Registry>, resurrect: bool) -> anyhow::Result<()> {
+async fn serve(
+    registry: Arc<Registry>,
+    resurrect: bool,
+    admin: Option<crate::listen::ListenAddr>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigchld = signal(SignalKind::child()).context("cannot install the SIGCHLD handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install signal handlers")?;
@@ -91,6 +100,13 @@ async fn serve(registry: Arc<Registry>, resurrect: bool) -> anyhow::Result<()> {
         });
     }
     let home = registry.home().clone();
+    if let Some(addr) = admin {
+        let listener = crate::admin::Listener::bind(&addr)
+            .with_context(|| format!("cannot listen on --admin {addr}"))?;
+        info!(event = "admin.listening", addr = %listener.local_addr(),
+            "admin listener on {}: /livez, /readyz of every app", listener.local_addr());
+        admin::start(listener, registry.clone());
+    }
 
     let socket = home.socket();
     // The lock says no daemon runs: a socket file left here is a dead daemon's.

@@ -22,6 +22,7 @@ mod handoff_plain;
 mod handoff_unix;
 mod import;
 mod least_conn;
+mod limits;
 mod memory;
 mod messages;
 mod node;

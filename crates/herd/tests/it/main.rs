@@ -21,6 +21,7 @@ mod handoff_flow;
 mod handoff_plain;
 mod handoff_unix;
 mod import;
+mod kubernetes;
 mod least_conn;
 mod limits;
 mod memory;

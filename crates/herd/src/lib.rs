@@ -18,10 +18,10 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | `units` | durations, sizes, signals, app names as people write them |
+//! | 0 | `units` | durations, sizes, percentages, signals, app names as people write them |
 //! | 1 | `supervisor`, `balance` | pure decision cores: the lifecycle; which worker gets a connection |
 //! | 2 | `listen`, `proxy`, `output` | sockets; the proxy transport's parts; the workers' output lines |
-//! | 3 | `channel`, `observe`, `admin` | the worker channel and sd_notify; /proc, CPU budget, logs and log files; the admin HTTP listener |
+//! | 3 | `channel`, `observe`, `admin` | the worker channel and sd_notify; /proc, the cgroup limits (CPU budget, memory limit), logs and log files; the admin HTTP listener |
 //! | 4 | `config` | every source of settings → one `AppConfig` → a validated `RunPlan` |
 //! | 5 | `driver` | the I/O around the supervisor for one app |
 //! | 6 | `control` | the daemon and its CLI client |

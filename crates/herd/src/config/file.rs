@@ -10,7 +10,7 @@
 //! instances = "max"
 //! port = 3000
 //! kill_timeout = "10s"
-//! max_memory_restart = "1G"     # binary units, as in PM2: 1G = 1024³ bytes
+//! max_memory_restart = "1G"     # binary units, as in PM2: 1G = 1024³ bytes; or "40%" of the container's limit
 //! env = { NODE_ENV = "development" }
 //! env_production = { NODE_ENV = "production" }   # merged over env by `--env production`
 //! instance_var = "INSTANCE_ID"  # the slot number's variable (default NODE_APP_INSTANCE)

@@ -128,9 +128,10 @@ pub struct RunFlags {
     pub restart_delay_max: Option<Duration>,
 
     /// Restart a worker whose memory (resident, with its children) exceeds this size, e.g.
-    /// 500M or 1G: its replacement starts first, then it is stopped gracefully.
-    #[arg(long, value_parser = crate::units::parse_size, value_name = "SIZE")]
-    pub max_memory_restart: Option<u64>,
+    /// 500M or 1G, or this share of the container's memory limit, e.g. 40%: its replacement
+    /// starts first, then it is stopped gracefully.
+    #[arg(long, value_name = "SIZE|N%")]
+    pub max_memory_restart: Option<crate::config::MaxMemory>,
 
     /// Slots replaced at the same time during a rolling reload. [default: 1]
     #[arg(long, value_name = "N")]

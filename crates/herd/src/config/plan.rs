@@ -17,7 +17,8 @@ use super::settings::{
     DEFAULT_STOP_SIGNAL,
 };
 use crate::listen::{Balance, ListenAddr};
-use crate::observe::cpus::CpuBudget;
+use crate::observe::memory::WorkerMemory;
+use crate::observe::Limits;
 use crate::output::LogFormat;
 use crate::supervisor::{BackoffPolicy, Policy, Readiness};
 
@@ -89,6 +90,9 @@ pub enum PlanError {
     /// `--admin` on an address the app listens on.
     #[error("--admin {0} is one of the app's own addresses: the admin listener needs an address of its own (e.g. 127.0.0.1:9100)")]
     AdminOnAppAddress(String),
+    /// `--max-memory-restart 40%` with no container memory limit.
+    #[error(transparent)]
+    MemoryShare(#[from] super::memory::NoContainerLimit),
 }
 
 /// Why an app of a file (or of the daemon) cannot be planned: the [`PlanError`], with the
@@ -148,6 +152,9 @@ pub struct RunPlan {
     pub policy: Policy,
     /// How `policy.instances` was chosen, for the log.
     pub instances_reason: String,
+    /// `--max-memory-restart` resolved (`policy.max_memory` is its limit), with the
+    /// container's memory limit, for the log and its warning at start.
+    pub worker_memory: Option<WorkerMemory>,
     /// Signal that asks a worker to stop gracefully (`--stop-signal`).
     pub stop_signal: Signal,
     /// Stop by sending `"shutdown"` on the worker's channel instead of the signal.
@@ -212,12 +219,12 @@ impl RunPlan {
 /// Plans an app from its settings. `name` is the app's (`None`: the program's file name,
 /// as `herd run` names it); `base_env` is the environment its workers start from (the
 /// daemon's apps get the environment of the `herd start` that added them; `None`: herd's
-/// own); `budget` is what `max` means on this machine.
+/// own); `limits` are what `max` and a memory share mean on this machine.
 pub fn plan(
     name: Option<&str>,
     app: &AppConfig,
     base_env: Option<Arc<Vec<(OsString, OsString)>>>,
-    budget: &CpuBudget,
+    limits: &Limits,
 ) -> Result<RunPlan, PlanError> {
     let name = match name {
         Some(n) if n.trim().is_empty() => return Err(PlanError::EmptyName),
@@ -268,7 +275,11 @@ pub fn plan(
         }
     }
     let health = super::health::plan(app, balance, transport, &listen)?;
-    let (instances, instances_reason) = app.instances.unwrap_or(DEFAULT_INSTANCES).resolve(budget);
+    let (instances, instances_reason) = app
+        .instances
+        .unwrap_or(DEFAULT_INSTANCES)
+        .resolve(&limits.cpus);
+    let worker_memory = super::memory::resolve(app.max_memory_restart, limits.memory)?;
     // A proxied worker is ready when its port answers (or when it says so): it must not
     // get connections before, which the `auto` delay could allow.
     let readiness = match (transport, policy.readiness) {
@@ -291,9 +302,11 @@ pub fn plan(
             readiness,
             health: health.policy,
             watchdog: health.watchdog,
+            max_memory: worker_memory.as_ref().map(|w| w.limit),
             ..policy
         },
         instances_reason,
+        worker_memory,
         stop_signal: app.stop_signal.unwrap_or(DEFAULT_STOP_SIGNAL),
         stop_message: app.stop_message.unwrap_or(false),
         // A proxied Node program binds its private PORT itself: as a cluster worker it
@@ -358,8 +371,8 @@ fn find_program(
     resolve_program(&app.program, path_var.as_deref())
 }
 
-/// The lifecycle knobs: the app's values over the supervisor's defaults (`instances` and
-/// the proxy's readiness are settled by [`plan`]).
+/// The lifecycle knobs: the app's values over the supervisor's defaults (`instances`,
+/// `max_memory` and the proxy's readiness are settled by [`plan`]).
 fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
     let d = Policy::default();
     let reload_parallel = app.reload_parallel.unwrap_or(d.reload_parallel);
@@ -385,7 +398,6 @@ fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
         max_restarts: app.max_restarts.unwrap_or(d.max_restarts),
         restart_window: app.restart_window.unwrap_or(d.restart_window),
         reload_parallel,
-        max_memory: app.max_memory_restart,
         autorestart: app.autorestart.unwrap_or(d.autorestart),
         shutdown_delay: app.shutdown_delay.unwrap_or(d.shutdown_delay),
         stop_exit_codes: app.stop_exit_codes.clone(),
@@ -404,12 +416,7 @@ mod tests {
 
     /// The app `name` planned as the daemon plans it, with a PATH of /bin and /usr/bin.
     fn planned(name: &str, app: &AppConfig) -> Result<RunPlan, PlanError> {
-        plan(
-            Some(name),
-            app,
-            Some(base()),
-            &crate::observe::cpus::cpu_budget(),
-        )
+        plan(Some(name), app, Some(base()), &Limits::of_this_process())
     }
 
     /// Every default a `herd run` flag's help states is what leaving the flag out means:
@@ -417,12 +424,12 @@ mod tests {
     #[test]
     fn the_defaults_in_the_help_are_the_defaults_applied() {
         use clap::{CommandFactory, Parser};
-        let budget = crate::observe::cpus::cpu_budget();
+        let limits = Limits::of_this_process();
         let planned = |flags: Vec<String>| {
             let parsed = crate::config::flags::FlagsOnly::try_parse_from(&flags)
                 .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
             let (_, app) = parsed.flags.into_config(vec!["sh".into()]);
-            let plan = plan(None, &app, None, &budget).unwrap();
+            let plan = plan(None, &app, None, &limits).unwrap();
             format!(
                 "{:?} {:?} {:?} {:?} {:?}",
                 plan.policy,
@@ -477,7 +484,7 @@ mod tests {
             kill_timeout: Some(std::time::Duration::from_secs(2)),
             autorestart: Some(false),
             stop_exit_codes: vec![3],
-            max_memory_restart: Some(1 << 30),
+            max_memory_restart: Some(crate::config::MaxMemory::Size(1 << 30)),
             ..AppConfig::default()
         };
         let plan = planned("-dash", &app).unwrap();
@@ -493,6 +500,54 @@ mod tests {
             plan.policy.listen_timeout,
             crate::supervisor::DEFAULT_LISTEN_TIMEOUT
         );
+    }
+
+    /// `max_memory_restart = "25%"` is a quarter of the container's memory limit, and
+    /// without one the plan fails naming the value.
+    #[test]
+    fn a_memory_share_is_resolved_against_the_container_limit() {
+        use crate::observe::memory::MemoryLimit;
+        let app = AppConfig {
+            program: "sh".into(),
+            instances: Some(crate::config::Instances::Count(4)),
+            max_memory_restart: Some("25%".parse().unwrap()),
+            ..AppConfig::default()
+        };
+        let mut limits = Limits::of_this_process();
+        limits.memory = Some(MemoryLimit {
+            bytes: 1 << 30,
+            source: "cgroup v2 memory.max",
+        });
+        let shared = plan(Some("api"), &app, Some(base()), &limits).unwrap();
+        assert_eq!(shared.policy.max_memory, Some(256 << 20));
+        let memory = shared.worker_memory.as_ref().unwrap();
+        assert_eq!(memory.limit, 256 << 20);
+        assert_eq!(
+            memory.overcommit(shared.policy.instances),
+            None,
+            "4 × 25% fits"
+        );
+        assert!(memory.overcommit(5).is_some());
+
+        limits.memory = None;
+        let err = plan(Some("api"), &app, Some(base()), &limits).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--max-memory-restart 25%: "),
+            "{err}"
+        );
+        // A size needs no container limit; none set, none planned.
+        let sized = AppConfig {
+            max_memory_restart: Some("300M".parse().unwrap()),
+            ..app.clone()
+        };
+        let sized = plan(Some("api"), &sized, Some(base()), &limits).unwrap();
+        assert_eq!(sized.policy.max_memory, Some(300 << 20));
+        let unset = AppConfig {
+            max_memory_restart: None,
+            ..app
+        };
+        let unset = plan(Some("api"), &unset, Some(base()), &limits).unwrap();
+        assert_eq!((unset.policy.max_memory, unset.worker_memory), (None, None));
     }
 
     #[test]

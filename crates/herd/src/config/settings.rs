@@ -125,8 +125,8 @@ pub struct AppConfig {
     pub restart_delay_max: Option<Duration>,
     /// `reload_parallel` (at least 1).
     pub reload_parallel: Option<usize>,
-    /// `max_memory_restart`, in bytes.
-    pub max_memory_restart: Option<u64>,
+    /// `max_memory_restart`: a size, or a share of the container's memory limit.
+    pub max_memory_restart: Option<crate::config::MaxMemory>,
     /// `user` to run the workers as.
     pub user: Option<String>,
     /// `group` to run the workers as.

@@ -321,6 +321,9 @@ impl Driver {
             reason = %self.plan.instances_reason,
             "starting {n} worker{} of {}: {}", if n == 1 { "" } else { "s" },
             self.plan.program.display(), self.plan.instances_reason);
+        if let Some(memory) = &self.plan.worker_memory {
+            memory.log_start(&self.plan.name, n);
+        }
         if self.plan.balance.is_handoff() {
             self.handoff = Some(
                 handoff::Handoff::start(&self.listeners, self.plan.balance, self.plan.sticky_wait)

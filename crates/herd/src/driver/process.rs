@@ -103,8 +103,8 @@ pub fn run_foreground(
         return std::process::ExitCode::from(2);
     }
     crate::observe::logging::init(app.log_format.unwrap_or(crate::output::LogFormat::Text));
-    let budget = crate::observe::cpus::cpu_budget();
-    let mut plan = match crate::config::plan(name, &app, None, &budget) {
+    let limits = crate::observe::Limits::of_this_process();
+    let mut plan = match crate::config::plan(name, &app, None, &limits) {
         Ok(plan) => plan,
         Err(e) => {
             tracing::error!("{e}");

@@ -1,19 +1,13 @@
 //! What `-i max` means: how many CPUs this process may really use, honouring the affinity mask
 //! (taskset, cpuset) and the cgroup CPU quota (docker `--cpus`, Kubernetes `limits.cpu`); the `-i` value
 //! itself is [`crate::config::Instances`]. Reading /proc and /sys is kept to [`cpu_budget`];
-//! every rule is a pure function over the files' text, tested with strings.
-//!
-//! Simplifications: cgroup v2 is assumed mounted at /sys/fs/cgroup and the v1 `cpu` controller
-//! at /sys/fs/cgroup/cpu or /sys/fs/cgroup/cpu,cpuacct (where every distribution and container
-//! runtime puts them); mountinfo is not read.
+//! every rule is a pure function over the files' text, tested with strings. Where the cgroup
+//! files are is [`super::cgroup`]'s business.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Where cgroup v2 is mounted.
-const CGROUP2_ROOT: &str = "/sys/fs/cgroup";
-/// Where the cgroup v1 `cpu` controller may be mounted, in the order tried.
-const CGROUP1_CPU_ROOTS: [&str; 2] = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"];
+use super::cgroup::{self, tightest, CGROUP1_CPU_ROOTS, CGROUP2_ROOT};
 
 /// How many CPUs this process may use, and why, e.g. "max = 2: cgroup quota 2.0 of 16 cores",
 /// "max = 4: affinity mask allows 4 of 8 cores" or "max = 8: 8 cores".
@@ -30,23 +24,19 @@ pub struct CpuBudget {
 pub fn cpu_budget() -> CpuBudget {
     let cores = online_cores();
     let allowed = affinity_count();
-    let quota = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|text| {
-            let paths = parse_proc_cgroup(&text);
-            let v2 = paths
-                .v2
-                .as_deref()
-                .and_then(|p| tightest(Path::new(CGROUP2_ROOT), p, read_v2));
-            let v1 = paths.v1_cpu.as_deref().and_then(|p| {
-                CGROUP1_CPU_ROOTS
-                    .iter()
-                    .map(Path::new)
-                    .filter(|root| root.is_dir())
-                    .find_map(|root| tightest(root, p, read_v1))
-            });
-            [v2, v1].into_iter().flatten().min()
-        });
+    let paths = cgroup::own();
+    let v2 = paths
+        .v2
+        .as_deref()
+        .and_then(|p| tightest(Path::new(CGROUP2_ROOT), p, read_v2));
+    let v1 = paths.v1_cpu.as_deref().and_then(|p| {
+        CGROUP1_CPU_ROOTS
+            .iter()
+            .map(Path::new)
+            .filter(|root| root.is_dir())
+            .find_map(|root| tightest(root, p, read_v1))
+    });
+    let quota = [v2, v1].into_iter().flatten().min();
     decide(cores, allowed, quota)
 }
 
@@ -113,34 +103,6 @@ impl fmt::Display for Quota {
     }
 }
 
-/// This process's cgroups, from /proc/self/cgroup.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct CgroupPaths {
-    /// The unified (v2) hierarchy's path: the `0::/path` line.
-    pub v2: Option<String>,
-    /// The path in the v1 hierarchy that has the `cpu` controller.
-    pub v1_cpu: Option<String>,
-}
-
-/// Parses /proc/self/cgroup: `hierarchy-id:controllers:path` lines.
-pub(crate) fn parse_proc_cgroup(text: &str) -> CgroupPaths {
-    let mut paths = CgroupPaths::default();
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if id == "0" && controllers.is_empty() {
-            paths.v2 = Some(path.to_string());
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            paths.v1_cpu = Some(path.to_string());
-        }
-    }
-    paths
-}
-
 /// Parses a v2 `cpu.max`: "max 100000" (no limit) or "200000 100000".
 pub(crate) fn parse_cpu_max(text: &str) -> Option<Quota> {
     let mut fields = text.split_whitespace();
@@ -176,26 +138,6 @@ fn read_v1(dir: &Path) -> Option<Quota> {
     let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?;
     let period = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?;
     parse_cfs(&quota, &period)
-}
-
-/// The directories whose limits apply to the cgroup `path` under `root`: the cgroup itself and
-/// each ancestor up to the root, as std's `available_parallelism` walks them. Missing ones
-/// (a container that sees its host's path) are simply not found by the reader.
-pub(crate) fn cgroup_dirs(root: &Path, path: &str) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    let mut dir = root.join(path.trim_start_matches('/'));
-    while dir.starts_with(root) {
-        dirs.push(dir.clone());
-        if !dir.pop() {
-            break;
-        }
-    }
-    dirs
-}
-
-/// The tightest quota among `path` and its ancestors.
-fn tightest(root: &Path, path: &str, read: fn(&Path) -> Option<Quota>) -> Option<Quota> {
-    cgroup_dirs(root, path).iter().filter_map(|d| read(d)).min()
 }
 
 /// The budget from the machine's cores, the affinity mask's count and the cgroup quota (each
@@ -269,43 +211,6 @@ mod tests {
         assert_eq!(parse_cfs("400000", "100000"), Some(q(400_000, 100_000)));
         assert_eq!(parse_cfs("", "100000"), None);
         assert_eq!(parse_cfs("100000", "0"), None);
-    }
-
-    #[test]
-    fn parses_proc_self_cgroup_v1_v2_and_hybrid() {
-        let v2 = parse_proc_cgroup("0::/system.slice/app.service\n");
-        assert_eq!(v2.v2.as_deref(), Some("/system.slice/app.service"));
-        assert_eq!(v2.v1_cpu, None);
-
-        let hybrid = "9:name=systemd:/\n4:memory:/x\n2:cpu,cpuacct:/docker/abc\n1:cpuset:/\n0::/\n";
-        let paths = parse_proc_cgroup(hybrid);
-        assert_eq!(paths.v1_cpu.as_deref(), Some("/docker/abc"));
-        assert_eq!(paths.v2.as_deref(), Some("/"));
-
-        // "cpuacct" and "cpuset" alone are not the cpu controller.
-        let paths = parse_proc_cgroup("2:cpuacct:/a\n3:cpuset:/b\n1:cpu:/c\n");
-        assert_eq!(paths.v1_cpu.as_deref(), Some("/c"));
-        // A ':' in the path is kept.
-        let paths = parse_proc_cgroup("0::/a:b\n");
-        assert_eq!(paths.v2.as_deref(), Some("/a:b"));
-    }
-
-    #[test]
-    fn walks_from_the_cgroup_up_to_the_root() {
-        let root = Path::new("/sys/fs/cgroup");
-        assert_eq!(
-            cgroup_dirs(root, "/kubepods/pod1/c1"),
-            vec![
-                PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c1"),
-                PathBuf::from("/sys/fs/cgroup/kubepods/pod1"),
-                PathBuf::from("/sys/fs/cgroup/kubepods"),
-                PathBuf::from("/sys/fs/cgroup"),
-            ]
-        );
-        assert_eq!(
-            cgroup_dirs(root, "/"),
-            vec![PathBuf::from("/sys/fs/cgroup")]
-        );
     }
 
     #[test]

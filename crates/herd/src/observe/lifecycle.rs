@@ -54,9 +54,14 @@
 //! | `worker.disconnecting` | INFO | `pid` (a Node cluster worker told to close its servers) |
 //! | `admin.listening` | INFO | `addr` (the admin listener's, `--admin`) |
 //! | `herd.exiting` | INFO | `code` (no `app`) |
+//! | `herd.memory_limit` | INFO | `limit` (bytes), `reason` (`max_memory_restart` resolved, e.g. `40% of the container memory limit 1 GiB (cgroup v2 memory.max) = 409.6 MiB`) |
+//! | `herd.memory_overcommitted` | WARN | `instances`, `limit` (each worker's), `total`, `container_limit` (bytes) |
 //!
-//! The last six are written by the driver (`src/driver/`), not here: `herd.listening` once
-//! per bound listener, `herd.starting` before the first worker, `herd.listening_on_demand`
+//! The last eight are written by the driver (`src/driver/`; the memory records through
+//! [`super::memory`]), not here: `herd.listening` once
+//! per bound listener, `herd.starting` before the first worker, `herd.memory_limit` after it
+//! when `max_memory_restart` is set and `herd.memory_overcommitted` when the workers' limits
+//! add up to more than the container's memory limit, `herd.listening_on_demand`
 //! when a Node cluster worker's `listen()` makes herd bind a socket it was not given,
 //! `worker.disconnecting` when a Node cluster worker is stopped as `worker.kill()` does,
 //! `herd.exiting` as the last line of `herd run`. Names are
@@ -272,6 +277,8 @@ mod tests {
             "worker.disconnecting",
             "admin.listening",
             "herd.exiting",
+            "herd.memory_limit",
+            "herd.memory_overcommitted",
         ];
         for name in names.iter().chain(&driver) {
             let cell = format!("| `{name}` |");

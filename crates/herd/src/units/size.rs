@@ -64,6 +64,23 @@ pub fn format_size(bytes: u64) -> String {
         )
 }
 
+/// A size for people to read, in the largest binary unit it reaches, with at most one
+/// decimal: "300 MiB", "1.2 GiB", "1 GiB", "512 B". Not parsed back (see [`format_size`]).
+pub fn human_size(bytes: u64) -> String {
+    const NAMES: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    while unit + 1 < NAMES.len() && bytes >= 1 << (10 * (unit + 1)) {
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let value = bytes as f64 / (1u64 << (10 * unit)) as f64;
+    let text = format!("{value:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text} {}", NAMES[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +99,18 @@ mod tests {
             assert_eq!(format_size(bytes), text);
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1 << 10), "1 KiB");
+        assert_eq!(human_size(300 << 20), "300 MiB");
+        assert_eq!(human_size(1200 << 20), "1.2 GiB");
+        assert_eq!(human_size(1 << 30), "1 GiB");
+        assert_eq!(human_size((2048 << 20) / 10), "204.8 MiB");
+        assert_eq!(human_size(3 << 40), "3 TiB");
+        assert_eq!(human_size(u64::MAX), "16777216 TiB");
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Mapper<'_> {
                 "instance_var" => app.instance_var = Some(self.env_name(k, value)?),
                 "increment_var" => app.increment_var = Some(self.env_name(k, value)?),
                 "port" => app.port = Some(self.port(value)?),
-                "max_memory_restart" => app.max_memory_restart = Some(self.size(k, value)?),
+                "max_memory_restart" => app.max_memory_restart = Some(self.max_memory(k, value)?),
                 "wait_ready" => {
                     if self.bool(k, value)? {
                         app.ready = Some(Readiness::Message);

@@ -81,7 +81,7 @@ fn the_article_file_evaluated_by_node() {
         cwd: Some(dir),
         env: [("NODE_ENV".to_string(), "production".to_string())].into(),
         instances: Some(Instances::Max),
-        max_memory_restart: Some(1 << 30),
+        max_memory_restart: Some(crate::config::MaxMemory::Size(1 << 30)),
         ready: Some(Readiness::Message),
         listen_timeout: Some(Duration::from_secs(10)),
         kill_timeout: Some(Duration::from_secs(5)),
@@ -129,7 +129,7 @@ fn json_maps_every_option() {
         port: Some(8080),
         instance_var: Some("INSTANCE_ID".into()),
         increment_var: Some("BASE_PORT".into()),
-        max_memory_restart: Some(300 << 20),
+        max_memory_restart: Some(crate::config::MaxMemory::Size(300 << 20)),
         listen_timeout: Some(Duration::from_secs(8)),
         kill_timeout: Some(Duration::from_millis(1600)),
         stop_message: Some(true),
@@ -183,7 +183,10 @@ fn yaml() {
     assert_eq!(api.program, "node");
     assert_eq!(api.instances, Some(Instances::Count(2)));
     assert_eq!(api.env["PORT"], "3000");
-    assert_eq!(api.max_memory_restart, Some(200 << 20));
+    assert_eq!(
+        api.max_memory_restart,
+        Some(crate::config::MaxMemory::Size(200 << 20))
+    );
     assert_eq!(api.listen_timeout, Some(Duration::from_secs(3)));
     assert_eq!(api.restart_delay, Some(Duration::from_millis(250)));
     assert_eq!(api.restart_delay_max, Some(Duration::from_millis(250)));
@@ -251,7 +254,7 @@ fn value_errors_name_file_app_and_key() {
     let cases = [
         (r#"{"apps": [{"name": "api"}]}"#, "eco.json: app apps[0] (api): `script`: missing: the program to run, e.g. `script: \"./server.js\"`"),
         (r#"[{"script": "a.js", "instances": "many"}]"#, "eco.json: app apps[0]: `instances`: `many` is not a number of instances: expected N, max or -K"),
-        (r#"[{"script": "a.js"}, {"name": "b", "script": "b.js", "max_memory_restart": "1X"}]"#, "eco.json: app apps[1] (b): `max_memory_restart`: `1X` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
+        (r#"[{"script": "a.js"}, {"name": "b", "script": "b.js", "max_memory_restart": "1X"}]"#, "eco.json: app apps[1] (b): `max_memory_restart`: `1X` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G, or a share of the container memory limit, e.g. 40%"),
         (r#"[{"script": "a.js", "exec_mode": "thread"}]"#, "eco.json: app apps[0]: `exec_mode`: `thread`: expected \"cluster\" or \"fork\""),
         (r#"[{"script": "a.js", "kill_timeout": -5}]"#, "eco.json: app apps[0]: `kill_timeout`: -5: expected milliseconds or e.g. \"5s\""),
         (r#"[{"script": "a.js", "port": 70000}]"#, "eco.json: app apps[0]: `port`: 70000: expected a port number, 0-65535"),
@@ -285,8 +288,17 @@ fn pm2_units_and_loose_types() {
     assert_eq!(a.kill_timeout, Some(Duration::from_secs(3)));
     assert_eq!(a.min_uptime, Some(Duration::from_secs(60)));
     assert_eq!(a.listen_timeout, Some(Duration::from_millis(1500)));
-    assert_eq!(a.max_memory_restart, Some(1 << 20));
+    assert_eq!(
+        a.max_memory_restart,
+        Some(crate::config::MaxMemory::Size(1 << 20))
+    );
     assert_eq!(a.port, Some(3000));
+    // herd's share of the container's memory limit passes through an ecosystem file too.
+    let share = from_json(r#"[{"script": "a.js", "max_memory_restart": "40%"}]"#).unwrap();
+    assert_eq!(
+        share.apps["a"].max_memory_restart,
+        Some(crate::config::MaxMemory::Share("40%".parse().unwrap()))
+    );
     assert_eq!(a.stop_exit_codes, [2]);
     assert_eq!(a.user.as_deref(), Some("1000"));
     assert_eq!(a.group.as_deref(), Some("www"));

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::pm2::Mapper;
 use super::EcosystemError;
-use crate::config::Instances;
+use crate::config::{Instances, MaxMemory};
 use crate::units::{parse_duration, parse_size};
 
 impl Mapper<'_> {
@@ -183,6 +183,15 @@ impl Mapper<'_> {
                         format!("{}: expected bytes or e.g. \"200M\"", shown(value)),
                     )
                 }),
+        }
+    }
+
+    /// `max_memory_restart`: a size as [`Self::size`] reads it, or herd's share of the
+    /// container's memory limit ("40%"; PM2 has no such value).
+    pub(super) fn max_memory(&self, key: &str, value: &Value) -> Result<MaxMemory, EcosystemError> {
+        match value {
+            Value::String(s) => s.parse().map_err(|message| self.bad(key, message)),
+            _ => self.size(key, value).map(MaxMemory::Size),
         }
     }
 

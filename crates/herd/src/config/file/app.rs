@@ -14,7 +14,7 @@ use super::error::{FileError, Source};
 use super::raw::RawApp;
 use crate::config::flags::ProxyProtocol;
 use crate::config::values::parse_readiness;
-use crate::config::AppConfig;
+use crate::config::{AppConfig, MaxMemory};
 use crate::listen::{Balance, ListenAddr};
 use crate::output::LogFormat;
 use crate::units::{parse_duration, parse_signal, parse_size};
@@ -76,7 +76,7 @@ pub(super) fn validate(
         restart_delay: v.duration(raw.restart_delay, "restart_delay")?,
         restart_delay_max: v.duration(raw.restart_delay_max, "restart_delay_max")?,
         reload_parallel: v.count(raw.reload_parallel, "reload_parallel", 1)?,
-        max_memory_restart: v.size(raw.max_memory_restart, "max_memory_restart")?,
+        max_memory_restart: v.max_memory(raw.max_memory_restart)?,
         user: v.parse(raw.user, "user", non_empty)?,
         group: v.parse(raw.group, "group", non_empty)?,
         log_format: v.parse(raw.log_format, "log_format", |s: &str| {
@@ -312,6 +312,21 @@ impl Validator<'_> {
         bytes
             .map(Some)
             .map_err(|message| self.bad(key, span, message))
+    }
+
+    /// `max_memory_restart`: a size ("300M", or bytes as a number) or a share ("40%").
+    fn max_memory(&self, value: Option<Spanned<Value>>) -> Result<Option<MaxMemory>, FileError> {
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let max = match value.into_inner() {
+            Value::String(s) => s.parse(),
+            Value::Integer(n) => u64::try_from(n)
+                .map(MaxMemory::Size)
+                .map_err(|_| "a size cannot be negative".into()),
+            _ => Err("expected a size or a share, e.g. \"200M\", \"1G\", \"40%\"".to_string()),
+        };
+        max.map(Some)
+            .map_err(|message| self.bad("max_memory_restart", span, message))
     }
 
     /// `stop_exit_codes = [0, 2]`, or one code alone as PM2 allows.

@@ -125,7 +125,7 @@ fn a_full_file() {
         restart_delay: Some(Duration::from_millis(100)),
         restart_delay_max: Some(Duration::from_secs(30)),
         reload_parallel: Some(2),
-        max_memory_restart: Some(1 << 30),
+        max_memory_restart: Some(crate::config::MaxMemory::Size(1 << 30)),
         user: Some("www-data".into()),
         group: Some("www-data".into()),
         log_format: Some(LogFormat::Json),
@@ -274,7 +274,8 @@ fn bad_values_name_the_expected_form() {
         ("balance = \"random\"", "`apps.api.balance = \"random\"`: `random` is not a balance mode: expected one of reuseport, shared, round-robin, least-conn, sticky"),
         ("ready = \"soon\"", "`apps.api.ready = \"soon\"`: `soon` is not a readiness policy: expected auto, notify, message or delay:DURATION"),
         ("stop_signal = \"SIGNOPE\"", "`apps.api.stop_signal = \"SIGNOPE\"`: `SIGNOPE` is not a signal: expected a name such as SIGTERM, INT, QUIT or a number"),
-        ("max_memory_restart = \"1X\"", "`apps.api.max_memory_restart = \"1X\"`: `1X` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
+        ("max_memory_restart = \"1X\"", "`apps.api.max_memory_restart = \"1X\"`: `1X` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G, or a share of the container memory limit, e.g. 40%"),
+        ("max_memory_restart = \"140%\"", "`apps.api.max_memory_restart = \"140%\"`: `140%` is not a percentage: expected more than 0% and at most 100%, e.g. 40% or 12.5%"),
         ("reload_parallel = 0", "`apps.api.reload_parallel = 0`: expected a number ≥ 1"),
         ("max_restarts = -1", "`apps.api.max_restarts = -1`: expected a number ≥ 0"),
         ("proxy_protocol = \"v2\"", "`apps.api.proxy_protocol = \"v2\"`: needs `proxy = true`"),
@@ -368,7 +369,15 @@ fn durations_and_sizes_in_all_their_forms() {
     let a = &file.apps["a"];
     assert_eq!(a.kill_timeout, Some(Duration::from_secs(90)));
     assert_eq!(a.min_uptime, Some(Duration::from_secs(3)));
-    assert_eq!(a.max_memory_restart, Some(4096));
+    assert_eq!(
+        a.max_memory_restart,
+        Some(crate::config::MaxMemory::Size(4096))
+    );
+    let share = ok("[apps.a]\ncommand = \"x\"\nmax_memory_restart = \"40%\"\n");
+    assert_eq!(
+        share.apps["a"].max_memory_restart.map(|m| m.to_string()),
+        Some("40%".into())
+    );
     assert_eq!(a.stop_signal, Some(Signal::SIGTERM));
     assert_eq!(a.instances, Some(Instances::Max));
     // A number in quotes is as ambiguous as a bare one.
@@ -455,7 +464,7 @@ fn odd_values_round_trip() {
         listen_timeout: Some(Duration::from_micros(1)),
         min_uptime: Some(Duration::ZERO),
         stop_signal: Some(Signal::SIGUSR2),
-        max_memory_restart: Some(1000),
+        max_memory_restart: Some(crate::config::MaxMemory::Size(1000)),
         log_max_size: Some(10 << 20),
         stop_exit_codes: vec![-1, 0, 255],
         ..AppConfig::default()
@@ -464,6 +473,7 @@ fn odd_values_round_trip() {
         program: "x".into(),
         instances: Some(Instances::Count(3)),
         ready: Some(Readiness::Message),
+        max_memory_restart: Some("12.5%".parse().unwrap()),
         ..AppConfig::default()
     };
     let max = AppConfig {
@@ -486,6 +496,7 @@ fn odd_values_round_trip() {
         "instances = \"max\"",
         "log_max_size = \"10M\"",
         "max_memory_restart = \"1000\"",
+        "max_memory_restart = \"12.5%\"",
         "listen = [\"[::1]:8080\", \"0.0.0.0:0\", 'unix:/tmp/a sock\"s.sock']",
     ] {
         assert!(text.lines().any(|l| l == line), "{line}:\n{text}");

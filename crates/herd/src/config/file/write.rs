@@ -138,7 +138,10 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("restart_delay", restart_delay.map(duration));
     t.put("restart_delay_max", restart_delay_max.map(duration));
     t.put("reload_parallel", reload_parallel.map(integer));
-    t.put("max_memory_restart", max_memory_restart.map(size));
+    t.put(
+        "max_memory_restart",
+        max_memory_restart.map(|m| text(m.to_string())),
+    );
     t.put("autorestart", autorestart.map(Value::Boolean));
     if !stop_exit_codes.is_empty() {
         let codes = stop_exit_codes.iter().map(|c| Value::Integer((*c).into()));

@@ -26,9 +26,9 @@ impl Registry {
         config: AppConfig,
         base_env: Arc<Vec<(OsString, OsString)>>,
     ) -> Result<crate::config::RunPlan, String> {
-        let (budget, app_name) = (self.budget.clone(), name.to_string());
+        let (limits, app_name) = (self.limits.clone(), name.to_string());
         tokio::task::spawn_blocking(move || {
-            crate::config::plan(Some(&app_name), &config, Some(base_env), &budget)
+            crate::config::plan(Some(&app_name), &config, Some(base_env), &limits)
                 .map_err(|source| crate::config::plan::AppError {
                     app: app_name.clone(),
                     source,

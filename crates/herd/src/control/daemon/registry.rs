@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::config::AppConfig;
 use crate::control::home::{write_atomic, Home};
 use crate::driver::{guardian::Guardian, reap, spawn::Spawner, AppRequest};
-use crate::observe::cpus::CpuBudget;
+use crate::observe::Limits;
 use crate::supervisor::Outcome;
 
 /// Where an app is in its life.
@@ -112,7 +112,7 @@ pub struct Registry {
     pub(super) children: Arc<reap::Children>,
     pub(super) spawner: Spawner,
     pub(super) guardian: Option<Arc<Guardian>>,
-    pub(super) budget: CpuBudget,
+    pub(super) limits: Limits,
     inner: Mutex<Inner>,
     kill: tokio::sync::Notify,
     /// The workers' CPU time between two `herd ls`.
@@ -139,7 +139,7 @@ impl Registry {
             children,
             spawner,
             guardian,
-            budget: crate::observe::cpus::cpu_budget(),
+            limits: Limits::of_this_process(),
             inner: Mutex::new(Inner {
                 next_key: 1,
                 ..Default::default()

@@ -12,12 +12,15 @@
 //!   which must be installed: a missing one fails the test, saying how to install it;
 //! - [`skip`]: the few legitimate skips (not root, no user namespaces, …), each recorded
 //!   so that a run says what it did not test;
+//! - [`cgroup`]: a child cgroup with a memory limit and a CPU quota (a pod's `limits`) that
+//!   herd is started in;
 //! - [`scenarios`]: steps many tests share (a rolling reload under load, …);
 //! - [`ports`] and [`temp`]: free ports and temporary paths.
 //!
 //! Every helper that waits polls for an event with a generous bound; nothing sleeps to
 //! "let things settle".
 
+mod cgroup;
 pub mod daemon;
 mod events;
 mod harness;
@@ -30,6 +33,7 @@ mod skip;
 mod temp;
 mod tools;
 
+pub use cgroup::*;
 pub use events::*;
 pub use harness::*;
 pub use http::*;

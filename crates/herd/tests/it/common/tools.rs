@@ -48,6 +48,30 @@ pub fn util_linux(name: &str) -> String {
     require(name, "`apt-get install util-linux`")
 }
 
+/// `kubernetes-validate` (PyPI), which ships the Kubernetes API's JSON schemas and so
+/// validates manifests offline: from PATH, or from the virtualenv `.ci/run` installs it into
+/// (`<target dir>/tools/kubernetes-validate`).
+pub fn kubernetes_validate() -> String {
+    if let Some(p) = which("kubernetes-validate") {
+        return p.display().to_string();
+    }
+    let target = super::skip::skips_file();
+    let venv = target
+        .parent()
+        .expect("the target directory")
+        .join("tools/kubernetes-validate/bin/kubernetes-validate");
+    if venv.is_file() {
+        return venv.display().to_string();
+    }
+    require(
+        "kubernetes-validate",
+        &format!(
+            "`pip install kubernetes-validate==1.37.0`, or `python3 -m venv {0} && {0}/bin/pip install kubernetes-validate==1.37.0`",
+            venv.parent().and_then(|b| b.parent()).expect("the venv").display()
+        ),
+    )
+}
+
 /// A file of the repository's `examples` folder.
 pub fn example(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -34,5 +34,6 @@ mod reload;
 mod round_robin;
 mod run;
 mod shutdown;
+mod socket_activation;
 mod sticky;
 mod systemd;

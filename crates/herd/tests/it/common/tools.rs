@@ -48,6 +48,15 @@ pub fn util_linux(name: &str) -> String {
     require(name, "`apt-get install util-linux`")
 }
 
+/// The path of `systemd-socket-activate`, a real socket-activation launcher (no running
+/// systemd needed).
+pub fn systemd_socket_activate() -> String {
+    require(
+        "systemd-socket-activate",
+        "`apt-get install systemd` on Debian",
+    )
+}
+
 /// A file of the repository's `examples` folder.
 pub fn example(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,6 +3,8 @@
 //! LISTEN_PID and LISTEN_FDNAMES) or a small python launcher where a test needs a socket
 //! systemd-socket-activate cannot make (SO_REUSEPORT, a datagram socket). herd serves the
 //! inherited sockets in every balancing mode, and refuses bad ones before any worker starts.
+//! The units of `herd startup --socket run …` pass `systemd-analyze verify` and serve when
+//! run as they say.
 
 use std::os::unix::net::UnixStream;
 use std::process::Command;
@@ -316,6 +318,80 @@ fn sockets_for_another_pid_are_ignored() {
     }
     herd.wait_ready(1);
     herd.who();
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// `herd startup --socket run …`: both units pass `systemd-analyze verify` (no running systemd
+/// needed) without a warning, and what they say (the socket unit's ListenStream=, the
+/// service's ExecStart=) serves under a real socket-activation launcher.
+#[test]
+fn startup_units_verify_and_serve_under_socket_activation() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let home = TempPath::new("startup-home");
+    let out = Command::new(herd_bin())
+        .env("HERD_HOME", home.s())
+        .args(["startup", "--socket", "--watchdog", "10s", "run", "-i", "2"])
+        .args(["--listen", &listen, "--name", "web", "--", worker_bin()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Printed as `# /etc/systemd/system/NAME` (or the user's folder), then the unit.
+    let dir = TempPath::new("units");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mut units: Vec<(String, String)> = Vec::new();
+    for line in stdout.lines() {
+        match line.strip_prefix("# /") {
+            Some(path) => units.push((path.rsplit('/').next().unwrap().to_string(), String::new())),
+            None => {
+                let (_, text) = units.last_mut().expect("a unit's path first");
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    let names: Vec<&str> = units.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["herd-web.socket", "herd-web.service"], "{stdout}");
+    for (name, text) in &units {
+        std::fs::write(dir.0.join(name), text).unwrap();
+    }
+    let verify = Command::new(systemd_analyze())
+        .arg("verify")
+        .args(names.iter().map(|n| dir.0.join(n)))
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr).into_owned();
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "systemd-analyze verify: {:?}\n{complaints}\n{stdout}",
+        verify.status
+    );
+    let value = |unit: &str, key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        value(&units[0].1, "ListenStream="),
+        std::slice::from_ref(&listen)
+    );
+    let exec = value(&units[1].1, "ExecStart=").remove(0);
+    // What systemd would run: the socket's address, the service's command (no quotes here).
+    let mut cmd = Command::new(systemd_socket_activate());
+    cmd.args(["-l", &listen, "-E", "HERD_LOG_FORMAT=json"])
+        .args(exec.split_whitespace());
+    let mut herd = Herd::spawn(cmd, false, true);
+    herd.wait_log(&format!("Listening on {listen} as"));
+    first_request(&herd, port);
+    listens_inherited(&herd, &listen, "shared");
+    herd.wait_ready(2);
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }

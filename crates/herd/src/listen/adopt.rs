@@ -1,12 +1,11 @@
 //! Listening on sockets herd inherited (socket activation) instead of binding them: which
 //! inherited socket serves which address of the app, and what each balancing mode makes of it.
 //!
-//! Matching, for each address of the app in order (the first inherited socket not taken yet
-//! that matches wins):
-//! 1. by local address: the same `host:port`; an unspecified host (`-p 3000` is
-//!    `0.0.0.0:3000`) also matches the other family's unspecified host on that port (systemd's
-//!    `ListenStream=3000` is `[::]:3000`); the same unix path, a relative one taken from herd's
-//!    working directory;
+//! Matching, for each address of the app in order, among the inherited sockets not taken yet:
+//! 1. by local address, the closest first, then in fd order: the same `host:port`; an
+//!    unspecified host (`-p 3000` is `0.0.0.0:3000`) also matches the other family's
+//!    unspecified host on that port (systemd's `ListenStream=3000` is `[::]:3000`); the same
+//!    unix path, a relative one taken from herd's working directory;
 //! 2. by name: the socket's LISTEN_FDNAMES entry is the name herd gives that address
 //!    (`tcp-3000`, `unix-app.sock`), so a `.socket` unit with `FileDescriptorName=tcp-3000`
 //!    serves any address of port 3000.
@@ -58,16 +57,23 @@ impl Listeners {
                     .enumerate()
                     .filter_map(|(i, s)| Some((i, s.as_ref()?)))
             };
-            let by_addr = free().find(|(_, s)| same_address(addr, &s.local, &cwd));
+            // The closest address first (`-p 3000` takes `0.0.0.0:3000` over `[::]:3000`), in
+            // fd order; then the name.
+            let by_addr = free()
+                .filter_map(|(i, s)| Some((address_match(addr, &s.local, &cwd)?, i)))
+                .min()
+                .map(|(_, i)| i);
             let by_name = || {
                 let name = fd_name(addr);
-                free().find(|(_, s)| s.name.as_deref() == Some(name.as_str()))
+                free()
+                    .find(|(_, s)| s.name.as_deref() == Some(name.as_str()))
+                    .map(|(i, _)| i)
             };
-            let Some((i, _)) = by_addr.or_else(by_name) else {
+            let Some(i) = by_addr.or_else(by_name) else {
                 // Taken already by an earlier address: the same address listed twice.
                 if chosen
                     .iter()
-                    .any(|s: &InheritedSocket| same_address(addr, &s.local, &cwd))
+                    .any(|s: &InheritedSocket| address_match(addr, &s.local, &cwd).is_some())
                 {
                     return Err(ListenError::Duplicate { addr: addr.clone() });
                 }
@@ -134,17 +140,24 @@ fn group(s: InheritedSocket, balance: Balance, slots: usize) -> Result<Group, Li
     })
 }
 
-/// Whether the app's address `asked` means the inherited socket's `local` address.
-fn same_address(asked: &ListenAddr, local: &ListenAddr, cwd: &Path) -> bool {
+/// Whether the app's address `asked` means the inherited socket's `local` address, and how
+/// closely: 0 the same address, 1 any host of the other IP family on the same port.
+fn address_match(asked: &ListenAddr, local: &ListenAddr, cwd: &Path) -> Option<u8> {
     match (asked, local) {
-        (ListenAddr::Tcp(a), ListenAddr::Tcp(l)) => {
+        (ListenAddr::Tcp(a), ListenAddr::Tcp(l)) if a.port() == l.port() && a.port() != 0 => {
             let (a_ip, l_ip) = (a.ip().to_canonical(), l.ip().to_canonical());
-            a.port() == l.port()
-                && a.port() != 0
-                && (a_ip == l_ip || (a_ip.is_unspecified() && l_ip.is_unspecified()))
+            if a_ip == l_ip {
+                Some(0)
+            } else if a_ip.is_unspecified() && l_ip.is_unspecified() {
+                Some(1)
+            } else {
+                None
+            }
         }
-        (ListenAddr::Unix(a), ListenAddr::Unix(l)) => absolute(a, cwd) == absolute(l, cwd),
-        _ => false,
+        (ListenAddr::Unix(a), ListenAddr::Unix(l)) => {
+            (absolute(a, cwd) == absolute(l, cwd)).then_some(0)
+        }
+        _ => None,
     }
 }
 
@@ -167,11 +180,18 @@ mod tests {
     #[test]
     fn addresses_match_by_host_and_port_and_any_host_by_port() {
         let cwd = Path::new("/srv/app");
-        let yes = |a: &ListenAddr, l: &ListenAddr| assert!(same_address(a, l, cwd), "{a} {l}");
-        let no = |a: &ListenAddr, l: &ListenAddr| assert!(!same_address(a, l, cwd), "{a} {l}");
+        let yes = |a: &ListenAddr, l: &ListenAddr| {
+            assert_eq!(address_match(a, l, cwd), Some(0), "{a} {l}")
+        };
+        let no =
+            |a: &ListenAddr, l: &ListenAddr| assert_eq!(address_match(a, l, cwd), None, "{a} {l}");
+        let other_family = |a: &ListenAddr, l: &ListenAddr| {
+            assert_eq!(address_match(a, l, cwd), Some(1), "{a} {l}")
+        };
         yes(&tcp("127.0.0.1:3000"), &tcp("127.0.0.1:3000"));
-        yes(&ListenAddr::any_port(3000), &tcp("[::]:3000"));
-        yes(&tcp("[::]:3000"), &tcp("0.0.0.0:3000"));
+        yes(&ListenAddr::any_port(3000), &tcp("0.0.0.0:3000"));
+        other_family(&ListenAddr::any_port(3000), &tcp("[::]:3000"));
+        other_family(&tcp("[::]:3000"), &tcp("0.0.0.0:3000"));
         yes(&tcp("127.0.0.1:3000"), &tcp("[::ffff:127.0.0.1]:3000"));
         no(&tcp("127.0.0.1:3000"), &tcp("127.0.0.1:3001"));
         no(&tcp("127.0.0.1:3000"), &tcp("0.0.0.0:3000"));

@@ -395,3 +395,41 @@ fn startup_units_verify_and_serve_under_socket_activation() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// `herd::Cluster` (the `hello_cluster` example) started by socket activation with no PORT:
+/// it serves the inherited socket, and listens on nothing else (not its default port).
+#[test]
+fn a_cluster_serves_the_inherited_socket_instead_of_its_default_port() {
+    let exe = std::path::PathBuf::from(herd_bin())
+        .parent()
+        .unwrap()
+        .join("examples/hello_cluster");
+    assert!(
+        exe.exists(),
+        "{} is not built (cargo test builds the examples)",
+        exe.display()
+    );
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(systemd_socket_activate());
+    cmd.args([
+        "-l",
+        &listen,
+        "-E",
+        "HERD_LOG_FORMAT=json",
+        "-E",
+        "INSTANCES=2",
+    ])
+    .arg(&exe);
+    let mut herd = Herd::spawn(cmd, false, true);
+    herd.wait_log(&format!("Listening on {listen} as"));
+    first_request(&herd, port);
+    listens_inherited(&herd, &listen, "shared");
+    herd.wait_event("herd.starting");
+    if herd.events("herd.listening").len() != 1 {
+        herd.fail("the cluster listens on more than the inherited socket");
+    }
+    herd.wait_ready(2);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}

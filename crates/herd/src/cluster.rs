@@ -83,7 +83,8 @@ impl Default for Cluster {
 
 impl Cluster {
     /// One worker per CPU (`max`), balance `reuseport`, listening on `0.0.0.0:$PORT`
-    /// (3000 when PORT is not set).
+    /// (3000 when PORT is not set), or on the sockets of systemd's socket activation
+    /// (`LISTEN_FDS`) when the program is started with them.
     pub fn new() -> Cluster {
         Cluster {
             flags: Vec::new(),
@@ -170,7 +171,10 @@ impl Cluster {
         let (name, mut app) = flags.into_config(command);
         app.instances = self.instances.or(app.instances);
         app.balance = self.balance.or(app.balance);
-        if app.port.is_none() {
+        // Started by socket activation with no address given: the inherited sockets are
+        // the cluster's (as with `herd run`), not a port of its own besides them.
+        let inherited_only = app.listen.is_empty() && crate::listen::Inherited::offered();
+        if app.port.is_none() && !inherited_only {
             app.port = match std::env::var("PORT") {
                 Err(_) => Some(DEFAULT_PORT),
                 Ok(port) => match port.parse() {

@@ -28,6 +28,10 @@ pub enum Command {
     ///
     /// Signals: SIGTERM/SIGINT drain and exit (a second one kills at once), SIGHUP/SIGUSR2
     /// reload with zero downtime, SIGTTIN/SIGTTOU add/remove one worker.
+    ///
+    /// Started by systemd's socket activation (LISTEN_FDS, LISTEN_PID), it serves the
+    /// inherited sockets instead of binding: those matching --listen/--port, or all of them.
+    /// `herd startup run …` writes the systemd units.
     Run(RunArgs),
     /// Check a herd.toml or a PM2 ecosystem file: print each app as herd understands it
     /// (and, for an ecosystem file, the PM2 options herd ignores), or the first error with

@@ -48,7 +48,8 @@ pub struct RunFlags {
     pub port: Option<u16>,
 
     /// Listen on this address: host:port, [ipv6-addr]:port or unix:/path. Repeatable;
-    /// workers get the sockets from fd 3 in this order (after the one of --port).
+    /// workers get the sockets from fd 3 in this order (after the one of --port). Started
+    /// by socket activation (LISTEN_FDS), the inherited socket that matches it is served.
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 

@@ -43,7 +43,8 @@ pub enum Verb {
     Save,
     /// Start the apps of the last `herd save` that are not running.
     Resurrect,
-    /// Print a systemd unit that starts the daemon (and the saved apps) at boot.
+    /// Print a systemd unit that starts the daemon (and the saved apps) at boot; or, with
+    /// `run …`, the units of one `herd run` app.
     Startup(StartupArgs),
     /// Stop every app, then the daemon.
     Kill,
@@ -176,12 +177,46 @@ pub struct SignalArgs {
     pub signal: String,
 }
 
-/// Flags of `herd startup`.
+/// Flags of `herd startup`: `herd startup [--install]` for the daemon, `herd startup
+/// [--install] [--socket] [--watchdog DUR] run <herd run flags> -- COMMAND` for one app.
 #[derive(Debug, Args)]
 pub struct StartupArgs {
-    /// Write the unit file and enable it with systemctl (otherwise it is only printed).
+    /// Write the unit files and enable them with systemctl (otherwise they are only printed).
     #[arg(long)]
     pub install: bool,
+    /// With `run`: also a .socket unit that listens on the app's --listen and --port
+    /// addresses and hands the sockets to herd run (socket activation), so they stay open
+    /// while the service restarts.
+    #[arg(long)]
+    pub socket: bool,
+    /// With `run`: the service's WatchdogSec= (herd run says WATCHDOG=1 every half of it).
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub watchdog: Option<std::time::Duration>,
+    /// Units for one `herd run` app instead of the daemon.
+    #[command(subcommand)]
+    pub app: Option<StartupApp>,
+}
+
+/// What `herd startup` makes units for besides the daemon.
+#[derive(Debug, Subcommand)]
+pub enum StartupApp {
+    /// A systemd service (Type=notify) that runs `herd run` with the arguments that follow,
+    /// exactly as given: `herd startup --socket run -i max -p 3000 --name api -- node
+    /// server.js`. See `herd run --help` for them.
+    Run(StartupRun),
+}
+
+/// The command line of `herd startup run`.
+#[derive(Debug, Args)]
+pub struct StartupRun {
+    /// `herd run`'s flags, `--`, the program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "HERD_RUN_ARGS"
+    )]
+    pub args: Vec<String>,
 }
 
 /// Flags of `herd daemon`.

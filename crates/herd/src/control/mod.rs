@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod home;
 pub mod logs;
 pub mod protocol;
+mod run_units;
 pub mod start;
 pub mod startup;
 pub mod table;

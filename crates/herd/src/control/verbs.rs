@@ -81,7 +81,7 @@ pub fn run(verb: Verb) -> ExitCode {
             }
             Err(e) => fail(&e.to_string()),
         },
-        Verb::Startup(args) => super::startup::run(&home, args.install),
+        Verb::Startup(args) => super::startup::run(&home, args),
         Verb::Kill => kill(&client),
         Verb::Ping => match client.request_starting(Request::Ping) {
             Ok((

@@ -86,10 +86,11 @@ impl Driver {
             }
             Transport::Inherit => {
                 prober.steered = self.listeners.steer_probes();
-                // The plan only allows checks where there is such an address.
+                // The plan allows checks only where there is such an address, but an
+                // inherited socket (socket activation) may have to be served shared.
                 anyhow::ensure!(
                     prober.steered.is_some(),
-                    "no IPv4 listener to steer health checks through"
+                    "--health-check cannot reach one specific worker: no reuseport TCP listener on IPv4 or a wildcard address (an inherited socket without SO_REUSEPORT is served shared); use a handoff mode (--balance round-robin) or --proxy, or --watchdog"
                 );
                 self.steered = None;
             }

@@ -20,6 +20,7 @@ pub mod hooks;
 mod inputs;
 mod link;
 mod liveness;
+mod listening;
 mod messages;
 mod probes;
 mod process;
@@ -205,7 +206,21 @@ impl Driver {
     fn new(plan: RunPlan, host: Host) -> anyhow::Result<Driver> {
         // Everything that can fail because of the user's input fails here, before any
         // worker starts.
-        let listeners = Listeners::bind(&plan.listen, plan.balance, plan.policy.instances)?;
+        let slots = plan.policy.instances;
+        let listeners = match host.inherited {
+            Some(inherited) => Listeners::adopt(&plan.listen, plan.balance, slots, inherited)?,
+            None => Listeners::bind(&plan.listen, plan.balance, slots)?,
+        };
+        if let crate::config::Transport::Proxy(_) = plan.transport {
+            // The plan checked the addresses it was given; inherited ones are known only now.
+            if let Some(unix) = listeners
+                .local_addrs()
+                .into_iter()
+                .find(|a| matches!(a, crate::listen::ListenAddr::Unix(_)))
+            {
+                return Err(crate::config::plan::PlanError::ProxyUnix(unix.to_string()).into());
+            }
+        }
         let admin = match &plan.admin {
             Some(addr) => Some(
                 crate::admin::Listener::bind(addr)
@@ -305,10 +320,7 @@ impl Driver {
         } else {
             ""
         };
-        for addr in self.listeners.local_addrs() {
-            info!(app = %self.plan.name, event = "herd.listening", addr = %addr, balance = %self.plan.balance,
-                "listening on {addr} ({}{proxy})", self.plan.balance);
-        }
+        listening::log(&self.plan.name, &self.listeners, self.plan.balance, proxy);
         if let Some(listener) = self.admin.take() {
             let (tx, rx) = crate::admin::probes();
             info!(app = %self.plan.name, event = "admin.listening", addr = %listener.local_addr(),

@@ -60,8 +60,13 @@ pub fn process_start() -> anyhow::Result<Process> {
 }
 
 /// Runs the plan to its end; the outcome decides herd's exit code. `hooks` are the
-/// embedding program's (`herd::Cluster`); the CLI has none.
-pub fn run(plan: RunPlan, hooks: Option<hooks::Hooks>) -> anyhow::Result<Outcome> {
+/// embedding program's (`herd::Cluster`); the CLI has none. `inherited`: the sockets herd
+/// was started with (socket activation), served instead of binding the plan's addresses.
+pub fn run(
+    plan: RunPlan,
+    hooks: Option<hooks::Hooks>,
+    inherited: Option<crate::listen::Inherited>,
+) -> anyhow::Result<Outcome> {
     let Process {
         guardian,
         runtime,
@@ -82,6 +87,7 @@ pub fn run(plan: RunPlan, hooks: Option<hooks::Hooks>) -> anyhow::Result<Outcome
             sink: None,
             hooks,
             service: true,
+            inherited,
         };
         let driver = Driver::new(plan, host)?;
         driver.run().await
@@ -112,7 +118,15 @@ pub fn run_foreground(
         }
     };
     plan.extra_env = extra_env;
-    match run(plan, hooks) {
+    // Checked before anything starts, so bad sockets fail herd before any worker runs.
+    let inherited = match crate::listen::Inherited::from_env() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match run(plan, hooks, inherited) {
         Ok(outcome) => {
             let code = outcome.exit_code();
             info!(
@@ -161,6 +175,9 @@ pub struct Host {
     /// Whether the app speaks for the process to systemd (`NOTIFY_SOCKET`,
     /// `WATCHDOG_USEC`): `herd run` yes, the daemon's apps no (the daemon does).
     pub service: bool,
+    /// The sockets the process was started with (socket activation, `herd run` only), to
+    /// serve instead of binding the app's addresses.
+    pub inherited: Option<crate::listen::Inherited>,
 }
 
 /// How a driver learns of its workers' exits.

@@ -72,6 +72,15 @@ pub enum ListenError {
         addr: ListenAddr,
     },
 
+    /// herd was started with sockets (socket activation) and none of them is this address.
+    #[error("cannot listen on {addr}: none of the sockets herd was started with (LISTEN_FDS) is on this address: {inherited}")]
+    NotInherited {
+        /// The address of the app.
+        addr: ListenAddr,
+        /// Every inherited socket: `fd 3 = 127.0.0.1:3000 (`web`)`.
+        inherited: String,
+    },
+
     /// Any other I/O error while creating, binding or listening.
     #[error("cannot listen on {addr}: {source}")]
     Io {

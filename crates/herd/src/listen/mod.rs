@@ -9,12 +9,20 @@
 //! connections queued on a reuseport socket wait for the slot's replacement, and the kernel's
 //! reuseport group keeps the order that makes slot = group index for [`Listeners::steer`].
 //!
+//! Started by socket activation, herd serves the sockets it inherited instead of binding
+//! them ([`Listeners::adopt`]; `inherit` reads and checks them, `adopt` matches them with the
+//! app's addresses).
+//!
 //! This module does not spawn workers, place fds at 3.. or set LISTEN_FDS (the driver does),
 //! and does not accept connections (the `balance` modes where the primary accepts do).
 
 mod addr;
+mod adopt;
+#[cfg(test)]
+mod adopt_tests;
 mod bind;
 mod error;
+mod inherit;
 mod steer;
 pub use steer::probe_source;
 #[cfg(test)]
@@ -26,6 +34,7 @@ use socket2::Socket;
 
 pub use addr::{Balance, ListenAddr};
 pub use error::ListenError;
+pub use inherit::Inherited;
 
 /// Longest LISTEN_FDNAMES entry systemd accepts.
 const FDNAME_MAX: usize = 255;
@@ -40,6 +49,19 @@ pub struct Listeners {
     /// Health checks are steered to their slot (`--health-check` in reuseport mode): a
     /// program stays attached even when every slot is ready.
     probes: bool,
+    /// Inherited sockets that no address of the app asked for (see [`Listeners::adopt`]).
+    unused: Vec<String>,
+}
+
+/// One address herd listens on, as the log tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    /// The bound address (the kernel's port when 0 was asked).
+    pub addr: ListenAddr,
+    /// The fd herd inherited the socket as (socket activation), if it did.
+    pub inherited: Option<RawFd>,
+    /// Why the address is `shared` although the app asked for `reuseport`.
+    pub shared_because: Option<&'static str>,
 }
 
 /// The socket(s) of one address.
@@ -55,6 +77,10 @@ struct Group {
     per_slot: bool,
     /// The unix socket file this process created, removed when the group is dropped.
     _file: Option<bind::SocketFile>,
+    /// The fd the first socket was inherited as (socket activation).
+    inherited: Option<RawFd>,
+    /// Why a reuseport app's address has one shared socket (see [`Listeners::adopt`]).
+    shared_because: Option<&'static str>,
 }
 
 impl Group {
@@ -107,6 +133,8 @@ impl Listeners {
                         sockets,
                         per_slot: true,
                         _file: None,
+                        inherited: None,
+                        shared_because: None,
                     }
                 }
                 _ => shared_group(addr)?,
@@ -116,6 +144,7 @@ impl Listeners {
             groups,
             on_demand: Vec::new(),
             probes: false,
+            unused: Vec::new(),
         })
     }
 
@@ -310,6 +339,24 @@ impl Listeners {
         self.groups.iter().map(|g| g.local.clone()).collect()
     }
 
+    /// Each address with how herd got its socket, for the `herd.listening` records.
+    pub fn listening(&self) -> Vec<Listening> {
+        self.groups
+            .iter()
+            .map(|g| Listening {
+                addr: g.local.clone(),
+                inherited: g.inherited,
+                shared_because: g.shared_because,
+            })
+            .collect()
+    }
+
+    /// The inherited sockets no address of the app matched (`fd 4 = 127.0.0.1:81`), which
+    /// herd does not serve.
+    pub fn unused_inherited(&self) -> &[String] {
+        &self.unused
+    }
+
     /// The port to put in the worker's PORT variable: the first TCP address's actual port.
     pub fn port(&self) -> Option<u16> {
         self.groups.iter().find_map(|g| match g.local {
@@ -331,6 +378,8 @@ fn shared_group(addr: &ListenAddr) -> Result<Group, ListenError> {
                 sockets: vec![socket],
                 per_slot: false,
                 _file: None,
+                inherited: None,
+                shared_because: None,
             }
         }
         ListenAddr::Unix(path) => {
@@ -341,6 +390,8 @@ fn shared_group(addr: &ListenAddr) -> Result<Group, ListenError> {
                 sockets: vec![socket],
                 per_slot: false,
                 _file: Some(file),
+                inherited: None,
+                shared_because: None,
             }
         }
     })

@@ -48,7 +48,7 @@
 //! | `shutdown.forced` | WARN | `workers` |
 //! | `request.ignored` | WARN | `what`, `why` |
 //! | `notify.unknown_sender` | WARN | `pid` |
-//! | `herd.listening` | INFO | `addr`, `balance` |
+//! | `herd.listening` | INFO | `addr`, `balance`, `inherited` (true: the socket came from socket activation, `LISTEN_FDS`) |
 //! | `herd.starting` | INFO | `instances`, `reason` (how `-i` was resolved, e.g. `-i max = 2 workers: …`) |
 //! | `herd.listening_on_demand` | INFO | `addr`, `slot` (the Node cluster worker that asked) |
 //! | `worker.disconnecting` | INFO | `pid` (a Node cluster worker told to close its servers) |

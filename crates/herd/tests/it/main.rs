@@ -36,5 +36,6 @@ mod reload;
 mod round_robin;
 mod run;
 mod shutdown;
+mod socket_activation;
 mod sticky;
 mod systemd;

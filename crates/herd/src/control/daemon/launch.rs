@@ -106,6 +106,7 @@ impl Registry {
             sink: Some(Box::new(sink)),
             hooks: None,
             service: false,
+            inherited: None,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("herd-app-{key}"))

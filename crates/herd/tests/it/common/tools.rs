@@ -72,6 +72,21 @@ pub fn kubernetes_validate() -> String {
     )
 }
 
+/// The path of `systemd-socket-activate`, a real socket-activation launcher (no running
+/// systemd needed).
+pub fn systemd_socket_activate() -> String {
+    require(
+        "systemd-socket-activate",
+        "`apt-get install systemd` on Debian",
+    )
+}
+
+/// The path of `systemd-analyze`, which checks unit files (`verify`) without a running
+/// systemd.
+pub fn systemd_analyze() -> String {
+    require("systemd-analyze", "`apt-get install systemd` on Debian")
+}
+
 /// A file of the repository's `examples` folder.
 pub fn example(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -269,6 +269,20 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
         if s.counters.as_object().is_some_and(|o| !o.is_empty()) {
             field("counters", &s.counters.to_string());
         }
+        let reasons: Vec<String> = s
+            .restarts_by_reason
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        if !reasons.is_empty() {
+            field("restarts", &reasons.join(", "));
+        }
+        for w in &s.workers {
+            if let Some(h) = &w.health {
+                field(&format!("health {}", w.slot), &health_line(h));
+            }
+        }
     }
     for log in &app.logs {
         field("log", &log.path);
@@ -278,6 +292,27 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
         super::table::render(std::slice::from_ref(&app))
     );
     ExitCode::SUCCESS
+}
+
+/// One worker's health for `describe`: the last check in full, its heartbeat, its loop.
+fn health_line(h: &crate::driver::status::HealthStatus) -> String {
+    let mut parts = Vec::new();
+    match (&h.error, h.latency_ms, h.passed) {
+        (Some(e), _, _) => parts.push(format!("last check failed ({} in a row): {e}", h.failures)),
+        (None, Some(ms), _) => parts.push(format!("last check ok in {ms:.1} ms")),
+        (None, None, false) => {}
+        (None, None, true) => parts.push("last check ok".into()),
+    }
+    if let Some(ms) = h.heartbeat_age_ms {
+        parts.push(format!("heartbeat {ms} ms ago"));
+    }
+    if let Some(ms) = h.loop_lag_ms {
+        parts.push(format!("event-loop lag {ms:.1} ms"));
+    }
+    if parts.is_empty() {
+        parts.push("not checked yet".into());
+    }
+    parts.join("; ")
 }
 
 /// After this CLI started the daemon: what the daemon found of its predecessor.

@@ -271,6 +271,7 @@ pub fn plan(
             readiness,
             health: health.policy,
             watchdog: health.watchdog,
+            slot_socket_shared: balance == Balance::ReusePort,
             ..policy
         },
         instances_reason,

@@ -96,10 +96,11 @@ impl Supervisor {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
+            .filter(|(i, s)| {
                 s.worker()
                     .and_then(|id| self.workers.get(&id))
                     .is_some_and(|w| w.serves())
+                    && !self.hung_worker_holds_socket(*i)
             })
             .map(|(i, _)| i)
             .collect();

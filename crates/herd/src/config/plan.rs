@@ -247,28 +247,8 @@ pub fn plan(
     }
     let program = find_program(app, base_env.as_deref())?;
     let policy = policy(app)?;
-    let mut listen = Vec::new();
-    if let Some(port) = app.port {
-        listen.push(ListenAddr::any_port(port));
-    }
-    listen.extend(app.listen.iter().cloned());
-    let proxy = app.proxy.unwrap_or(false);
-    let balance = match (app.balance, proxy) {
-        (Some(b), true) if !b.is_handoff() => return Err(PlanError::ProxyBalance(b)),
-        (Some(b), _) => b,
-        (None, true) => Balance::RoundRobin,
-        (None, false) => Balance::ReusePort,
-    };
-    let transport = match (proxy, balance.is_handoff()) {
-        (true, _) => Transport::Proxy(app.proxy_protocol),
-        (false, true) => Transport::Handoff,
-        (false, false) => Transport::Inherit,
-    };
-    if let Transport::Proxy(_) = transport {
-        if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
-            return Err(PlanError::ProxyUnix(unix.to_string()));
-        }
-    }
+    let (listen, balance, transport) = transport(app)?;
+    let proxy = matches!(transport, Transport::Proxy(_));
     if let Some(admin) = &app.admin {
         if listen.iter().any(|a| same_address(a, admin)) {
             return Err(PlanError::AdminOnAppAddress(admin.to_string()));
@@ -303,6 +283,7 @@ pub fn plan(
             health: health.policy,
             watchdog: health.watchdog,
             max_memory: worker_memory.as_ref().map(|w| w.limit),
+            slot_socket_shared: balance == Balance::ReusePort,
             ..policy
         },
         instances_reason,
@@ -329,6 +310,43 @@ pub fn plan(
             credentials: credentials(app.user.as_deref(), app.group.as_deref())?,
         },
     })
+}
+
+/// The addresses of `app` (`--port` first), its balance and its transport.
+fn transport(app: &AppConfig) -> Result<(Vec<ListenAddr>, Balance, Transport), PlanError> {
+    let mut listen = Vec::new();
+    if let Some(port) = app.port {
+        listen.push(ListenAddr::any_port(port));
+    }
+    listen.extend(app.listen.iter().cloned());
+    let proxy = app.proxy.unwrap_or(false);
+    let balance = match (app.balance, proxy) {
+        (Some(b), true) if !b.is_handoff() => return Err(PlanError::ProxyBalance(b)),
+        (Some(b), _) => b,
+        (None, true) => Balance::RoundRobin,
+        (None, false) => Balance::ReusePort,
+    };
+    let transport = match (proxy, balance.is_handoff()) {
+        (true, _) => Transport::Proxy(app.proxy_protocol),
+        (false, true) => Transport::Handoff,
+        (false, false) => Transport::Inherit,
+    };
+    if let Transport::Proxy(_) = transport {
+        if let Some(unix) = listen.iter().find(|a| matches!(a, ListenAddr::Unix(_))) {
+            return Err(PlanError::ProxyUnix(unix.to_string()));
+        }
+    }
+    Ok((listen, balance, transport))
+}
+
+/// What [`plan`] would refuse of the health settings of `app` (`--health-*`,
+/// `--watchdog`), found without the machine (no PATH, no cwd): a herd.toml names the key
+/// and line of such a mistake when it is read. Any other mistake is left to [`plan`].
+pub(crate) fn check_health(app: &AppConfig) -> Result<(), PlanError> {
+    let Ok((listen, balance, transport)) = transport(app) else {
+        return Ok(());
+    };
+    super::health::plan(app, balance, transport, &listen).map(|_| ())
 }
 
 /// Whether two addresses would be the same socket: the same unix path, or the same TCP

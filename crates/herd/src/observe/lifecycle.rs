@@ -240,7 +240,8 @@ pub fn write(app: &str, log: &Log) {
         }
         Log::NeverHealthy { slot, pid, within, last } => {
             let last_s = last.as_deref().map(|e| format!(" (last check: {e})")).unwrap_or_default();
-            error!(app, event, slot, pid, within_ms = ms(*within), last = ?last,
+            let last = last.as_deref().unwrap_or("");
+            error!(app, event, slot, pid, within_ms = ms(*within), last,
                 "worker {app}:{slot} (pid {pid}) never passed a health check within {}{last_s}: a failed start", crate::units::format_duration(*within))
         }
         Log::HungRestartFailed { slot, reason } => error!(app, event, slot, reason = %reason,

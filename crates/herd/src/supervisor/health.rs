@@ -17,6 +17,12 @@
 //! serves nobody, so waiting gains nothing. If its slot already has a replacement (a
 //! reload's, a memory one), that one takes over. If the replacement fails, the hung worker
 //! is stopped and its slot restarts as after a crash; an errored app just stops it.
+//!
+//! Where a slot's workers share the slot's socket (reuseport), a hung worker may go on
+//! accepting from it, and ignore its stop, until it is killed: it would take a share of
+//! the connections and checks meant for its replacement. So its slot stays out of the
+//! route until it is gone, and a failed check of the replacement (which may have landed
+//! on it) does not count meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -62,9 +68,14 @@ impl Supervisor {
         let Some(id) = self.id_of_pid(pid) else {
             return;
         };
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        // A check that may have landed on a hung worker of the same slot judges nothing.
+        let shared = !w.health.hung && self.hung_worker_holds_socket(w.slot);
         let w = self.workers.get_mut(&id).expect("looked up above");
         w.health.in_flight = false;
-        let watched = w.stage == Stage::Ready && !w.health.hung;
+        let watched = w.stage == Stage::Ready && !w.health.hung && !shared;
         let (slot, started) = (w.slot, w.started);
         let h = &mut w.health;
         match &result {
@@ -105,6 +116,17 @@ impl Supervisor {
             }
         }
         h.last = Some(result);
+    }
+
+    /// With one socket per slot: a hung worker of `slot` is still alive, and may still
+    /// accept from the socket it shares with its replacement (see
+    /// [`Policy::slot_socket_shared`](super::Policy)).
+    pub(super) fn hung_worker_holds_socket(&self, slot: usize) -> bool {
+        self.policy.slot_socket_shared
+            && self
+                .workers
+                .values()
+                .any(|w| w.slot == slot && w.health.hung)
     }
 
     /// A worker said `WATCHDOG=trigger`.

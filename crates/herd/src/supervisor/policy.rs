@@ -95,6 +95,11 @@ pub struct Policy {
     /// A ready worker that sends no heartbeat (`WATCHDOG=1`, the `"watchdog"` message) for
     /// this long is hung and replaced (`--watchdog`); `None`: no watchdog.
     pub watchdog: Option<Duration>,
+    /// The workers of a slot accept from one socket of their slot (reuseport), so a hung
+    /// worker that still accepts takes a share of its slot's connections and health checks
+    /// until it is gone: its slot stays out of the route, and its replacement's failed
+    /// checks do not count, until then.
+    pub slot_socket_shared: bool,
 }
 
 impl Default for Policy {
@@ -116,6 +121,7 @@ impl Default for Policy {
             shutdown_delay: Duration::ZERO,
             health: None,
             watchdog: None,
+            slot_socket_shared: false,
         }
     }
 }

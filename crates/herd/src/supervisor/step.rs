@@ -92,14 +92,25 @@ impl Supervisor {
 
     /// Ends the step: the route if it changed, the exit if nothing is left, the next wake-up.
     fn finish(&mut self, out: &mut Vec<Action>) {
+        // Slots a hung worker may still accept for (reuseport), found once per step.
+        let held: Vec<usize> = if self.policy.slot_socket_shared {
+            self.workers
+                .values()
+                .filter(|w| w.health.hung)
+                .map(|w| w.slot)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let route: Vec<usize> = self
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
+            .filter(|(i, s)| {
                 s.worker()
                     .and_then(|id| self.workers.get(&id))
                     .is_some_and(|w| w.serves())
+                    && !held.contains(i)
             })
             .map(|(i, _)| i)
             .collect();

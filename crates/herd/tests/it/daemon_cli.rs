@@ -15,19 +15,7 @@ use nix::unistd::Pid;
 /// Runs `herd start FILE` with `toml` in a fresh home; it must fail naming `file:line:`
 /// and `key`, and start nothing (not even the daemon).
 fn bad_file(toml: &str, line: usize, key: &str) {
-    let d = Daemon::new();
-    let file = d.file("herd.toml", toml);
-    let r = d.refused(&["start", file.to_str().unwrap()]);
-    let at = format!("{}:{line}:", file.display());
-    assert!(
-        r.stderr.contains(&at) && r.stderr.contains(key),
-        "stderr should name {at} and `{key}`:\n{r}"
-    );
-    assert_eq!(d.ok(&["ls", "--json"]).stdout.trim(), "[]");
-    // The file is checked by the CLI before it talks to a daemon: none was started.
-    assert_eq!(d.daemon_pid(), None);
-    assert!(!d.home().exists(), "the home was created for a bad file");
-    assert!(d.processes().is_empty(), "{:?}", d.describe_processes());
+    Daemon::new().refuses_file(toml, line, key);
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod daemon_redefine;
 mod handoff_flow;
 mod handoff_plain;
 mod handoff_unix;
+mod health;
 mod import;
 mod kubernetes;
 mod least_conn;

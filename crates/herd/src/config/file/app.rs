@@ -13,6 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{FileError, Source};
 use super::raw::RawApp;
 use crate::config::flags::ProxyProtocol;
+use crate::config::plan::PlanError;
 use crate::config::values::parse_readiness;
 use crate::config::{AppConfig, MaxMemory};
 use crate::listen::{Balance, ListenAddr};
@@ -33,6 +34,7 @@ pub(super) fn validate(
     let table_span = raw.span();
     let raw = raw.into_inner();
     let v = Validator { name, src };
+    let health_spans = HealthSpans::of(&raw);
     let (program, mut args) = v.command(raw.command, table_span)?;
     if let Some(more) = raw.args {
         args.extend(more.into_inner());
@@ -50,7 +52,7 @@ pub(super) fn validate(
             }
         })?,
     };
-    Ok(AppConfig {
+    let config = AppConfig {
         program,
         args,
         cwd: raw.cwd.map(|c| PathBuf::from(c.into_inner())),
@@ -119,7 +121,57 @@ pub(super) fn validate(
         log_files: v.count(raw.log_files, "log_files", 1)?,
         env,
         profiles: BTreeMap::new(),
-    })
+    };
+    // Settings that contradict each other, named at the key that must change.
+    if let Err(e) = crate::config::plan::check_health(&config) {
+        if let Some((key, span)) = health_spans.key_of(&e) {
+            return Err(v.bad(key, span, e.to_string()));
+        }
+    }
+    Ok(config)
+}
+
+/// Where the health keys of an app are, for the mistakes only their combination shows.
+struct HealthSpans {
+    check: Option<Range<usize>>,
+    interval: Option<Range<usize>>,
+    timeout: Option<Range<usize>>,
+    failures: Option<Range<usize>>,
+    start_period: Option<Range<usize>>,
+    watchdog: Option<Range<usize>>,
+}
+
+impl HealthSpans {
+    fn of(raw: &RawApp) -> HealthSpans {
+        HealthSpans {
+            check: raw.health_check.as_ref().map(Spanned::span),
+            interval: raw.health_interval.as_ref().map(Spanned::span),
+            timeout: raw.health_timeout.as_ref().map(Spanned::span),
+            failures: raw.health_failures.as_ref().map(Spanned::span),
+            start_period: raw.health_start_period.as_ref().map(Spanned::span),
+            watchdog: raw.watchdog.as_ref().map(Spanned::span),
+        }
+    }
+
+    /// The key a health mistake is about, and where it is.
+    fn key_of(&self, e: &PlanError) -> Option<(&'static str, Range<usize>)> {
+        let at = |key: &'static str, span: &Option<Range<usize>>| Some((key, span.clone()?));
+        match e {
+            // The timeout, or the interval that is shorter than the default timeout.
+            PlanError::HealthTimeout { .. } => at("health_timeout", &self.timeout)
+                .or_else(|| at("health_interval", &self.interval)),
+            PlanError::HealthNeedsCheck(flag) => match *flag {
+                "--health-interval" => at("health_interval", &self.interval),
+                "--health-timeout" => at("health_timeout", &self.timeout),
+                "--health-failures" => at("health_failures", &self.failures),
+                _ => at("health_start_period", &self.start_period),
+            },
+            PlanError::HealthFailures => at("health_failures", &self.failures),
+            PlanError::WatchdogTooShort(_) => at("watchdog", &self.watchdog),
+            PlanError::HealthUntargetable(_) => at("health_check", &self.check),
+            _ => None,
+        }
+    }
 }
 
 fn non_empty(s: &str) -> Result<String, String> {

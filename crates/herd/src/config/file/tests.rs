@@ -316,6 +316,49 @@ fn increment_var_needs_a_number_in_env() {
     );
 }
 
+/// Health settings that only fail together are named at the key to change, with its line,
+/// as soon as the file is read (so `herd check` and `herd start` refuse it).
+#[test]
+fn health_keys_that_contradict_each_other_are_named_with_their_line() {
+    let app = "[apps.a]\ncommand = \"x\"\nport = 3000\n";
+    for (lines, at, message) in [
+        (
+            "health_check = \"http:/h\"\nhealth_interval = \"1s\"\nhealth_timeout = \"2s\"",
+            "herd.toml:6:18: `apps.a.health_timeout = \"2s\"`",
+            "--health-timeout (2s) must not exceed --health-interval (1s)",
+        ),
+        // The default timeout (2 s) is longer than this interval: the interval is named.
+        (
+            "health_check = \"http:/h\"\nhealth_interval = \"1s\"",
+            "herd.toml:5:19: `apps.a.health_interval = \"1s\"`",
+            "--health-timeout (2s) must not exceed --health-interval (1s)",
+        ),
+        (
+            "health_start_period = \"5s\"",
+            "herd.toml:4:23: `apps.a.health_start_period = \"5s\"`",
+            "--health-start-period needs --health-check",
+        ),
+        (
+            "watchdog = \"10ms\"",
+            "herd.toml:4:12: `apps.a.watchdog = \"10ms\"`",
+            "--watchdog 10ms is too short",
+        ),
+        (
+            "health_check = \"http:/h\"\nbalance = \"shared\"",
+            "herd.toml:4:16: `apps.a.health_check = \"http:/h\"`",
+            "with --balance shared",
+        ),
+    ] {
+        let e = err(&format!("{app}{lines}\n"));
+        assert!(e.starts_with(at) && e.contains(message), "{lines}:\n{e}");
+    }
+    // Together they work; with --proxy any balance mode may check.
+    ok(&format!(
+        "{app}health_check = \"http:/h\"\nhealth_interval = \"3s\"\nwatchdog = \"1s\"\n"
+    ));
+    ok(&format!("{app}health_check = \"http:/h\"\nproxy = true\n"));
+}
+
 #[test]
 fn one_exit_code_alone() {
     let file = ok("[apps.a]\ncommand = \"x\"\nstop_exit_codes = 0\n");

@@ -111,6 +111,58 @@ fn failures_in_a_row_replace_the_worker_the_safe_way() {
     assert!(restart_delay(&acts).is_none(), "its slot is served already");
 }
 
+/// Reuseport: the hung worker shares its slot's socket with its replacement and may still
+/// accept from it (and ignore the stop) until it is killed: the slot stays out of the route
+/// until it is gone, and the replacement's failed checks (which may have landed on the hung
+/// worker) do not count meanwhile.
+#[test]
+fn a_hung_worker_keeps_its_slot_out_of_the_route_until_it_is_gone() {
+    let mut sim = Sim::running(Policy {
+        instances: 2,
+        readiness: Readiness::Notify,
+        health: Some(HealthPolicy {
+            interval: S,
+            timeout: 500 * MS,
+            failures: 1,
+            start_period: Duration::ZERO,
+        }),
+        slot_socket_shared: true,
+        ..Policy::default()
+    });
+    ready_all(&mut sim);
+    let (old, other) = (sim.pid_of_slot(0)[0], sim.pid_of_slot(1)[0]);
+    healthy(&mut sim, old);
+    healthy(&mut sim, other);
+    sim.advance(S);
+    answer(&mut sim, old, false);
+    assert!(hung_logged(&sim, old, HangCause::Health));
+    let new = sim.spawn_all()[0];
+    let acts = sim.ready(new);
+    assert_eq!(stops(&acts), vec![old]);
+    assert_eq!(
+        last_route(&sim),
+        vec![1],
+        "the hung worker still holds slot 0's socket"
+    );
+    // Its replacement passes, then fails while the hung worker lives: not counted.
+    answer(&mut sim, new, true);
+    sim.advance(S);
+    answer(&mut sim, new, false);
+    assert!(!hung_logged(&sim, new, HangCause::Health));
+    // It ignores the stop: killed at the kill timeout; once it is gone, slot 0 is routed
+    // and its replacement's failures count again.
+    assert_eq!(
+        kills(&sim.advance(Policy::default().kill_timeout)),
+        vec![old]
+    );
+    assert_eq!(last_route(&sim), vec![1]);
+    sim.exit(old, ExitStatus::Signal(9));
+    assert_eq!(last_route(&sim), vec![0, 1]);
+    sim.advance(S);
+    answer(&mut sim, new, false);
+    assert!(hung_logged(&sim, new, HangCause::Health));
+}
+
 #[test]
 fn a_pass_resets_the_count_and_is_logged() {
     let mut sim = health_sim(1, None);

@@ -214,6 +214,29 @@ impl Daemon {
         path
     }
 
+    /// Runs `herd start FILE` with `toml` as FILE in this (fresh) home; it must fail
+    /// naming `file:line:` and `key`, and start nothing (not even the daemon). Returns
+    /// what it printed.
+    pub fn refuses_file(&self, toml: &str, line: usize, key: &str) -> Ran {
+        let file = self.file("herd.toml", toml);
+        let r = self.refused(&["start", file.to_str().unwrap()]);
+        let at = format!("{}:{line}:", file.display());
+        assert!(
+            r.stderr.contains(&at) && r.stderr.contains(key),
+            "stderr should name {at} and `{key}`:\n{r}"
+        );
+        assert_eq!(self.ok(&["ls", "--json"]).stdout.trim(), "[]");
+        // The file is checked by the CLI before it talks to a daemon: none was started.
+        assert_eq!(self.daemon_pid(), None);
+        assert!(!self.home().exists(), "the home was created for a bad file");
+        assert!(
+            self.processes().is_empty(),
+            "{:?}",
+            self.describe_processes()
+        );
+        r
+    }
+
     /// `herd ls --json`, parsed; remembers the pids for Drop.
     pub fn ls(&self) -> Vec<Value> {
         let r = self.ok(&["ls", "--json"]);

@@ -3,6 +3,8 @@
 //! (`src/observe/lifecycle.rs` lists them), never by the English sentence. The workers'
 //! output lines are JSON objects too; [`worker_text`] gives their text.
 
+use std::time::{Instant, SystemTime};
+
 use super::{Herd, Out, T};
 
 impl Herd {
@@ -159,5 +161,24 @@ impl Event {
 
     pub fn app(&self) -> &str {
         self.str("app")
+    }
+
+    /// When herd wrote the record (its `timestamp`, RFC 3339 in UTC), on the test's
+    /// monotonic clock: comparable with the `Instant`s a test takes around what it does.
+    pub fn at(&self) -> Instant {
+        let ts = self.str("timestamp");
+        let t = humantime::parse_rfc3339(ts)
+            .unwrap_or_else(|e| panic!("bad timestamp {ts:?} in the event {self:?}: {e}"));
+        instant_of(t)
+    }
+}
+
+/// The `Instant` of a wall-clock time (both clocks read now; a clock step between the
+/// two readings is far below what any test measures).
+pub fn instant_of(t: SystemTime) -> Instant {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    match wall.duration_since(t) {
+        Ok(ago) => now.checked_sub(ago).unwrap_or(now),
+        Err(ahead) => now + ahead.duration(),
     }
 }

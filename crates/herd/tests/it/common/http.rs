@@ -61,21 +61,29 @@ pub fn raw_exchange(mut s: impl Read + Write, request: &str) -> std::io::Result<
 /// A TCP connection to 127.0.0.1:`port` from the source address `src` (every address of
 /// 127.0.0.0/8 is local on Linux), with 10 s read and write timeouts.
 pub fn connect_from(src: std::net::Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpStream> {
+    connect_within(src, port, Duration::from_secs(5), Duration::from_secs(10))
+}
+
+/// [`connect_from`] with a `connect` timeout and an `io` timeout for each read and write.
+pub fn connect_within(
+    src: std::net::Ipv4Addr,
+    port: u16,
+    connect: Duration,
+    io: Duration,
+) -> std::io::Result<std::net::TcpStream> {
     use socket2::{Domain, SockAddr, Socket, Type};
     let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    if src == std::net::Ipv4Addr::LOCALHOST {
+    let s = if src == std::net::Ipv4Addr::LOCALHOST {
         // The kernel's choice of source address is 127.0.0.1 too: no bind needed.
-        let s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.set_write_timeout(Some(Duration::from_secs(10)))?;
-        return Ok(s);
-    }
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    s.bind(&SockAddr::from(std::net::SocketAddrV4::new(src, 0)))?;
-    s.connect_timeout(&SockAddr::from(to), Duration::from_secs(5))?;
-    let s = std::net::TcpStream::from(s);
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        std::net::TcpStream::connect_timeout(&to, connect)?
+    } else {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        s.bind(&SockAddr::from(std::net::SocketAddrV4::new(src, 0)))?;
+        s.connect_timeout(&SockAddr::from(to), connect)?;
+        std::net::TcpStream::from(s)
+    };
+    s.set_read_timeout(Some(io))?;
+    s.set_write_timeout(Some(io))?;
     Ok(s)
 }
 
@@ -183,7 +191,25 @@ pub fn answer_pid(body: &str) -> Option<u32> {
 /// `GET path` on a new connection from `src` (closed after the answer); the answer must
 /// be a 200 naming a worker pid. Returns (pid, body).
 pub fn get_from(src: std::net::Ipv4Addr, port: u16, path: &str) -> Result<(u32, String), String> {
-    let mut s = connect_from(src, port).map_err(|e| format!("connect from {src}: {e}"))?;
+    get_from_within(
+        src,
+        port,
+        path,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+}
+
+/// [`get_from`] with a `connect` timeout and an `io` timeout for each read and write.
+pub fn get_from_within(
+    src: std::net::Ipv4Addr,
+    port: u16,
+    path: &str,
+    connect: Duration,
+    io: Duration,
+) -> Result<(u32, String), String> {
+    let mut s =
+        connect_within(src, port, connect, io).map_err(|e| format!("connect from {src}: {e}"))?;
     let (status, body) = request_on(&mut s, path, true).map_err(|e| format!("from {src}: {e}"))?;
     if status != 200 {
         return Err(format!("from {src}: status {status}: {body:?}"));

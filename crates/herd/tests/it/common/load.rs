@@ -1,7 +1,9 @@
 //! The suite's one load generator: client threads requesting `/` in a loop until stopped,
 //! each either on a new connection per request or on one keep-alive connection (ureq's
 //! pool, which opens another when the server closes one). Every answer must be a 200 that
-//! names a worker pid; answers are counted per pid, failures kept with their time.
+//! names a worker pid; answers are counted per pid, failures kept with the time the request
+//! was sent and the time it failed. A request has 5 s to connect and 10 s for each read
+//! unless the load is started with a shorter [`Load::within`] timeout.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::http::{agent_get, answer_pid, get_from};
+use super::http::{agent_get, answer_pid, get_from_within};
 
 /// How a client thread connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +27,19 @@ pub enum Client {
 struct Counts {
     /// Answers per worker pid.
     by_pid: BTreeMap<u32, usize>,
-    /// Failed requests: when, which client, what.
-    errors: Vec<(Instant, String)>,
+    /// Failed requests.
+    errors: Vec<Failure>,
+}
+
+/// A failed request.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// When the request began (before its connection was made).
+    pub sent: Instant,
+    /// When it failed.
+    pub at: Instant,
+    /// Which client, and what went wrong.
+    pub what: String,
 }
 
 /// Running clients; see the module documentation.
@@ -45,6 +58,17 @@ impl Load {
 
     /// One thread per entry of `clients`, to 127.0.0.1:`port`.
     pub fn with(port: u16, clients: &[Client]) -> Load {
+        Load::within(
+            port,
+            clients,
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// [`Load::with`], each request given `connect` to connect and `io` for each read and
+    /// write: a request to a hung worker fails after `io` instead of waiting long.
+    pub fn within(port: u16, clients: &[Client], connect: Duration, io: Duration) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
         let counts = Arc::new(Mutex::new(Counts::default()));
@@ -55,14 +79,16 @@ impl Load {
                 let (stop, ok, counts) = (stop.clone(), ok.clone(), counts.clone());
                 std::thread::spawn(move || {
                     let agent = ureq::AgentBuilder::new()
-                        .timeout_connect(Duration::from_secs(5))
-                        .timeout(Duration::from_secs(10))
+                        .timeout_connect(connect)
+                        .timeout(io)
                         .build();
                     let url = format!("http://127.0.0.1:{port}/");
                     while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
                         let answer = match kind {
                             Client::NewConnection => {
-                                get_from(Ipv4Addr::LOCALHOST, port, "/").map(|(pid, _)| pid)
+                                get_from_within(Ipv4Addr::LOCALHOST, port, "/", connect, io)
+                                    .map(|(pid, _)| pid)
                             }
                             Client::KeepAlive => match agent_get(&agent, &url) {
                                 Ok((200, body)) => answer_pid(&body)
@@ -77,9 +103,11 @@ impl Load {
                                 *c.by_pid.entry(pid).or_default() += 1;
                                 ok.fetch_add(1, Ordering::SeqCst);
                             }
-                            Err(e) => c
-                                .errors
-                                .push((Instant::now(), format!("client {n} ({kind:?}): {e}"))),
+                            Err(e) => c.errors.push(Failure {
+                                sent,
+                                at: Instant::now(),
+                                what: format!("client {n} ({kind:?}): {e}"),
+                            }),
                         }
                     }
                 })
@@ -103,8 +131,14 @@ impl Load {
         self.counts.lock().unwrap().by_pid.clone()
     }
 
+    /// Stops the clients; returns (answers, failures as (when it failed, what)).
+    pub fn finish(self) -> (usize, Vec<(Instant, String)>) {
+        let (ok, failures) = self.finish_failures();
+        (ok, failures.into_iter().map(|f| (f.at, f.what)).collect())
+    }
+
     /// Stops the clients; returns (answers, failures).
-    pub fn finish(mut self) -> (usize, Vec<(Instant, String)>) {
+    pub fn finish_failures(mut self) -> (usize, Vec<Failure>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();

@@ -160,6 +160,14 @@ mod tests {
     fn parses_requests() {
         assert_eq!(parse(&json!({"type": "request"})), None);
         assert_eq!(
+            parse(&json!({"herd": "watchdog"})),
+            Some(Request::Watchdog { trigger: false })
+        );
+        assert_eq!(
+            parse(&json!({"herd": "watchdog", "trigger": true})),
+            Some(Request::Watchdog { trigger: true })
+        );
+        assert_eq!(
             parse(&json!({"herd": "count", "key": "requests"})),
             Some(Request::Count {
                 key: "requests".into(),

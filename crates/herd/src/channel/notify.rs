@@ -159,14 +159,15 @@ mod tests {
 
     #[test]
     fn parses_assignments() {
-        let d = parse(b"READY=1\nSTATUS=serving 3 conns\nMAINPID=4\nWATCHDOG=1\nSTOPPING=1");
+        let d = parse(b"READY=1\nSTATUS=serving 3 conns\nMAINPID=4\nWATCHDOG=1\nSTOPPING=1\nWATCHDOG=trigger");
         assert_eq!(
             d.messages,
             vec![
                 NotifyMsg::Ready,
                 NotifyMsg::Status("serving 3 conns".into()),
                 NotifyMsg::Watchdog,
-                NotifyMsg::Stopping
+                NotifyMsg::Stopping,
+                NotifyMsg::WatchdogTrigger
             ]
         );
         assert!(d.garbage.is_empty());

@@ -112,3 +112,60 @@ fn pinging_workers_stay_and_a_silent_or_triggering_one_is_replaced() {
     );
     report("testworker, --watchdog 1s, WATCHDOG=trigger", &done, 0);
 }
+
+/// The channel form, for runtimes without datagram sockets: a Node program (not a cluster
+/// worker here, so herd asks it no liveness question) that sends `{"herd":"watchdog"}`
+/// every 200 ms stays; once it stops it is hung; `"trigger": true` is hung at once.
+#[test]
+fn the_watchdog_message_on_the_channel_is_a_heartbeat() {
+    let script = TempPath::new("beat.js");
+    std::fs::write(
+        &script.0,
+        r#"const http = require('http');
+let beat = setInterval(() => process.send({herd: 'watchdog'}), 200);
+http.createServer((req, res) => {
+  if (req.url === '/quiet') { clearInterval(beat); res.end('quiet\n'); return; }
+  if (req.url === '/trigger') { process.send({herd: 'watchdog', trigger: true}); res.end('trigger\n'); return; }
+  res.end(`pid=${process.pid} slot=${process.env.HERD_WORKER_ID}\n`);
+}).listen({fd: 3});
+"#,
+    )
+    .unwrap();
+    let node = node();
+    let herd = herd_with(
+        &[
+            "run",
+            "-i",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-node-cluster",
+            "--watchdog",
+            "1s",
+            "--kill-timeout",
+            "2s",
+            "--",
+            &node,
+            script.s(),
+        ],
+        &[],
+    );
+    herd.wait_ready(2);
+    let port = herd.port();
+    // Three periods of heartbeats: nobody is hung.
+    let until = Instant::now() + PERIOD * 3;
+    herd.wait_until("three watchdog periods", PERIOD * 4, || {
+        Instant::now() >= until
+    });
+    if herd.count_event("worker.hung", |_| true) > 0 {
+        herd.fail("a worker that sends the watchdog message was found hung");
+    }
+    let mark = herd.mark(Out::Stderr);
+    let quiet = ask_one_worker(&herd, port, "/quiet", "quiet");
+    let done = expect_replaced(&herd, mark, &quiet, "watchdog", PERIOD * 2);
+    report("node, {\"herd\":\"watchdog\"} messages stopped", &done, 0);
+    let mark = herd.mark(Out::Stderr);
+    let triggered = ask_one_worker(&herd, port, "/trigger", "trigger");
+    let done = expect_replaced(&herd, mark, &triggered, "watchdog", PERIOD / 2);
+    assert_eq!(done.hung.str("detail"), "it sent WATCHDOG=trigger");
+}

@@ -11,6 +11,11 @@
 //! [`MAX_HEAD`] bytes and must arrive within [`REQUEST_TIMEOUT`], and each connection
 //! serves one request (no keep-alive: probes open a connection per check anyway).
 //!
+//! `/metrics` is answered the same way: the loop takes a snapshot, the exposition is
+//! rendered off the loop, and this module only picks the format from the `Accept` header
+//! (OpenMetrics when the scraper asks for it, as Prometheus does; the classic text format
+//! otherwise).
+//!
 //! This module owns HTTP and the wording of the answers; it must not decide what is
 //! ready (the driver's [`Report`] does) and knows nothing of the driver.
 
@@ -73,7 +78,20 @@ pub enum Probe {
     Live(oneshot::Sender<()>),
     /// `/readyz`: the loop's report.
     Ready(oneshot::Sender<Report>),
+    /// `/metrics`: the exposition, in OpenMetrics text when `openmetrics`, else in the
+    /// Prometheus text format (0.0.4).
+    Metrics {
+        /// The scraper accepts OpenMetrics.
+        openmetrics: bool,
+        /// The rendered exposition.
+        reply: oneshot::Sender<String>,
+    },
 }
+
+/// How long `/metrics` waits for the exposition: it reads /proc for every worker and
+/// renders off the loop, which takes milliseconds; Prometheus' default scrape timeout is
+/// 10 s.
+pub const METRICS_ANSWER: Duration = Duration::from_secs(5);
 
 /// The admin listener's socket, bound before any worker starts so that a bad address
 /// stops herd with a clear error.

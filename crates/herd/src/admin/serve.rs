@@ -12,7 +12,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{Listener, Probe, Report, LOOP_ANSWER, MAX_CONNECTIONS, MAX_HEAD, REQUEST_TIMEOUT};
+use super::{
+    Listener, Probe, Report, LOOP_ANSWER, MAX_CONNECTIONS, MAX_HEAD, METRICS_ANSWER,
+    REQUEST_TIMEOUT,
+};
 
 /// Serves `listener` until the loop's end of `probes` is gone (the app ended).
 pub async fn serve(listener: Listener, probes: mpsc::UnboundedSender<Probe>) {
@@ -92,12 +95,58 @@ async fn answer(
     let (status, body) = match req.uri().path() {
         "/livez" => livez(&probes, verbose).await,
         "/readyz" => readyz(&probes, verbose).await,
+        "/metrics" => {
+            let openmetrics = req
+                .headers()
+                .get_all(hyper::header::ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains(OPENMETRICS)));
+            return Ok(metrics(&probes, openmetrics).await);
+        }
         path => (
             StatusCode::NOT_FOUND,
-            format!("no {path} here: /livez and /readyz\n"),
+            format!("no {path} here: /livez, /readyz and /metrics\n"),
         ),
     };
     Ok(text(status, body))
+}
+
+/// The media type of OpenMetrics text, as scrapers ask for it in `Accept`.
+const OPENMETRICS: &str = "application/openmetrics-text";
+
+/// The exposition, rendered off the loop from its snapshot.
+async fn metrics(
+    probes: &mpsc::UnboundedSender<Probe>,
+    openmetrics: bool,
+) -> Response<Full<Bytes>> {
+    let (reply, rx) = oneshot::channel();
+    let answered = match probes.send(Probe::Metrics { openmetrics, reply }) {
+        Ok(()) => tokio::time::timeout(METRICS_ANSWER, rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let Some(body) = answered else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "herd's loop did not answer within {} s\n",
+                METRICS_ANSWER.as_secs()
+            ),
+        );
+    };
+    let mut response = text(StatusCode::OK, body);
+    let kind = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(kind),
+    );
+    response
 }
 
 /// The loop answers: it turns.

@@ -273,6 +273,11 @@ impl<C: Incoming> Dispatcher<C> {
         !self.waiting.is_empty()
     }
 
+    /// How many connections wait for a worker.
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// When a waiting sticky connection stops waiting for its own worker.
     pub fn wake(&self) -> Option<Instant> {
         self.wake

@@ -128,6 +128,11 @@ impl Counters {
     }
 
     /// `{K: {"total": T, "slots": {"0": …}}}`.
+    /// Every counter: its name, then each slot's value.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &BTreeMap<usize, i64>)> {
+        self.by_key.iter()
+    }
+
     pub fn to_json(&self) -> Value {
         let mut out = Map::new();
         for (key, slots) in &self.by_key {

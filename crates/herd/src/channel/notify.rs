@@ -159,7 +159,9 @@ mod tests {
 
     #[test]
     fn parses_assignments() {
-        let d = parse(b"READY=1\nSTATUS=serving 3 conns\nMAINPID=4\nWATCHDOG=1\nSTOPPING=1\nWATCHDOG=trigger");
+        let d = parse(
+            b"READY=1\nSTATUS=serving 3 conns\nMAINPID=4\nWATCHDOG=1\nSTOPPING=1\nWATCHDOG=trigger",
+        );
         assert_eq!(
             d.messages,
             vec![

@@ -109,6 +109,11 @@ impl Handoff {
         self.core.has_waiting()
     }
 
+    /// How many connections wait for a worker.
+    pub(super) fn waiting(&self) -> usize {
+        self.core.waiting_len()
+    }
+
     /// When the earliest sticky connection stops waiting for its own worker.
     pub(super) fn wake(&self) -> Option<tokio::time::Instant> {
         self.core.wake().map(tokio::time::Instant::from_std)
@@ -166,7 +171,13 @@ impl Driver {
 
     fn carry_out(&mut self, decision: Decision<Conn>, index: usize) {
         match decision {
-            Decision::HandTo { conn, to } => self.deliver(to, conn),
+            Decision::HandTo { conn, to } => {
+                self.tally.handed(matches!(to.via, Via::Proxy(_)));
+                if let Some(link) = self.channels.get_mut(&to.pid) {
+                    link.handed += 1;
+                }
+                self.deliver(to, conn)
+            }
             Decision::Wait => {}
             Decision::WaitNobodyTakes => self.warn_if_nobody_takes(index),
             Decision::Drop { reason, .. } => match reason {

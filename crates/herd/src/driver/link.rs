@@ -33,6 +33,8 @@ pub(super) struct Link {
     pub(super) liveness: Option<super::liveness::Question>,
     /// The round trip of the last liveness answer: the event loop's lag.
     pub(super) loop_lag: Option<std::time::Duration>,
+    /// Connections handed or relayed to it (`/metrics`).
+    pub(super) handed: u64,
 }
 
 impl Link {
@@ -51,6 +53,7 @@ impl Link {
             spoke: false,
             liveness: None,
             loop_lag: None,
+            handed: 0,
         }
     }
 

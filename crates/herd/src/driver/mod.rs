@@ -22,6 +22,7 @@ mod link;
 mod listening;
 mod liveness;
 mod messages;
+mod metrics;
 mod probes;
 mod process;
 pub mod reap;
@@ -196,6 +197,8 @@ struct Driver {
     prober: Option<health::Prober>,
     checked_tx: mpsc::UnboundedSender<health::Checked>,
     checked: mpsc::UnboundedReceiver<health::Checked>,
+    /// What `/metrics` counts that the supervisor does not keep (`metrics.rs`).
+    tally: metrics::Tally,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -303,6 +306,7 @@ impl Driver {
             load_tick: None,
             route: Vec::new(),
             prober: None,
+            tally: Default::default(),
             liveness_tick: None,
             checked_tx,
             checked,
@@ -513,6 +517,7 @@ impl Driver {
             Action::Kill { pid } => self.signal(pid, Signal::SIGKILL),
             Action::Check { pid } => self.check(pid),
             Action::Log(l) => {
+                self.tally.log(&l);
                 if let crate::supervisor::Log::Ready { pid, .. } = l {
                     // A worker is online before it is listening, whichever spoke first.
                     self.spoke(pid);

@@ -83,6 +83,13 @@ impl Driver {
         match probe {
             // Answered from the loop: that it answers is the check.
             Probe::Live(reply) => drop(reply.send(())),
+            Probe::Metrics { openmetrics, reply } => {
+                let app = self.metrics_snapshot();
+                // The /proc pass and the encoding take milliseconds: not on the loop.
+                tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(crate::observe::metrics::render(vec![app], openmetrics));
+                });
+            }
             Probe::Ready(reply) => {
                 let mut report = readiness(
                     self.sup.ready_count(),

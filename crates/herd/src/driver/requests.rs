@@ -84,6 +84,8 @@ pub enum AppRequest {
     Reload(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
     /// A question of an admin listener (the daemon's, which serves every app).
     Probe(crate::admin::Probe),
+    /// The app as `/metrics` shows it (the daemon renders every app's at once).
+    Snapshot(tokio::sync::oneshot::Sender<crate::observe::metrics::AppSnapshot>),
     /// Take a new plan and reload every worker with it, then scale to its number of
     /// workers (`herd reload FILE`). `accepted` answers at once: `Err` names what the
     /// running app cannot change (its sockets, its balancing), and nothing changed.
@@ -131,6 +133,7 @@ impl Driver {
             // The supervisor logs the change (or why it ignores it).
             AppRequest::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
             AppRequest::Probe(p) => self.answer_probe(p),
+            AppRequest::Snapshot(reply) => drop(reply.send(self.metrics_snapshot())),
             AppRequest::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             AppRequest::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");

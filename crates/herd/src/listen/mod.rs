@@ -23,6 +23,7 @@ mod adopt_tests;
 mod bind;
 mod error;
 mod inherit;
+mod queue;
 mod steer;
 pub use steer::probe_source;
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod logfiles;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod procstat;
 
 /// What this process may use, read once: the plan resolves `-i max` and a

@@ -86,7 +86,7 @@ fn sysconf(name: libc::c_int, fallback: u64) -> u64 {
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`; 100 on every Linux when unknown).
-fn ticks_per_second() -> u64 {
+pub fn ticks_per_second() -> u64 {
     static TICKS: OnceLock<u64> = OnceLock::new();
     *TICKS.get_or_init(|| sysconf(libc::_SC_CLK_TCK, 100))
 }
@@ -127,6 +127,21 @@ fn read_stat(pid: &str, buf: &mut String) -> io::Result<Stat> {
 pub fn sample(pid: u32) -> io::Result<Sample> {
     let mut buf = String::with_capacity(512);
     Ok(read_stat(&pid.to_string(), &mut buf)?.sample())
+}
+
+/// When process `pid` started, as Unix time in seconds (its start after boot plus the
+/// boot time of `/proc/stat`'s `btime`).
+pub fn start_time(pid: u32) -> Option<f64> {
+    let mut buf = String::with_capacity(512);
+    let ticks = read_stat(&pid.to_string(), &mut buf).ok()?.start;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(btime as f64 + ticks as f64 / ticks_per_second() as f64)
 }
 
 /// When process `pid` started (clock ticks after boot), or `None` when it has ended (a

@@ -27,6 +27,7 @@ mod least_conn;
 mod limits;
 mod memory;
 mod messages;
+mod metrics;
 mod node;
 mod node_cluster;
 mod orphans;

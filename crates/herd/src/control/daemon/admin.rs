@@ -4,7 +4,8 @@
 //! the daemon and every app loop answer; `/readyz` passes when every app that should run is
 //! ready by its own rules (`min_ready`, no shutdown), with one `?verbose` line per app.
 //! An app stopped on purpose counts as passing (it is not supposed to serve); an errored one
-//! fails.
+//! fails. `/metrics` asks every running app's loop for its snapshot, then renders them all
+//! with one pass over `/proc`, each app's series labelled `app` (and `namespace`).
 
 use std::sync::Arc;
 
@@ -27,32 +28,61 @@ pub(super) fn start(listener: crate::admin::Listener, registry: Arc<Registry>) {
     });
 }
 
-/// What an app is, for a question: its name and, if its driver runs, where to ask.
-type Target = (
-    String,
-    State,
-    Option<tokio::sync::mpsc::UnboundedSender<AppRequest>>,
-);
+/// What an app is, for a question: its name, its namespace and, if its driver runs, where
+/// to ask.
+struct Target {
+    name: String,
+    namespace: Option<String>,
+    state: State,
+    commands: Option<tokio::sync::mpsc::UnboundedSender<AppRequest>>,
+}
 
 fn targets(registry: &Registry) -> Vec<Target> {
     let inner = registry.lock();
     inner
         .apps
         .iter()
-        .map(|(name, app)| {
-            let commands = app.run.as_ref().map(|r| r.commands.clone());
-            (name.clone(), app.state, commands)
+        .map(|(name, app)| Target {
+            name: name.clone(),
+            namespace: super::registry::namespace(&app.config).map(str::to_string),
+            state: app.state,
+            commands: app.run.as_ref().map(|r| r.commands.clone()),
         })
         .collect()
+}
+
+/// Every running app's snapshot, within the loop's answer time, then the exposition.
+async fn metrics(apps: Vec<Target>, openmetrics: bool, reply: oneshot::Sender<String>) {
+    let mut asked = Vec::new();
+    for t in apps {
+        let Some(c) = t.commands else { continue };
+        let (tx, rx) = oneshot::channel();
+        if c.send(AppRequest::Snapshot(tx)).is_ok() {
+            asked.push((t.namespace, rx));
+        }
+    }
+    let mut snapshots = Vec::new();
+    for (namespace, rx) in asked {
+        // An app whose loop does not answer in time is left out of this scrape.
+        if let Ok(Ok(mut s)) = tokio::time::timeout(LOOP_ANSWER, rx).await {
+            s.namespace = namespace;
+            snapshots.push(s);
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = reply.send(crate::observe::metrics::render(snapshots, openmetrics));
+    })
+    .await;
 }
 
 async fn answer(registry: &Registry, probe: Probe) {
     let apps = targets(registry);
     match probe {
+        Probe::Metrics { openmetrics, reply } => metrics(apps, openmetrics, reply).await,
         Probe::Live(reply) => {
             let mut asked = Vec::new();
-            for (_, _, commands) in &apps {
-                if let Some(c) = commands {
+            for t in &apps {
+                if let Some(c) = &t.commands {
                     let (tx, rx) = oneshot::channel();
                     if c.send(AppRequest::Probe(Probe::Live(tx))).is_ok() {
                         asked.push(rx);
@@ -72,8 +102,10 @@ async fn answer(registry: &Registry, probe: Probe) {
         }
         Probe::Ready(reply) => {
             let mut report = Report::default();
-            for (name, state, commands) in apps {
-                report.checks.push(app_check(name, state, commands).await);
+            for t in apps {
+                report
+                    .checks
+                    .push(app_check(t.name, t.state, t.commands).await);
             }
             let _ = reply.send(report);
         }

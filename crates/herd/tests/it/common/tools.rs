@@ -116,3 +116,13 @@ pub fn npm_installed() {
         );
     });
 }
+
+/// The path of `promtool` (Debian's `prometheus` package), which lints an exposition.
+pub fn promtool() -> String {
+    require("promtool", "`apt-get install prometheus` on Debian")
+}
+
+/// The path of `prometheus` (Debian's `prometheus` package), a real server to scrape herd.
+pub fn prometheus() -> String {
+    require("prometheus", "`apt-get install prometheus` on Debian")
+}

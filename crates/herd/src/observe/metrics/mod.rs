@@ -9,11 +9,15 @@
 //! unit suffix; every per-worker series is labelled by `app` and `worker` (the slot, which
 //! survives restarts), never by pid, except `herd_worker_info`.
 
+mod families;
 mod procs;
 mod render;
 
 use std::time::SystemTime;
 
+pub use families::{
+    aggregate, encode, from_prom_client, from_text, label_all, merge, Family, Sample,
+};
 pub use procs::{sample, ProcInfo, Procs};
 pub use render::render;
 

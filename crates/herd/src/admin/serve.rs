@@ -95,6 +95,7 @@ async fn answer(
     let (status, body) = match req.uri().path() {
         "/livez" => livez(&probes, verbose).await,
         "/readyz" => readyz(&probes, verbose).await,
+        "/metrics/app" => return Ok(app_metrics(&probes).await),
         "/metrics" => {
             let openmetrics = req
                 .headers()
@@ -105,10 +106,37 @@ async fn answer(
         }
         path => (
             StatusCode::NOT_FOUND,
-            format!("no {path} here: /livez, /readyz and /metrics\n"),
+            format!("no {path} here: /livez, /readyz, /metrics and /metrics/app\n"),
         ),
     };
     Ok(text(status, body))
+}
+
+/// The app's own metrics (the Prometheus text format).
+async fn app_metrics(probes: &mpsc::UnboundedSender<Probe>) -> Response<Full<Bytes>> {
+    let (reply, rx) = oneshot::channel();
+    let answered = match probes.send(Probe::AppMetrics(reply)) {
+        Ok(()) => tokio::time::timeout(METRICS_ANSWER, rx)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        Err(_) => None,
+    };
+    let Some(body) = answered else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the app's metrics did not come within {} s\n",
+                METRICS_ANSWER.as_secs()
+            ),
+        );
+    };
+    let mut response = text(StatusCode::OK, body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// The media type of OpenMetrics text, as scrapers ask for it in `Accept`.

@@ -181,6 +181,12 @@ pub struct RunFlags {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub watchdog: Option<Duration>,
 
+    /// Scrape each worker's own Prometheus endpoint at this path (e.g. /metrics) worker
+    /// by worker, and serve the union on the admin listener's /metrics/app, each series
+    /// labelled with its worker's slot. Off when not given.
+    #[arg(long, value_name = "PATH")]
+    pub worker_metrics: Option<String>,
+
     /// Name of the app in logs (default: the program's file name).
     #[arg(long)]
     pub name: Option<String>,
@@ -229,6 +235,7 @@ impl RunFlags {
             health_failures: self.health_failures,
             health_start_period: self.health_start_period,
             watchdog: self.watchdog,
+            worker_metrics: self.worker_metrics,
             ..AppConfig::default()
         };
         (self.name, app)
@@ -262,6 +269,7 @@ mod tests {
             "admin" => "127.0.0.1:9100",
             "health-check" => "http:/healthz",
             "watchdog" => "5s",
+            "worker-metrics" => "/metrics",
             "name" => "web",
             "proxy" | "stop-message" | "no-node-cluster" => return None,
             other => panic!("--{other}: give it a sample value in this test"),

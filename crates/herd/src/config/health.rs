@@ -84,6 +84,16 @@ impl HealthCheck {
     }
 }
 
+/// A `--worker-metrics` path: starts with `/`, printable ASCII without spaces.
+pub fn metrics_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || !s.bytes().all(|b| b.is_ascii_graphic()) || s.len() > MAX_PART {
+        return Err(format!(
+            "`{s}` is not a path: expected one starting with /, printable ASCII without spaces, e.g. /metrics"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// The shortest `--watchdog`: a worker pings every half period, and below this the
 /// pings would cost more than the work.
 pub const MIN_WATCHDOG: Duration = Duration::from_millis(100);
@@ -94,6 +104,7 @@ pub(super) struct Planned {
     pub(super) check: Option<HealthCheck>,
     pub(super) policy: Option<HealthPolicy>,
     pub(super) watchdog: Option<Duration>,
+    pub(super) worker_metrics: Option<String>,
 }
 
 /// Validates the health settings of `app` for its transport and listeners.
@@ -108,6 +119,18 @@ pub(super) fn plan(
         Some(d) if d < MIN_WATCHDOG => return Err(PlanError::WatchdogTooShort(fmt(d))),
         w => w,
     };
+    let worker_metrics = match &app.worker_metrics {
+        Some(path) => {
+            let path = metrics_path(path).map_err(PlanError::WorkerMetrics)?;
+            if let Some(why) = untargetable(balance, transport, listen) {
+                return Err(PlanError::WorkerMetrics(format!(
+                    "--worker-metrics cannot reach one specific worker {why}"
+                )));
+            }
+            Some(path)
+        }
+        None => None,
+    };
     let Some(check) = app.health_check.clone() else {
         let knobs = [
             ("--health-interval", app.health_interval.is_some()),
@@ -120,6 +143,7 @@ pub(super) fn plan(
         }
         return Ok(Planned {
             watchdog,
+            worker_metrics,
             ..Planned::default()
         });
     };
@@ -145,6 +169,7 @@ pub(super) fn plan(
         check: Some(check),
         policy: Some(policy),
         watchdog,
+        worker_metrics,
     })
 }
 

@@ -84,6 +84,9 @@ pub enum PlanError {
     /// `--watchdog` below the floor.
     #[error("--watchdog {0} is too short: at least 100ms (a worker pings every half period)")]
     WatchdogTooShort(String),
+    /// `--worker-metrics` that cannot work; the text says why.
+    #[error("{0}")]
+    WorkerMetrics(String),
     /// `--health-check` where herd cannot reach one specific worker; the text says why.
     #[error("--health-check cannot reach one specific worker {0}")]
     HealthUntargetable(String),
@@ -146,6 +149,8 @@ pub struct RunPlan {
     pub admin: Option<ListenAddr>,
     /// `--health-check`: the request; its timing is `policy.health`.
     pub health_check: Option<super::health::HealthCheck>,
+    /// `--worker-metrics`: the path of each worker's own metrics endpoint.
+    pub worker_metrics: Option<String>,
     /// `--min-ready`: ready workers that make the app ready.
     pub min_ready: MinReady,
     /// Lifecycle knobs; `policy.instances` is resolved.
@@ -277,6 +282,7 @@ pub fn plan(
         admin: app.admin.clone(),
         min_ready: app.min_ready.unwrap_or(DEFAULT_MIN_READY),
         health_check: health.check,
+        worker_metrics: health.worker_metrics,
         policy: Policy {
             instances,
             readiness,

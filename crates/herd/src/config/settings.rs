@@ -151,6 +151,9 @@ pub struct AppConfig {
     pub health_start_period: Option<Duration>,
     /// `watchdog`: a worker that sends no heartbeat for this long is hung.
     pub watchdog: Option<Duration>,
+    /// `worker_metrics`: the path of each worker's own metrics endpoint, which herd
+    /// scrapes worker by worker for `/metrics/app`.
+    pub worker_metrics: Option<String>,
     /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
     /// restarting waits for it before going to its next-choice worker.
     pub sticky_wait: Option<Duration>,

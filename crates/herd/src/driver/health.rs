@@ -36,8 +36,8 @@ pub(super) type Checked = (u32, Result<Duration, String>);
 
 /// What the driver needs to run checks.
 pub(super) struct Prober {
-    request: Arc<[u8]>,
-    timeout: Duration,
+    /// `--health-check`: the request and its timeout.
+    check: Option<(Arc<[u8]>, Duration)>,
     results: mpsc::UnboundedSender<Checked>,
     /// reuseport: where checks connect to (their source address picks the slot).
     steered: Option<SocketAddr>,
@@ -45,8 +45,8 @@ pub(super) struct Prober {
     loopback: Option<std::net::TcpListener>,
 }
 
-/// How one check reaches its worker.
-enum Route {
+/// How one check (or scrape) reaches its worker.
+pub(super) enum Route {
     /// Connect to this address (from this source, if any).
     Connect(SocketAddr, Option<Ipv4Addr>),
     /// Already connected: herd's end of a connection handed to the worker.
@@ -54,15 +54,14 @@ enum Route {
 }
 
 impl Prober {
-    /// A prober sending `request`, giving each check `timeout`; results go to `results`.
+    /// A prober; with a health check, sending `request` and giving each check `timeout`,
+    /// results going to `results`.
     pub(super) fn new(
-        request: Vec<u8>,
-        timeout: Duration,
+        check: Option<(Vec<u8>, Duration)>,
         results: mpsc::UnboundedSender<Checked>,
     ) -> Prober {
         Prober {
-            request: request.into(),
-            timeout,
+            check: check.map(|(r, t)| (r.into(), t)),
             results,
             steered: None,
             loopback: None,
@@ -71,12 +70,17 @@ impl Prober {
 }
 
 impl Driver {
-    /// Sets up the checks for this app's transport, once its listeners are known.
+    /// Sets up the paths to single workers (health checks, `--worker-metrics`) for this
+    /// app's transport, once its listeners are known.
     pub(super) fn start_prober(&mut self) -> anyhow::Result<()> {
-        let (Some(check), Some(policy)) = (&self.plan.health_check, self.plan.policy.health) else {
-            return Ok(());
+        let check = match (&self.plan.health_check, self.plan.policy.health) {
+            (Some(check), Some(policy)) => Some((check.request(), policy.timeout)),
+            _ => None,
         };
-        let mut prober = Prober::new(check.request(), policy.timeout, self.checked_tx.clone());
+        if check.is_none() && self.plan.worker_metrics.is_none() {
+            return Ok(());
+        }
+        let mut prober = Prober::new(check, self.checked_tx.clone());
         match self.plan.transport {
             Transport::Proxy(_) => {}
             Transport::Handoff => {
@@ -101,11 +105,15 @@ impl Driver {
 
     /// Runs one health check of worker `pid`; its result comes back as an input.
     pub(super) fn check(&mut self, pid: u32) {
-        let route = self.route_check(pid);
-        let Some(p) = &self.prober else {
+        let route = self.route_to(pid);
+        let Some((p, (request, timeout))) = self
+            .prober
+            .as_ref()
+            .and_then(|p| Some((p, p.check.clone()?)))
+        else {
             return;
         };
-        let (tx, request, timeout) = (p.results.clone(), p.request.clone(), p.timeout);
+        let tx = p.results.clone();
         let route = match route {
             Ok(route) => route,
             Err(e) => {
@@ -126,8 +134,8 @@ impl Driver {
         });
     }
 
-    /// How a check gets to worker `pid`, or why it cannot.
-    fn route_check(&mut self, pid: u32) -> Result<Route, String> {
+    /// How a check or scrape gets to worker `pid`, or why it cannot.
+    pub(super) fn route_to(&mut self, pid: u32) -> Result<Route, String> {
         let Some(p) = &self.prober else {
             return Err("no health check".into());
         };
@@ -208,9 +216,9 @@ impl Driver {
     }
 }
 
-/// Sends the request and reads the status line: a 2xx or 3xx passes, as in Kubernetes.
-async fn exchange(route: Route, request: &[u8]) -> Result<(), String> {
-    let mut stream = match route {
+/// A connection to the worker `route` leads to.
+pub(super) async fn connect(route: Route) -> Result<TcpStream, String> {
+    Ok(match route {
         Route::Connected(s) => TcpStream::from_std(s).map_err(|e| e.to_string())?,
         Route::Connect(to, from) => {
             let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
@@ -224,7 +232,12 @@ async fn exchange(route: Route, request: &[u8]) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot connect to {to}: {e}"))?
         }
-    };
+    })
+}
+
+/// Sends the request and reads the status line: a 2xx or 3xx passes, as in Kubernetes.
+async fn exchange(route: Route, request: &[u8]) -> Result<(), String> {
+    let mut stream = connect(route).await?;
     stream
         .write_all(request)
         .await

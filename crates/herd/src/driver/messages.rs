@@ -36,6 +36,11 @@ impl Driver {
         if !matches!(frame, Frame::Closed | Frame::Unacknowledged { .. }) {
             self.spoke(pid);
         }
+        if let Frame::App(value) = &frame {
+            if self.app_metrics_message(pid, value) {
+                return;
+            }
+        }
         let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
         let app = &self.plan.name;
         match frame {

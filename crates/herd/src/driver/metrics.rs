@@ -117,6 +117,14 @@ impl Driver {
             relayed: self.tally.relayed,
             waiting: self.handoff.as_ref().map_or(0, |h| h.waiting()),
             workers,
+            scrape_errors: self
+                .app_scrapes
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(s, n)| (*s, *n))
+                .collect(),
             counters: self
                 .counters
                 .iter()

@@ -12,6 +12,7 @@
 //! keeps per worker), `workers` (spawning and stopping them), `messages` (what they say),
 //! `requests` (what the daemon asks), `handoff` and `relay` (connections herd accepts).
 
+mod app_metrics;
 mod contract;
 pub mod guardian;
 mod handoff;
@@ -199,6 +200,8 @@ struct Driver {
     checked: mpsc::UnboundedReceiver<health::Checked>,
     /// What `/metrics` counts that the supervisor does not keep (`metrics.rs`).
     tally: metrics::Tally,
+    /// `/metrics/app`: scrapes under way, PM2 values, scrape errors (`app_metrics.rs`).
+    app_scrapes: app_metrics::AppScrapes,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -307,6 +310,7 @@ impl Driver {
             route: Vec::new(),
             prober: None,
             tally: Default::default(),
+            app_scrapes: Default::default(),
             liveness_tick: None,
             checked_tx,
             checked,

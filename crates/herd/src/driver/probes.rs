@@ -83,6 +83,18 @@ impl Driver {
         match probe {
             // Answered from the loop: that it answers is the check.
             Probe::Live(reply) => drop(reply.send(())),
+            Probe::AppMetrics(reply) => {
+                let gathering = self.gather_app_metrics();
+                tokio::spawn(async move {
+                    let families = gathering.await;
+                    let text = tokio::task::spawn_blocking(move || {
+                        crate::observe::metrics::encode(&families)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    let _ = reply.send(text);
+                });
+            }
             Probe::Metrics { openmetrics, reply } => {
                 let app = self.metrics_snapshot();
                 // The /proc pass and the encoding take milliseconds: not on the loop.

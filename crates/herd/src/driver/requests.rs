@@ -86,6 +86,8 @@ pub enum AppRequest {
     Probe(crate::admin::Probe),
     /// The app as `/metrics` shows it (the daemon renders every app's at once).
     Snapshot(tokio::sync::oneshot::Sender<crate::observe::metrics::AppSnapshot>),
+    /// The app's own metrics, labelled with the app (the daemon merges every app's).
+    AppMetrics(tokio::sync::oneshot::Sender<Vec<crate::observe::metrics::Family>>),
     /// Take a new plan and reload every worker with it, then scale to its number of
     /// workers (`herd reload FILE`). `accepted` answers at once: `Err` names what the
     /// running app cannot change (its sockets, its balancing), and nothing changed.
@@ -134,6 +136,10 @@ impl Driver {
             AppRequest::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
             AppRequest::Probe(p) => self.answer_probe(p),
             AppRequest::Snapshot(reply) => drop(reply.send(self.metrics_snapshot())),
+            AppRequest::AppMetrics(reply) => {
+                let gathering = self.gather_app_metrics();
+                tokio::spawn(async move { drop(reply.send(gathering.await)) });
+            }
             AppRequest::WhenReady(reply) => self.waiters.push(Waiter::Ready(reply)),
             AppRequest::Reload(reply) => {
                 info!(app = %self.plan.name, "reload requested");

@@ -6,6 +6,7 @@
 mod common;
 
 mod admin;
+mod app_metrics;
 mod article;
 mod bad_input;
 mod channel;

@@ -102,6 +102,9 @@ pub(super) fn validate(
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
         health_start_period: v.duration(raw.health_start_period, "health_start_period")?,
         watchdog: v.duration(raw.watchdog, "watchdog")?,
+        worker_metrics: v.parse(raw.worker_metrics, "worker_metrics", |s: &str| {
+            crate::config::health::metrics_path(s)
+        })?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")

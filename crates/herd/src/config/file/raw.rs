@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 48] = [
+pub(super) const APP_KEYS: [&str; 49] = [
     "command",
     "args",
     "cwd",
@@ -49,6 +49,7 @@ pub(super) const APP_KEYS: [&str; 48] = [
     "health_failures",
     "health_start_period",
     "watchdog",
+    "worker_metrics",
     "node_cluster",
     "namespace",
     "autorestart",
@@ -117,6 +118,7 @@ pub(super) struct RawApp {
     pub health_failures: Option<Spanned<i64>>,
     pub health_start_period: Option<Spanned<Value>>,
     pub watchdog: Option<Spanned<Value>>,
+    pub worker_metrics: Option<Spanned<String>>,
     pub node_cluster: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,

@@ -61,6 +61,7 @@ health_timeout = "1s"
 health_failures = 2
 health_start_period = "30s"
 watchdog = "10s"
+worker_metrics = "/metrics"
 node_cluster = false
 namespace = "web"
 autorestart = true
@@ -139,6 +140,7 @@ fn a_full_file() {
         health_failures: Some(2),
         health_start_period: Some(Duration::from_secs(30)),
         watchdog: Some(Duration::from_secs(10)),
+        worker_metrics: Some("/metrics".into()),
         node_cluster: Some(false),
         namespace: Some("web".into()),
         autorestart: Some(true),

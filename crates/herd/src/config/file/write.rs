@@ -74,6 +74,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         health_failures,
         health_start_period,
         watchdog,
+        worker_metrics,
         node_cluster,
         namespace,
         autorestart,
@@ -117,6 +118,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     );
     t.put("health_start_period", health_start_period.map(duration));
     t.put("watchdog", watchdog.map(duration));
+    t.put("worker_metrics", worker_metrics.as_deref().map(text));
     t.put(
         "min_ready",
         min_ready.map(|m| match m {

@@ -51,6 +51,36 @@ fn targets(registry: &Registry) -> Vec<Target> {
         .collect()
 }
 
+/// Every running app's own metrics (labelled `app`, and `namespace`), merged.
+async fn app_metrics(apps: Vec<Target>, reply: oneshot::Sender<String>) {
+    let mut asked = Vec::new();
+    for t in apps {
+        let Some(c) = t.commands else { continue };
+        let (tx, rx) = oneshot::channel();
+        if c.send(AppRequest::AppMetrics(tx)).is_ok() {
+            asked.push((t.namespace, rx));
+        }
+    }
+    let mut all = Vec::new();
+    for (namespace, rx) in asked {
+        // Each app bounds its own scrape; this bounds an app whose loop does not answer.
+        if let Ok(Ok(mut families)) = tokio::time::timeout(crate::admin::METRICS_ANSWER, rx).await {
+            if let Some(ns) = namespace {
+                crate::observe::metrics::label_all(&mut families, &[("namespace", ns)]);
+            }
+            all.extend(families);
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        let (merged, errors) = crate::observe::metrics::merge(all);
+        for e in errors {
+            tracing::warn!("app metrics: {e}");
+        }
+        let _ = reply.send(crate::observe::metrics::encode(&merged));
+    })
+    .await;
+}
+
 /// Every running app's snapshot, within the loop's answer time, then the exposition.
 async fn metrics(apps: Vec<Target>, openmetrics: bool, reply: oneshot::Sender<String>) {
     let mut asked = Vec::new();
@@ -79,6 +109,7 @@ async fn answer(registry: &Registry, probe: Probe) {
     let apps = targets(registry);
     match probe {
         Probe::Metrics { openmetrics, reply } => metrics(apps, openmetrics, reply).await,
+        Probe::AppMetrics(reply) => app_metrics(apps, reply).await,
         Probe::Live(reply) => {
             let mut asked = Vec::new();
             for t in &apps {

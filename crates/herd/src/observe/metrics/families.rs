@@ -152,6 +152,12 @@ fn parse_value(s: &str) -> Option<f64> {
     }
 }
 
+/// A sample's own name and its labels, sorted: what makes two samples one series.
+type SeriesKey = (Option<String>, Vec<(String, String)>);
+
+/// A metric's labels, in order.
+type Labels = Vec<(String, String)>;
+
 /// The workers' families merged as prom-client's `AggregatorRegistry.aggregate` does: by
 /// family name (the first worker's help, type and aggregator), then by sample name and
 /// label set, each group reduced by the family's aggregator. An unknown aggregator leaves
@@ -183,8 +189,8 @@ pub fn aggregate(workers: Vec<Vec<Family>>) -> (Vec<Family>, Vec<String>) {
             }
         };
         // Groups in the order they first appear, as prom-client's Grouper keeps them.
-        let mut keys: Vec<(Option<String>, Vec<(String, String)>)> = Vec::new();
-        let mut values: HashMap<(Option<String>, Vec<(String, String)>), Vec<f64>> = HashMap::new();
+        let mut keys: Vec<SeriesKey> = Vec::new();
+        let mut values: HashMap<SeriesKey, Vec<f64>> = HashMap::new();
         for s in families.iter().flat_map(|f| &f.samples) {
             let mut sorted = s.labels.clone();
             sorted.sort();
@@ -378,7 +384,7 @@ fn family_named<'a>(families: &'a mut Vec<Family>, name: &str) -> &'a mut Family
 }
 
 /// `name{a="x",b="y"} rest` → (name, labels, rest).
-fn sample_parts(line: &str) -> Result<(String, Vec<(String, String)>, &str), String> {
+fn sample_parts(line: &str) -> Result<(String, Labels, &str), String> {
     let end = line
         .find(|c: char| c == '{' || c.is_whitespace())
         .ok_or_else(|| format!("not a sample: {line:?}"))?;

@@ -52,6 +52,8 @@ pub struct AppSnapshot {
     pub workers: Vec<WorkerSnapshot>,
     /// The workers' `{"herd":"count"}` counters: name, then the value of each slot.
     pub counters: Vec<(String, Vec<(usize, i64)>)>,
+    /// Failed `--worker-metrics` scrapes, by slot.
+    pub scrape_errors: Vec<(usize, u64)>,
 }
 
 /// One listening socket (or the sockets of one address, one per slot) of an app.

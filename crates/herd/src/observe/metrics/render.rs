@@ -348,6 +348,13 @@ impl Exposition {
             "Connections handed or relayed to the slot's worker",
             self.per_slot(|w| w.pid.map(|_| w.handed_over)),
         )?;
+        let mut scrape_errors = Vec::new();
+        for a in &self.apps {
+            for (slot, n) in &a.scrape_errors {
+                scrape_errors.push((with(app_labels(a), &[("worker", slot.to_string())]), *n));
+            }
+        }
+        counter(enc, "herd_worker_scrape_errors", "Scrapes of the worker's own metrics (--worker-metrics) that failed: no answer in time, not a 200, not an exposition", scrape_errors)?;
         let mut info = Vec::new();
         for (_, w, l) in self.slots() {
             if let Some(pid) = w.pid {

@@ -54,6 +54,7 @@ fn app() -> AppSnapshot {
             },
         ],
         counters: vec![("req/s".into(), vec![(0, 5), (1, 7)])],
+        scrape_errors: vec![(1, 2)],
     }
 }
 
@@ -88,6 +89,7 @@ fn one_series_per_slot_labelled_by_app_and_worker() {
         "herd_worker_info{app=\"api\",namespace=\"web\",worker=\"0\",pid=\"4242\",generation=\"1\"} 1",
         "herd_count_req_s{app=\"api\",namespace=\"web\",worker=\"1\"} 7",
         "herd_count_req_s_all{app=\"api\",namespace=\"web\"} 12",
+        "herd_worker_scrape_errors_total{app=\"api\",namespace=\"web\",worker=\"1\"} 2",
         "herd_build_info{version=\"",
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");

@@ -94,13 +94,19 @@ pub fn example(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// Express for the article's examples: `npm ci` in examples/node, once per test process,
+/// Express and prom-client for the Node examples: `npm ci` in examples/node, once per test process,
 /// unless node_modules has it already (`.ci/run` installs it up front).
 pub fn npm_installed() {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
         let dir = example("node");
-        if dir.join("node_modules/express/package.json").exists() {
+        let has = |m: &str| {
+            dir.join("node_modules")
+                .join(m)
+                .join("package.json")
+                .exists()
+        };
+        if has("express") && has("prom-client") {
             return;
         }
         let out = std::process::Command::new(npm())
@@ -125,4 +131,31 @@ pub fn promtool() -> String {
 /// The path of `prometheus` (Debian's `prometheus` package), a real server to scrape herd.
 pub fn prometheus() -> String {
     require("prometheus", "`apt-get install prometheus` on Debian")
+}
+
+/// A python3 with `prometheus_client` (PyPI): the one on PATH if it has it, else the
+/// virtualenv `.ci/run` installs it into (`<target dir>/tools/prometheus-client`).
+pub fn python_with_prometheus_client() -> String {
+    let has = |py: &str| {
+        std::process::Command::new(py)
+            .args(["-c", "import prometheus_client"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let venv = super::skip::skips_file()
+        .parent()
+        .expect("the target directory")
+        .join("tools/prometheus-client");
+    let in_venv = venv.join("bin/python");
+    if in_venv.is_file() && has(&in_venv.display().to_string()) {
+        return in_venv.display().to_string();
+    }
+    let py = python();
+    if has(&py) {
+        return py;
+    }
+    panic!(
+        "this test needs Python's prometheus_client: `pip install prometheus-client==0.21.1`, or `python3 -m venv {0} && {0}/bin/pip install prometheus-client==0.21.1` (`.ci/run` does)",
+        venv.display()
+    )
 }

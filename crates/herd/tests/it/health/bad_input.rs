@@ -82,6 +82,16 @@ fn health_settings_that_cannot_work_are_refused_before_any_worker_starts() {
         ),
         (
             "127.0.0.1:0",
+            vec!["--worker-metrics", "metrics"],
+            vec!["`metrics` is not a path", "/metrics"],
+        ),
+        (
+            "127.0.0.1:0",
+            vec!["--worker-metrics", "/metrics", "--balance", "shared"],
+            vec!["--worker-metrics cannot reach one specific worker with --balance shared"],
+        ),
+        (
+            "127.0.0.1:0",
             [&check[..], &["--health-failures", "0"]].concat(),
             vec!["--health-failures must be at least 1"],
         ),

@@ -33,6 +33,9 @@ pub enum Verb {
     Describe(DescribeArgs),
     /// Print the last lines of apps' logs, and follow them.
     Logs(LogsArgs),
+    /// Print the Prometheus metrics of apps (herd's own series; with --app, the apps' own),
+    /// from the daemon, or from a `herd run` with --admin ADDR.
+    Metrics(MetricsArgs),
     /// Set the number of workers of an app: N, +N or -N.
     Scale(ScaleArgs),
     /// Send a JSON message to every worker of apps (`process.on('message')` in Node).
@@ -217,6 +220,21 @@ pub struct StartupRun {
         value_name = "HERD_RUN_ARGS"
     )]
     pub args: Vec<String>,
+}
+
+/// Flags of `herd metrics`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Apps (names, namespaces or `all`; every app when none is given).
+    pub apps: Vec<String>,
+    /// The apps' own metrics (`/metrics/app`: prom-client, --worker-metrics, PM2's) instead
+    /// of herd's.
+    #[arg(long)]
+    pub app: bool,
+    /// Ask the admin listener of a `herd run` at this address (host:port or unix:/path)
+    /// instead of the daemon.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<crate::listen::ListenAddr>,
 }
 
 /// Flags of `herd daemon`.

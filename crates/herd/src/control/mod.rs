@@ -7,6 +7,7 @@ pub mod client;
 pub mod daemon;
 pub mod home;
 pub mod logs;
+mod metrics;
 pub mod protocol;
 mod run_units;
 pub mod start;

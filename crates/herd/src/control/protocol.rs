@@ -75,6 +75,14 @@ pub enum Request {
     },
     /// Every app with its workers.
     List,
+    /// The Prometheus exposition of the apps (`herd metrics`): herd's own series, or with
+    /// `app_own` the apps' own (`/metrics/app`).
+    Metrics {
+        /// The apps (names, namespaces or `all`); every app when empty.
+        select: Selector,
+        /// The apps' own metrics instead of herd's.
+        app_own: bool,
+    },
     /// Set the number of workers of one app.
     Scale {
         /// The app.

@@ -31,6 +31,7 @@ pub fn run(verb: Verb) -> ExitCode {
         Verb::Restart(r) => redo(&client, r, Apply::Restart),
         Verb::Reload(r) => redo(&client, r, Apply::Reload),
         Verb::Delete(s) => act(&client, Request::Delete { select: s.apps }, s.json),
+        Verb::Metrics(args) => super::metrics::run(&client, &args),
         Verb::Ls(args) => match client.request(Request::List) {
             Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json),
             Err(super::client::ClientError::NoDaemon(_)) if !args.json => {

@@ -262,3 +262,52 @@ fn a_real_prometheus_scrapes_herd_run_and_the_daemon() {
     let _ = prom.kill();
     let _ = prom.wait();
 }
+
+/// `herd metrics`: from a `herd run` with `--admin`, and from the daemon for chosen apps;
+/// what cannot be asked is named.
+#[test]
+fn herd_metrics_prints_the_exposition() {
+    let (herd, admin) = herd_with_admin(&[]);
+    let out = Command::new(herd_bin())
+        .args(["metrics", "--admin", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("herd_app_workers_desired{app=\"herd-testworker\"} 2"),
+        "{text}"
+    );
+    promtool_check(&herd, &text);
+    let out = Command::new(herd_bin())
+        .args(["metrics", "--admin", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--admin 127.0.0.1:1: "),
+        "{out:?}"
+    );
+
+    let d = Daemon::new();
+    let file = d.file(
+        "herd.toml",
+        &(testworker_app("api", 2, "") + &testworker_app("jobs", 1, "")),
+    );
+    d.start_each(&file, &["api", "jobs"]);
+    let ran = d.ok(&["metrics", "api"]);
+    assert!(
+        ran.stdout
+            .contains("herd_app_workers_desired{app=\"api\"} 2"),
+        "{ran}"
+    );
+    assert!(!ran.stdout.contains("app=\"jobs\""), "{ran}");
+    let ran = d.ok(&["metrics"]);
+    assert!(
+        ran.stdout
+            .contains("herd_app_workers_desired{app=\"jobs\"} 1"),
+        "{ran}"
+    );
+    let ran = d.refused(&["metrics", "nosuch"]);
+    assert!(ran.stderr.contains("nosuch"), "{ran}");
+}

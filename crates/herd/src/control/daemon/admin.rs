@@ -15,6 +15,43 @@ use super::registry::{Registry, State};
 use crate::admin::{Check, Probe, Report, LOOP_ANSWER};
 use crate::driver::AppRequest;
 
+/// `herd metrics`: the exposition of the selected apps (every app when none is named), as
+/// `/metrics` (Prometheus text) or `/metrics/app` serve it.
+pub(super) async fn exposition(
+    registry: &Arc<Registry>,
+    select: &[String],
+    app_own: bool,
+) -> crate::control::protocol::Response {
+    use crate::control::protocol::Response;
+    let chosen = if select.is_empty() {
+        registry.names()
+    } else {
+        match registry.select(select) {
+            Ok(names) => names,
+            Err(message) => {
+                return Response::Error {
+                    message,
+                    lines: Vec::new(),
+                }
+            }
+        }
+    };
+    let apps: Vec<Target> = targets(registry)
+        .into_iter()
+        .filter(|t| chosen.contains(&t.name))
+        .collect();
+    let (reply, rx) = oneshot::channel();
+    if app_own {
+        app_metrics(apps, reply).await;
+    } else {
+        metrics(apps, false, reply).await;
+    }
+    Response::Done {
+        lines: vec![rx.await.unwrap_or_default()],
+        apps: Vec::new(),
+    }
+}
+
 /// Serves `listener`, answering its questions from the apps' loops.
 pub(super) fn start(listener: crate::admin::Listener, registry: Arc<Registry>) {
     let (tx, mut rx) = crate::admin::probes();

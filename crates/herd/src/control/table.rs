@@ -146,6 +146,8 @@ mod tests {
             cpu_percent: 1.46,
             memory: 47_400_000,
             health: None,
+            last_exit: None,
+            last_exit_ms: None,
         }
     }
 

@@ -284,6 +284,24 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
                 field(&format!("health {}", w.slot), &health_line(h));
             }
         }
+        let mut exits: Vec<(usize, String)> = s
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let how = w.last_exit.as_ref()?;
+                let ago = w.last_exit_ms.map(|t| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    format!(", {} ago", super::table::duration(now.saturating_sub(t)))
+                });
+                Some((w.slot, format!("{how}{}", ago.unwrap_or_default())))
+            })
+            .collect();
+        exits.dedup_by_key(|(slot, _)| *slot);
+        for (slot, text) in exits {
+            field(&format!("last exit {slot}"), &text);
+        }
     }
     for log in &app.logs {
         field("log", &log.path);

@@ -14,8 +14,8 @@ use crate::supervisor::{ExitStatus, Log};
 pub(super) struct Tally {
     reloads_ok: u64,
     reloads_failed: u64,
-    /// How each slot's last worker ended: code, or 128 + signal.
-    last_exit: HashMap<usize, i32>,
+    /// How each slot's last worker ended, and when.
+    last_exit: HashMap<usize, (ExitStatus, SystemTime)>,
     handed_over: u64,
     relayed: u64,
 }
@@ -27,14 +27,15 @@ impl Tally {
             Log::ReloadDone { .. } => self.reloads_ok += 1,
             Log::ReloadAborted { .. } => self.reloads_failed += 1,
             Log::Exited { slot, status, .. } => {
-                let code = match *status {
-                    ExitStatus::Code(c) => c,
-                    ExitStatus::Signal(s) => 128 + s,
-                };
-                self.last_exit.insert(*slot, code);
+                self.last_exit.insert(*slot, (*status, SystemTime::now()));
             }
             _ => {}
         }
+    }
+
+    /// How `slot`'s last worker ended, and when.
+    pub(super) fn last_exit(&self, slot: usize) -> Option<(ExitStatus, SystemTime)> {
+        self.last_exit.get(&slot).copied()
     }
 
     /// A connection went to a worker: relayed (`--proxy`) or handed over.
@@ -67,7 +68,10 @@ impl Driver {
                     .pid
                     .map(|_| wall - now.saturating_duration_since(w.started)),
                 restarts: w.restarts,
-                last_exit: self.tally.last_exit.get(&w.slot).copied(),
+                last_exit: self.tally.last_exit(w.slot).map(|(s, _)| match s {
+                    ExitStatus::Code(c) => c,
+                    ExitStatus::Signal(s) => 128 + s,
+                }),
                 // The slot's first entry is its series; the others (a replacement, older
                 // workers still stopping, workers of slots scaled away) are not.
                 extra: w.slot >= instances || !seen.insert(w.slot),

@@ -51,6 +51,12 @@ pub struct WorkerStatus {
     /// Its health checks and heartbeats, when the app has either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthStatus>,
+    /// How the slot's last worker ended (`code 1`, `SIGKILL`), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    /// When, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_ms: Option<u64>,
 }
 
 /// What herd knows of one worker's health (`--health-check`, `--watchdog`).
@@ -111,6 +117,15 @@ impl Driver {
                     // Filled in by whoever asked (one /proc scan for every app).
                     cpu_percent: 0.0,
                     memory: 0,
+                    last_exit: self
+                        .tally
+                        .last_exit(w.slot)
+                        .map(|(s, _)| crate::observe::lifecycle::describe_exit(s)),
+                    last_exit_ms: self.tally.last_exit(w.slot).and_then(|(_, t)| {
+                        t.duration_since(std::time::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_millis() as u64)
+                    }),
                     health: w.health.map(|h| HealthStatus {
                         ok: h.last.as_ref().map(Result::is_ok),
                         latency_ms: h

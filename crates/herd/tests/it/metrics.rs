@@ -311,3 +311,23 @@ fn herd_metrics_prints_the_exposition() {
     let ran = d.refused(&["metrics", "nosuch"]);
     assert!(ran.stderr.contains("nosuch"), "{ran}");
 }
+
+/// `herd describe` shows how each slot's last worker ended, and when; its JSON too.
+#[test]
+fn describe_shows_each_slots_last_exit() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("api", 1, ""));
+    d.start_each(&file, &["api"]);
+    let before = d.online_pids("api");
+    d.ok(&["signal", "api", "SIGKILL"]);
+    d.wait_until("a new worker", T, || {
+        let now = d.online_pids("api");
+        !now.is_empty() && now != before
+    });
+    let ran = d.ok(&["describe", "api"]);
+    assert!(ran.stdout.contains("last exit 0 SIGKILL, 0s ago"), "{ran}");
+    let ran = d.ok(&["describe", "api", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(v["status"]["workers"][0]["last_exit"], "SIGKILL", "{ran}");
+    assert_eq!(v["status"]["restarts_by_reason"]["crash"], 1, "{ran}");
+}

@@ -331,3 +331,103 @@ fn describe_shows_each_slots_last_exit() {
     assert_eq!(v["status"]["workers"][0]["last_exit"], "SIGKILL", "{ran}");
     assert_eq!(v["status"]["restarts_by_reason"]["crash"], 1, "{ran}");
 }
+
+/// A crash loop: every scrape answers, and lists no pid that is gone; once errored, the
+/// app's state says so.
+#[test]
+fn scrapes_during_a_crash_loop_never_fail_nor_list_a_gone_worker() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--admin",
+        &admin,
+        "--listen",
+        "127.0.0.1:0",
+        "--max-restarts",
+        "4",
+        "--restart-delay",
+        "200ms",
+        "--",
+        worker_bin(),
+        "--exit-now",
+        "3",
+    ]);
+    herd.wait_event("admin.listening");
+    let mut scrapes = 0;
+    let deadline = Instant::now() + T;
+    loop {
+        let body = match http_get(&format!("http://{admin}/metrics")) {
+            Ok((200, body)) => body,
+            // herd ends once the errored app's last worker is gone: a scrape that meets
+            // its exit is cut off. Any other failure is a bug.
+            Err(e) => {
+                herd.wait_status(Duration::from_secs(10));
+                eprintln!("the scrape that met herd's exit: {e}");
+                break;
+            }
+            other => herd.fail(&format!("a scrape during the crash loop: {other:?}")),
+        };
+        scrapes += 1;
+        for pid in body.lines().filter_map(|l| {
+            l.strip_prefix("herd_worker_info{")?
+                .split("pid=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        }) {
+            // Listed at the snapshot; by now it may have crashed, but it was ours (its
+            // `worker.spawned` record may reach the test after the scrape).
+            herd.wait_until(
+                &format!("pid {pid} of the scrape among the workers"),
+                T,
+                || herd.worker_pids().contains(&pid),
+            );
+        }
+        if body.contains("herd_app_state{app=\"herd-testworker\",state=\"errored\"} 1")
+            || herd.try_exit().is_some()
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            herd.fail("the app never errored");
+        }
+    }
+    assert!(scrapes > 1);
+}
+
+/// An oversized answer at `--worker-metrics` (10 MiB) is refused whole and counted.
+#[test]
+fn an_oversized_worker_exposition_is_refused_and_counted() {
+    let (herd, admin) = {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let herd = Herd::start(&[
+            "run",
+            "-i",
+            "1",
+            "--admin",
+            &admin,
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-metrics",
+            "/healthz",
+            "--",
+            worker_bin(),
+        ]);
+        herd.wait_ready(1);
+        (herd, admin)
+    };
+    let (code, _) = http_get(&herd.url("/health?mode=huge")).unwrap();
+    assert_eq!(code, 200);
+    let (code, body) = http_get(&format!("http://{admin}/metrics/app")).unwrap();
+    assert_eq!((code, body.as_str()), (200, ""));
+    let (_, metrics) = scrape(&herd, &admin, "*/*");
+    assert!(
+        metrics.contains("herd_worker_scrape_errors_total{app=\"herd-testworker\",worker=\"0\"} 1"),
+        "{metrics}"
+    );
+    assert!(herd.dump().contains("larger than 4 MiB"), "{}", herd.dump());
+}

@@ -54,9 +54,12 @@ fn livez_and_readyz_follow_the_workers() {
         get(&herd, &format!("{admin}/livez?verbose")),
         (200, "[+]loop ok\nlivez check passed\n".into())
     );
-    let (code, body) = get(&herd, &format!("{admin}/metrics"));
+    let (code, body) = get(&herd, &format!("{admin}/nothing"));
     assert_eq!(code, 404, "{body}");
-    assert!(body.contains("/livez and /readyz"), "{body}");
+    assert!(
+        body.contains("/livez, /readyz, /metrics and /metrics/app"),
+        "{body}"
+    );
     let posted = ureq::post(&format!("{admin}/readyz")).call();
     assert!(
         matches!(posted, Err(ureq::Error::Status(405, _))),

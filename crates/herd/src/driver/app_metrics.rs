@@ -50,6 +50,9 @@ pub(super) struct AppScrapes {
     open: HashMap<u64, mpsc::UnboundedSender<(u32, Value)>>,
     /// Workers that did not answer prom-client's question in time: asked, not waited for.
     silent: Arc<Mutex<HashSet<u32>>>,
+    /// Workers that answered prom-client's question once: one that does not any more is
+    /// a scrape error (one that never did just has no prom-client).
+    answered: HashSet<u32>,
     /// The last `axm:monitor` values of each worker.
     axm: HashMap<u32, BTreeMap<String, f64>>,
     /// Failed `--worker-metrics` scrapes, by slot.
@@ -62,6 +65,7 @@ impl Driver {
     pub(super) fn app_metrics_message(&mut self, pid: u32, value: &Value) -> bool {
         match value.get("type").and_then(Value::as_str) {
             Some(PROM_CLIENT_RES) => {
+                self.app_scrapes.answered.insert(pid);
                 self.app_scrapes
                     .silent
                     .lock()
@@ -100,19 +104,24 @@ impl Driver {
         let scrapes = &mut self.app_scrapes;
         scrapes.open.retain(|_, tx| !tx.is_closed());
         scrapes.axm.retain(|pid, _| self.channels.contains_key(pid));
+        scrapes
+            .answered
+            .retain(|pid| self.channels.contains_key(pid));
         let id = scrapes.next_id;
         scrapes.next_id += 1;
         let (tx, answers) = mpsc::unbounded_channel();
         let silent = scrapes.silent.clone();
         let question = json!({"type": PROM_CLIENT_REQ, "requestId": id});
-        let mut waited = HashSet::new();
+        let mut waited = HashMap::new();
         {
             let quiet = silent.lock().unwrap_or_else(|e| e.into_inner());
             for (pid, link) in &self.channels {
                 if link.cluster && !link.closed {
                     link.channel.send(&question);
-                    if !quiet.contains(pid) {
-                        waited.insert(*pid);
+                    if let (false, Some((slot, _))) =
+                        (quiet.contains(pid), self.sup.worker_of_pid(*pid))
+                    {
+                        waited.insert(*pid, (slot, scrapes.answered.contains(pid)));
                     }
                 }
             }
@@ -142,7 +151,15 @@ impl Driver {
         let app = self.plan.name.clone();
         let errors = self.app_scrapes.errors.clone();
         async move {
-            let answers = prom_client_answers(answers, waited, silent).await;
+            let (answers, late) = prom_client_answers(answers, waited, silent).await;
+            for slot in late {
+                warn!(app = %app, slot, "worker {app}:{slot} did not answer prom-client's question within {} s", APP_SCRAPE.as_secs());
+                *errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(slot)
+                    .or_default() += 1;
+            }
             let mut texts = Vec::new();
             for (slot, task) in fetches {
                 match task.await {
@@ -168,16 +185,17 @@ impl Driver {
     }
 }
 
-/// prom-client's answers until every waited-for worker answered or [`APP_SCRAPE`] passed;
-/// the workers that did not answer become silent.
+/// prom-client's answers until every waited-for worker (pid → its slot, and whether it
+/// answered before) answered or [`APP_SCRAPE`] passed; the workers that did not answer
+/// become silent, and the slots of those that answered before are returned too.
 async fn prom_client_answers(
     mut answers: mpsc::UnboundedReceiver<(u32, Value)>,
-    mut waited: HashSet<u32>,
+    mut waited: HashMap<u32, (usize, bool)>,
     silent: Arc<Mutex<HashSet<u32>>>,
-) -> Vec<Value> {
+) -> (Vec<Value>, Vec<usize>) {
     let mut got = Vec::new();
     if waited.is_empty() {
-        return got;
+        return (got, Vec::new());
     }
     let deadline = tokio::time::sleep(APP_SCRAPE);
     tokio::pin!(deadline);
@@ -194,12 +212,13 @@ async fn prom_client_answers(
                 None => break,
             },
             _ = &mut deadline => {
-                silent.lock().unwrap_or_else(|e| e.into_inner()).extend(waited);
-                break;
+                silent.lock().unwrap_or_else(|e| e.into_inner()).extend(waited.keys());
+                let late = waited.into_values().filter(|(_, known)| *known).map(|(s, _)| s);
+                return (got, late.collect());
             }
         }
     }
-    got
+    (got, Vec::new())
 }
 
 /// One worker's exposition at `--worker-metrics`: `GET` over HTTP/1.0 (so no chunked

@@ -287,3 +287,56 @@ fn the_daemon_merges_every_apps_own_metrics() {
         "{body}"
     );
 }
+
+/// A prom-client worker that answered before and is now stuck (its event loop blocked):
+/// the scrape gives up on it within the bound, serves the other worker's metrics, and
+/// counts the failure against its slot.
+#[test]
+fn a_stuck_prom_client_worker_is_left_out_and_counted() {
+    npm_installed();
+    let script = example("node/stuck-metrics.js");
+    let source = std::fs::read_to_string(example("node/metrics.js"))
+        .unwrap()
+        .replace(
+            "  app.get('/', (req, res) => {",
+            "  app.get('/block', (req, res) => { res.end('blocking\\n', () => { for (;;) {} }); });\n  app.get('/', (req, res) => {",
+        );
+    let temp = TempPath::new("stuck-metrics.js");
+    // Next to the example, so that `require` finds examples/node/node_modules.
+    let path = script.with_file_name(temp.0.file_name().unwrap());
+    std::fs::write(&path, source).unwrap();
+    let _cleanup = TempPath(path.clone());
+    let node = node();
+    let (herd, admin) = start(
+        2,
+        &["--ready", "notify", "--name", "web"],
+        &[&node, path.to_str().unwrap()],
+        &[],
+    );
+    let url = format!("http://{admin}/metrics/app");
+    let body = get(&herd, &url);
+    assert!(
+        body.contains("nodejs_heap_size_total_bytes{app=\"web\"}"),
+        "{body}"
+    );
+    let port = herd.port();
+    let blocked = get(&herd, &format!("http://127.0.0.1:{port}/block"));
+    assert_eq!(blocked, "blocking\n");
+    let t = Instant::now();
+    let body = get(&herd, &url);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert!(
+        body.contains("nodejs_heap_size_total_bytes{app=\"web\"}"),
+        "the other worker's: {body}"
+    );
+    let metrics = get(&herd, &format!("http://{admin}/metrics"));
+    let errors: f64 = (0..2)
+        .filter_map(|slot| {
+            value(
+                &metrics,
+                &format!("herd_worker_scrape_errors_total{{app=\"web\",worker=\"{slot}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(errors, 1.0, "{metrics}");
+}

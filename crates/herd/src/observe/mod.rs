@@ -1,7 +1,8 @@
 //! Watching workers from the outside: what this process may use (the CPU budget behind
 //! `-i max`, the container memory limit behind `max_memory_restart = "40%"`), the lifecycle
-//! log, and the workers' output in rotated log files (later: /proc sampling, metrics,
-//! health endpoints, status tables). Reads the system and reports; decides nothing.
+//! log, the workers' output in rotated log files, and changes of the app's files (`watch`)
+//! (later: /proc sampling, metrics, health endpoints, status tables). Reads the system and
+//! reports; decides nothing.
 
 pub mod app_events;
 mod cgroup;
@@ -12,6 +13,7 @@ pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod procstat;
+pub mod watch;
 
 /// What this process may use, read once: the plan resolves `-i max` and a
 /// `max_memory_restart` share against it.

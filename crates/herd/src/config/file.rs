@@ -34,6 +34,7 @@
 //! `reload_parallel`, `max_memory_restart`, `autorestart`, `stop_exit_codes`, `user`,
 //! `group`, `namespace`, `instance_var`, `increment_var`, `log_format`, `out_file`,
 //! `error_file`, `log_file`, `merge_logs`, `log_date_format`, `log_max_size`, `log_files`.
+//! Reloading on a change of the files: `watch`, `ignore_watch`, `watch_delay`.
 //! Durations need a unit (`"500ms"`, `"10s"`); [`to_toml`] writes apps back as a file.
 //!
 //! A file with no app is an error: there is nothing to run, so it is surely a mistake.

@@ -187,6 +187,23 @@ pub struct RunFlags {
     #[arg(long, value_name = "PATH")]
     pub worker_metrics: Option<String>,
 
+    /// Reload (rolling, zero downtime) when a file under PATH changes; relative to the
+    /// app's directory; repeatable. `--watch` alone watches the app's directory. Off when
+    /// not given.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = ".")]
+    pub watch: Vec<std::path::PathBuf>,
+
+    /// With --watch: changes of paths this glob matches do not count: a name (`dist`,
+    /// `*.log`) anywhere, or a path from the app's directory (`tmp/**`); repeatable.
+    /// node_modules, .git and herd's log files never count.
+    #[arg(long, value_name = "GLOB")]
+    pub ignore_watch: Vec<crate::observe::watch::IgnoreGlob>,
+
+    /// With --watch: reload once no change came for this long, so a burst of changes is
+    /// one reload. [default: 1s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub watch_delay: Option<Duration>,
+
     /// Name of the app in logs (default: the program's file name).
     #[arg(long)]
     pub name: Option<String>,
@@ -236,6 +253,9 @@ impl RunFlags {
             health_start_period: self.health_start_period,
             watchdog: self.watchdog,
             worker_metrics: self.worker_metrics,
+            watch: self.watch,
+            ignore_watch: self.ignore_watch,
+            watch_delay: self.watch_delay,
             ..AppConfig::default()
         };
         (self.name, app)
@@ -270,6 +290,8 @@ mod tests {
             "health-check" => "http:/healthz",
             "watchdog" => "5s",
             "worker-metrics" => "/metrics",
+            "watch" => "src",
+            "ignore-watch" => "*.log",
             "name" => "web",
             "proxy" | "stop-message" | "no-node-cluster" => return None,
             other => panic!("--{other}: give it a sample value in this test"),

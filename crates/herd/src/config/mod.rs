@@ -16,6 +16,7 @@ mod memory;
 pub mod plan;
 pub mod settings;
 mod values;
+mod watch;
 
 pub use flags::{ProxyProtocol, RunArgs, RunFlags};
 pub use instances::Instances;

@@ -93,6 +93,16 @@ pub enum PlanError {
     /// `--admin` on an address the app listens on.
     #[error("--admin {0} is one of the app's own addresses: the admin listener needs an address of its own (e.g. 127.0.0.1:9100)")]
     AdminOnAppAddress(String),
+    /// A `watch` path that cannot be watched.
+    #[error("watch path `{given}` {why} ({})", path.display())]
+    WatchPath {
+        /// As written.
+        given: String,
+        /// Made absolute.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// `--max-memory-restart 40%` with no container memory limit.
     #[error(transparent)]
     MemoryShare(#[from] super::memory::NoContainerLimit),
@@ -151,6 +161,8 @@ pub struct RunPlan {
     pub health_check: Option<super::health::HealthCheck>,
     /// `--worker-metrics`: the path of each worker's own metrics endpoint.
     pub worker_metrics: Option<String>,
+    /// `--watch`: the files whose change reloads the app, if any.
+    pub watch: Option<crate::observe::watch::WatchPlan>,
     /// `--min-ready`: ready workers that make the app ready.
     pub min_ready: MinReady,
     /// Lifecycle knobs; `policy.instances` is resolved.
@@ -283,6 +295,7 @@ pub fn plan(
         min_ready: app.min_ready.unwrap_or(DEFAULT_MIN_READY),
         health_check: health.check,
         worker_metrics: health.worker_metrics,
+        watch: super::watch::plan(app)?,
         policy: Policy {
             instances,
             readiness,

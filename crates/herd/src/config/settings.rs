@@ -154,6 +154,14 @@ pub struct AppConfig {
     /// `worker_metrics`: the path of each worker's own metrics endpoint, which herd
     /// scrapes worker by worker for `/metrics/app`.
     pub worker_metrics: Option<String>,
+    /// `watch`: reload when a file under these paths changes (relative to `cwd`; `true`
+    /// is `["."]`); empty: no watch.
+    pub watch: Vec<PathBuf>,
+    /// `ignore_watch`: changes of paths these globs match do not count (besides the
+    /// defaults, `node_modules`, `.git` and herd's log files).
+    pub ignore_watch: Vec<crate::observe::watch::IgnoreGlob>,
+    /// `watch_delay`: a burst of changes ends when none came for this long.
+    pub watch_delay: Option<Duration>,
     /// `sticky_wait`: with `balance = "sticky"`, how long a client whose worker is
     /// restarting waits for it before going to its next-choice worker.
     pub sticky_wait: Option<Duration>,

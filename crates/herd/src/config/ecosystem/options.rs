@@ -3,11 +3,8 @@
 //! extension. Data only: [`super::pm2`] reads it.
 
 /// PM2 options herd has no equivalent for, with why (or what to do instead).
-pub(super) const UNSUPPORTED: [(&str, &str); 33] = [
-    ("watch", "herd does not restart on file changes: run `herd reload` from your deploy or a file watcher"),
-    ("ignore_watch", "herd does not watch files"),
-    ("watch_options", "herd does not watch files"),
-    ("watch_delay", "herd does not watch files"),
+pub(super) const UNSUPPORTED: [(&str, &str); 30] = [
+    ("watch_options", "chokidar's options do not apply: herd watches with inotify (polling, symlinks and the rest are its own)"),
     ("cron_restart", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
     ("cron", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
     ("vizion", "herd keeps no versioning metadata"),
@@ -40,7 +37,7 @@ pub(super) const UNSUPPORTED: [(&str, &str); 33] = [
 ];
 
 /// Every PM2 option herd maps, for did-you-mean on unknown ones.
-pub(super) const MAPPED: [&str; 47] = [
+pub(super) const MAPPED: [&str; 50] = [
     "name",
     "script",
     "exec",
@@ -88,6 +85,9 @@ pub(super) const MAPPED: [&str; 47] = [
     "uid",
     "user",
     "gid",
+    "watch",
+    "ignore_watch",
+    "watch_delay",
 ];
 
 /// Interpreters PM2 picks from the script's extension when `interpreter` is absent

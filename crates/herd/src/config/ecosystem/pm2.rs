@@ -194,6 +194,9 @@ impl Mapper<'_> {
                     app.stop_signal =
                         Some(parse_signal(&text).map_err(|message| self.bad(k, message))?);
                 }
+                "watch" => app.watch = self.watch(value)?,
+                "ignore_watch" => app.ignore_watch = self.ignore_watch(value)?,
+                "watch_delay" => app.watch_delay = Some(self.millis(k, value)?),
                 "uid" | "user" => app.user = Some(self.scalar(k, value)?),
                 "gid" => app.group = Some(self.scalar(k, value)?),
                 _ => self.unsupported(k),

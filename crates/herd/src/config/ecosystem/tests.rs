@@ -144,6 +144,9 @@ fn json_maps_every_option() {
         log_date_format: Some("YYYY-MM-DD HH:mm Z".into()),
         namespace: Some("frontend".into()),
         stop_signal: Some(Signal::SIGINT),
+        watch: vec![".".into()],
+        ignore_watch: vec!["node_modules".parse().unwrap(), "*.log".parse().unwrap()],
+        watch_delay: Some(Duration::from_millis(1500)),
         ..AppConfig::default()
     };
     assert_eq!(web, &expected);
@@ -164,8 +167,7 @@ fn json_maps_every_option() {
     assert_eq!(env.args, ["sleep", "1000"]);
 
     for needle in [
-        "ecosystem.json: app apps[0] (web): `watch`: not supported by herd, ignored",
-        "app apps[0] (web): `ignore_watch`: not supported by herd",
+        "ecosystem.json: app apps[0] (web): `watch_options`: not supported by herd, ignored",
         "app apps[0] (web): `vizion`: not supported",
         "app apps[0] (web): `instanse`: unknown PM2 option, ignored — did you mean `instances`?",
         "app apps[1] (jobs): `cron_restart`: not supported by herd, ignored",
@@ -396,5 +398,58 @@ fn fork_mode_defaults_to_one_instance() {
     has_warning(
         &eco,
         "app apps[1] (many): `exec_mode`: fork with instances 4",
+    );
+}
+
+/// PM2's watch options: `watch: false` and an `ignore_watch` without a watch are taken
+/// silently; a RegExp (which reaches herd as `{}`) is left out with a warning; a glob
+/// that cannot be read is an error naming the key.
+#[test]
+fn watch_options() {
+    let eco = from_json(
+        r#"[{"name": "off", "script": "a.js", "watch": false, "ignore_watch": ["node_modules", "logs"]},
+            {"name": "one", "script": "a.js", "watch": "src", "watch_delay": "2s"},
+            {"name": "many", "script": "a.js", "watch": ["src", "config"], "ignore_watch": "*.log", "watch_delay": 250},
+            {"name": "cwd", "script": "a.js", "watch": "true", "ignore_watch": [{}, "tmp/**"]},
+            {"name": "empty", "script": "a.js", "watch": []}]"#,
+    )
+    .unwrap();
+    let off = &eco.apps["off"];
+    assert!(off.watch.is_empty());
+    assert_eq!(off.ignore_watch.len(), 2);
+    assert_eq!(eco.apps["one"].watch, [PathBuf::from("src")]);
+    assert_eq!(eco.apps["one"].watch_delay, Some(Duration::from_secs(2)));
+    let many = &eco.apps["many"];
+    assert_eq!(many.watch, [PathBuf::from("src"), PathBuf::from("config")]);
+    assert_eq!(many.ignore_watch, ["*.log".parse().unwrap()]);
+    assert_eq!(many.watch_delay, Some(Duration::from_millis(250)));
+    assert_eq!(eco.apps["cwd"].watch, [PathBuf::from(".")]);
+    assert_eq!(eco.apps["cwd"].ignore_watch, ["tmp/**".parse().unwrap()]);
+    assert_eq!(eco.apps["empty"].watch, [PathBuf::from(".")]);
+    let about_watch: Vec<&String> = eco
+        .warnings
+        .iter()
+        .filter(|w| w.contains("watch"))
+        .collect();
+    assert_eq!(about_watch.len(), 1, "{:#?}", eco.warnings);
+    has_warning(
+        &eco,
+        "app apps[3] (cwd): `ignore_watch`: {}: not a glob (a RegExp?)",
+    );
+    round_trips(&eco);
+    assert!(to_toml(&eco.apps).contains("watch = true\n"));
+
+    assert_eq!(
+        json_err(r#"[{"script": "a.js", "ignore_watch": ["a**"]}]"#),
+        "eco.json: app apps[0]: `ignore_watch`: `a**` is not a glob: recursive wildcards must form a single path component"
+    );
+    assert_eq!(
+        json_err(r#"[{"script": "a.js", "watch": 3}]"#),
+        "eco.json: app apps[0]: `watch`: 3: expected true, false or paths"
+    );
+    let e = json_err(r#"[{"script": "a.js", "watch": true, "watch_delay": "soon"}]"#);
+    assert!(
+        e.starts_with("eco.json: app apps[0]: `watch_delay`: `soon` is not a duration"),
+        "{e}"
     );
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::pm2::Mapper;
 use super::EcosystemError;
 use crate::config::{Instances, MaxMemory};
+use crate::observe::watch::IgnoreGlob;
 use crate::units::{parse_duration, parse_size};
 
 impl Mapper<'_> {
@@ -219,6 +220,61 @@ impl Mapper<'_> {
             },
             _ => Err(bad()),
         }
+    }
+
+    /// `watch`: true or false (also as strings), one path or an array of paths, relative
+    /// to `cwd` as in PM2; empty when it watches nothing.
+    pub(super) fn watch(&self, value: &Value) -> Result<Vec<PathBuf>, EcosystemError> {
+        let bad = || {
+            self.bad(
+                "watch",
+                format!("{}: expected true, false or paths", shown(value)),
+            )
+        };
+        let path = |item: &Value| match item {
+            Value::String(s) if !s.trim().is_empty() => Ok(PathBuf::from(s)),
+            _ => Err(bad()),
+        };
+        match value {
+            // PM2's CLI writes booleans into saved files as strings.
+            Value::Bool(true) => Ok(vec![PathBuf::from(".")]),
+            Value::String(s) if s == "true" => Ok(vec![PathBuf::from(".")]),
+            Value::Bool(false) => Ok(Vec::new()),
+            Value::String(s) if s == "false" => Ok(Vec::new()),
+            // PM2: an empty array watches the app's directory.
+            Value::Array(items) if items.is_empty() => Ok(vec![PathBuf::from(".")]),
+            Value::Array(items) => items.iter().map(path).collect(),
+            one => path(one).map(|p| vec![p]),
+        }
+    }
+
+    /// `ignore_watch`: one glob or an array. A JavaScript RegExp (which reaches herd as
+    /// `{}`) cannot be taken: warned about and left out.
+    pub(super) fn ignore_watch(
+        &mut self,
+        value: &Value,
+    ) -> Result<Vec<IgnoreGlob>, EcosystemError> {
+        let items: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        let mut globs = Vec::new();
+        for item in items {
+            match item {
+                Value::String(s) => globs.push(
+                    s.parse::<IgnoreGlob>()
+                        .map_err(|message| self.bad("ignore_watch", message))?,
+                ),
+                other => self.warn(
+                    "ignore_watch",
+                    format!(
+                        "{}: not a glob (a RegExp?): herd takes globs such as \"*.log\"; left out",
+                        shown(other)
+                    ),
+                ),
+            }
+        }
+        Ok(globs)
     }
 
     /// `stop_exit_codes`: one code or an array.

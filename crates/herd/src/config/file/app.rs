@@ -17,6 +17,7 @@ use crate::config::plan::PlanError;
 use crate::config::values::parse_readiness;
 use crate::config::{AppConfig, MaxMemory};
 use crate::listen::{Balance, ListenAddr};
+use crate::observe::watch::IgnoreGlob;
 use crate::output::LogFormat;
 use crate::units::{parse_duration, parse_signal, parse_size};
 
@@ -105,6 +106,9 @@ pub(super) fn validate(
         worker_metrics: v.parse(raw.worker_metrics, "worker_metrics", |s: &str| {
             crate::config::health::metrics_path(s)
         })?,
+        watch: v.watch(raw.watch)?,
+        ignore_watch: v.ignore_watch(raw.ignore_watch)?,
+        watch_delay: v.duration(raw.watch_delay, "watch_delay")?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")
@@ -382,6 +386,61 @@ impl Validator<'_> {
         };
         max.map(Some)
             .map_err(|message| self.bad("max_memory_restart", span, message))
+    }
+
+    /// `watch = true` (the app's directory), `false`, or the paths, relative to `cwd`.
+    fn watch(&self, value: Option<Spanned<Value>>) -> Result<Vec<PathBuf>, FileError> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let span = value.span();
+        let bad = || {
+            self.bad(
+                "watch",
+                span.clone(),
+                "expected true, false or paths, e.g. [\"src\", \"config\"]",
+            )
+        };
+        match value.into_inner() {
+            Value::Boolean(true) => Ok(vec![PathBuf::from(".")]),
+            Value::Boolean(false) => Ok(Vec::new()),
+            Value::Array(items) if !items.is_empty() => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(s) if !s.trim().is_empty() => Ok(PathBuf::from(s)),
+                    _ => Err(bad()),
+                })
+                .collect(),
+            _ => Err(bad()),
+        }
+    }
+
+    /// `ignore_watch = ["*.log", "tmp/**"]`, or one glob alone.
+    fn ignore_watch(&self, value: Option<Spanned<Value>>) -> Result<Vec<IgnoreGlob>, FileError> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let span = value.span();
+        let items = match value.into_inner() {
+            Value::Array(items) => items,
+            one @ Value::String(_) => vec![one],
+            _ => {
+                return Err(self.bad(
+                    "ignore_watch",
+                    span,
+                    "expected globs, e.g. [\"*.log\", \"tmp/**\"]",
+                ))
+            }
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => s
+                    .parse::<IgnoreGlob>()
+                    .map_err(|message| self.bad("ignore_watch", span.clone(), message)),
+                _ => Err(self.bad("ignore_watch", span.clone(), "expected strings")),
+            })
+            .collect()
     }
 
     /// `stop_exit_codes = [0, 2]`, or one code alone as PM2 allows.

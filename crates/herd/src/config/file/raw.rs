@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 49] = [
+pub(super) const APP_KEYS: [&str; 52] = [
     "command",
     "args",
     "cwd",
@@ -50,6 +50,9 @@ pub(super) const APP_KEYS: [&str; 49] = [
     "health_start_period",
     "watchdog",
     "worker_metrics",
+    "watch",
+    "ignore_watch",
+    "watch_delay",
     "node_cluster",
     "namespace",
     "autorestart",
@@ -119,6 +122,9 @@ pub(super) struct RawApp {
     pub health_start_period: Option<Spanned<Value>>,
     pub watchdog: Option<Spanned<Value>>,
     pub worker_metrics: Option<Spanned<String>>,
+    pub watch: Option<Spanned<Value>>,
+    pub ignore_watch: Option<Spanned<Value>>,
+    pub watch_delay: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,

@@ -62,6 +62,9 @@ health_failures = 2
 health_start_period = "30s"
 watchdog = "10s"
 worker_metrics = "/metrics"
+watch = ["src", "config"]
+ignore_watch = ["*.log", "tmp/**"]
+watch_delay = "500ms"
 node_cluster = false
 namespace = "web"
 autorestart = true
@@ -141,6 +144,9 @@ fn a_full_file() {
         health_start_period: Some(Duration::from_secs(30)),
         watchdog: Some(Duration::from_secs(10)),
         worker_metrics: Some("/metrics".into()),
+        watch: vec!["src".into(), "config".into()],
+        ignore_watch: vec!["*.log".parse().unwrap(), "tmp/**".parse().unwrap()],
+        watch_delay: Some(Duration::from_millis(500)),
         node_cluster: Some(false),
         namespace: Some("web".into()),
         autorestart: Some(true),
@@ -295,6 +301,11 @@ fn bad_values_name_the_expected_form() {
         ("log_date_format = \"\"", "`apps.api.log_date_format = \"\"`: expected a format, e.g. \"YYYY-MM-DD HH:mm:ss\""),
         ("log_max_size = \"big\"", "`apps.api.log_max_size = \"big\"`: `big` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
         ("log_files = 0", "`apps.api.log_files = 0`: expected a number ≥ 1"),
+        ("watch = 3", "`apps.api.watch = 3`: expected true, false or paths, e.g. [\"src\", \"config\"]"),
+        ("watch = [\"src\", \"\"]", "`apps.api.watch = [\"src\", \"\"]`: expected true, false or paths, e.g. [\"src\", \"config\"]"),
+        ("ignore_watch = [\"*.log\", \"a**\"]", "`apps.api.ignore_watch = [\"*.log\", \"a**\"]`: `a**` is not a glob: recursive wildcards must form a single path component"),
+        ("ignore_watch = 1", "`apps.api.ignore_watch = 1`: expected globs, e.g. [\"*.log\", \"tmp/**\"]"),
+        ("watch_delay = 1000", "`apps.api.watch_delay = 1000`: a bare number is ambiguous (PM2 counts milliseconds, herd's flags seconds): write the unit, e.g. \"10s\" or \"500ms\""),
         ("env_prod = \"x\"", "`apps.api.env_prod = \"x\"`: expected a table of variables, e.g. `{ NODE_ENV = \"production\" }`"),
     ];
     for (line, message) in cases {
@@ -302,6 +313,22 @@ fn bad_values_name_the_expected_form() {
         assert!(e.starts_with("herd.toml:3:"), "{e}");
         assert!(e.ends_with(message), "{line}:\n{e}\n{message}");
     }
+}
+
+/// `watch = true` is the app's directory, written back as `true`; `false` watches nothing.
+#[test]
+fn watch_true_and_false() {
+    let file = ok("[apps.a]\ncommand = \"x\"\nwatch = true\nignore_watch = \"dist\"\n");
+    assert_eq!(file.apps["a"].watch, [std::path::PathBuf::from(".")]);
+    assert_eq!(file.apps["a"].ignore_watch, ["dist".parse().unwrap()]);
+    let text = to_toml(&file.apps);
+    assert!(
+        text.contains("\nwatch = true\nignore_watch = [\"dist\"]\n"),
+        "{text}"
+    );
+    assert_eq!(parse(&text, "check.toml", None).unwrap().apps, file.apps);
+    let off = ok("[apps.a]\ncommand = \"x\"\nwatch = false\n");
+    assert!(off.apps["a"].watch.is_empty());
 }
 
 #[test]

@@ -75,6 +75,9 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         health_start_period,
         watchdog,
         worker_metrics,
+        watch,
+        ignore_watch,
+        watch_delay,
         node_cluster,
         namespace,
         autorestart,
@@ -119,6 +122,12 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("health_start_period", health_start_period.map(duration));
     t.put("watchdog", watchdog.map(duration));
     t.put("worker_metrics", worker_metrics.as_deref().map(text));
+    t.put("watch", watch_value(watch));
+    if !ignore_watch.is_empty() {
+        let globs = ignore_watch.iter().map(|g| g.to_string());
+        t.put("ignore_watch", Some(strings(globs)));
+    }
+    t.put("watch_delay", watch_delay.map(duration));
     t.put(
         "min_ready",
         min_ready.map(|m| match m {
@@ -225,6 +234,16 @@ fn size(bytes: u64) -> Value {
 /// A count as a TOML integer; counts past i64 (which no config means) are clamped.
 fn integer(n: usize) -> Value {
     Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `watch = true` for the app's directory alone (how PM2 files and `--watch` say it), the
+/// paths otherwise; nothing when it watches nothing.
+fn watch_value(paths: &[std::path::PathBuf]) -> Option<Value> {
+    match paths {
+        [] => None,
+        [one] if one.as_os_str() == "." => Some(Value::Boolean(true)),
+        _ => Some(strings(paths.iter().map(|p| p.to_string_lossy()))),
+    }
 }
 
 /// `"max"`, or N and -K as integers, the way people write them.

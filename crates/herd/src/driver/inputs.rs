@@ -120,6 +120,7 @@ impl Driver {
             Input::Probe(probe) => self.answer_probe(probe),
             Input::Checked(c) => self.on_checked(c),
             Input::LivenessTick => self.ask_liveness(),
+            Input::Changed(batch) => self.on_changes(batch),
             // Sent from the loop: a loop that is stuck sends none, and systemd acts.
             Input::Watchdog => super::service::send("WATCHDOG=1"),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),

@@ -33,6 +33,7 @@ mod service;
 pub mod signals;
 pub mod spawn;
 pub mod status;
+mod watch;
 mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -109,6 +110,8 @@ enum Input {
     Checked(health::Checked),
     /// `--watchdog`: time to ask Node workers whether their event loop turns.
     LivenessTick,
+    /// `--watch`: a burst of changes of the app's files.
+    Changed(crate::observe::watch::Batch),
     Timer,
 }
 
@@ -202,6 +205,9 @@ struct Driver {
     tally: metrics::Tally,
     /// `/metrics/app`: scrapes under way, PM2 values, scrape errors (`app_metrics.rs`).
     app_scrapes: app_metrics::AppScrapes,
+    /// `--watch`: the watch of the app's files, and the bursts of changes it reports.
+    watcher: Option<crate::observe::watch::Watcher>,
+    changes: Option<mpsc::UnboundedReceiver<crate::observe::watch::Batch>>,
     /// Slots the supervisor last said should get new connections.
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
@@ -319,6 +325,8 @@ impl Driver {
             steered: None,
             waiters: Vec::new(),
             memory_tick: memory_tick(memory_limit),
+            watcher: None,
+            changes: None,
         })
     }
 
@@ -376,6 +384,8 @@ impl Driver {
         if let (Some(period), true) = (self.plan.policy.watchdog, self.plan.node_cluster) {
             self.liveness_tick = Some(liveness::interval(period));
         }
+        // The last thing that can fail before the first worker starts.
+        self.start_watching()?;
         self.queue.push_back(Event::Start);
         let outcome = loop {
             if let Some(outcome) = self.drain_queue() {
@@ -451,6 +461,12 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             } => Input::LivenessTick,
+            Some(batch) = async {
+                match self.changes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Input::Changed(batch),
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }

@@ -8,7 +8,7 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::signals::Intent;
 use super::{status, Driver};
@@ -227,7 +227,14 @@ impl Driver {
         if plan.policy.max_memory.is_some() != self.memory_tick.is_some() {
             self.memory_tick = super::memory_tick(plan.policy.max_memory);
         }
+        let rewatch = plan.watch != self.plan.watch;
         self.plan = plan;
+        if rewatch {
+            if let Err(e) = self.start_watching() {
+                warn!(app = %self.plan.name, event = "watch.failed", error = %e,
+                    "{e}: {} runs on without watching its files", self.plan.name);
+            }
+        }
     }
 
     /// Answers the requests whose awaited state is reached.

@@ -27,13 +27,24 @@ impl Registry {
         base_env: Arc<Vec<(OsString, OsString)>>,
     ) -> Result<crate::config::RunPlan, String> {
         let (limits, app_name) = (self.limits.clone(), name.to_string());
+        let home = self.home.clone();
         tokio::task::spawn_blocking(move || {
-            crate::config::plan(Some(&app_name), &config, Some(base_env), &limits)
+            let mut plan = crate::config::plan(Some(&app_name), &config, Some(base_env), &limits)
                 .map_err(|source| crate::config::plan::AppError {
                     app: app_name.clone(),
                     source,
                 })
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if let Some(watch) = plan.watch.as_mut() {
+                // What the daemon writes is no change of the app: its own files, and the
+                // app's log files wherever they are.
+                watch.ignore.add_tree(home.dir().to_path_buf());
+                let written = log_plan(&home, &app_name, &config).written_globs();
+                for glob in written.iter().filter_map(|g| g.parse().ok()) {
+                    watch.ignore.add_glob(glob);
+                }
+            }
+            Ok(plan)
         })
         .await
         .unwrap_or_else(|e| Err(format!("planning {name} failed: {e}")))

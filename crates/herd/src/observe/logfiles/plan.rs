@@ -79,6 +79,37 @@ impl LogPlan {
         self.log_file.as_deref().map(|p| self.overridden(slot, p))
     }
 
+    /// Globs (absolute, `watch`'s `ignore_watch` syntax) that match every file this plan
+    /// writes, of any slot, rotated ones too, so that an app that watches the directory of
+    /// its own logs does not reload at each line: the whole default directory if a stream
+    /// goes there, and each file named by `out_file`, `error_file` or `log_file`.
+    pub fn written_globs(&self) -> Vec<String> {
+        let escape = |p: &Path| glob::Pattern::escape(&p.to_string_lossy());
+        let mut globs = Vec::new();
+        if self.out_file.is_none() || self.error_file.is_none() {
+            globs.push(format!("{}/**", escape(&self.dir)));
+        }
+        let named = [&self.out_file, &self.error_file, &self.log_file];
+        for path in named.into_iter().flatten() {
+            let path = self.dir.join(path);
+            if self.merge {
+                globs.push(escape(&path));
+                globs.push(format!("{}.*", escape(&path)));
+                continue;
+            }
+            // `<stem>-<slot>.<ext>` and its rotations `….<ext>.<n>`, as `overridden` names them.
+            let stem = path.with_extension("");
+            globs.push(match path.extension() {
+                Some(e) => {
+                    let ext = glob::Pattern::escape(&e.to_string_lossy());
+                    format!("{}-*.{ext}*", escape(&stem))
+                }
+                None => format!("{}-*", escape(&stem)),
+            });
+        }
+        globs
+    }
+
     fn path_of(&self, slot: usize, over: Option<&Path>, stream: &str) -> PathBuf {
         match over {
             Some(p) => self.overridden(slot, p),

@@ -52,6 +52,44 @@ fn paths_default_merged_and_overridden() {
     assert_eq!(plan.paths(7).0, PathBuf::from("/h/logs/api.out.log"));
 }
 
+/// Every file a plan writes, rotated ones too, is matched by its `written_globs`, and a
+/// neighbour is not.
+#[test]
+fn written_globs_match_every_file_written() {
+    use crate::observe::watch::{Ignore, IgnoreGlob};
+    let rule = |plan: &LogPlan| {
+        let mut ignore = Ignore::new("/srv/app".into(), &[]);
+        for g in plan.written_globs() {
+            ignore.add_glob(g.parse::<IgnoreGlob>().unwrap());
+        }
+        ignore
+    };
+    let mut plan = LogPlan::new("/home/u/.herd/logs", "api");
+    let ignore = rule(&plan);
+    assert!(ignore.ignores(&plan.paths(3).0));
+    assert!(ignore.ignores(Path::new("/home/u/.herd/logs/api-3.out.log.2")));
+    plan.out_file = Some("/srv/app/logs/out [x].log".into());
+    plan.error_file = Some("/srv/app/logs/err".into());
+    plan.log_file = Some("/srv/app/all.log".into());
+    let ignore = rule(&plan);
+    assert_eq!(plan.written_globs().len(), 3, "{:?}", plan.written_globs());
+    for slot in [0, 12] {
+        let (out, err) = plan.paths(slot);
+        assert!(ignore.ignores(&out), "{out:?}");
+        assert!(ignore.ignores(&err), "{err:?}");
+        let all = plan.combined_path(slot).unwrap();
+        assert!(ignore.ignores(&all));
+        assert!(ignore.ignores(&all.with_extension("log.5")));
+    }
+    assert!(!ignore.ignores(Path::new("/srv/app/all.js")));
+    assert!(!ignore.ignores(Path::new("/srv/app/logs/out x.log")));
+    plan.merge = true;
+    let ignore = rule(&plan);
+    assert!(ignore.ignores(Path::new("/srv/app/all.log")));
+    assert!(ignore.ignores(Path::new("/srv/app/all.log.1")));
+    assert!(!ignore.ignores(Path::new("/srv/app/all.json")));
+}
+
 #[test]
 fn text_lines_per_slot_combined_with_err_marker_and_modes() {
     use std::os::unix::fs::PermissionsExt;

@@ -234,7 +234,7 @@ fn pm2_ecosystem_files_start_as_they_are() {
             r#"{{ "name": "{name}", "script": "./server.js", "instances": 2, "exec_mode": "cluster",
                  "port": {port}, "wait_ready": true, "listen_timeout": 10000, "kill_timeout": 5000,
                  "env": {{ "NODE_ENV": "development" }}, "env_production": {{ "NODE_ENV": "production" }},
-                 "watch": true }}"#
+                 "vizion": true }}"#
         )
     };
     let files = [
@@ -260,7 +260,7 @@ fn pm2_ecosystem_files_start_as_they_are() {
         let r = d.run(&["start", path.to_str().unwrap(), "--env", "production"]);
         assert_eq!(r.code, 0, "{file}: {r}");
         assert!(
-            r.stderr.contains("`watch`"),
+            r.stderr.contains("`vizion`"),
             "{file}: the unsupported key is named: {r}"
         );
     }

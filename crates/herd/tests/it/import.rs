@@ -71,7 +71,7 @@ fn a_json_ecosystem_imports_and_round_trips() {
     let stderr = import_round_trip("ecosystem.json", Some("production"));
     for needle in [
         "herd: warning: ",
-        "ecosystem.json: app apps[0] (web): `watch`: not supported by herd, ignored",
+        "ecosystem.json: app apps[0] (web): `watch_options`: not supported by herd, ignored",
         "app apps[0] (web): `instanse`: unknown PM2 option, ignored — did you mean `instances`?",
         "app apps[1] (jobs): `cron_restart`",
     ] {

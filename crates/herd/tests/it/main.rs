@@ -42,3 +42,4 @@ mod shutdown;
 mod socket_activation;
 mod sticky;
 mod systemd;
+mod watch;

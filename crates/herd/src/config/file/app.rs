@@ -388,7 +388,7 @@ impl Validator<'_> {
             .map_err(|message| self.bad("max_memory_restart", span, message))
     }
 
-    /// `watch = true` (the app's directory), `false`, or the paths, relative to `cwd`.
+    /// `watch = true` (the app's directory), `false`, or a path or paths, relative to `cwd`.
     fn watch(&self, value: Option<Spanned<Value>>) -> Result<Vec<PathBuf>, FileError> {
         let Some(value) = value else {
             return Ok(Vec::new());
@@ -404,6 +404,7 @@ impl Validator<'_> {
         match value.into_inner() {
             Value::Boolean(true) => Ok(vec![PathBuf::from(".")]),
             Value::Boolean(false) => Ok(Vec::new()),
+            Value::String(s) if !s.trim().is_empty() => Ok(vec![PathBuf::from(s)]),
             Value::Array(items) if !items.is_empty() => items
                 .into_iter()
                 .map(|item| match item {

@@ -65,6 +65,17 @@ impl LogPlan {
     /// first line comes.
     pub fn sink(&self) -> std::io::Result<FileSink> {
         create_dir(&self.dir)?;
+        // The folders of the files the config names too, if they can be made (if not, their
+        // lines are lost with a warning, as later): an app that watches its own folder then
+        // sees no folder appear when its first line is written.
+        for path in [&self.out_file, &self.error_file, &self.log_file]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(parent) = self.dir.join(path).parent() {
+                let _ = create_dir(parent);
+            }
+        }
         let stamp = match &self.date_format {
             Some(pattern) => Stamp::new(pattern, Zone::Local),
             None => Stamp::rfc3339(),

@@ -54,6 +54,11 @@ pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd,
 /// answers of the new workers after the reload is done. Fails the test with the failed
 /// requests (ms after the SIGHUP). Returns the old workers' pids.
 pub fn reload_under(herd: &Herd, load: Load) -> Vec<u32> {
+    reload_under_by(herd, load, || herd.signal(Signal::SIGHUP))
+}
+
+/// [`reload_under`], with the reload started by `trigger` (a SIGHUP, a changed file).
+pub fn reload_under_by(herd: &Herd, load: Load, trigger: impl FnOnce()) -> Vec<u32> {
     let old = herd.worker_pids();
     let answered_by = |load: &Load, pids: &dyn Fn(u32) -> bool| -> usize {
         load.by_pid()
@@ -68,7 +73,7 @@ pub fn reload_under(herd: &Herd, load: Load) -> Vec<u32> {
     let mark = herd.mark(Out::Stderr);
     let hup = Instant::now();
     let before = load.ok();
-    herd.signal(Signal::SIGHUP);
+    trigger();
     herd.wait_event_from(mark, "reload.done", |_| true);
     let at_done = load.ok();
     herd.wait_gone(&old, T);
@@ -82,12 +87,12 @@ pub fn reload_under(herd: &Herd, load: Load) -> Vec<u32> {
         || answered_by(&load, &|p| !old.contains(&p)) >= new_before + 50,
     );
     eprintln!(
-        "answers: {before} before the SIGHUP, {} while the reload ran, {} after it",
+        "answers: {before} before the reload began, {} while it ran, {} after it",
         at_done - before,
         load.ok() - at_done
     );
     if let Err(e) = load.finish_clean(hup) {
-        herd.fail(&format!("across the reload (SIGHUP at {hup:?}): {e}"));
+        herd.fail(&format!("across the reload (begun at {hup:?}): {e}"));
     }
     old
 }

@@ -9,8 +9,10 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERD=$ROOT/target/release/herd
-TW=$ROOT/target/release/herd-testworker
+# Where cargo builds: CARGO_TARGET_DIR when set (as cargo itself reads it).
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+HERD=$TARGET/release/herd
+TW=$TARGET/release/herd-testworker
 WORK=$(mktemp -d /tmp/herd-bench.XXXXXX)
 _TRACKED=()
 

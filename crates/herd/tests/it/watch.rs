@@ -376,3 +376,45 @@ fn a_daemon_app_reloads_on_change_and_ignores_what_herd_writes() {
     assert_eq!(second["paths"], "marker.js", "{second}");
     assert_eq!(second["changed"], 1, "{second}");
 }
+
+/// `herd reload FILE` that adds `watch` to a running app starts watching; one that takes
+/// it away stops.
+#[test]
+fn a_reload_with_a_new_definition_starts_and_stops_the_watch() {
+    let d = Daemon::new();
+    let app = |extra: &str| {
+        testworker_args_app(
+            "web",
+            &["--notify"],
+            1,
+            &format!("ready = \"notify\"\n{extra}"),
+        )
+    };
+    std::fs::create_dir_all(d.root().join("src")).unwrap();
+    let file = d.file("herd.toml", &app(""));
+    d.ok(&["start", file.to_str().unwrap()]);
+    d.wait_online("web", 1);
+    d.file(
+        "herd.toml",
+        &app("watch = [\"src\"]\nwatch_delay = \"200ms\""),
+    );
+    d.ok(&["reload", file.to_str().unwrap()]);
+    assert_eq!(d.daemon_events("herd.watching").len(), 1);
+    std::fs::write(d.root().join("src/a.js"), "x").unwrap();
+    d.wait_until("a change is seen", T, || {
+        !d.daemon_events("app.changed").is_empty()
+    });
+    d.wait_until("its reload is done", T, || {
+        d.daemon_events("reload.done").len() >= 2
+    });
+    d.file("herd.toml", &app(""));
+    d.ok(&["reload", file.to_str().unwrap()]);
+    d.wait_until("the third reload is done", T, || {
+        d.daemon_events("reload.done").len() >= 3
+    });
+    // No longer watched: a change would be reported 200 ms after it; an absence can
+    // only be waited for, three times that.
+    std::fs::write(d.root().join("src/b.js"), "x").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(d.daemon_events("app.changed").len(), 1);
+}

@@ -340,7 +340,7 @@ mod tests {
         }
         std::fs::write(root.join("src/a.js"), "1").unwrap();
         let ignore = Ignore::new(root.clone(), &["dist".parse().unwrap()]);
-        let (mut tree, skipped) = Tree::start(&[root.clone()], ignore).unwrap();
+        let (mut tree, skipped) = Tree::start(std::slice::from_ref(&root), ignore).unwrap();
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(tree.len(), 3, "the root, src and src/lib only");
         assert_eq!(changes(&mut tree), None);
@@ -377,14 +377,18 @@ mod tests {
         let root = t.0.clone();
         let file = root.join("server.js");
         std::fs::write(&file, "1").unwrap();
-        let (mut tree, _) = Tree::start(&[file.clone()], Ignore::new(root.clone(), &[])).unwrap();
+        let (mut tree, _) =
+            Tree::start(std::slice::from_ref(&file), Ignore::new(root.clone(), &[])).unwrap();
         assert_eq!(tree.len(), 1);
         std::fs::write(root.join("other.js"), "x").unwrap();
         assert_eq!(changes(&mut tree), None, "only the watched file counts");
         for _ in 0..2 {
             std::fs::write(root.join(".server.js.swp"), "2").unwrap();
             std::fs::rename(root.join(".server.js.swp"), &file).unwrap();
-            assert_eq!(changes(&mut tree).unwrap().paths, [file.clone()]);
+            assert_eq!(
+                changes(&mut tree).unwrap().paths,
+                std::slice::from_ref(&file)
+            );
         }
     }
 
@@ -392,7 +396,7 @@ mod tests {
     fn a_missing_root_is_named() {
         let t = temp("missing");
         let gone = t.0.join("nope");
-        let e = Tree::start(&[gone.clone()], Ignore::new(t.0.clone(), &[]))
+        let e = Tree::start(std::slice::from_ref(&gone), Ignore::new(t.0.clone(), &[]))
             .err()
             .unwrap();
         assert!(e.to_string().contains(&gone.display().to_string()), "{e}");

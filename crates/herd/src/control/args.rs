@@ -33,6 +33,20 @@ pub enum Verb {
     Describe(DescribeArgs),
     /// Print the last lines of apps' logs, and follow them.
     Logs(LogsArgs),
+    /// Empty the log files of apps (every app when none is named), safely while they are
+    /// written.
+    Flush(FlushArgs),
+    /// Zero the restart counts and counters of apps.
+    Reset(Select),
+    /// `herd ls --json` (PM2's `jlist`).
+    #[command(hide = true)]
+    Jlist,
+    /// `herd ls --json`, indented (PM2's `prettylist`).
+    #[command(hide = true)]
+    Prettylist,
+    /// Not in herd yet: says what to type instead (PM2's `monit`).
+    #[command(hide = true)]
+    Monit,
     /// Print the Prometheus metrics of apps (herd's own series; with --app, the apps' own),
     /// from the daemon, or from a `herd run` with --admin ADDR.
     Metrics(MetricsArgs),
@@ -124,6 +138,22 @@ pub struct LsArgs {
     /// One JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Order the apps (and each app's workers) by name, cpu, memory, restarts or uptime;
+    /// `:asc` or `:desc` after it to choose (default: name ascending, the others the
+    /// largest first).
+    #[arg(long, value_name = "KEY[:asc|:desc]", value_parser = super::everyday::parse_sort)]
+    pub sort: Option<super::everyday::Sort>,
+    /// Redraw the table every SECS seconds (default 1), as `watch -n1 herd ls`; Ctrl-C ends.
+    #[arg(short = 'w', long = "watch", value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+    pub watch: Option<u64>,
+}
+
+/// Flags of `herd flush`.
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// App names, namespaces, or `all` (every app when none is given).
+    #[arg(value_name = "NAME")]
+    pub apps: Vec<String>,
 }
 
 /// Flags of `herd describe`.

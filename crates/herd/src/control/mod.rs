@@ -5,6 +5,7 @@
 pub mod args;
 pub mod client;
 pub mod daemon;
+mod everyday;
 pub mod home;
 pub mod logs;
 mod metrics;

@@ -75,6 +75,16 @@ pub enum Request {
     },
     /// Every app with its workers.
     List,
+    /// Empty the apps' log files (`herd flush`); every app when `select` is empty.
+    Flush {
+        /// The apps.
+        select: Selector,
+    },
+    /// Zero the apps' restart counts and counters (`herd reset`).
+    Reset {
+        /// The apps.
+        select: Selector,
+    },
     /// The Prometheus exposition of the apps (`herd metrics`): herd's own series, or with
     /// `app_own` the apps' own (`/metrics/app`).
     Metrics {

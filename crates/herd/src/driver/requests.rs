@@ -86,6 +86,10 @@ pub enum AppRequest {
     Probe(crate::admin::Probe),
     /// The app as `/metrics` shows it (the daemon renders every app's at once).
     Snapshot(tokio::sync::oneshot::Sender<crate::observe::metrics::AppSnapshot>),
+    /// Empty the app's log files (`herd flush`); answers when done.
+    EmptyLogs(tokio::sync::oneshot::Sender<()>),
+    /// Zero the app's restart counts and counters (`herd reset`); answers when done.
+    Reset(tokio::sync::oneshot::Sender<()>),
     /// The app's own metrics, labelled with the app (the daemon merges every app's).
     AppMetrics(tokio::sync::oneshot::Sender<Vec<crate::observe::metrics::Family>>),
     /// Take a new plan and reload every worker with it, then scale to its number of
@@ -136,6 +140,19 @@ impl Driver {
             AppRequest::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
             AppRequest::Probe(p) => self.answer_probe(p),
             AppRequest::Snapshot(reply) => drop(reply.send(self.metrics_snapshot())),
+            AppRequest::EmptyLogs(reply) => {
+                let output = self.output.clone();
+                tokio::spawn(async move {
+                    output.empty_files().await;
+                    let _ = reply.send(());
+                });
+            }
+            AppRequest::Reset(reply) => {
+                self.sup.reset_restarts();
+                self.counters = Default::default();
+                info!(app = %self.plan.name, "restart counts and counters of {} reset", self.plan.name);
+                let _ = reply.send(());
+            }
             AppRequest::AppMetrics(reply) => {
                 let gathering = self.gather_app_metrics();
                 tokio::spawn(async move { drop(reply.send(gathering.await)) });

@@ -5,11 +5,13 @@
 mod apply;
 mod dump;
 mod lifecycle;
+mod upkeep;
 mod workers;
 
 pub use apply::apply;
 pub use dump::{resurrect, save};
 pub use lifecycle::{delete, kill, reload, restart, start, stop, stop_all};
+pub use upkeep::{flush, reset};
 pub use workers::{scale, send, signal};
 
 use std::sync::Arc;
@@ -133,7 +135,7 @@ pub(super) async fn status_of(run: &Running) -> Option<crate::driver::status::Ap
 }
 
 /// Every app as `ls` shows it.
-async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
+pub(super) async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
     let mut out = Vec::new();
     for name in registry.names() {
         let Some((mut info, run, config, last_slots)) = registry.with_app(&name, |a| {

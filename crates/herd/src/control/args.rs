@@ -44,8 +44,8 @@ pub enum Verb {
     /// `herd ls --json`, indented (PM2's `prettylist`).
     #[command(hide = true)]
     Prettylist,
-    /// Not in herd yet: says what to type instead (PM2's `monit`).
-    #[command(hide = true)]
+    /// A live full-screen view of the apps: every worker's state, health, CPU, memory and
+    /// restarts, the selected worker's output; keys reload, restart, stop and scale.
     Monit,
     /// Print the Prometheus metrics of apps (herd's own series; with --app, the apps' own),
     /// from the daemon, or from a `herd run` with --admin ADDR.

@@ -9,6 +9,7 @@ mod everyday;
 pub mod home;
 pub mod logs;
 mod metrics;
+mod monit;
 pub mod protocol;
 mod run_units;
 pub mod start;

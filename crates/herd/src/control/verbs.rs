@@ -36,8 +36,10 @@ pub fn run(verb: Verb) -> ExitCode {
         Verb::Reset(s) => act(&client, Request::Reset { select: s.apps }, s.json),
         Verb::Jlist => super::everyday::jlist(&client, false),
         Verb::Prettylist => super::everyday::jlist(&client, true),
-        Verb::Monit => usage("`herd monit` is not in herd yet: `herd ls -w` redraws the table every second, `herd logs -f` follows the output, `herd metrics` prints the numbers"),
-        Verb::Ls(args) if args.sort.is_some() || args.watch.is_some() => super::everyday::ls(&client, &args),
+        Verb::Monit => super::monit::run(&client),
+        Verb::Ls(args) if args.sort.is_some() || args.watch.is_some() => {
+            super::everyday::ls(&client, &args)
+        }
         Verb::Ls(args) => match client.request(Request::List) {
             Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json),
             Err(super::client::ClientError::NoDaemon(_)) if !args.json => {

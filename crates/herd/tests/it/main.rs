@@ -30,6 +30,7 @@ mod limits;
 mod memory;
 mod messages;
 mod metrics;
+mod monit;
 mod node;
 mod node_cluster;
 mod orphans;

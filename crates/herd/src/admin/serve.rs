@@ -96,6 +96,11 @@ async fn answer(
         "/livez" => livez(&probes, verbose).await,
         "/readyz" => readyz(&probes, verbose).await,
         "/metrics/app" => return Ok(app_metrics(&probes).await),
+        "/status" => {
+            let (reply, rx) = oneshot::channel();
+            let sent = probes.send(Probe::Status(reply)).is_ok();
+            return Ok(exposition(sent, rx, JSON, "herd's loop did not answer").await);
+        }
         "/metrics" => {
             let openmetrics = req
                 .headers()
@@ -106,11 +111,14 @@ async fn answer(
         }
         path => (
             StatusCode::NOT_FOUND,
-            format!("no {path} here: /livez, /readyz, /metrics and /metrics/app\n"),
+            format!("no {path} here: /livez, /readyz, /metrics, /metrics/app and /status\n"),
         ),
     };
     Ok(text(status, body))
 }
+
+/// `/status`'s media type.
+const JSON: &str = "application/json";
 
 /// Media types of the two expositions.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -46,7 +46,7 @@ pub enum Verb {
     Prettylist,
     /// A live full-screen view of the apps: every worker's state, health, CPU, memory and
     /// restarts, the selected worker's output; keys reload, restart, stop and scale.
-    Monit,
+    Monit(MonitArgs),
     /// Print the Prometheus metrics of apps (herd's own series; with --app, the apps' own),
     /// from the daemon, or from a `herd run` with --admin ADDR.
     Metrics(MetricsArgs),
@@ -146,6 +146,16 @@ pub struct LsArgs {
     /// Redraw the table every SECS seconds (default 1), as `watch -n1 herd ls`; Ctrl-C ends.
     #[arg(short = 'w', long = "watch", value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
     pub watch: Option<u64>,
+}
+
+/// Flags of `herd monit`.
+#[derive(Debug, Args)]
+pub struct MonitArgs {
+    /// Watch the `herd run` whose admin listener is at this address (host:port or
+    /// unix:/path) instead of the daemon's apps (read-only: the keys that act need the
+    /// daemon).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<crate::listen::ListenAddr>,
 }
 
 /// Flags of `herd flush`.

@@ -36,7 +36,7 @@ pub fn run(verb: Verb) -> ExitCode {
         Verb::Reset(s) => act(&client, Request::Reset { select: s.apps }, s.json),
         Verb::Jlist => super::everyday::jlist(&client, false),
         Verb::Prettylist => super::everyday::jlist(&client, true),
-        Verb::Monit => super::monit::run(&client),
+        Verb::Monit(args) => super::monit::run(&client, args.admin),
         Verb::Ls(args) if args.sort.is_some() || args.watch.is_some() => {
             super::everyday::ls(&client, &args)
         }

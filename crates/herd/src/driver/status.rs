@@ -168,3 +168,32 @@ impl Driver {
         }
     }
 }
+
+/// The previous CPU sample of each worker, for `/status`'s CPU %: (CPU seconds, when).
+static PREVIOUS: std::sync::Mutex<Option<std::collections::HashMap<u32, (f64, Instant)>>> =
+    std::sync::Mutex::new(None);
+
+/// CPU % (since the previous call, as `herd ls` counts it) and memory of each worker, from
+/// one pass over /proc (`herd run`'s `/status`; the daemon fills its own).
+pub(super) fn fill_usage(workers: &mut [WorkerStatus]) {
+    let pids: Vec<u32> = workers.iter().filter_map(|w| w.pid).collect();
+    let procs = crate::observe::metrics::sample(&pids);
+    let now = Instant::now();
+    let mut previous = PREVIOUS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = previous.get_or_insert_with(Default::default);
+    for w in workers {
+        let Some(p) = w.pid.and_then(|pid| procs.get(&pid).map(|p| (pid, *p))) else {
+            continue;
+        };
+        let (pid, info) = p;
+        w.memory = info.rss;
+        if let Some((cpu, at)) = before.get(&pid) {
+            let secs = now.saturating_duration_since(*at).as_secs_f64();
+            if secs > 0.0 {
+                w.cpu_percent = ((info.cpu - cpu) / secs * 100.0).max(0.0);
+            }
+        }
+        before.insert(pid, (info.cpu, now));
+    }
+    before.retain(|pid, _| pids.contains(pid));
+}

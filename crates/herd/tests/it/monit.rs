@@ -112,3 +112,68 @@ fn monit_shows_restarts_reloads_and_restores_the_terminal() {
             == "1 0"
     });
 }
+
+/// `herd monit --admin` watches one `herd run` through its admin listener's `/status`:
+/// its workers with their CPU and memory; the keys that act say how to act on herd run.
+#[test]
+fn monit_watches_a_herd_run_through_its_admin_listener() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let herd = Herd::start(&[
+        "run",
+        "-i",
+        "2",
+        "--admin",
+        &admin,
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "solo",
+        "--",
+        worker_bin(),
+    ]);
+    herd.wait_ready(2);
+    let (code, json) = http_get(&format!("http://{admin}/status")).unwrap();
+    assert_eq!(code, 200, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["name"], "solo");
+    assert_eq!(v["status"]["workers"].as_array().map(Vec::len), Some(2));
+    assert!(
+        v["status"]["workers"][0]["memory"].as_u64().unwrap_or(0) > 0,
+        "{json}"
+    );
+
+    let session = format!("herd-monit-admin-{}", std::process::id());
+    let t = Tmux {
+        session: session.clone(),
+    };
+    let command = format!("{} monit --admin {admin}", herd_bin());
+    t.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    let pids = herd.worker_pids();
+    herd.wait_until("monit shows both workers", T, || {
+        let screen = t.screen();
+        pids.iter().all(|p| {
+            screen
+                .lines()
+                .any(|l| l.contains("solo") && l.contains(&p.to_string()) && l.contains("online"))
+        })
+    });
+    t.keys(&["r"]);
+    herd.wait_until("the question", T, || {
+        t.screen().contains("reload solo? y/n")
+    });
+    t.keys(&["y"]);
+    herd.wait_until("how to reload herd run", T, || {
+        t.screen().contains("SIGHUP reloads")
+    });
+    t.keys(&["q"]);
+}

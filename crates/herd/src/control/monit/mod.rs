@@ -64,8 +64,20 @@ impl Drop for Screen {
     }
 }
 
+/// Where the apps come from.
+enum Source<'a> {
+    /// The daemon (actions possible).
+    Daemon(&'a Client),
+    /// A `herd run`'s admin listener (`/status`; read-only).
+    Admin(crate::listen::ListenAddr),
+}
+
 /// Runs `herd monit` until `q`.
-pub fn run(client: &Client) -> ExitCode {
+pub fn run(client: &Client, admin: Option<crate::listen::ListenAddr>) -> ExitCode {
+    let source = match admin {
+        Some(addr) => Source::Admin(addr),
+        None => Source::Daemon(client),
+    };
     let color = std::env::var_os("NO_COLOR").is_none()
         && std::env::var("TERM").map_or(true, |t| t != "dumb");
     for sig in [libc::SIGTERM, libc::SIGHUP] {
@@ -103,7 +115,7 @@ pub fn run(client: &Client) -> ExitCode {
             last = Instant::now() - REFRESH;
         }
         if last.elapsed() >= REFRESH {
-            refresh(client, &mut model);
+            refresh(&source, &mut model);
             last = Instant::now();
         }
         if screen.0.draw(|f| view::draw(f, &model, color)).is_err() {
@@ -114,13 +126,21 @@ pub fn run(client: &Client) -> ExitCode {
         }
         match event::read() {
             Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => {
-                match on_key(&mut model, key) {
-                    Step::Quit => break,
-                    Step::Do(action, app) => act(client, action, app, done_tx.clone()),
-                    Step::Stay => {}
+                match (on_key(&mut model, key), &source) {
+                    (Step::Quit, _) => break,
+                    (Step::Do(action, app), Source::Daemon(client)) => {
+                        act(client, action, app, done_tx.clone())
+                    }
+                    (Step::Do(action, app), Source::Admin(_)) => {
+                        model.message = format!(
+                            "{} {app}: not from an admin listener; send herd run a signal (SIGHUP reloads, SIGTERM stops, SIGTTIN/SIGTTOU scale)",
+                            action.verb()
+                        )
+                    }
+                    (Step::Stay, _) => {}
                 }
                 // The selection may have moved: its output at once.
-                tail(client, &mut model);
+                tail(&mut model);
             }
             Ok(Event::Mouse(m)) => match m.kind {
                 MouseEventKind::ScrollDown => model.move_by(1),
@@ -143,19 +163,51 @@ fn open() -> std::io::Result<Screen> {
     Ok(Screen(terminal))
 }
 
-/// The apps from the daemon, then the selected worker's output.
-fn refresh(client: &Client, model: &mut Model) {
-    match client.request(Request::List) {
-        Ok(Response::Done { apps, .. }) => model.refresh(apps),
-        Ok(other) => model.unreachable = Some(format!("unexpected answer {other:?}")),
-        Err(e) => model.unreachable = Some(e.to_string()),
+/// The apps from the daemon (or the admin listener), then the selected worker's output.
+fn refresh(source: &Source, model: &mut Model) {
+    match source {
+        Source::Daemon(client) => match client.request(Request::List) {
+            Ok(Response::Done { apps, .. }) => model.refresh(apps),
+            Ok(other) => model.unreachable = Some(format!("unexpected answer {other:?}")),
+            Err(e) => model.unreachable = Some(e.to_string()),
+        },
+        Source::Admin(addr) => match super::metrics::get(addr, "/status") {
+            Ok(json) => match from_status(&json) {
+                Some(apps) => model.refresh(apps),
+                None => model.unreachable = Some(format!("{addr}/status is not herd's")),
+            },
+            Err(e) => model.unreachable = Some(format!("{addr}: {e}")),
+        },
     }
-    tail(client, model);
+    tail(model);
+}
+
+/// The apps of a `/status` answer: a daemon's list, or one `herd run` app.
+fn from_status(json: &str) -> Option<Vec<super::protocol::AppInfo>> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    if v.is_array() {
+        return serde_json::from_value(v).ok();
+    }
+    let status: crate::driver::status::AppStatus =
+        serde_json::from_value(v.get("status")?.clone()).ok()?;
+    Some(vec![super::protocol::AppInfo {
+        name: v.get("name")?.as_str()?.to_string(),
+        namespace: None,
+        state: status.state.clone(),
+        reason: None,
+        command: Vec::new(),
+        cwd: None,
+        origin: "herd run".into(),
+        toml: String::new(),
+        started_ms: 0,
+        logs: Vec::new(),
+        status: Some(status),
+    }])
 }
 
 /// The selected worker's last lines, from its out log (and err log), as `herd logs` reads
 /// them.
-fn tail(_client: &Client, model: &mut Model) {
+fn tail(model: &mut Model) {
     let Some((app, slot, _)) = model.selected_worker() else {
         model.log.clear();
         return;

@@ -146,6 +146,7 @@ mod tests {
             cpu_percent: 1.46,
             memory: 47_400_000,
             health: None,
+            handed_over: 0,
             last_exit: None,
             last_exit_ms: None,
         }
@@ -163,6 +164,7 @@ mod tests {
                 worker(1, None, "waiting-restart", 0),
             ],
             counters: serde_json::json!({}),
+            queued: 0,
             restarts_by_reason: Default::default(),
         };
         let mut worker_app = app("worker", "stopped", None);
@@ -206,6 +208,7 @@ worker  jobs       -     -     stopped          -       -         -    -       -
             listen: vec!["0.0.0.0:3000".into()],
             workers: vec![checked, hung],
             counters: serde_json::json!({}),
+            queued: 0,
             restarts_by_reason: Default::default(),
         };
         let table = render(&[

@@ -23,6 +23,9 @@ pub struct AppStatus {
     pub workers: Vec<WorkerStatus>,
     /// The workers' named counters (`{"herd":"count"}` messages), as JSON.
     pub counters: serde_json::Value,
+    /// Connections waiting in the accept queues of the app's TCP listeners (`TCP_INFO`).
+    #[serde(default)]
+    pub queued: u64,
     /// Restarts of the app by reason (`crash`, `memory`, `health`, `watchdog`).
     #[serde(default)]
     pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
@@ -51,6 +54,9 @@ pub struct WorkerStatus {
     /// Its health checks and heartbeats, when the app has either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthStatus>,
+    /// Connections herd handed or relayed to it (the handoff modes, `--proxy`).
+    #[serde(default)]
+    pub handed_over: u64,
     /// How the slot's last worker ended (`code 1`, `SIGKILL`), if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<String>,
@@ -117,6 +123,10 @@ impl Driver {
                     // Filled in by whoever asked (one /proc scan for every app).
                     cpu_percent: 0.0,
                     memory: 0,
+                    handed_over: w
+                        .pid
+                        .and_then(|p| self.channels.get(&p))
+                        .map_or(0, |l| l.handed),
                     last_exit: self
                         .tally
                         .last_exit(w.slot)
@@ -160,6 +170,12 @@ impl Driver {
                 .collect(),
             workers,
             counters: self.counters.to_json(),
+            queued: self
+                .listeners
+                .accept_queues()
+                .iter()
+                .map(|(_, q, _)| q)
+                .sum(),
             restarts_by_reason: sup
                 .restarts_by_reason()
                 .into_iter()

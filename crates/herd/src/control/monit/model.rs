@@ -68,6 +68,9 @@ pub struct Model {
     pub apps: Vec<AppInfo>,
     /// `(app, slot, pid)` → recent (CPU %, memory bytes), oldest first.
     pub history: HashMap<(String, usize, u32), VecDeque<(f64, u64)>>,
+    /// `(app, slot, pid)` → connections handed over at the last refresh, and the rate
+    /// since the one before (per second).
+    pub conns: HashMap<(String, usize, u32), (u64, std::time::Instant, Option<f64>)>,
     /// The selected row, counted in the filtered rows.
     pub selected: usize,
     /// Rows whose app name contains this are shown.
@@ -88,6 +91,7 @@ impl Model {
         Model {
             apps: Vec::new(),
             history: HashMap::new(),
+            conns: HashMap::new(),
             selected: 0,
             filter: String::new(),
             mode: Mode::Normal,
@@ -110,10 +114,17 @@ impl Model {
                 while h.len() > HISTORY {
                     h.pop_front();
                 }
+                let now = std::time::Instant::now();
+                let rate = self.conns.get(&key).and_then(|(n, at, _)| {
+                    let secs = now.saturating_duration_since(*at).as_secs_f64();
+                    (secs > 0.0).then(|| w.handed_over.saturating_sub(*n) as f64 / secs)
+                });
+                self.conns.insert(key.clone(), (w.handed_over, now, rate));
                 alive.insert(key);
             }
         }
         self.history.retain(|k, _| alive.contains(k));
+        self.conns.retain(|k, _| alive.contains(k));
         self.apps = apps;
         self.unreachable = None;
         let n = self.rows().len();

@@ -18,6 +18,7 @@ fn worker(slot: usize, pid: Option<u32>, generation: u64, state: &str) -> Worker
         cpu_percent: 3.0,
         memory: 47_400_000,
         health: None,
+        handed_over: 0,
         last_exit: None,
         last_exit_ms: None,
     }
@@ -46,6 +47,7 @@ fn app(name: &str, state: &str, workers: Vec<WorkerStatus>) -> AppInfo {
             listen: vec!["0.0.0.0:3000".into()],
             workers,
             counters: serde_json::json!({}),
+            queued: 0,
             restarts_by_reason: Default::default(),
         }),
     }
@@ -216,5 +218,33 @@ fn the_daemon_going_away_is_said() {
         lines[23].starts_with("the daemon does not answer (no daemon runs)"),
         "{}",
         lines[23]
+    );
+}
+
+#[test]
+fn connections_per_second_in_the_handoff_modes_and_the_accept_queue() {
+    let mut a = app("rr", "running", vec![worker(0, Some(7), 1, "online")]);
+    if let Some(s) = a.status.as_mut() {
+        s.balance = "round-robin".into();
+        s.queued = 3;
+    }
+    let mut m = Model::new();
+    m.refresh(vec![a.clone()]);
+    // The previous count, two seconds ago.
+    let key = ("rr".to_string(), 0, 7);
+    let earlier = std::time::Instant::now() - std::time::Duration::from_secs(2);
+    m.conns.insert(key, (0, earlier, None));
+    if let Some(s) = a.status.as_mut() {
+        s.workers[0].handed_over = 100;
+    }
+    m.refresh(vec![a]);
+    let lines = screen(&m, 120, 24, false);
+    assert!(lines[0].contains("3 in accept queues"), "{}", lines[0]);
+    let col = lines[1].find("CONN/S").expect("the column");
+    assert_eq!(
+        lines[2][col..].split_whitespace().next(),
+        Some("50"),
+        "{}",
+        lines[2]
     );
 }

@@ -22,7 +22,7 @@ struct Column {
     cell: fn(&Model, &Row) -> String,
 }
 
-const COLUMNS: [Column; 11] = [
+const COLUMNS: [Column; 12] = [
     Column {
         title: "APP",
         width: 10,
@@ -64,11 +64,8 @@ const COLUMNS: [Column; 11] = [
         title: "UPTIME",
         width: 6,
         rank: 5,
-        cell: |_, r| {
-            r.worker
-                .filter(|w| w.pid.is_some())
-                .map_or("-".into(), |w| duration(w.uptime_ms))
-        },
+        // For an empty slot: how long it has been waiting.
+        cell: |_, r| r.worker.map_or("-".into(), |w| duration(w.uptime_ms)),
     },
     Column {
         title: "HEALTH",
@@ -107,6 +104,12 @@ const COLUMNS: [Column; 11] = [
         cell: memory_history,
     },
     Column {
+        title: "CONN/S",
+        width: 6,
+        rank: 7,
+        cell: conn_rate,
+    },
+    Column {
         title: "RESTARTS",
         width: 10,
         rank: 5,
@@ -122,6 +125,23 @@ fn memory_history(m: &Model, r: &Row) -> String {
         .get(&(r.app.name.clone(), w.slot, pid))
         .map(|h| sparkline(h.iter().map(|(_, mem)| *mem as f64), 12))
         .unwrap_or_default()
+}
+
+/// Connections handed over per second since the last refresh; `-` where herd does not
+/// see them (reuseport and shared: the kernel hands them over).
+fn conn_rate(m: &Model, r: &Row) -> String {
+    let Some((w, pid)) = r.worker.and_then(|w| Some((w, w.pid?))) else {
+        return "-".into();
+    };
+    let handoff = r
+        .app
+        .status
+        .as_ref()
+        .is_some_and(|s| matches!(s.balance.as_str(), "round-robin" | "least-conn" | "sticky"));
+    match m.conns.get(&(r.app.name.clone(), w.slot, pid)) {
+        Some((_, _, Some(rate))) if handoff => format!("{rate:.0}"),
+        _ => "-".into(),
+    }
 }
 
 fn restarts(_: &Model, r: &Row) -> String {
@@ -192,6 +212,15 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model) {
         if model.apps.len() == 1 { "" } else { "s" },
         if workers == 1 { "" } else { "s" }
     );
+    let queued: u64 = model
+        .apps
+        .iter()
+        .filter_map(|a| a.status.as_ref())
+        .map(|s| s.queued)
+        .sum();
+    if queued > 0 {
+        text.push_str(&format!(" · {queued} in accept queues"));
+    }
     if !model.filter.is_empty() {
         text.push_str(&format!(" · filter: {}", model.filter));
     }

@@ -8,6 +8,13 @@ use std::collections::{HashMap, VecDeque};
 use crate::control::protocol::AppInfo;
 use crate::driver::status::WorkerStatus;
 
+/// A worker: its app, slot and pid.
+pub type WorkerKey = (String, usize, u32);
+
+/// A worker's connections handed over at a refresh, when, and the rate since the refresh
+/// before (per second).
+pub type ConnCount = (u64, std::time::Instant, Option<f64>);
+
 /// Samples kept per worker: two minutes at one refresh a second.
 pub const HISTORY: usize = 120;
 
@@ -67,10 +74,10 @@ pub struct Model {
     /// The apps, as the daemon last listed them.
     pub apps: Vec<AppInfo>,
     /// `(app, slot, pid)` → recent (CPU %, memory bytes), oldest first.
-    pub history: HashMap<(String, usize, u32), VecDeque<(f64, u64)>>,
+    pub history: HashMap<WorkerKey, VecDeque<(f64, u64)>>,
     /// `(app, slot, pid)` → connections handed over at the last refresh, and the rate
     /// since the one before (per second).
-    pub conns: HashMap<(String, usize, u32), (u64, std::time::Instant, Option<f64>)>,
+    pub conns: HashMap<WorkerKey, ConnCount>,
     /// The selected row, counted in the filtered rows.
     pub selected: usize,
     /// Rows whose app name contains this are shown.

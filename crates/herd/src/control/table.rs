@@ -164,6 +164,7 @@ mod tests {
             ],
             counters: serde_json::json!({}),
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         };
         let mut worker_app = app("worker", "stopped", None);
         worker_app.namespace = Some("jobs".into());
@@ -207,6 +208,7 @@ worker  jobs       -     -     stopped          -       -         -    -       -
             workers: vec![checked, hung],
             counters: serde_json::json!({}),
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         };
         let table = render(&[
             app("api", "running", Some(status)),

@@ -52,12 +52,11 @@ impl FromStr for Schedule {
             return Err(bad("it is empty".into()));
         }
         let cron = Cron::from_str(text).map_err(|e| bad(e.to_string()))?;
-        // A pattern that never matches (`0 0 30 2 *`) parses: it is refused here rather
-        // than leaving an app that silently never reloads. From the Unix epoch, since a
-        // pattern may only fail within some years (`0 0 29 2 *` does not).
-        let epoch = jiff::Timestamp::UNIX_EPOCH.to_zoned(jiff::tz::TimeZone::UTC);
-        if cron.find_next_occurrence(&epoch, false).is_err() {
-            return Err(bad("it names no time that exists".into()));
+        // A pattern that never matches (`0 0 30 2 *`, or a year gone by) parses: it is
+        // refused here rather than leaving an app that silently never reloads.
+        let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+        if cron.find_next_occurrence(&now, false).is_err() {
+            return Err(bad("it names no time from now on".into()));
         }
         Ok(Schedule {
             text: text.to_string(),
@@ -211,7 +210,8 @@ mod tests {
             ("61 * * * *", "Component error"),
             ("0 3 * * * * * *", "between 5 and 7 fields"),
             ("every day", "Invalid pattern"),
-            ("0 0 30 2 *", "it names no time that exists"),
+            ("0 0 30 2 *", "it names no time from now on"),
+            ("0 0 0 1 1 * 2020", "it names no time from now on"),
         ] {
             let e = text.parse::<Schedule>().unwrap_err();
             assert!(

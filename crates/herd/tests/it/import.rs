@@ -77,14 +77,20 @@ fn a_json_ecosystem_imports_and_round_trips() {
         assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
     }
     // cron_restart and filter_env are herd keys now: imported, not warned about.
-    assert!(!stderr.contains("cron_restart") && !stderr.contains("filter_env"), "{stderr}");
+    assert!(
+        !stderr.contains("cron_restart") && !stderr.contains("filter_env"),
+        "{stderr}"
+    );
     let out = herd(&["import", &fixture("ecosystem.json"), "--env", "production"]);
     let stdout = text(&out.stdout);
     for line in [
         "cron_restart = \"0 * * * *\"",
         "filter_env = [\"SECRET_\", \"AWS_\"]",
     ] {
-        assert!(stdout.lines().any(|l| l == line), "{line:?} not in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} not in:\n{stdout}"
+        );
     }
 }
 

@@ -72,6 +72,8 @@ pub enum Verb {
     /// Run the daemon in the foreground (the CLI starts it when needed; systemd runs this).
     #[command(hide = true)]
     Daemon(DaemonArgs),
+    /// Print the environment a worker of an app started with, as sorted KEY=VALUE lines.
+    Env(EnvArgs),
 }
 
 /// Flags of `herd start`.
@@ -172,6 +174,19 @@ pub struct DescribeArgs {
     /// The app.
     pub name: String,
     /// One JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The app.
+    pub name: String,
+    /// The worker's slot (0..N-1).
+    #[arg(default_value_t = 0)]
+    pub slot: usize,
+    /// One JSON document: {"app", "slot", "pid", "env": {KEY: VALUE}}.
     #[arg(long)]
     pub json: bool,
 }

@@ -166,6 +166,7 @@ mod tests {
             counters: serde_json::json!({}),
             queued: 0,
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         };
         let mut worker_app = app("worker", "stopped", None);
         worker_app.namespace = Some("jobs".into());
@@ -210,6 +211,7 @@ worker  jobs       -     -     stopped          -       -         -    -       -
             counters: serde_json::json!({}),
             queued: 0,
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         };
         let table = render(&[
             app("api", "running", Some(status)),

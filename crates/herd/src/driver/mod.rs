@@ -29,6 +29,7 @@ mod process;
 pub mod reap;
 mod relay;
 mod requests;
+mod scheduled;
 mod service;
 pub mod signals;
 pub mod spawn;
@@ -45,7 +46,7 @@ use nix::unistd::Pid;
 
 pub use crate::output::Sink;
 pub use process::{process_start, run, run_foreground, run_hosted, Host, Process, Reaping};
-pub use requests::{AppRequest, RequestError};
+pub use requests::{AppRequest, RequestError, WorkerEnv};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -110,6 +111,8 @@ enum Input {
     /// `--watchdog`: time to ask Node workers whether their event loop turns.
     LivenessTick,
     Timer,
+    /// `--cron-reload`: time to look at the wall clock (`scheduled.rs`).
+    ScheduledReload,
 }
 
 /// Notify datagrams of unknown senders kept for a spawn in flight. Why 64: a worker sends
@@ -206,6 +209,11 @@ struct Driver {
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
     steered: Option<Vec<usize>>,
+    /// `--cron-reload`: the schedule's timer, and when the loop next looks at it.
+    reloads: Option<scheduled::ReloadTimer>,
+    reload_wake: Option<Instant>,
+    /// What each live worker's environment was made of, by pid (`herd env`).
+    envs: HashMap<u32, spawn::StartedEnv>,
 }
 
 impl Driver {
@@ -319,6 +327,9 @@ impl Driver {
             steered: None,
             waiters: Vec::new(),
             memory_tick: memory_tick(memory_limit),
+            reloads: None,
+            reload_wake: None,
+            envs: HashMap::new(),
         })
     }
 
@@ -376,6 +387,7 @@ impl Driver {
         if let (Some(period), true) = (self.plan.policy.watchdog, self.plan.node_cluster) {
             self.liveness_tick = Some(liveness::interval(period));
         }
+        self.schedule_reloads();
         self.queue.push_back(Event::Start);
         let outcome = loop {
             if let Some(outcome) = self.drain_queue() {
@@ -394,6 +406,7 @@ impl Driver {
     async fn next_input(&mut self) -> Input {
         let wake = self.wake;
         let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake());
+        let reload_wake = self.reload_wake;
         let sleep = async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -451,6 +464,12 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             } => Input::LivenessTick,
+            _ = async {
+                match reload_wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Input::ScheduledReload,
             d = self.notify.recv() => Input::Notify(d),
             _ = sleep => Input::Timer,
         }

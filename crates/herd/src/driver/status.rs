@@ -29,6 +29,9 @@ pub struct AppStatus {
     /// Restarts of the app by reason (`crash`, `memory`, `health`, `watchdog`).
     #[serde(default)]
     pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
+    /// The next scheduled reload (`cron_restart`), Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reload_ms: Option<u64>,
 }
 
 /// One worker process (or a slot waiting for its restart).
@@ -181,6 +184,7 @@ impl Driver {
                 .into_iter()
                 .map(|(r, n)| (r.as_str().to_string(), n))
                 .collect(),
+            next_reload_ms: self.next_reload_ms(),
         }
     }
 }

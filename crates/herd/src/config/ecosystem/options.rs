@@ -3,13 +3,11 @@
 //! extension. Data only: [`super::pm2`] reads it.
 
 /// PM2 options herd has no equivalent for, with why (or what to do instead).
-pub(super) const UNSUPPORTED: [(&str, &str); 33] = [
+pub(super) const UNSUPPORTED: [(&str, &str); 30] = [
     ("watch", "herd does not restart on file changes: run `herd reload` from your deploy or a file watcher"),
     ("ignore_watch", "herd does not watch files"),
     ("watch_options", "herd does not watch files"),
     ("watch_delay", "herd does not watch files"),
-    ("cron_restart", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
-    ("cron", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
     ("vizion", "herd keeps no versioning metadata"),
     ("post_update", "herd has no Keymetrics update hooks"),
     ("source_map_support", "herd does not inject source-map-support: use node's --enable-source-maps in node_args"),
@@ -28,7 +26,6 @@ pub(super) const UNSUPPORTED: [(&str, &str); 33] = [
     ("pid", "herd writes no pid files: `herd` itself is the process to supervise"),
     ("time", "herd's log lines carry their own timestamp (log_format)"),
     ("disable_logs", "herd always passes on the workers' output"),
-    ("filter_env", "workers get herd's environment plus `env`"),
     ("append_env_to_name", "app names do not change with --env"),
     ("name_prefix", "app names are used as written"),
     ("install_url", "herd installs nothing"),
@@ -40,7 +37,7 @@ pub(super) const UNSUPPORTED: [(&str, &str); 33] = [
 ];
 
 /// Every PM2 option herd maps, for did-you-mean on unknown ones.
-pub(super) const MAPPED: [&str; 47] = [
+pub(super) const MAPPED: [&str; 50] = [
     "name",
     "script",
     "exec",
@@ -88,6 +85,9 @@ pub(super) const MAPPED: [&str; 47] = [
     "uid",
     "user",
     "gid",
+    "cron_restart",
+    "cron",
+    "filter_env",
 ];
 
 /// Interpreters PM2 picks from the script's extension when `interpreter` is absent

@@ -196,6 +196,8 @@ impl Mapper<'_> {
                 }
                 "uid" | "user" => app.user = Some(self.scalar(k, value)?),
                 "gid" => app.group = Some(self.scalar(k, value)?),
+                "cron_restart" | "cron" => app.cron_restart = self.schedule(k, value)?,
+                "filter_env" => app.filter_env = self.filter_env(k, value)?,
                 _ => self.unsupported(k),
             }
         }

@@ -105,6 +105,8 @@ pub(super) fn validate(
         worker_metrics: v.parse(raw.worker_metrics, "worker_metrics", |s: &str| {
             crate::config::health::metrics_path(s)
         })?,
+        cron_restart: v.parse(raw.cron_restart, "cron_restart", str::parse)?,
+        filter_env: v.filter_env(raw.filter_env)?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")
@@ -409,6 +411,38 @@ impl Validator<'_> {
                 _ => Err(bad()),
             })
             .collect()
+    }
+
+    /// `filter_env = true` (no variable of herd's), `false`, or prefixes: `["SECRET_"]`
+    /// (one alone may be a string, as PM2 allows).
+    fn filter_env(
+        &self,
+        value: Option<Spanned<Value>>,
+    ) -> Result<Option<crate::config::FilterEnv>, FileError> {
+        use crate::config::FilterEnv;
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let bad = |message: String| self.bad("filter_env", span.clone(), message);
+        let items = match value.into_inner() {
+            Value::Boolean(all) => return Ok(all.then_some(FilterEnv::All)),
+            Value::Array(items) => items,
+            one @ Value::String(_) => vec![one],
+            _ => {
+                return Err(bad(
+                    "expected true, false or prefixes of variable names, e.g. [\"SECRET_\"]".into(),
+                ))
+            }
+        };
+        let prefixes = items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => crate::config::launch::parse_prefix(&s).map_err(&bad),
+                _ => Err(bad(
+                    "expected prefixes of variable names, e.g. [\"SECRET_\"]".into(),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FilterEnv::from_flags(false, prefixes))
     }
 
     /// `increment_var`: a variable name whose value in `env`, if set, is a number to

@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 49] = [
+pub(super) const APP_KEYS: [&str; 51] = [
     "command",
     "args",
     "cwd",
@@ -50,6 +50,8 @@ pub(super) const APP_KEYS: [&str; 49] = [
     "health_start_period",
     "watchdog",
     "worker_metrics",
+    "cron_restart",
+    "filter_env",
     "node_cluster",
     "namespace",
     "autorestart",
@@ -119,6 +121,8 @@ pub(super) struct RawApp {
     pub health_start_period: Option<Spanned<Value>>,
     pub watchdog: Option<Spanned<Value>>,
     pub worker_metrics: Option<Spanned<String>>,
+    pub cron_restart: Option<Spanned<String>>,
+    pub filter_env: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,

@@ -75,6 +75,8 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         health_start_period,
         watchdog,
         worker_metrics,
+        cron_restart,
+        filter_env,
         node_cluster,
         namespace,
         autorestart,
@@ -119,6 +121,17 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("health_start_period", health_start_period.map(duration));
     t.put("watchdog", watchdog.map(duration));
     t.put("worker_metrics", worker_metrics.as_deref().map(text));
+    t.put(
+        "cron_restart",
+        cron_restart.as_ref().map(|s| text(s.to_string())),
+    );
+    t.put(
+        "filter_env",
+        filter_env.as_ref().map(|f| match f {
+            crate::config::FilterEnv::All => Value::Boolean(true),
+            crate::config::FilterEnv::Prefixes(p) => strings(p.iter().cloned()),
+        }),
+    );
     t.put(
         "min_ready",
         min_ready.map(|m| match m {

@@ -251,6 +251,7 @@ async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response 
         Request::Save => handlers::save(registry).await,
         Request::Resurrect => handlers::resurrect(registry).await,
         Request::Kill => handlers::kill(registry),
+        Request::Env { name, slot } => handlers::env(registry, &name, slot).await,
     }
 }
 

@@ -49,6 +49,7 @@ fn app(name: &str, state: &str, workers: Vec<WorkerStatus>) -> AppInfo {
             counters: serde_json::json!({}),
             queued: 0,
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         }),
     }
 }

@@ -74,6 +74,12 @@ enum Source<'a> {
 
 /// Runs `herd monit` until `q`.
 pub fn run(client: &Client, admin: Option<crate::listen::ListenAddr>) -> ExitCode {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return super::verbs::fail(
+            "herd monit needs a terminal; without one, `herd ls -w` redraws the table every second and `herd metrics` prints the numbers",
+        );
+    }
     let source = match admin {
         Some(addr) => Source::Admin(addr),
         None => Source::Daemon(client),

@@ -78,6 +78,8 @@ pub enum Probe {
     Live(oneshot::Sender<()>),
     /// `/readyz`: the loop's report.
     Ready(oneshot::Sender<Report>),
+    /// `/status`: what `herd ls --json` shows, as JSON (`herd monit --admin`).
+    Status(oneshot::Sender<String>),
     /// `/metrics/app`: the app's own metrics, in the Prometheus text format.
     AppMetrics(oneshot::Sender<String>),
     /// `/metrics`: the exposition, in OpenMetrics text when `openmetrics`, else in the

@@ -96,6 +96,11 @@ async fn answer(
         "/livez" => livez(&probes, verbose).await,
         "/readyz" => readyz(&probes, verbose).await,
         "/metrics/app" => return Ok(app_metrics(&probes).await),
+        "/status" => {
+            let (reply, rx) = oneshot::channel();
+            let sent = probes.send(Probe::Status(reply)).is_ok();
+            return Ok(exposition(sent, rx, JSON, "herd's loop did not answer").await);
+        }
         "/metrics" => {
             let openmetrics = req
                 .headers()
@@ -106,70 +111,66 @@ async fn answer(
         }
         path => (
             StatusCode::NOT_FOUND,
-            format!("no {path} here: /livez, /readyz, /metrics and /metrics/app\n"),
+            format!("no {path} here: /livez, /readyz, /metrics, /metrics/app and /status\n"),
         ),
     };
     Ok(text(status, body))
 }
 
-/// The app's own metrics (the Prometheus text format).
-async fn app_metrics(probes: &mpsc::UnboundedSender<Probe>) -> Response<Full<Bytes>> {
-    let (reply, rx) = oneshot::channel();
-    let answered = match probes.send(Probe::AppMetrics(reply)) {
-        Ok(()) => tokio::time::timeout(METRICS_ANSWER, rx)
-            .await
-            .ok()
-            .and_then(Result::ok),
-        Err(_) => None,
-    };
-    let Some(body) = answered else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the app's metrics did not come within {} s\n",
-                METRICS_ANSWER.as_secs()
-            ),
-        );
-    };
-    let mut response = text(StatusCode::OK, body);
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
+/// `/status`'s media type.
+const JSON: &str = "application/json";
+
+/// Media types of the two expositions.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The media type of OpenMetrics text, as scrapers ask for it in `Accept`.
 const OPENMETRICS: &str = "application/openmetrics-text";
 
-/// The exposition, rendered off the loop from its snapshot.
+/// The app's own metrics (the Prometheus text format).
+async fn app_metrics(probes: &mpsc::UnboundedSender<Probe>) -> Response<Full<Bytes>> {
+    let (reply, rx) = oneshot::channel();
+    let sent = probes.send(Probe::AppMetrics(reply)).is_ok();
+    exposition(sent, rx, PROMETHEUS_TEXT, "the app's metrics did not come").await
+}
+
+/// herd's own exposition, rendered off the loop from its snapshot.
 async fn metrics(
     probes: &mpsc::UnboundedSender<Probe>,
     openmetrics: bool,
 ) -> Response<Full<Bytes>> {
     let (reply, rx) = oneshot::channel();
-    let answered = match probes.send(Probe::Metrics { openmetrics, reply }) {
-        Ok(()) => tokio::time::timeout(METRICS_ANSWER, rx)
+    let sent = probes.send(Probe::Metrics { openmetrics, reply }).is_ok();
+    let kind = if openmetrics {
+        OPENMETRICS_TEXT
+    } else {
+        PROMETHEUS_TEXT
+    };
+    exposition(sent, rx, kind, "herd's loop did not answer").await
+}
+
+/// The answer once the exposition comes (within [`METRICS_ANSWER`]), as `kind`; 503
+/// saying `late` otherwise.
+async fn exposition(
+    sent: bool,
+    rx: oneshot::Receiver<String>,
+    kind: &'static str,
+    late: &str,
+) -> Response<Full<Bytes>> {
+    let answered = match sent {
+        true => tokio::time::timeout(METRICS_ANSWER, rx)
             .await
             .ok()
             .and_then(Result::ok),
-        Err(_) => None,
+        false => None,
     };
     let Some(body) = answered else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "herd's loop did not answer within {} s\n",
-                METRICS_ANSWER.as_secs()
-            ),
+            format!("{late} within {} s\n", METRICS_ANSWER.as_secs()),
         );
     };
     let mut response = text(StatusCode::OK, body);
-    let kind = if openmetrics {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        "text/plain; version=0.0.4; charset=utf-8"
-    };
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(kind),

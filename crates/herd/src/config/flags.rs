@@ -187,6 +187,21 @@ pub struct RunFlags {
     #[arg(long, value_name = "PATH")]
     pub worker_metrics: Option<String>,
 
+    /// Reload the workers (rolling, zero downtime, as SIGHUP) at the times of this cron
+    /// expression, in local time: 5 fields, e.g. `0 3 * * *` (03:00 daily), or 6 with
+    /// seconds first. PM2's cron_restart. Off when not given.
+    #[arg(long, value_name = "CRON")]
+    pub cron_reload: Option<super::Schedule>,
+
+    /// Workers do not inherit herd's environment variables whose name starts with PREFIX
+    /// (repeatable); the worker contract's variables are still set. PM2's filter_env.
+    #[arg(long, value_name = "PREFIX", value_parser = super::launch::parse_prefix)]
+    pub filter_env: Vec<String>,
+
+    /// Workers inherit none of herd's environment variables, PATH included: they get the
+    /// worker contract's variables only (herd still finds the program in its own PATH).
+    #[arg(long, conflicts_with = "filter_env")]
+    pub filter_env_all: bool,
     /// Reload (rolling, zero downtime) when a file under PATH changes; relative to the
     /// app's directory; repeatable. `--watch` alone watches the app's directory. Off when
     /// not given.
@@ -253,6 +268,8 @@ impl RunFlags {
             health_start_period: self.health_start_period,
             watchdog: self.watchdog,
             worker_metrics: self.worker_metrics,
+            cron_restart: self.cron_reload,
+            filter_env: super::launch::FilterEnv::from_flags(self.filter_env_all, self.filter_env),
             watch: self.watch,
             ignore_watch: self.ignore_watch,
             watch_delay: self.watch_delay,
@@ -290,10 +307,12 @@ mod tests {
             "health-check" => "http:/healthz",
             "watchdog" => "5s",
             "worker-metrics" => "/metrics",
+            "cron-reload" => "0 3 * * *",
+            "filter-env" => "SECRET_",
             "watch" => "src",
             "ignore-watch" => "*.log",
             "name" => "web",
-            "proxy" | "stop-message" | "no-node-cluster" => return None,
+            "proxy" | "stop-message" | "no-node-cluster" | "filter-env-all" => return None,
             other => panic!("--{other}: give it a sample value in this test"),
         })
     }
@@ -326,6 +345,8 @@ mod tests {
             let toml = crate::config::file::to_toml(&[("app".to_string(), app)].into());
             let key = match long {
                 "no-node-cluster" => "node_cluster".to_string(),
+                "cron-reload" => "cron_restart".to_string(),
+                "filter-env-all" => "filter_env".to_string(),
                 other => other.replace('-', "_"),
             };
             assert!(

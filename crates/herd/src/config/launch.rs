@@ -78,6 +78,55 @@ impl Launch {
     }
 }
 
+/// `filter_env` (PM2's option): which variables of herd's own environment (of the `herd
+/// start` that added the app, under the daemon) the workers do not inherit. The app's `env`
+/// and the worker contract are set over what is left, so they are never filtered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterEnv {
+    /// `true`: none is inherited, PATH and HOME included.
+    All,
+    /// Those whose name starts with one of these (none empty).
+    Prefixes(Vec<String>),
+}
+
+impl FilterEnv {
+    /// `--filter-env-all` and the `--filter-env PREFIX` flags: `None` when neither is given.
+    pub fn from_flags(all: bool, prefixes: Vec<String>) -> Option<FilterEnv> {
+        match (all, prefixes.is_empty()) {
+            (true, _) => Some(FilterEnv::All),
+            (false, false) => Some(FilterEnv::Prefixes(prefixes)),
+            (false, true) => None,
+        }
+    }
+
+    /// Whether a worker inherits the variable `name`.
+    pub fn keeps(&self, name: &std::ffi::OsStr) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            FilterEnv::All => false,
+            FilterEnv::Prefixes(p) => !p.iter().any(|p| name.as_bytes().starts_with(p.as_bytes())),
+        }
+    }
+
+    /// What a worker inherits of `env`.
+    pub fn apply(
+        &self,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Vec<(OsString, OsString)> {
+        env.into_iter().filter(|(k, _)| self.keeps(k)).collect()
+    }
+}
+
+/// One `filter_env` prefix: an empty one would drop every variable, which `filter_env =
+/// true` (`--filter-env-all`) says plainly.
+pub fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains(['=', '\0']) {
+        Err("expected the start of variable names, e.g. SECRET_ (an empty prefix would drop every variable: use filter_env = true)".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
 /// The value of `key` in an environment given as pairs.
 pub fn env_value<'a>(env: &'a [(OsString, OsString)], key: &str) -> Option<&'a OsString> {
     env.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -221,6 +270,36 @@ pub(super) fn credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_env_drops_by_prefix_or_everything() {
+        let env: Vec<(OsString, OsString)> =
+            ["PATH", "SECRET_KEY", "SECRETARY", "AWS_TOKEN", "HOME"]
+                .iter()
+                .map(|k| (OsString::from(k), OsString::from("x")))
+                .collect();
+        let names = |f: &FilterEnv| -> Vec<String> {
+            f.apply(env.clone())
+                .into_iter()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect()
+        };
+        let prefixes = FilterEnv::Prefixes(vec!["SECRET_".into(), "AWS_".into()]);
+        assert_eq!(names(&prefixes), ["PATH", "SECRETARY", "HOME"]);
+        assert!(names(&FilterEnv::All).is_empty());
+        assert_eq!(FilterEnv::from_flags(false, Vec::new()), None);
+        assert_eq!(
+            FilterEnv::from_flags(true, Vec::new()),
+            Some(FilterEnv::All)
+        );
+        assert_eq!(
+            FilterEnv::from_flags(false, vec!["A_".into()]),
+            Some(FilterEnv::Prefixes(vec!["A_".into()]))
+        );
+        assert!(parse_prefix("").is_err());
+        assert!(parse_prefix("A=B").is_err());
+        assert_eq!(parse_prefix("npm_"), Ok("npm_".into()));
+    }
 
     #[test]
     fn node_eval_is_not_a_cluster_worker() {

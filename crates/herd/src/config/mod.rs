@@ -14,14 +14,16 @@ mod launch;
 mod load;
 mod memory;
 pub mod plan;
+pub mod schedule;
 pub mod settings;
 mod values;
 mod watch;
 
 pub use flags::{ProxyProtocol, RunArgs, RunFlags};
 pub use instances::Instances;
-pub use launch::Credentials;
+pub use launch::{Credentials, FilterEnv};
 pub use load::{import, is_apps_file, load_any};
 pub use memory::MaxMemory;
 pub use plan::{plan, RunPlan, Transport};
+pub use schedule::Schedule;
 pub use settings::AppConfig;

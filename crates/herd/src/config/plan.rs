@@ -161,6 +161,8 @@ pub struct RunPlan {
     pub health_check: Option<super::health::HealthCheck>,
     /// `--worker-metrics`: the path of each worker's own metrics endpoint.
     pub worker_metrics: Option<String>,
+    /// `--cron-reload` (`cron_restart`): when the workers are reloaded, in local time.
+    pub cron_reload: Option<super::Schedule>,
     /// `--watch`: the files whose change reloads the app, if any.
     pub watch: Option<crate::observe::watch::WatchPlan>,
     /// `--min-ready`: ready workers that make the app ready.
@@ -263,6 +265,16 @@ pub fn plan(
         }
     }
     let program = find_program(app, base_env.as_deref())?;
+    // Filtered once here, after the program was found in the unfiltered PATH: with
+    // `filter_env = true` the workers get no PATH, yet `command = "node app.js"` must work.
+    // `herd run`'s environment (`None`: herd's own) is taken now; herd never changes it.
+    let base_env = match &app.filter_env {
+        None => base_env,
+        Some(filter) => Some(Arc::new(match base_env {
+            Some(base) => filter.apply(base.iter().cloned()),
+            None => filter.apply(std::env::vars_os()),
+        })),
+    };
     let policy = policy(app)?;
     let (listen, balance, transport) = transport(app)?;
     let proxy = matches!(transport, Transport::Proxy(_));
@@ -295,6 +307,7 @@ pub fn plan(
         min_ready: app.min_ready.unwrap_or(DEFAULT_MIN_READY),
         health_check: health.check,
         worker_metrics: health.worker_metrics,
+        cron_reload: app.cron_restart.clone(),
         watch: super::watch::plan(app)?,
         policy: Policy {
             instances,
@@ -617,6 +630,53 @@ mod tests {
             "{changes:?}"
         );
         assert!(changes[1].starts_with("balance ("), "{changes:?}");
+    }
+
+    /// `filter_env` filters the base environment once, in the plan; the program is still
+    /// found in the unfiltered PATH.
+    #[test]
+    fn filter_env_filters_the_base_environment_not_the_program_lookup() {
+        use crate::config::FilterEnv;
+        let base = Arc::new(vec![
+            ("PATH".into(), "/bin:/usr/bin".into()),
+            ("SECRET_TOKEN".into(), "x".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ]);
+        let names = |filter: Option<FilterEnv>| {
+            let app = AppConfig {
+                program: "sh".into(),
+                env: [("A".to_string(), "1".to_string())].into(),
+                filter_env: filter,
+                ..AppConfig::default()
+            };
+            let plan = plan(
+                Some("a"),
+                &app,
+                Some(base.clone()),
+                &Limits::of_this_process(),
+            )
+            .unwrap();
+            assert!(plan.program.ends_with("sh"));
+            assert_eq!(plan.launch.env, [("A".to_string(), "1".to_string())]);
+            let base = plan.launch.base_env.expect("a base environment");
+            base.iter()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(None), ["PATH", "SECRET_TOKEN", "LANG"]);
+        assert_eq!(
+            names(Some(FilterEnv::Prefixes(vec!["SECRET_".into()]))),
+            ["PATH", "LANG"]
+        );
+        assert!(names(Some(FilterEnv::All)).is_empty());
+        // herd run's own environment is taken, filtered, when there is none given.
+        let app = AppConfig {
+            program: "sh".into(),
+            filter_env: Some(FilterEnv::All),
+            ..AppConfig::default()
+        };
+        let run = plan(None, &app, None, &Limits::of_this_process()).unwrap();
+        assert_eq!(run.launch.base_env.map(|b| b.len()), Some(0));
     }
 
     #[test]

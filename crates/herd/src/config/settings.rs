@@ -154,6 +154,10 @@ pub struct AppConfig {
     /// `worker_metrics`: the path of each worker's own metrics endpoint, which herd
     /// scrapes worker by worker for `/metrics/app`.
     pub worker_metrics: Option<String>,
+    /// `cron_restart`: when to reload the workers (rolling, as SIGHUP), in local time.
+    pub cron_restart: Option<super::Schedule>,
+    /// `filter_env`: which of herd's own variables the workers do not inherit.
+    pub filter_env: Option<super::launch::FilterEnv>,
     /// `watch`: reload when a file under these paths changes (relative to `cwd`; `true`
     /// is `["."]`); empty: no watch.
     pub watch: Vec<PathBuf>,

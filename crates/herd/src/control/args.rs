@@ -33,6 +33,20 @@ pub enum Verb {
     Describe(DescribeArgs),
     /// Print the last lines of apps' logs, and follow them.
     Logs(LogsArgs),
+    /// Empty the log files of apps (every app when none is named), safely while they are
+    /// written.
+    Flush(FlushArgs),
+    /// Zero the restart counts and counters of apps.
+    Reset(Select),
+    /// `herd ls --json` (PM2's `jlist`).
+    #[command(hide = true)]
+    Jlist,
+    /// `herd ls --json`, indented (PM2's `prettylist`).
+    #[command(hide = true)]
+    Prettylist,
+    /// A live full-screen view of the apps: every worker's state, health, CPU, memory and
+    /// restarts, the selected worker's output; keys reload, restart, stop and scale.
+    Monit(MonitArgs),
     /// Print the Prometheus metrics of apps (herd's own series; with --app, the apps' own),
     /// from the daemon, or from a `herd run` with --admin ADDR.
     Metrics(MetricsArgs),
@@ -58,6 +72,8 @@ pub enum Verb {
     /// Run the daemon in the foreground (the CLI starts it when needed; systemd runs this).
     #[command(hide = true)]
     Daemon(DaemonArgs),
+    /// Print the environment a worker of an app started with, as sorted KEY=VALUE lines.
+    Env(EnvArgs),
 }
 
 /// Flags of `herd start`.
@@ -124,6 +140,32 @@ pub struct LsArgs {
     /// One JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Order the apps (and each app's workers) by name, cpu, memory, restarts or uptime;
+    /// `:asc` or `:desc` after it to choose (default: name ascending, the others the
+    /// largest first).
+    #[arg(long, value_name = "KEY[:asc|:desc]", value_parser = super::everyday::parse_sort)]
+    pub sort: Option<super::everyday::Sort>,
+    /// Redraw the table every SECS seconds (default 1), as `watch -n1 herd ls`; Ctrl-C ends.
+    #[arg(short = 'w', long = "watch", value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+    pub watch: Option<u64>,
+}
+
+/// Flags of `herd monit`.
+#[derive(Debug, Args)]
+pub struct MonitArgs {
+    /// Watch the `herd run` whose admin listener is at this address (host:port or
+    /// unix:/path) instead of the daemon's apps (read-only: the keys that act need the
+    /// daemon).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<crate::listen::ListenAddr>,
+}
+
+/// Flags of `herd flush`.
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// App names, namespaces, or `all` (every app when none is given).
+    #[arg(value_name = "NAME")]
+    pub apps: Vec<String>,
 }
 
 /// Flags of `herd describe`.
@@ -132,6 +174,19 @@ pub struct DescribeArgs {
     /// The app.
     pub name: String,
     /// One JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `herd env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The app.
+    pub name: String,
+    /// The worker's slot (0..N-1).
+    #[arg(default_value_t = 0)]
+    pub slot: usize,
+    /// One JSON document: {"app", "slot", "pid", "env": {KEY: VALUE}}.
     #[arg(long)]
     pub json: bool,
 }

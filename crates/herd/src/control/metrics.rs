@@ -45,7 +45,7 @@ pub fn run(client: &Client, args: &MetricsArgs) -> ExitCode {
 }
 
 /// `GET path` on the admin listener at `addr`; the body of a 200.
-fn get(addr: &ListenAddr, path: &str) -> Result<String, String> {
+pub(super) fn get(addr: &ListenAddr, path: &str) -> Result<String, String> {
     let request = format!("GET {path} HTTP/1.0\r\nHost: herd\r\nUser-Agent: herd-cli\r\n\r\n");
     let mut answer = Vec::new();
     let io = |e: std::io::Error| e.to_string();

@@ -5,9 +5,11 @@
 pub mod args;
 pub mod client;
 pub mod daemon;
+mod everyday;
 pub mod home;
 pub mod logs;
 mod metrics;
+mod monit;
 pub mod protocol;
 mod run_units;
 pub mod start;

@@ -75,6 +75,16 @@ pub enum Request {
     },
     /// Every app with its workers.
     List,
+    /// Empty the apps' log files (`herd flush`); every app when `select` is empty.
+    Flush {
+        /// The apps.
+        select: Selector,
+    },
+    /// Zero the apps' restart counts and counters (`herd reset`).
+    Reset {
+        /// The apps.
+        select: Selector,
+    },
     /// The Prometheus exposition of the apps (`herd metrics`): herd's own series, or with
     /// `app_own` the apps' own (`/metrics/app`).
     Metrics {
@@ -110,6 +120,13 @@ pub enum Request {
     Resurrect,
     /// Stop every app, then the daemon.
     Kill,
+    /// The environment one worker of an app started with (`herd env`).
+    Env {
+        /// The app.
+        name: String,
+        /// Its slot.
+        slot: usize,
+    },
 }
 
 /// How a running app takes a new definition.
@@ -174,6 +191,15 @@ pub enum Response {
         /// Set when the previous daemon of this home died without `herd kill` (its
         /// workers died with it): what to do about it.
         notice: Option<String>,
+    },
+    /// The answer to `env`: one worker's environment as it started.
+    Env {
+        /// The worker's slot.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+        /// Its variables, sorted by name.
+        vars: Vec<(String, String)>,
     },
     /// The request failed; nothing or only part of it was done (the lines say what).
     Error {

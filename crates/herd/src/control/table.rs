@@ -146,6 +146,7 @@ mod tests {
             cpu_percent: 1.46,
             memory: 47_400_000,
             health: None,
+            handed_over: 0,
             last_exit: None,
             last_exit_ms: None,
         }
@@ -163,7 +164,9 @@ mod tests {
                 worker(1, None, "waiting-restart", 0),
             ],
             counters: serde_json::json!({}),
+            queued: 0,
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         };
         let mut worker_app = app("worker", "stopped", None);
         worker_app.namespace = Some("jobs".into());
@@ -206,7 +209,9 @@ worker  jobs       -     -     stopped          -       -         -    -       -
             listen: vec!["0.0.0.0:3000".into()],
             workers: vec![checked, hung],
             counters: serde_json::json!({}),
+            queued: 0,
             restarts_by_reason: Default::default(),
+            next_reload_ms: None,
         };
         let table = render(&[
             app("api", "running", Some(status)),

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::args::{DescribeArgs, Redo, Verb};
+use super::args::{DescribeArgs, EnvArgs, Redo, Verb};
 use super::client::Client;
 use super::home::Home;
 use super::protocol::{AppInfo, Apply, Request, Response};
@@ -32,6 +32,14 @@ pub fn run(verb: Verb) -> ExitCode {
         Verb::Reload(r) => redo(&client, r, Apply::Reload),
         Verb::Delete(s) => act(&client, Request::Delete { select: s.apps }, s.json),
         Verb::Metrics(args) => super::metrics::run(&client, &args),
+        Verb::Flush(a) => act(&client, Request::Flush { select: a.apps }, false),
+        Verb::Reset(s) => act(&client, Request::Reset { select: s.apps }, s.json),
+        Verb::Jlist => super::everyday::jlist(&client, false),
+        Verb::Prettylist => super::everyday::jlist(&client, true),
+        Verb::Monit(args) => super::monit::run(&client, args.admin),
+        Verb::Ls(args) if args.sort.is_some() || args.watch.is_some() => {
+            super::everyday::ls(&client, &args)
+        }
         Verb::Ls(args) => match client.request(Request::List) {
             Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json),
             Err(super::client::ClientError::NoDaemon(_)) if !args.json => {
@@ -45,6 +53,7 @@ pub fn run(verb: Verb) -> ExitCode {
             other => answer(other, false),
         },
         Verb::Describe(args) => describe(&client, &args),
+        Verb::Env(args) => env(&client, &args),
         Verb::Logs(args) => super::logs::run(&client, &args),
         Verb::Scale(args) => act(
             &client,
@@ -171,6 +180,7 @@ pub(super) fn answer(
             fail(&message)
         }
         Ok(Response::Pong { .. }) => fail("the daemon answered a ping to another request"),
+        Ok(Response::Env { .. }) => fail("the daemon answered `env` to another request"),
         Err(e) => fail(&e.to_string()),
     }
 }
@@ -279,6 +289,9 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
         if !reasons.is_empty() {
             field("restarts", &reasons.join(", "));
         }
+        if let Some(at) = s.next_reload_ms {
+            field("next reload", &next_reload(at));
+        }
         for w in &s.workers {
             if let Some(h) = &w.health {
                 field(&format!("health {}", w.slot), &health_line(h));
@@ -311,6 +324,54 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
         super::table::render(std::slice::from_ref(&app))
     );
     ExitCode::SUCCESS
+}
+
+/// `herd env NAME [SLOT]`: sorted `KEY=VALUE` lines (a value with a newline spans lines,
+/// as with `env`), or one JSON document.
+fn env(client: &Client, args: &EnvArgs) -> ExitCode {
+    let request = Request::Env {
+        name: args.name.clone(),
+        slot: args.slot,
+    };
+    match client.request(request) {
+        Ok(Response::Env { slot, pid, vars }) => {
+            let text = if args.json {
+                let env: serde_json::Map<String, serde_json::Value> = vars
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                let doc =
+                    serde_json::json!({"app": args.name, "slot": slot, "pid": pid, "env": env});
+                serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+            } else {
+                vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+            };
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(super::client::ClientError::NoDaemon(_)) => fail(&format!(
+            "no app `{}`: the daemon is not running",
+            args.name
+        )),
+        other => answer(other, false),
+    }
+}
+
+/// When the next scheduled reload is, in local time, and how far ahead:
+/// `2026-12-06 03:00:00 +01:00 (in 14h)`.
+fn next_reload(unix_ms: u64) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(i64::try_from(unix_ms).unwrap_or(i64::MAX))
+    else {
+        return format!("{unix_ms} ms after the epoch");
+    };
+    let local = at.to_zoned(jiff::tz::TimeZone::system());
+    let now = jiff::Timestamp::now().as_millisecond();
+    let left = u64::try_from(at.as_millisecond().saturating_sub(now)).unwrap_or(0);
+    format!(
+        "{} (in {})",
+        local.strftime("%Y-%m-%d %H:%M:%S %:z"),
+        super::table::duration(left)
+    )
 }
 
 /// One worker's health for `describe`: the last check in full, its heartbeat, its loop.

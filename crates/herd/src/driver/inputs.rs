@@ -24,6 +24,7 @@ impl Driver {
                     Ok(child) => {
                         if let Some(p) = pending {
                             self.stop_with.insert(child.pid, p.stop);
+                            self.envs.insert(child.pid, p.env);
                             if let (Some(port), Some(r)) = (p.port, self.relays.as_mut()) {
                                 r.watch(child.pid, port, self.listening_tx.clone());
                             }
@@ -124,6 +125,7 @@ impl Driver {
             // Sent from the loop: a loop that is stuck sends none, and systemd acts.
             Input::Watchdog => super::service::send("WATCHDOG=1"),
             Input::Notify(Err(e)) => warn!("reading the notify socket failed: {e}"),
+            Input::ScheduledReload => self.scheduled_reload(),
             Input::Timer => {
                 self.wake = None;
                 self.queue.push_back(Event::Timer);

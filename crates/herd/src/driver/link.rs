@@ -81,6 +81,8 @@ pub(super) struct Pending {
     pub(super) channel: std::os::unix::net::UnixStream,
     /// Its private port (`--proxy`).
     pub(super) port: Option<u16>,
+    /// Its environment, for `herd env`.
+    pub(super) env: super::spawn::StartedEnv,
 }
 
 /// How a worker is asked to stop: fixed when it is spawned, so that a reload with a new

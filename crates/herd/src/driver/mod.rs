@@ -29,6 +29,7 @@ mod process;
 pub mod reap;
 mod relay;
 mod requests;
+mod scheduled;
 mod service;
 pub mod signals;
 pub mod spawn;
@@ -46,7 +47,7 @@ use nix::unistd::Pid;
 
 pub use crate::output::Sink;
 pub use process::{process_start, run, run_foreground, run_hosted, Host, Process, Reaping};
-pub use requests::{AppRequest, RequestError};
+pub use requests::{AppRequest, RequestError, WorkerEnv};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -113,6 +114,8 @@ enum Input {
     /// `--watch`: a burst of changes of the app's files.
     Changed(crate::observe::watch::Batch),
     Timer,
+    /// `--cron-reload`: time to look at the wall clock (`scheduled.rs`).
+    ScheduledReload,
 }
 
 /// Notify datagrams of unknown senders kept for a spawn in flight. Why 64: a worker sends
@@ -212,6 +215,11 @@ struct Driver {
     route: Vec<usize>,
     /// What the steering program was last set to; `None` forces the next update.
     steered: Option<Vec<usize>>,
+    /// `--cron-reload`: the schedule's timer, and when the loop next looks at it.
+    reloads: Option<scheduled::ReloadTimer>,
+    reload_wake: Option<Instant>,
+    /// What each live worker's environment was made of, by pid (`herd env`).
+    envs: HashMap<u32, spawn::StartedEnv>,
 }
 
 impl Driver {
@@ -325,6 +333,9 @@ impl Driver {
             steered: None,
             waiters: Vec::new(),
             memory_tick: memory_tick(memory_limit),
+            reloads: None,
+            reload_wake: None,
+            envs: HashMap::new(),
             watcher: None,
             changes: None,
         })
@@ -386,6 +397,7 @@ impl Driver {
         }
         // The last thing that can fail before the first worker starts.
         self.start_watching()?;
+        self.schedule_reloads();
         self.queue.push_back(Event::Start);
         let outcome = loop {
             if let Some(outcome) = self.drain_queue() {
@@ -404,6 +416,7 @@ impl Driver {
     async fn next_input(&mut self) -> Input {
         let wake = self.wake;
         let handoff_wake = self.handoff.as_ref().and_then(|h| h.wake());
+        let reload_wake = self.reload_wake;
         let sleep = async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -461,6 +474,12 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             } => Input::LivenessTick,
+            _ = async {
+                match reload_wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => Input::ScheduledReload,
             Some(batch) = async {
                 match self.changes.as_mut() {
                     Some(rx) => rx.recv().await,

@@ -102,6 +102,16 @@ impl Driver {
                     let _ = reply.send(crate::observe::metrics::render(vec![app], openmetrics));
                 });
             }
+            Probe::Status(reply) => {
+                let name = self.plan.name.clone();
+                let mut status = self.status();
+                // CPU and memory from /proc, off the loop, as the daemon's `ls` does.
+                tokio::task::spawn_blocking(move || {
+                    super::status::fill_usage(&mut status.workers);
+                    let json = serde_json::json!({"name": name, "status": status});
+                    let _ = reply.send(json.to_string());
+                });
+            }
             Probe::Ready(reply) => {
                 let mut report = readiness(
                     self.sup.ready_count(),

@@ -28,6 +28,14 @@ pub enum RequestError {
         /// A reload with a new definition failed and the previous one was put back.
         kept_previous: bool,
     },
+    /// No worker of the app runs in this slot (`herd env`).
+    #[error("no worker runs in slot {slot} (the app has {slots})")]
+    NoWorker {
+        /// The slot asked for.
+        slot: usize,
+        /// How many slots the app has.
+        slots: usize,
+    },
     /// A new worker of a reload did not become ready: the reload stopped, the old workers
     /// keep serving.
     #[error("the reload of {app} stopped: a new worker did not become ready")]
@@ -64,6 +72,17 @@ pub(super) fn reload_end(errored: bool, reloading: bool, old_serving: bool) -> R
     }
 }
 
+/// The environment one worker started with (`herd env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEnv {
+    /// Its slot.
+    pub slot: usize,
+    /// Its process id.
+    pub pid: u32,
+    /// Its variables, sorted by name.
+    pub vars: Vec<(String, String)>,
+}
+
 /// A request to a running app.
 #[derive(Debug)]
 pub enum AppRequest {
@@ -84,8 +103,17 @@ pub enum AppRequest {
     Reload(tokio::sync::oneshot::Sender<Result<(), RequestError>>),
     /// A question of an admin listener (the daemon's, which serves every app).
     Probe(crate::admin::Probe),
+    /// The environment of the worker serving this slot (the ready one during a reload).
+    Env(
+        usize,
+        tokio::sync::oneshot::Sender<Result<WorkerEnv, RequestError>>,
+    ),
     /// The app as `/metrics` shows it (the daemon renders every app's at once).
     Snapshot(tokio::sync::oneshot::Sender<crate::observe::metrics::AppSnapshot>),
+    /// Empty the app's log files (`herd flush`); answers when done.
+    EmptyLogs(tokio::sync::oneshot::Sender<()>),
+    /// Zero the app's restart counts and counters (`herd reset`); answers when done.
+    Reset(tokio::sync::oneshot::Sender<()>),
     /// The app's own metrics, labelled with the app (the daemon merges every app's).
     AppMetrics(tokio::sync::oneshot::Sender<Vec<crate::observe::metrics::Family>>),
     /// Take a new plan and reload every worker with it, then scale to its number of
@@ -136,6 +164,19 @@ impl Driver {
             AppRequest::ScaleTo(n) => self.queue.push_back(Event::ScaleTo(n)),
             AppRequest::Probe(p) => self.answer_probe(p),
             AppRequest::Snapshot(reply) => drop(reply.send(self.metrics_snapshot())),
+            AppRequest::EmptyLogs(reply) => {
+                let output = self.output.clone();
+                tokio::spawn(async move {
+                    output.empty_files().await;
+                    let _ = reply.send(());
+                });
+            }
+            AppRequest::Reset(reply) => {
+                self.sup.reset_restarts();
+                self.counters = Default::default();
+                info!(app = %self.plan.name, "restart counts and counters of {} reset", self.plan.name);
+                let _ = reply.send(());
+            }
             AppRequest::AppMetrics(reply) => {
                 let gathering = self.gather_app_metrics();
                 tokio::spawn(async move { drop(reply.send(gathering.await)) });
@@ -173,6 +214,7 @@ impl Driver {
             AppRequest::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            AppRequest::Env(slot, reply) => drop(reply.send(self.worker_env(slot))),
             AppRequest::Broadcast(message, reply) => {
                 let sent = self
                     .channels
@@ -190,6 +232,35 @@ impl Driver {
                 info!(app = %self.plan.name, signal = sig.as_str(), "sent {} to {sent} workers of {}", sig.as_str(), self.plan.name);
                 let _ = reply.send(sent);
             }
+        }
+    }
+
+    /// The environment of slot `slot`'s worker: the ready one, else the newest.
+    fn worker_env(&self, slot: usize) -> Result<WorkerEnv, RequestError> {
+        let serving = self
+            .sup
+            .snapshot()
+            .into_iter()
+            .filter(|w| w.slot == slot)
+            .filter_map(|w| {
+                Some((
+                    w.state == crate::supervisor::WorkerState::Ready,
+                    w.generation,
+                    w.pid?,
+                ))
+            })
+            .filter(|(_, _, pid)| self.envs.contains_key(pid))
+            .max();
+        match serving.and_then(|(_, _, pid)| Some((pid, self.envs.get(&pid)?))) {
+            Some((pid, env)) => Ok(WorkerEnv {
+                slot,
+                pid,
+                vars: env.vars(pid),
+            }),
+            None => Err(RequestError::NoWorker {
+                slot,
+                slots: self.sup.instances(),
+            }),
         }
     }
 
@@ -229,6 +300,7 @@ impl Driver {
         }
         let rewatch = plan.watch != self.plan.watch;
         self.plan = plan;
+        self.schedule_reloads();
         if rewatch {
             if let Err(e) = self.start_watching() {
                 warn!(app = %self.plan.name, event = "watch.failed", error = %e,

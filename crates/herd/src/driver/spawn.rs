@@ -167,6 +167,65 @@ fn nul_terminated(bytes: &[u8]) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// A worker's environment but `LISTEN_PID` (written in the child): the base environment
+/// (herd's own when `None`) without [`SCRUBBED`] and without what `env` sets, then `env`,
+/// each name once, later settings winning (getenv takes the first).
+fn environment(
+    base: Option<&[(OsString, OsString)]>,
+    env: &[(String, String)],
+) -> Vec<(OsString, OsString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let inherited = |k: &OsString| {
+        let key = k.as_bytes();
+        !SCRUBBED.iter().any(|s| s.as_bytes() == key)
+            && !env.iter().any(|(ours, _)| ours.as_bytes() == key)
+    };
+    let base: Vec<(OsString, OsString)> = match base {
+        Some(base) => base.iter().filter(|(k, _)| inherited(k)).cloned().collect(),
+        None => std::env::vars_os().filter(|(k, _)| inherited(k)).collect(),
+    };
+    let ours = env
+        .iter()
+        .enumerate()
+        .filter(|(i, (k, _))| !env[i + 1..].iter().any(|(later, _)| later == k))
+        .map(|(_, (k, v))| (OsString::from(k), OsString::from(v)));
+    base.into_iter().chain(ours).collect()
+}
+
+/// What a worker's environment was made of, kept by the driver while the worker lives so
+/// that `herd env` shows exactly what it started with (the base is shared, not copied).
+#[derive(Debug, Clone)]
+pub struct StartedEnv {
+    /// [`SpawnRequest::base_env`].
+    pub base_env: Option<Arc<Vec<(OsString, OsString)>>>,
+    /// [`SpawnRequest::env`].
+    pub env: Vec<(String, String)>,
+    /// [`SpawnRequest::listen_fds`]: with sockets, the worker got `LISTEN_PID`.
+    pub listen_fds: usize,
+}
+
+impl StartedEnv {
+    /// The variables of worker `pid`, sorted by name (bytes that are not UTF-8 shown as
+    /// U+FFFD).
+    pub fn vars(&self, pid: u32) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> =
+            environment(self.base_env.as_deref().map(|b| &b[..]), &self.env)
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+        if self.listen_fds > 0 {
+            vars.push(("LISTEN_PID".into(), pid.to_string()));
+        }
+        vars.sort();
+        vars
+    }
+}
+
 fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
     use std::os::unix::ffi::OsStrExt;
     let program = nul_terminated(req.program.as_os_str().as_bytes())?;
@@ -174,26 +233,11 @@ fn exec_strings(req: &SpawnRequest) -> io::Result<ExecStrings> {
     for a in &req.args {
         argv.push(nul_terminated(a.as_bytes())?);
     }
-    let ours: Vec<&str> = req.env.iter().map(|(k, _)| k.as_str()).collect();
     let mut envp = Vec::new();
-    let base: Vec<(OsString, OsString)> = match &req.base_env {
-        Some(env) => env.to_vec(),
-        None => std::env::vars_os().collect(),
-    };
-    for (k, v) in base {
-        let key = k.as_bytes();
-        if SCRUBBED.iter().any(|s| s.as_bytes() == key) || ours.iter().any(|s| s.as_bytes() == key)
-        {
-            continue;
-        }
-        envp.push(nul_terminated(&[key, b"=", v.as_bytes()].concat())?);
-    }
-    // Later settings of a variable win, and each name appears once (getenv takes the first).
-    for (i, (k, v)) in req.env.iter().enumerate() {
-        if req.env[i + 1..].iter().any(|(later, _)| later == k) {
-            continue;
-        }
-        envp.push(nul_terminated(format!("{k}={v}").as_bytes())?);
+    for (k, v) in environment(req.base_env.as_deref().map(|b| &b[..]), &req.env) {
+        envp.push(nul_terminated(
+            &[k.as_bytes(), b"=", v.as_bytes()].concat(),
+        )?);
     }
     let mut listen_pid = None;
     if req.listen_fds > 0 {
@@ -398,4 +442,43 @@ fn exec(s: &mut ExecStrings) -> io::Result<()> {
     // the process; both arrays are NULL-terminated (fewer than MAX_STRINGS entries).
     unsafe { libc::execve(s.program.as_ptr().cast(), argv.as_ptr(), envp.as_ptr()) };
     Err(io::Error::last_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        p.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    /// The base without herd's sockets and without what the app sets, then the app's
+    /// variables, each once, the last setting winning: what `herd env` shows is what exec
+    /// gets.
+    #[test]
+    fn the_environment_a_worker_gets() {
+        let base = pairs(&[
+            ("LISTEN_FDS", "2"),
+            ("A", "base"),
+            ("B", "b"),
+            ("NOTIFY_SOCKET", "/x"),
+        ]);
+        let env: Vec<(String, String)> = [("A", "1"), ("C", "2"), ("C", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            environment(Some(&base), &env),
+            pairs(&[("B", "b"), ("A", "1"), ("C", "3")])
+        );
+        let started = StartedEnv {
+            base_env: Some(Arc::new(base)),
+            env,
+            listen_fds: 1,
+        };
+        let vars = started.vars(42);
+        let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["A", "B", "C", "LISTEN_PID"]);
+        assert_eq!(vars[3].1, "42");
+    }
 }

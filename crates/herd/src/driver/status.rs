@@ -23,9 +23,15 @@ pub struct AppStatus {
     pub workers: Vec<WorkerStatus>,
     /// The workers' named counters (`{"herd":"count"}` messages), as JSON.
     pub counters: serde_json::Value,
+    /// Connections waiting in the accept queues of the app's TCP listeners (`TCP_INFO`).
+    #[serde(default)]
+    pub queued: u64,
     /// Restarts of the app by reason (`crash`, `memory`, `health`, `watchdog`).
     #[serde(default)]
     pub restarts_by_reason: std::collections::BTreeMap<String, u32>,
+    /// The next scheduled reload (`cron_restart`), Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reload_ms: Option<u64>,
 }
 
 /// One worker process (or a slot waiting for its restart).
@@ -51,6 +57,9 @@ pub struct WorkerStatus {
     /// Its health checks and heartbeats, when the app has either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthStatus>,
+    /// Connections herd handed or relayed to it (the handoff modes, `--proxy`).
+    #[serde(default)]
+    pub handed_over: u64,
     /// How the slot's last worker ended (`code 1`, `SIGKILL`), if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<String>,
@@ -117,6 +126,10 @@ impl Driver {
                     // Filled in by whoever asked (one /proc scan for every app).
                     cpu_percent: 0.0,
                     memory: 0,
+                    handed_over: w
+                        .pid
+                        .and_then(|p| self.channels.get(&p))
+                        .map_or(0, |l| l.handed),
                     last_exit: self
                         .tally
                         .last_exit(w.slot)
@@ -160,11 +173,47 @@ impl Driver {
                 .collect(),
             workers,
             counters: self.counters.to_json(),
+            queued: self
+                .listeners
+                .accept_queues()
+                .iter()
+                .map(|(_, q, _)| q)
+                .sum(),
             restarts_by_reason: sup
                 .restarts_by_reason()
                 .into_iter()
                 .map(|(r, n)| (r.as_str().to_string(), n))
                 .collect(),
+            next_reload_ms: self.next_reload_ms(),
         }
     }
+}
+
+/// The previous CPU sample of each worker, for `/status`'s CPU %: (CPU seconds, when).
+static PREVIOUS: std::sync::Mutex<Option<std::collections::HashMap<u32, (f64, Instant)>>> =
+    std::sync::Mutex::new(None);
+
+/// CPU % (since the previous call, as `herd ls` counts it) and memory of each worker, from
+/// one pass over /proc (`herd run`'s `/status`; the daemon fills its own).
+pub(super) fn fill_usage(workers: &mut [WorkerStatus]) {
+    let pids: Vec<u32> = workers.iter().filter_map(|w| w.pid).collect();
+    let procs = crate::observe::metrics::sample(&pids);
+    let now = Instant::now();
+    let mut previous = PREVIOUS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = previous.get_or_insert_with(Default::default);
+    for w in workers {
+        let Some(p) = w.pid.and_then(|pid| procs.get(&pid).map(|p| (pid, *p))) else {
+            continue;
+        };
+        let (pid, info) = p;
+        w.memory = info.rss;
+        if let Some((cpu, at)) = before.get(&pid) {
+            let secs = now.saturating_duration_since(*at).as_secs_f64();
+            if secs > 0.0 {
+                w.cpu_percent = ((info.cpu - cpu) / secs * 100.0).max(0.0);
+            }
+        }
+        before.insert(pid, (info.cpu, now));
+    }
+    before.retain(|pid, _| pids.contains(pid));
 }

@@ -18,6 +18,7 @@ impl Driver {
         self.groups.remove(&pid);
         self.channels.remove(&pid);
         self.stop_with.remove(&pid);
+        self.envs.remove(&pid);
         // Whatever the worker left running in its group goes with it.
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         if let Some(g) = &self.guardian {
@@ -113,6 +114,11 @@ impl Driver {
             // libsystemd's sd_watchdog_enabled accepts any process that sees the variable.
             env.push(("WATCHDOG_USEC".to_string(), period.as_micros().to_string()));
         }
+        let started_env = super::spawn::StartedEnv {
+            base_env: self.plan.launch.base_env.clone(),
+            env: env.clone(),
+            listen_fds: c.listen_fds,
+        };
         let req = SpawnRequest {
             worker,
             app: self.app_key,
@@ -134,6 +140,7 @@ impl Driver {
                 stop: StopWith::of(&self.plan),
                 channel: ours,
                 port: private,
+                env: started_env,
             },
         );
         if !self.spawner.spawn(req) {

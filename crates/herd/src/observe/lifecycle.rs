@@ -56,18 +56,20 @@
 //! | `herd.exiting` | INFO | `code` (no `app`) |
 //! | `herd.memory_limit` | INFO | `limit` (bytes), `reason` (`max_memory_restart` resolved, e.g. `40% of the container memory limit 1 GiB (cgroup v2 memory.max) = 409.6 MiB`) |
 //! | `herd.memory_overcommitted` | WARN | `instances`, `limit` (each worker's), `total`, `container_limit` (bytes) |
+//! | `reload.scheduled` | INFO | `schedule` (`cron_restart` as written), `next` (the following time, RFC 3339 with the local offset; empty if none) |
 //! | `herd.watching` | INFO | `paths` (the watched paths, absolute, `, `-separated), `dirs` (directories watched), `took_ms`, `ignored` (the ignore rules) |
 //! | `app.changed` | INFO | `paths` (the first 5 changed paths, relative to the app's directory, `, `-separated), `changed` (distinct changed paths, counted up to 10 000): a rolling reload follows |
 //! | `watch.failed` | WARN | `error` (a directory that could not be watched, with the sysctl to raise at the watch limit; changes that were lost) |
 //!
-//! The last eleven are written by the driver (`src/driver/`; the memory records through
+//! The last twelve are written by the driver (`src/driver/`; the memory records through
 //! [`super::memory`]), not here: `herd.listening` once
 //! per bound listener, `herd.starting` before the first worker, `herd.memory_limit` after it
 //! when `max_memory_restart` is set and `herd.memory_overcommitted` when the workers' limits
 //! add up to more than the container's memory limit, `herd.listening_on_demand`
 //! when a Node cluster worker's `listen()` makes herd bind a socket it was not given,
 //! `worker.disconnecting` when a Node cluster worker is stopped as `worker.kill()` does,
-//! `herd.exiting` as the last line of `herd run`, and with `watch`: `herd.watching` before
+//! `herd.exiting` as the last line of `herd run`, `reload.scheduled` when the schedule starts
+//! a rolling reload (its `reload.started` follows), and with `watch`: `herd.watching` before
 //! the first worker, `app.changed` for each burst of changes, `watch.failed` when a part of
 //! the tree cannot be watched. Names are
 //! only ever added; a renamed or removed name or field is a breaking change. The README
@@ -285,6 +287,7 @@ mod tests {
             "herd.exiting",
             "herd.memory_limit",
             "herd.memory_overcommitted",
+            "reload.scheduled",
             "herd.watching",
             "app.changed",
             "watch.failed",

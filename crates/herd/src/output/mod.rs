@@ -91,6 +91,9 @@ pub trait Sink: Send + 'static {
     /// Pushes buffered lines out: called when the queue runs empty, on
     /// [`Output::flush`], and when the writer thread ends.
     fn flush(&mut self);
+    /// Empties every file it writes (`herd flush`), after writing what it buffered; later
+    /// lines start them again. Nothing to do for a sink without files.
+    fn empty_files(&mut self) {}
 }
 
 #[derive(Debug)]
@@ -100,6 +103,8 @@ enum Msg {
     Close,
     /// Answer once every line queued before this one is written.
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// Empty the sink's files, then answer.
+    Empty(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -178,6 +183,14 @@ impl Output {
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Empties the sink's files once the lines queued so far are written (`herd flush`).
+    pub async fn empty_files(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Empty(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -299,6 +312,11 @@ fn write_lines(
             Msg::Flush(done) => {
                 report_dropped(&mut sink);
                 sink.flush();
+                let _ = done.send(());
+            }
+            Msg::Empty(done) => {
+                report_dropped(&mut sink);
+                sink.empty_files();
                 let _ = done.send(());
             }
             Msg::Close => break,

@@ -179,6 +179,16 @@ impl Supervisor {
         out
     }
 
+    /// Zeroes the restart counts (`herd reset`): the app's, by reason and each slot's. What
+    /// decides restarts (backoff, the flapping window) is left as it is.
+    pub fn reset_restarts(&mut self) {
+        self.total_restarts = 0;
+        self.restarts_by = [0; 4];
+        for s in &mut self.slots {
+            s.restarts = 0;
+        }
+    }
+
     /// Restarts of one slot, `None` if there is no such slot.
     pub fn slot_restarts(&self, slot: usize) -> Option<u32> {
         self.slots.get(slot).map(|s| s.restarts)

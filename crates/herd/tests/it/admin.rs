@@ -57,7 +57,7 @@ fn livez_and_readyz_follow_the_workers() {
     let (code, body) = get(&herd, &format!("{admin}/nothing"));
     assert_eq!(code, 404, "{body}");
     assert!(
-        body.contains("/livez, /readyz, /metrics and /metrics/app"),
+        body.contains("/livez, /readyz, /metrics, /metrics/app and /status"),
         "{body}"
     );
     let posted = ureq::post(&format!("{admin}/readyz")).call();

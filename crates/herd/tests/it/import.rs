@@ -73,9 +73,24 @@ fn a_json_ecosystem_imports_and_round_trips() {
         "herd: warning: ",
         "ecosystem.json: app apps[0] (web): `watch_options`: not supported by herd, ignored",
         "app apps[0] (web): `instanse`: unknown PM2 option, ignored — did you mean `instances`?",
-        "app apps[1] (jobs): `cron_restart`",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+    // cron_restart and filter_env are herd keys now: imported, not warned about.
+    assert!(
+        !stderr.contains("cron_restart") && !stderr.contains("filter_env"),
+        "{stderr}"
+    );
+    let out = herd(&["import", &fixture("ecosystem.json"), "--env", "production"]);
+    let stdout = text(&out.stdout);
+    for line in [
+        "cron_restart = \"0 * * * *\"",
+        "filter_env = [\"SECRET_\", \"AWS_\"]",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "{line:?} not in:\n{stdout}"
+        );
     }
 }
 

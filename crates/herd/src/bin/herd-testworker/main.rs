@@ -40,6 +40,8 @@
 //!   is left out when the variable is unset), then
 //!   `PID=<own pid>` and `PPID=<parent pid>`
 //! - `/var?name=KEY` → 200, the value of any environment variable (`<unset>`)
+//! - `/environ` → 200, every environment variable, `KEY=VALUE` lines sorted by name (for
+//!   tests of exactly what a worker inherits)
 //! - `/whoami` → 200, `uid=<uid> gid=<gid> groups=<g,…> cwd=<dir>`
 //! - `/grow?mb=N` → holds N more MiB (touched) until it exits, prints `grew by N MiB`
 //! - `/healthz` → 200 `ok\n`, or as `/health?mode=` set it (the path herd's health-check

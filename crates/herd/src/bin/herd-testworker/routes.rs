@@ -93,6 +93,24 @@ pub(crate) fn route<'a>(ctx: &'a Ctx, target: &str, scratch: &'a mut String) -> 
             scratch.push('\n');
             (200, scratch)
         }
+        "/environ" => {
+            // The whole environment (the worker never changes it), for tests of filter_env
+            // and `herd env`.
+            let mut vars: Vec<(String, String)> = std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            vars.sort();
+            scratch.clear();
+            for (k, v) in vars {
+                let _ = writeln!(scratch, "{k}={v}");
+            }
+            (200, scratch)
+        }
         "/whoami" => {
             scratch.clear();
             let cwd = std::env::current_dir().unwrap_or_default();

@@ -3,10 +3,8 @@
 //! extension. Data only: [`super::pm2`] reads it.
 
 /// PM2 options herd has no equivalent for, with why (or what to do instead).
-pub(super) const UNSUPPORTED: [(&str, &str); 30] = [
+pub(super) const UNSUPPORTED: [(&str, &str); 27] = [
     ("watch_options", "chokidar's options do not apply: herd watches with inotify (polling, symlinks and the rest are its own)"),
-    ("cron_restart", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
-    ("cron", "herd has no cron restarts: call `herd reload` from cron or a systemd timer"),
     ("vizion", "herd keeps no versioning metadata"),
     ("post_update", "herd has no Keymetrics update hooks"),
     ("source_map_support", "herd does not inject source-map-support: use node's --enable-source-maps in node_args"),
@@ -25,7 +23,6 @@ pub(super) const UNSUPPORTED: [(&str, &str); 30] = [
     ("pid", "herd writes no pid files: `herd` itself is the process to supervise"),
     ("time", "herd's log lines carry their own timestamp (log_format)"),
     ("disable_logs", "herd always passes on the workers' output"),
-    ("filter_env", "workers get herd's environment plus `env`"),
     ("append_env_to_name", "app names do not change with --env"),
     ("name_prefix", "app names are used as written"),
     ("install_url", "herd installs nothing"),
@@ -37,7 +34,7 @@ pub(super) const UNSUPPORTED: [(&str, &str); 30] = [
 ];
 
 /// Every PM2 option herd maps, for did-you-mean on unknown ones.
-pub(super) const MAPPED: [&str; 50] = [
+pub(super) const MAPPED: [&str; 53] = [
     "name",
     "script",
     "exec",
@@ -85,6 +82,9 @@ pub(super) const MAPPED: [&str; 50] = [
     "uid",
     "user",
     "gid",
+    "cron_restart",
+    "cron",
+    "filter_env",
     "watch",
     "ignore_watch",
     "watch_delay",

@@ -199,6 +199,8 @@ impl Mapper<'_> {
                 "watch_delay" => app.watch_delay = Some(self.millis(k, value)?),
                 "uid" | "user" => app.user = Some(self.scalar(k, value)?),
                 "gid" => app.group = Some(self.scalar(k, value)?),
+                "cron_restart" | "cron" => app.cron_restart = self.schedule(k, value)?,
+                "filter_env" => app.filter_env = self.filter_env(k, value)?,
                 _ => self.unsupported(k),
             }
         }

@@ -160,6 +160,22 @@ fn json_maps_every_option() {
     assert_eq!(jobs.autorestart, Some(false));
     // herd keeps SIGTERM (its default) unless the file sets kill_signal.
     assert_eq!(jobs.stop_signal, None);
+    // cron_restart is a rolling reload at those times; filter_env keeps its prefixes.
+    assert_eq!(jobs.cron_restart, Some("0 * * * *".parse().unwrap()));
+    assert_eq!(
+        jobs.filter_env,
+        Some(crate::config::FilterEnv::Prefixes(vec![
+            "SECRET_".into(),
+            "AWS_".into()
+        ]))
+    );
+    assert!(
+        !eco.warnings
+            .iter()
+            .any(|w| w.contains("cron_restart") || w.contains("filter_env")),
+        "{:?}",
+        eco.warnings
+    );
 
     // No name: the script's file stem; interpreter none runs the script itself.
     let env = &eco.apps["env"];
@@ -170,7 +186,6 @@ fn json_maps_every_option() {
         "ecosystem.json: app apps[0] (web): `watch_options`: not supported by herd, ignored",
         "app apps[0] (web): `vizion`: not supported",
         "app apps[0] (web): `instanse`: unknown PM2 option, ignored — did you mean `instances`?",
-        "app apps[1] (jobs): `cron_restart`: not supported by herd, ignored",
         "ecosystem.json: `deploy`: herd does not deploy",
     ] {
         has_warning(&eco, needle);
@@ -268,6 +283,10 @@ fn value_errors_name_file_app_and_key() {
         (r#"{"apps": 3}"#, "eco.json: `apps` is not an array: expected `{ apps: [ { script: \"…\" } ] }`, an array of apps or one app"),
         (r#""server.js""#, "eco.json: expected `{ apps: [ { script: \"…\" } ] }`, an array of apps or one app"),
         (r#"[3]"#, "eco.json: apps[0] is not an object: expected { script: \"…\", … }"),
+        (r#"[{"script": "a.js", "cron_restart": "0 3 * *"}]"#, "eco.json: app apps[0]: `cron_restart`: `0 3 * *` is not a schedule: Invalid pattern: Pattern must have between 5 and 7 fields.; expected a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\"), or 6 with seconds first"),
+        (r#"[{"script": "a.js", "cron": 5}]"#, "eco.json: app apps[0]: `cron`: 5: expected a cron expression, e.g. \"0 3 * * *\""),
+        (r#"[{"script": "a.js", "filter_env": [1]}]"#, "eco.json: app apps[0]: `filter_env`: 1: expected a string"),
+        (r#"[{"script": "a.js", "filter_env": 1}]"#, "eco.json: app apps[0]: `filter_env`: 1: expected true, false or prefixes of variable names"),
     ];
     for (text, message) in cases {
         assert_eq!(json_err(text), message, "{text}");
@@ -319,6 +338,30 @@ fn pm2_units_and_loose_types() {
         &eco,
         "`restart_delay`: ignored: exp_backoff_restart_delay takes precedence",
     );
+    round_trips(&eco);
+}
+
+#[test]
+fn cron_restart_and_filter_env_in_pm2_forms() {
+    let eco = from_json(
+        r#"[{"name": "a", "script": "a.js", "cron": "*/10 * * * * *", "filter_env": true},
+            {"name": "b", "script": "b.js", "cron_restart": 0, "filter_env": "npm_"},
+            {"name": "c", "script": "c.js", "cron_restart": "0", "filter_env": false}]"#,
+    )
+    .unwrap();
+    let (a, b, c) = (&eco.apps["a"], &eco.apps["b"], &eco.apps["c"]);
+    assert_eq!(a.cron_restart, Some("*/10 * * * * *".parse().unwrap()));
+    assert_eq!(a.filter_env, Some(crate::config::FilterEnv::All));
+    // 0 turns cron_restart off, as in PM2.
+    assert_eq!(
+        (b.cron_restart.clone(), c.cron_restart.clone()),
+        (None, None)
+    );
+    assert_eq!(
+        b.filter_env,
+        Some(crate::config::FilterEnv::Prefixes(vec!["npm_".into()]))
+    );
+    assert_eq!(c.filter_env, None);
     round_trips(&eco);
 }
 

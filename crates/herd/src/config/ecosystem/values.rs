@@ -278,6 +278,56 @@ impl Mapper<'_> {
     }
 
     /// `stop_exit_codes`: one code or an array.
+    /// `cron_restart`: a cron expression; `0` (or `"0"`) turns it off, as in PM2.
+    pub(super) fn schedule(
+        &self,
+        key: &str,
+        value: &Value,
+    ) -> Result<Option<crate::config::Schedule>, EcosystemError> {
+        match value {
+            Value::Number(n) if n.as_i64() == Some(0) => Ok(None),
+            Value::String(s) if s.trim() == "0" => Ok(None),
+            Value::String(s) => s.parse().map(Some).map_err(|e: String| self.bad(key, e)),
+            _ => Err(self.bad(
+                key,
+                format!(
+                    "{}: expected a cron expression, e.g. \"0 3 * * *\"",
+                    shown(value)
+                ),
+            )),
+        }
+    }
+
+    /// `filter_env`: `true` (none of herd's variables), `false`, or prefixes (an array, or
+    /// one as a string).
+    pub(super) fn filter_env(
+        &self,
+        key: &str,
+        value: &Value,
+    ) -> Result<Option<crate::config::FilterEnv>, EcosystemError> {
+        let prefixes = match value {
+            Value::Bool(all) => return Ok(all.then_some(crate::config::FilterEnv::All)),
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .map(|item| self.string(key, item))
+                .collect::<Result<_, _>>()?,
+            _ => {
+                return Err(self.bad(
+                    key,
+                    format!(
+                        "{}: expected true, false or prefixes of variable names",
+                        shown(value)
+                    ),
+                ))
+            }
+        };
+        for p in &prefixes {
+            crate::config::launch::parse_prefix(p).map_err(|e| self.bad(key, e))?;
+        }
+        Ok(crate::config::FilterEnv::from_flags(false, prefixes))
+    }
+
     pub(super) fn exit_codes(&self, value: &Value) -> Result<Vec<i32>, EcosystemError> {
         let items: Vec<&Value> = match value {
             Value::Array(items) => items.iter().collect(),

@@ -106,6 +106,8 @@ pub(super) fn validate(
         worker_metrics: v.parse(raw.worker_metrics, "worker_metrics", |s: &str| {
             crate::config::health::metrics_path(s)
         })?,
+        cron_restart: v.parse(raw.cron_restart, "cron_restart", str::parse)?,
+        filter_env: v.filter_env(raw.filter_env)?,
         watch: v.watch(raw.watch)?,
         ignore_watch: v.ignore_watch(raw.ignore_watch)?,
         watch_delay: v.duration(raw.watch_delay, "watch_delay")?,
@@ -469,6 +471,38 @@ impl Validator<'_> {
                 _ => Err(bad()),
             })
             .collect()
+    }
+
+    /// `filter_env = true` (no variable of herd's), `false`, or prefixes: `["SECRET_"]`
+    /// (one alone may be a string, as PM2 allows).
+    fn filter_env(
+        &self,
+        value: Option<Spanned<Value>>,
+    ) -> Result<Option<crate::config::FilterEnv>, FileError> {
+        use crate::config::FilterEnv;
+        let Some(value) = value else { return Ok(None) };
+        let span = value.span();
+        let bad = |message: String| self.bad("filter_env", span.clone(), message);
+        let items = match value.into_inner() {
+            Value::Boolean(all) => return Ok(all.then_some(FilterEnv::All)),
+            Value::Array(items) => items,
+            one @ Value::String(_) => vec![one],
+            _ => {
+                return Err(bad(
+                    "expected true, false or prefixes of variable names, e.g. [\"SECRET_\"]".into(),
+                ))
+            }
+        };
+        let prefixes = items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(s) => crate::config::launch::parse_prefix(&s).map_err(&bad),
+                _ => Err(bad(
+                    "expected prefixes of variable names, e.g. [\"SECRET_\"]".into(),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FilterEnv::from_flags(false, prefixes))
     }
 
     /// `increment_var`: a variable name whose value in `env`, if set, is a number to

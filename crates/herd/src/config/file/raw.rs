@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 52] = [
+pub(super) const APP_KEYS: [&str; 54] = [
     "command",
     "args",
     "cwd",
@@ -50,6 +50,8 @@ pub(super) const APP_KEYS: [&str; 52] = [
     "health_start_period",
     "watchdog",
     "worker_metrics",
+    "cron_restart",
+    "filter_env",
     "watch",
     "ignore_watch",
     "watch_delay",
@@ -122,6 +124,8 @@ pub(super) struct RawApp {
     pub health_start_period: Option<Spanned<Value>>,
     pub watchdog: Option<Spanned<Value>>,
     pub worker_metrics: Option<Spanned<String>>,
+    pub cron_restart: Option<Spanned<String>>,
+    pub filter_env: Option<Spanned<Value>>,
     pub watch: Option<Spanned<Value>>,
     pub ignore_watch: Option<Spanned<Value>>,
     pub watch_delay: Option<Spanned<Value>>,

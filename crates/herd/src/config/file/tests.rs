@@ -62,6 +62,8 @@ health_failures = 2
 health_start_period = "30s"
 watchdog = "10s"
 worker_metrics = "/metrics"
+cron_restart = "0 3 * * *"
+filter_env = ["SECRET_", "AWS_"]
 watch = ["src", "config"]
 ignore_watch = ["*.log", "tmp/**"]
 watch_delay = "500ms"
@@ -144,6 +146,11 @@ fn a_full_file() {
         health_start_period: Some(Duration::from_secs(30)),
         watchdog: Some(Duration::from_secs(10)),
         worker_metrics: Some("/metrics".into()),
+        cron_restart: Some("0 3 * * *".parse().unwrap()),
+        filter_env: Some(crate::config::FilterEnv::Prefixes(vec![
+            "SECRET_".into(),
+            "AWS_".into(),
+        ])),
         watch: vec!["src".into(), "config".into()],
         ignore_watch: vec!["*.log".parse().unwrap(), "tmp/**".parse().unwrap()],
         watch_delay: Some(Duration::from_millis(500)),
@@ -301,6 +308,10 @@ fn bad_values_name_the_expected_form() {
         ("log_date_format = \"\"", "`apps.api.log_date_format = \"\"`: expected a format, e.g. \"YYYY-MM-DD HH:mm:ss\""),
         ("log_max_size = \"big\"", "`apps.api.log_max_size = \"big\"`: `big` is not a size: expected bytes or a number with K, M, G or T (binary: 1K = 1024), e.g. 200M, 1G"),
         ("log_files = 0", "`apps.api.log_files = 0`: expected a number ≥ 1"),
+        ("cron_restart = \"0 3 * *\"", "`apps.api.cron_restart = \"0 3 * *\"`: `0 3 * *` is not a schedule: Invalid pattern: Pattern must have between 5 and 7 fields.; expected a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\"), or 6 with seconds first"),
+        ("cron_restart = 3", "`apps.api.cron_restart = 3`: invalid type: integer `3`, expected a string"),
+        ("filter_env = 1", "`apps.api.filter_env = 1`: expected true, false or prefixes of variable names, e.g. [\"SECRET_\"]"),
+        ("filter_env = [\"\"]", "`apps.api.filter_env = [\"\"]`: expected the start of variable names, e.g. SECRET_ (an empty prefix would drop every variable: use filter_env = true)"),
         ("watch = 3", "`apps.api.watch = 3`: expected true, false or paths, e.g. [\"src\", \"config\"]"),
         ("watch = [\"src\", \"\"]", "`apps.api.watch = [\"src\", \"\"]`: expected true, false or paths, e.g. [\"src\", \"config\"]"),
         ("ignore_watch = [\"*.log\", \"a**\"]", "`apps.api.ignore_watch = [\"*.log\", \"a**\"]`: `a**` is not a glob: recursive wildcards must form a single path component"),
@@ -329,6 +340,44 @@ fn watch_true_and_false() {
     assert_eq!(parse(&text, "check.toml", None).unwrap().apps, file.apps);
     let off = ok("[apps.a]\ncommand = \"x\"\nwatch = false\n");
     assert!(off.apps["a"].watch.is_empty());
+}
+
+#[test]
+fn filter_env_takes_true_false_a_prefix_or_prefixes() {
+    use crate::config::FilterEnv;
+    let filter = |line: &str| {
+        ok(&format!("[apps.a]\ncommand = \"x\"\n{line}\n")).apps["a"]
+            .filter_env
+            .clone()
+    };
+    assert_eq!(filter("filter_env = true"), Some(FilterEnv::All));
+    assert_eq!(filter("filter_env = false"), None);
+    assert_eq!(filter("filter_env = []"), None);
+    assert_eq!(
+        filter("filter_env = \"npm_\""),
+        Some(FilterEnv::Prefixes(vec!["npm_".into()]))
+    );
+    let all = AppConfig {
+        program: "x".into(),
+        filter_env: Some(FilterEnv::All),
+        cron_restart: Some("*/5 * * * * *".parse().unwrap()),
+        ..AppConfig::default()
+    };
+    let text = round_trip(&[("a".to_string(), all)].into());
+    assert!(text.contains("\nfilter_env = true\n"), "{text}");
+    assert!(
+        text.contains("\ncron_restart = \"*/5 * * * * *\"\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_schedule_names_line_key_and_value() {
+    let e = err("[apps.api]\ncommand = \"node\"\ncron_restart = \"61 * * * *\"\n");
+    assert!(
+        e.starts_with("herd.toml:3:16: `apps.api.cron_restart = \"61 * * * *\"`: `61 * * * *` is not a schedule: "),
+        "{e}"
+    );
 }
 
 #[test]

@@ -75,6 +75,8 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         health_start_period,
         watchdog,
         worker_metrics,
+        cron_restart,
+        filter_env,
         watch,
         ignore_watch,
         watch_delay,
@@ -128,6 +130,17 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         t.put("ignore_watch", Some(strings(globs)));
     }
     t.put("watch_delay", watch_delay.map(duration));
+    t.put(
+        "cron_restart",
+        cron_restart.as_ref().map(|s| text(s.to_string())),
+    );
+    t.put(
+        "filter_env",
+        filter_env.as_ref().map(|f| match f {
+            crate::config::FilterEnv::All => Value::Boolean(true),
+            crate::config::FilterEnv::Prefixes(p) => strings(p.iter().cloned()),
+        }),
+    );
     t.put(
         "min_ready",
         min_ready.map(|m| match m {

@@ -142,10 +142,14 @@ async fn metrics(apps: Vec<Target>, openmetrics: bool, reply: oneshot::Sender<St
     .await;
 }
 
-async fn answer(registry: &Registry, probe: Probe) {
+async fn answer(registry: &Arc<Registry>, probe: Probe) {
     let apps = targets(registry);
     match probe {
         Probe::Metrics { openmetrics, reply } => metrics(apps, openmetrics, reply).await,
+        Probe::Status(reply) => {
+            let apps = super::handlers::infos(registry).await;
+            let _ = reply.send(serde_json::to_string(&apps).unwrap_or_default());
+        }
         Probe::AppMetrics(reply) => app_metrics(apps, reply).await,
         Probe::Live(reply) => {
             let mut asked = Vec::new();

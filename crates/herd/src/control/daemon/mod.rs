@@ -242,6 +242,8 @@ async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response 
         Request::Reload { select } => handlers::reload(registry, &select).await,
         Request::Delete { select } => handlers::delete(registry, &select).await,
         Request::List => handlers::list(registry).await,
+        Request::Flush { select } => handlers::flush(registry, &select).await,
+        Request::Reset { select } => handlers::reset(registry, &select).await,
         Request::Metrics { select, app_own } => admin::exposition(registry, &select, app_own).await,
         Request::Scale { name, to } => handlers::scale(registry, &name, to).await,
         Request::Send { select, message } => handlers::send(registry, &select, message).await,
@@ -249,6 +251,7 @@ async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response 
         Request::Save => handlers::save(registry).await,
         Request::Resurrect => handlers::resurrect(registry).await,
         Request::Kill => handlers::kill(registry),
+        Request::Env { name, slot } => handlers::env(registry, &name, slot).await,
     }
 }
 

@@ -159,3 +159,8 @@ pub fn python_with_prometheus_client() -> String {
         venv.display()
     )
 }
+
+/// The path of `tmux` (Debian's `tmux`), a real terminal for `herd monit`'s test.
+pub fn tmux() -> String {
+    require("tmux", "`apt-get install tmux` on Debian")
+}

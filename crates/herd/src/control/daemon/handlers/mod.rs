@@ -5,12 +5,14 @@
 mod apply;
 mod dump;
 mod lifecycle;
+mod upkeep;
 mod workers;
 
 pub use apply::apply;
 pub use dump::{resurrect, save};
 pub use lifecycle::{delete, kill, reload, restart, start, stop, stop_all};
-pub use workers::{scale, send, signal};
+pub use upkeep::{flush, reset};
+pub use workers::{env, scale, send, signal};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +108,13 @@ pub(super) fn say(e: &RequestError) -> String {
             "{app} errored: its workers exited too often (see `herd logs {app}`){}",
             kept(*kept_previous)
         ),
+        RequestError::NoWorker { slot, slots } if slot < slots => {
+            format!("no worker runs in slot {slot} now (it is starting or waiting for its restart)")
+        }
+        RequestError::NoWorker { slot, slots } => match slots {
+            1 => format!("it has no slot {slot}: its only slot is 0"),
+            n => format!("it has no slot {slot}: its slots are 0-{}", n.saturating_sub(1)),
+        },
         RequestError::ReloadStopped { app, kept_previous } => format!(
             "the reload of {app} stopped: a new worker did not become ready, the old workers keep serving{} (see `herd logs {app}`)",
             kept(*kept_previous)
@@ -133,7 +142,7 @@ pub(super) async fn status_of(run: &Running) -> Option<crate::driver::status::Ap
 }
 
 /// Every app as `ls` shows it.
-async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
+pub(super) async fn infos(registry: &Arc<Registry>) -> Vec<AppInfo> {
     let mut out = Vec::new();
     for name in registry.names() {
         let Some((mut info, run, config, last_slots)) = registry.with_app(&name, |a| {

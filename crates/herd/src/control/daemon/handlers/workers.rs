@@ -1,9 +1,9 @@
-//! `scale`, `send` and `signal`: requests to a running app's workers.
+//! `scale`, `send`, `signal` and `env`: requests to a running app's workers.
 
 use std::sync::Arc;
 
 use super::super::registry::Registry;
-use super::{ask_each, ended_why, failed, ready, respond, running, status_of, READY_SLACK};
+use super::{ask_each, ended_why, failed, ready, respond, running, say, status_of, READY_SLACK};
 use crate::control::protocol::{Response, Scale};
 use crate::driver::AppRequest;
 
@@ -87,6 +87,31 @@ pub async fn signal(registry: &Arc<Registry>, select: &[String], signal: &str) -
         |name| format!("{name}: not running"),
     )
     .await
+}
+
+/// `env`: the environment one worker started with. Its values go only to the daemon's
+/// own user: the control socket refuses every other (SO_PEERCRED).
+pub async fn env(registry: &Arc<Registry>, name: &str, slot: usize) -> Response {
+    let Some(run) = registry.with_app(name, |a| a.run.clone()) else {
+        return failed(
+            format!("no app `{name}` (`herd ls` lists them)"),
+            Vec::new(),
+        );
+    };
+    let Some(run) = run else {
+        return failed(format!("{name}: not running"), Vec::new());
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = run.commands.send(AppRequest::Env(slot, tx));
+    match rx.await {
+        Ok(Ok(env)) => Response::Env {
+            slot: env.slot,
+            pid: env.pid,
+            vars: env.vars,
+        },
+        Ok(Err(e)) => failed(format!("{name}: {}", say(&e)), Vec::new()),
+        Err(_) => failed(format!("{name}: {}", ended_why(&run).await), Vec::new()),
+    }
 }
 
 fn sent_line(what: &str) -> impl Fn(&str, usize) -> String + '_ {

@@ -171,13 +171,7 @@ impl Driver {
 
     fn carry_out(&mut self, decision: Decision<Conn>, index: usize) {
         match decision {
-            Decision::HandTo { conn, to } => {
-                self.tally.handed(matches!(to.via, Via::Proxy(_)));
-                if let Some(link) = self.channels.get_mut(&to.pid) {
-                    link.handed += 1;
-                }
-                self.deliver(to, conn)
-            }
+            Decision::HandTo { conn, to } => self.deliver(to, conn, true),
             Decision::Wait => {}
             Decision::WaitNobodyTakes => self.warn_if_nobody_takes(index),
             Decision::Drop { reason, .. } => match reason {
@@ -202,13 +196,22 @@ impl Driver {
         self.carry_out(decision, index);
     }
 
-    pub(super) fn deliver(&mut self, c: Candidate, conn: Conn) {
+    /// Gives `conn` to the worker `c`; a client's connection (`client`, not a health
+    /// check) is counted for `/metrics`.
+    pub(super) fn deliver(&mut self, c: Candidate, conn: Conn, client: bool) {
         let Some(h) = self.handoff.as_mut() else {
             return;
         };
+        let proxied = matches!(c.via, Via::Proxy(_));
+        if client {
+            self.tally.handed(proxied);
+        }
         if let Via::Proxy(port) = c.via {
             if let Some(r) = self.relays.as_mut() {
                 r.relay(c.pid, port, conn, h.requeue.clone());
+            }
+            if let Some(link) = self.channels.get_mut(&c.pid).filter(|_| client) {
+                link.handed += 1;
             }
             return;
         }
@@ -216,6 +219,9 @@ impl Driver {
             self.wait_again(conn);
             return;
         };
+        if client {
+            link.handed += 1;
+        }
         if c.via == Via::Socket {
             let Conn { fd, .. } = conn;
             if link

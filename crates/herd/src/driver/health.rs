@@ -205,7 +205,7 @@ impl Driver {
             tries: 0,
             replay: Vec::new(),
         };
-        self.deliver(Candidate { slot, pid, via }, conn);
+        self.deliver(Candidate { slot, pid, via }, conn, false);
         Ok(())
     }
 

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::observe::procstat;
+
 use super::Driver;
 
 /// One app as it is now.
@@ -189,31 +191,57 @@ impl Driver {
     }
 }
 
-/// The previous CPU sample of each worker, for `/status`'s CPU %: (CPU seconds, when).
-static PREVIOUS: std::sync::Mutex<Option<std::collections::HashMap<u32, (f64, Instant)>>> =
-    std::sync::Mutex::new(None);
+/// CPU and memory of workers, for `herd ls` and `/status`: one scan of /proc for all of
+/// them (a scan per worker made `ls` of 10 apps cost 20 ms), and each worker's CPU time
+/// remembered between two measures, so CPU is a rate over the time between them (since
+/// the worker's start the first time).
+#[derive(Debug, Default)]
+pub struct Usage {
+    seen: std::sync::Mutex<std::collections::HashMap<u32, (Instant, procstat::Sample)>>,
+}
 
-/// CPU % (since the previous call, as `herd ls` counts it) and memory of each worker, from
-/// one pass over /proc (`herd run`'s `/status`; the daemon fills its own).
-pub(super) fn fill_usage(workers: &mut [WorkerStatus]) {
-    let pids: Vec<u32> = workers.iter().filter_map(|w| w.pid).collect();
-    let procs = crate::observe::metrics::sample(&pids);
-    let now = Instant::now();
-    let mut previous = PREVIOUS.lock().unwrap_or_else(|e| e.into_inner());
-    let before = previous.get_or_insert_with(Default::default);
-    for w in workers {
-        let Some(p) = w.pid.and_then(|pid| procs.get(&pid).map(|p| (pid, *p))) else {
-            continue;
-        };
-        let (pid, info) = p;
-        w.memory = info.rss;
-        if let Some((cpu, at)) = before.get(&pid) {
-            let secs = now.saturating_duration_since(*at).as_secs_f64();
-            if secs > 0.0 {
-                w.cpu_percent = ((info.cpu - cpu) / secs * 100.0).max(0.0);
-            }
+impl Usage {
+    /// Fills in `cpu_percent` and `memory` of `workers`.
+    pub fn measure<'a>(&self, workers: impl IntoIterator<Item = &'a mut WorkerStatus>) {
+        let mut workers: Vec<&mut WorkerStatus> = workers.into_iter().collect();
+        let pids: Vec<u32> = workers.iter().filter_map(|w| w.pid).collect();
+        if pids.is_empty() {
+            return;
         }
-        before.insert(pid, (info.cpu, now));
+        let Ok(samples) = procstat::sample_groups(&pids) else {
+            return;
+        };
+        let by_pid: std::collections::HashMap<u32, procstat::Sample> = pids
+            .into_iter()
+            .zip(samples)
+            .filter_map(|(pid, s)| Some((pid, s?)))
+            .collect();
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = std::collections::HashMap::with_capacity(by_pid.len());
+        for w in workers.iter_mut() {
+            let Some(sample) = w.pid.and_then(|p| by_pid.get(&p)) else {
+                continue;
+            };
+            let pid = w.pid.unwrap_or_default();
+            // The first time: since the worker started, from no CPU time.
+            let (since, before) = seen.get(&pid).copied().unwrap_or((
+                now.checked_sub(std::time::Duration::from_millis(w.uptime_ms))
+                    .unwrap_or(now),
+                procstat::Sample::default(),
+            ));
+            w.cpu_percent =
+                procstat::cpu_percent(&before, sample, now.saturating_duration_since(since));
+            w.memory = sample.rss;
+            next.insert(pid, (now, *sample));
+        }
+        // Workers gone since are forgotten.
+        *seen = next;
     }
-    before.retain(|pid, _| pids.contains(pid));
+}
+
+/// `herd run`'s `/status` measures: one process, one app.
+pub(super) fn fill_usage(workers: &mut [WorkerStatus]) {
+    static USAGE: std::sync::LazyLock<Usage> = std::sync::LazyLock::new(Usage::default);
+    USAGE.measure(workers.iter_mut());
 }

@@ -17,13 +17,6 @@ fn get(herd: &Herd, url: &str) -> String {
     }
 }
 
-/// The value of the sample `series` (name and labels as written), if present.
-fn value(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// herd run of `program` with an admin listener on a free port, `n` workers ready.
 fn start(n: usize, flags: &[&str], program: &[&str], env: &[(&str, &str)]) -> (Herd, String) {
     let admin = format!("127.0.0.1:{}", free_port());
@@ -72,7 +65,7 @@ fn an_unmodified_prom_client_cluster_app_gets_one_aggregated_exposition() {
     let app = "node";
     let body = get(&herd, &format!("http://{admin}/metrics/app"));
     let series = format!("app_requests_total{{app=\"{app}\",route=\"/\"}}");
-    assert_eq!(value(&body, &series), Some(k as f64), "{body}");
+    assert_eq!(sample_value(&body, &series), Some(k as f64), "{body}");
     // One family each, summed (`sum`) or not (`min`), next to prom-client's defaults.
     assert_eq!(
         body.matches("# TYPE app_requests_total counter").count(),
@@ -94,7 +87,7 @@ fn an_unmodified_prom_client_cluster_app_gets_one_aggregated_exposition() {
         "{:?}",
         start.elapsed()
     );
-    assert!(value(&again, &series).is_some());
+    assert!(sample_value(&again, &series).is_some());
 }
 
 /// A Node program that never answers prom-client's question (it uses no prom-client) but
@@ -206,7 +199,7 @@ server.serve_forever()
     for (slot, n) in per_slot.iter().enumerate() {
         let series = format!("py_requests_total{{app=\"py\",worker=\"{slot}\",path=\"/x\"}}");
         assert_eq!(
-            value(&body, &series),
+            sample_value(&body, &series),
             Some(f64::from(*n)),
             "{series}: {body}"
         );
@@ -242,7 +235,7 @@ fn worker_metrics_that_fail_are_left_out_and_counted() {
                 "herd_worker_scrape_errors_total{{app=\"herd-testworker\",worker=\"{slot}\"}}"
             );
             assert_eq!(
-                value(&metrics, &series),
+                sample_value(&metrics, &series),
                 Some(1.0),
                 "{path} {series}: {metrics}"
             );
@@ -332,7 +325,7 @@ fn a_stuck_prom_client_worker_is_left_out_and_counted() {
     let metrics = get(&herd, &format!("http://{admin}/metrics"));
     let errors: f64 = (0..2)
         .filter_map(|slot| {
-            value(
+            sample_value(
                 &metrics,
                 &format!("herd_worker_scrape_errors_total{{app=\"web\",worker=\"{slot}\"}}"),
             )

@@ -44,13 +44,6 @@ fn scrape(herd: &Herd, admin: &str, accept: &str) -> (String, String) {
     (kind, r.into_string().unwrap_or_default())
 }
 
-/// The value of the sample `series` (name and labels as written), if present.
-fn value(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// `promtool check metrics` on `body`: no error, no lint problem.
 fn promtool_check(herd: &Herd, body: &str) {
     let mut child = Command::new(promtool())
@@ -85,7 +78,7 @@ fn metrics_follow_the_workers_and_leave_no_gone_worker_behind() {
     promtool_check(&herd, &body);
     let app = "herd-testworker";
     assert_eq!(
-        value(
+        sample_value(
             &body,
             &format!("herd_app_workers{{app=\"{app}\",state=\"online\"}}")
         ),
@@ -97,7 +90,7 @@ fn metrics_follow_the_workers_and_leave_no_gone_worker_behind() {
         assert!(body.contains(&format!("pid=\"{pid}\"")), "{pid}: {body}");
     }
     assert!(body.contains("herd_build_info{version=\""), "{body}");
-    assert!(value(&body, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+    assert!(sample_value(&body, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
 
     // OpenMetrics when asked, as Prometheus asks.
     let (kind, om) = scrape(
@@ -117,9 +110,9 @@ fn metrics_follow_the_workers_and_leave_no_gone_worker_behind() {
     let (_, body) = scrape(&herd, &admin, "*/*");
     promtool_check(&herd, &body);
     let restarts = format!("herd_app_restarts_total{{app=\"{app}\",reason=\"crash\"}}");
-    assert_eq!(value(&body, &restarts), Some(1.0), "{body}");
+    assert_eq!(sample_value(&body, &restarts), Some(1.0), "{body}");
     let exit = format!("herd_worker_last_exit_code{{app=\"{app}\",worker=\"{slot}\"}}");
-    assert_eq!(value(&body, &exit), Some(137.0), "{body}");
+    assert_eq!(sample_value(&body, &exit), Some(137.0), "{body}");
     assert!(!body.contains(&format!("\"{victim}\"")), "{body}");
 }
 
@@ -150,7 +143,7 @@ fn scrapes_during_a_reload_never_fail_and_end_with_the_new_workers_only() {
     }
     let app = "herd-testworker";
     assert_eq!(
-        value(
+        sample_value(
             &body,
             &format!("herd_app_reloads_total{{app=\"{app}\",result=\"ok\"}}")
         ),
@@ -158,7 +151,7 @@ fn scrapes_during_a_reload_never_fail_and_end_with_the_new_workers_only() {
         "{body}"
     );
     assert_eq!(
-        value(&body, &format!("herd_app_generation{{app=\"{app}\"}}")),
+        sample_value(&body, &format!("herd_app_generation{{app=\"{app}\"}}")),
         Some(1.0)
     );
 }

@@ -244,3 +244,11 @@ impl Held {
         })
     }
 }
+
+/// In a Prometheus exposition, the value of the sample `series` (its name and labels as
+/// written), if present.
+pub fn sample_value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -161,8 +161,17 @@ fn counters_reach_herd_in_stats_and_at_exit() {
     get(port, "/");
     herd.term();
     assert_eq!(herd.wait_exit().code(), Some(0));
-    // The last request's count is flushed at exit.
-    let line = herd.wait_line("counters of", |l| l.contains("\"counters\""));
+    // The last request's count is flushed at exit: the last counters record says so (a
+    // periodic one may come before it, on a slow machine).
+    // herd.exiting is herd's last line: every counters record is read by then.
+    herd.wait_line("herd.exiting", |l| l.contains("\"herd.exiting\""));
+    let output = herd.output();
+    let line = output
+        .lines()
+        .filter(|l| l.contains("\"counters\""))
+        .next_back()
+        .unwrap_or_default()
+        .to_string();
     let record: serde_json::Value = serde_json::from_str(&line).unwrap();
     let counters: serde_json::Value =
         serde_json::from_str(record["counters"].as_str().unwrap_or_default()).unwrap();

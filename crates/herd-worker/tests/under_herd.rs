@@ -168,8 +168,7 @@ fn counters_reach_herd_in_stats_and_at_exit() {
     let output = herd.output();
     let line = output
         .lines()
-        .filter(|l| l.contains("\"counters\""))
-        .next_back()
+        .rfind(|l| l.contains("\"counters\""))
         .unwrap_or_default()
         .to_string();
     let record: serde_json::Value = serde_json::from_str(&line).unwrap();

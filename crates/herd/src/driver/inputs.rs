@@ -30,6 +30,7 @@ impl Driver {
                             }
                             match Channel::start(p.channel, child.pid, self.frames_tx.clone()) {
                                 Ok(ch) => {
+                                    self.open_channels += 1;
                                     self.channels.insert(child.pid, Link::new(ch));
                                 }
                                 Err(e) => warn!(

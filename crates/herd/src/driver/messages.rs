@@ -41,7 +41,13 @@ impl Driver {
                 return;
             }
         }
-        let slot = self.sup.worker_of_pid(pid).map(|(s, _)| s);
+        // A worker that exited is no longer the supervisor's; its last messages still
+        // belong to its slot.
+        let slot = self
+            .sup
+            .worker_of_pid(pid)
+            .map(|(s, _)| s)
+            .or_else(|| self.exited_slots.get(&pid).copied());
         let app = &self.plan.name;
         match frame {
             Frame::Ready => self.queue.push_back(Event::Notify {
@@ -67,6 +73,8 @@ impl Driver {
             // Taken by the channel itself.
             Frame::HandleAck => {}
             Frame::Closed => {
+                self.open_channels = self.open_channels.saturating_sub(1);
+                self.exited_slots.remove(&pid);
                 if let Some(link) = self.channels.get_mut(&pid) {
                     link.closed = true;
                     if link.disconnecting {

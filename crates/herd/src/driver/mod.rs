@@ -206,6 +206,11 @@ struct Driver {
     checked: mpsc::UnboundedReceiver<health::Checked>,
     /// What `/metrics` counts that the supervisor does not keep (`metrics.rs`).
     tally: metrics::Tally,
+    /// Channels whose reader has not reported the end of the stream yet: a worker's last
+    /// messages (its counters, flushed as it stops) may still come after its exit.
+    open_channels: usize,
+    /// The slots of workers that exited while their channel was still being read.
+    exited_slots: HashMap<u32, usize>,
     /// `/metrics/app`: scrapes under way, PM2 values, scrape errors (`app_metrics.rs`).
     app_scrapes: app_metrics::AppScrapes,
     /// `--watch`: the watch of the app's files, and the bursts of changes it reports.
@@ -325,6 +330,8 @@ impl Driver {
             prober: None,
             tally: Default::default(),
             app_scrapes: Default::default(),
+            open_channels: 0,
+            exited_slots: HashMap::new(),
             liveness_tick: None,
             checked_tx,
             checked,
@@ -577,6 +584,15 @@ impl Driver {
 
     /// After the last exit: let the output readers reach EOF, then flush.
     async fn finish(mut self) {
+        // What workers said just before they exited (their last counters) is read before
+        // the counters are written for good.
+        let deadline = Instant::now() + OUTPUT_TAIL;
+        while self.open_channels > 0 {
+            match tokio::time::timeout_at(deadline, self.frames.recv()).await {
+                Ok(Some((pid, frame))) => self.on_frame(pid, frame),
+                _ => break,
+            }
+        }
         self.log_counters();
         // Anything still alive in a group we started does not outlive herd.
         for pid in &self.groups {

@@ -16,7 +16,11 @@ impl Driver {
     pub(super) fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
         self.forget_handoffs(pid);
         self.groups.remove(&pid);
-        self.channels.remove(&pid);
+        if let Some(link) = self.channels.remove(&pid) {
+            if let (false, Some((slot, _))) = (link.closed, self.sup.worker_of_pid(pid)) {
+                self.exited_slots.insert(pid, slot);
+            }
+        }
         self.stop_with.remove(&pid);
         self.envs.remove(&pid);
         // Whatever the worker left running in its group goes with it.

@@ -19,6 +19,7 @@
 //! This module owns HTTP and the wording of the answers; it must not decide what is
 //! ready (the driver's [`Report`] does) and knows nothing of the driver.
 
+pub mod dashboard;
 mod serve;
 
 use std::io;
@@ -82,6 +83,27 @@ pub enum Probe {
     Status(oneshot::Sender<String>),
     /// `/metrics/app`: the app's own metrics, in the Prometheus text format.
     AppMetrics(oneshot::Sender<String>),
+    /// The dashboard's frame: every app as a JSON array of objects with `name`, `state`,
+    /// `status` (what `herd ls --json` holds), `env_keys` (names only: never a value),
+    /// `command`, `cwd` and `logs` (whether `/logs` can follow its workers).
+    View(oneshot::Sender<String>),
+    /// The log files to follow for a worker of an app, each with its stream's name
+    /// (`out`, `err`, `all`, `herd`), or why there are none.
+    LogPath {
+        /// The app.
+        app: String,
+        /// The slot, if one.
+        slot: Option<usize>,
+        /// The files, or why none.
+        reply: oneshot::Sender<Result<Vec<(String, std::path::PathBuf)>, String>>,
+    },
+    /// An action of a dashboard that had the token: answered with its outcome when done.
+    Act {
+        /// What to do.
+        action: Action,
+        /// What happened, or why not.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
     /// `/metrics`: the exposition, in OpenMetrics text when `openmetrics`, else in the
     /// Prometheus text format (0.0.4).
     Metrics {
@@ -90,6 +112,46 @@ pub enum Probe {
         /// The rendered exposition.
         reply: oneshot::Sender<String>,
     },
+}
+
+/// An action asked by a dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// The app's name.
+    pub app: String,
+    /// What to do.
+    pub verb: Verb,
+}
+
+/// What a dashboard may do to an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// A rolling reload.
+    Reload,
+    /// Stop, then start (also starts a stopped app).
+    Restart,
+    /// Stop its workers.
+    Stop,
+    /// Add (or remove, below 0) this many workers.
+    Scale(i64),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.verb {
+            Verb::Reload => write!(f, "reload of {}", self.app),
+            Verb::Restart => write!(f, "restart of {}", self.app),
+            Verb::Stop => write!(f, "stop of {}", self.app),
+            Verb::Scale(by) => write!(f, "scale of {} by {by:+}", self.app),
+        }
+    }
+}
+
+/// Who may act on a listener's dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The token actions need (the daemon's); `None`: read-only (`herd run`'s).
+    pub token: Option<String>,
 }
 
 /// How long `/metrics` waits for the exposition: it reads /proc for every worker and

@@ -1,8 +1,12 @@
 //! Accepting admin connections and answering `/livez` and `/readyz` with hyper, within the
-//! limits of the module doc.
+//! limits of the module doc. A dashboard stream (`/events`, `/logs`) is the exception to
+//! the time limit and to [`MAX_CONNECTIONS`]: once its answer starts it gives its
+//! connection slot back and holds a stream slot instead (at most
+//! [`dashboard::MAX_STREAMS`]), and it lasts as long as its page reads.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -10,16 +14,31 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::dashboard::{self, Body, Site};
 use super::{
-    Listener, Probe, Report, LOOP_ANSWER, MAX_CONNECTIONS, MAX_HEAD, METRICS_ANSWER,
+    Access, Listener, Probe, Report, LOOP_ANSWER, MAX_CONNECTIONS, MAX_HEAD, METRICS_ANSWER,
     REQUEST_TIMEOUT,
 };
 
-/// Serves `listener` until the loop's end of `probes` is gone (the app ended).
-pub async fn serve(listener: Listener, probes: mpsc::UnboundedSender<Probe>) {
+/// Serves `listener` until the loop's end of `probes` is gone (the app ended); actions on
+/// its dashboard as `access` allows.
+pub async fn serve(listener: Listener, probes: mpsc::UnboundedSender<Probe>, access: Access) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let read_only = access.token.is_none().then(|| {
+        "read-only: this admin listener takes no actions (herd run's has no token)".to_string()
+    });
+    let site = Arc::new(Site {
+        hub: dashboard::Hub::new(probes.clone(), read_only),
+        streams: Arc::new(Semaphore::new(dashboard::MAX_STREAMS)),
+        token: access.token,
+        loopback: match &listener {
+            Listener::Tcp(l) => l.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+            Listener::Unix(_) => false,
+        },
+        probes: probes.clone(),
+    });
     loop {
         let accepted = tokio::select! {
             conn = accept(&listener) => conn,
@@ -31,11 +50,11 @@ pub async fn serve(listener: Listener, probes: mpsc::UnboundedSender<Probe>) {
             continue;
         };
         let probes = probes.clone();
+        let site = site.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             match conn {
-                Conn::Tcp(s) => one_request(s, probes).await,
-                Conn::Unix(s) => one_request(s, probes).await,
+                Conn::Tcp(s) => one_request(s, probes, site, permit).await,
+                Conn::Unix(s) => one_request(s, probes, site, permit).await,
             }
         });
     }
@@ -63,25 +82,55 @@ async fn accept(listener: &Listener) -> Option<Conn> {
     }
 }
 
-async fn one_request<S>(stream: S, probes: mpsc::UnboundedSender<Probe>)
-where
+async fn one_request<S>(
+    stream: S,
+    probes: mpsc::UnboundedSender<Probe>,
+    site: Arc<Site>,
+    permit: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| answer(req, probes.clone()));
+    let streaming = Arc::new(AtomicBool::new(false));
+    let permit = Arc::new(Mutex::new(Some(permit)));
+    let flag = streaming.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let (probes, site, flag, permit) =
+            (probes.clone(), site.clone(), flag.clone(), permit.clone());
+        async move {
+            if dashboard::owns(req.uri().path()) {
+                let started = move || {
+                    flag.store(true, Ordering::SeqCst);
+                    // The stream holds a stream slot (taken by the dashboard) instead.
+                    drop(permit.lock().unwrap_or_else(|e| e.into_inner()).take());
+                };
+                return Ok::<_, Infallible>(dashboard::answer(&site, req, started).await);
+            }
+            answer(req, probes).await
+        }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(false)
         .max_buf_size(MAX_HEAD)
         .timer(TokioTimer::new())
         .header_read_timeout(REQUEST_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
-    // A client that reads its answer slowly, or never, is dropped too.
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
+    tokio::pin!(conn);
+    // A client that reads its answer slowly, or never, is dropped too; a stream lasts
+    // while its page reads (the hub drops a page that does not).
+    tokio::select! {
+        _ = &mut conn => {}
+        _ = tokio::time::sleep(REQUEST_TIMEOUT) => {
+            if streaming.load(Ordering::SeqCst) {
+                let _ = conn.await;
+            }
+        }
+    }
 }
 
 async fn answer(
     req: Request<Incoming>,
     probes: mpsc::UnboundedSender<Probe>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -111,7 +160,7 @@ async fn answer(
         }
         path => (
             StatusCode::NOT_FOUND,
-            format!("no {path} here: /livez, /readyz, /metrics, /metrics/app and /status\n"),
+            format!("no {path} here: / (the dashboard), /livez, /readyz, /metrics, /metrics/app and /status\n"),
         ),
     };
     Ok(text(status, body))
@@ -128,17 +177,14 @@ const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; cha
 const OPENMETRICS: &str = "application/openmetrics-text";
 
 /// The app's own metrics (the Prometheus text format).
-async fn app_metrics(probes: &mpsc::UnboundedSender<Probe>) -> Response<Full<Bytes>> {
+async fn app_metrics(probes: &mpsc::UnboundedSender<Probe>) -> Response<Body> {
     let (reply, rx) = oneshot::channel();
     let sent = probes.send(Probe::AppMetrics(reply)).is_ok();
     exposition(sent, rx, PROMETHEUS_TEXT, "the app's metrics did not come").await
 }
 
 /// herd's own exposition, rendered off the loop from its snapshot.
-async fn metrics(
-    probes: &mpsc::UnboundedSender<Probe>,
-    openmetrics: bool,
-) -> Response<Full<Bytes>> {
+async fn metrics(probes: &mpsc::UnboundedSender<Probe>, openmetrics: bool) -> Response<Body> {
     let (reply, rx) = oneshot::channel();
     let sent = probes.send(Probe::Metrics { openmetrics, reply }).is_ok();
     let kind = if openmetrics {
@@ -156,7 +202,7 @@ async fn exposition(
     rx: oneshot::Receiver<String>,
     kind: &'static str,
     late: &str,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let answered = match sent {
         true => tokio::time::timeout(METRICS_ANSWER, rx)
             .await
@@ -259,8 +305,8 @@ fn verdict(what: &str, ok: bool, lines: &[String], verbose: bool) -> (StatusCode
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -47,6 +47,9 @@ pub enum Verb {
     /// A live full-screen view of the apps: every worker's state, health, CPU, memory and
     /// restarts, the selected worker's output; keys reload, restart, stop and scale.
     Monit(MonitArgs),
+    /// Print the URL of the daemon's web dashboard, with the token that lets it act
+    /// (opening the admin listener on loopback if the daemon has none yet).
+    Dashboard(DashboardArgs),
     /// Print the Prometheus metrics of apps (herd's own series; with --app, the apps' own),
     /// from the daemon, or from a `herd run` with --admin ADDR.
     Metrics(MetricsArgs),
@@ -158,6 +161,19 @@ pub struct MonitArgs {
     /// daemon).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<crate::listen::ListenAddr>,
+}
+
+/// Flags of `herd dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Where the daemon opens its admin listener if it has none yet (host:port). Default:
+    /// 127.0.0.1 on a free port. Another host than loopback makes the page reachable from
+    /// other machines (herd warns).
+    #[arg(long, value_name = "ADDR")]
+    pub addr: Option<String>,
+    /// Print the read-only URL, without the token.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// Flags of `herd flush`.

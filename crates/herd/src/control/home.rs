@@ -96,6 +96,11 @@ impl Home {
         self.dir.join("state.json")
     }
 
+    /// The token a web dashboard needs to act, written (0600) at each daemon start.
+    pub fn dashboard_token(&self) -> PathBuf {
+        self.dir.join("dashboard.token")
+    }
+
     /// The apps' log files.
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")

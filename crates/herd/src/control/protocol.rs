@@ -127,6 +127,12 @@ pub enum Request {
         /// Its slot.
         slot: usize,
     },
+    /// The admin listener's address, opened on `addr` (loopback, a free port, when
+    /// `None`) if the daemon serves none yet (`herd dashboard`).
+    Dashboard {
+        /// Where to open it.
+        addr: Option<String>,
+    },
 }
 
 /// How a running app takes a new definition.

@@ -11,6 +11,36 @@ use super::client::Client;
 use super::home::Home;
 use super::protocol::{AppInfo, Apply, Request, Response};
 
+/// `herd dashboard`: the page's URL; the token rides in the fragment, which browsers
+/// never send to a server nor put in a Referer.
+fn dashboard(client: &Client, args: super::args::DashboardArgs) -> ExitCode {
+    let addr = match client.request_starting(Request::Dashboard { addr: args.addr }) {
+        Ok((Response::Done { lines, .. }, _)) => lines.into_iter().next().unwrap_or_default(),
+        other => return answer(other.map(|(r, _)| r), false),
+    };
+    let host = match addr.parse::<std::net::SocketAddr>() {
+        // A page opened as 0.0.0.0 works, but the address to give is the loopback one.
+        Ok(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        Ok(a) => a.to_string(),
+        Err(_) => return fail(&format!("the daemon's admin listener is on {addr}: a browser cannot open that (use a host:port address: herd kill, then herd dashboard --addr 127.0.0.1:9100)")),
+    };
+    if args.read_only {
+        println!("http://{host}/");
+        return ExitCode::SUCCESS;
+    }
+    let path = client.home().dashboard_token();
+    match std::fs::read_to_string(&path) {
+        Ok(token) => {
+            println!("http://{host}/#token={}", token.trim());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!(
+            "cannot read the dashboard's token in {}: {e}",
+            path.display()
+        )),
+    }
+}
+
 /// Runs a verb.
 pub fn run(verb: Verb) -> ExitCode {
     let home = match Home::from_env() {
@@ -37,6 +67,7 @@ pub fn run(verb: Verb) -> ExitCode {
         Verb::Jlist => super::everyday::jlist(&client, false),
         Verb::Prettylist => super::everyday::jlist(&client, true),
         Verb::Monit(args) => super::monit::run(&client, args.admin),
+        Verb::Dashboard(args) => dashboard(&client, args),
         Verb::Ls(args) if args.sort.is_some() || args.watch.is_some() => {
             super::everyday::ls(&client, &args)
         }

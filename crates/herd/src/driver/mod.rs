@@ -358,8 +358,18 @@ impl Driver {
         if let Some(listener) = self.admin.take() {
             let (tx, rx) = crate::admin::probes();
             info!(app = %self.plan.name, event = "admin.listening", addr = %listener.local_addr(),
-                "admin listener on {}: /livez, /readyz", listener.local_addr());
-            tokio::spawn(crate::admin::serve(listener, tx));
+                "admin listener on {}: /livez, /readyz, /metrics, and the dashboard (read-only) at /", listener.local_addr());
+            if let Some(crate::listen::ListenAddr::Tcp(a)) = &self.plan.admin {
+                if !a.ip().is_loopback() {
+                    tracing::warn!(app = %self.plan.name,
+                        "the admin listener on {a} is reachable from other hosts: anyone who reaches it reads the app's state and metrics; its dashboard takes no actions (herd run's has no token)");
+                }
+            }
+            tokio::spawn(crate::admin::serve(
+                listener,
+                tx,
+                crate::admin::Access::default(),
+            ));
             self.probes = Some(rx);
         }
         let n = self.plan.policy.instances;

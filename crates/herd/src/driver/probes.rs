@@ -102,6 +102,43 @@ impl Driver {
                     let _ = reply.send(crate::observe::metrics::render(vec![app], openmetrics));
                 });
             }
+            Probe::View(reply) => {
+                let mut status = self.status();
+                let plan = &self.plan;
+                let command: Vec<String> = std::iter::once(plan.program.as_os_str())
+                    .chain(plan.args.iter().map(|a| a.as_os_str()))
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                // Names only: values hold secrets.
+                let mut env_keys: Vec<&str> = plan
+                    .launch
+                    .env
+                    .iter()
+                    .chain(&plan.extra_env)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                env_keys.sort_unstable();
+                env_keys.dedup();
+                let mut view = serde_json::json!({
+                    "name": plan.name,
+                    "state": status.state,
+                    "command": command,
+                    "cwd": plan.launch.cwd.as_ref().map(|c| c.display().to_string()),
+                    "env_keys": env_keys,
+                    "logs": false,
+                });
+                tokio::task::spawn_blocking(move || {
+                    super::status::fill_usage(&mut status.workers);
+                    view["status"] = serde_json::to_value(&status).unwrap_or_default();
+                    let _ = reply.send(serde_json::Value::Array(vec![view]).to_string());
+                });
+            }
+            Probe::LogPath { reply, .. } => drop(reply.send(Err(
+                "herd run writes its workers' output to its own stdout and stderr: no log file to follow (the daemon's dashboard follows each worker's log file)".into(),
+            ))),
+            Probe::Act { reply, .. } => drop(reply.send(Err(
+                "herd run's admin listener is read-only: reload it with SIGHUP, scale with SIGTTIN/SIGTTOU".into(),
+            ))),
             Probe::Status(reply) => {
                 let name = self.plan.name.clone();
                 let mut status = self.status();

@@ -18,6 +18,7 @@ mod daemon_apps;
 mod daemon_cli;
 mod daemon_logs;
 mod daemon_redefine;
+mod dashboard;
 mod everyday;
 mod handoff_flow;
 mod handoff_plain;

@@ -52,10 +52,19 @@ pub(super) async fn exposition(
     }
 }
 
-/// Serves `listener`, answering its questions from the apps' loops.
-pub(super) fn start(listener: crate::admin::Listener, registry: Arc<Registry>) {
+/// Serves `listener`, answering its questions from the apps' loops; its dashboard acts
+/// for a page that has `token`.
+pub(super) fn start(
+    listener: crate::admin::Listener,
+    registry: Arc<Registry>,
+    token: Option<String>,
+) {
     let (tx, mut rx) = crate::admin::probes();
-    tokio::spawn(crate::admin::serve(listener, tx));
+    tokio::spawn(crate::admin::serve(
+        listener,
+        tx,
+        crate::admin::Access { token },
+    ));
     tokio::spawn(async move {
         while let Some(probe) = rx.recv().await {
             let registry = registry.clone();
@@ -145,9 +154,26 @@ async fn metrics(apps: Vec<Target>, openmetrics: bool, reply: oneshot::Sender<St
 async fn answer(registry: &Arc<Registry>, probe: Probe) {
     let apps = targets(registry);
     match probe {
+        Probe::View(reply) => {
+            let _ = reply.send(view(registry).await);
+        }
+        Probe::LogPath { app, slot, reply } => {
+            let _ = reply.send(log_files(registry, &app, slot));
+        }
+        Probe::Act { action, reply } => {
+            let _ = reply.send(act(registry, action).await);
+        }
         Probe::Metrics { openmetrics, reply } => metrics(apps, openmetrics, reply).await,
         Probe::Status(reply) => {
-            let apps = super::handlers::infos(registry).await;
+            let mut apps = super::handlers::infos(registry).await;
+            // Whoever reaches the listener reads this: the definition without env values.
+            for app in &mut apps {
+                if let Some(toml) =
+                    registry.with_app(&app.name, |a| redacted_toml(&app.name, &a.config))
+                {
+                    app.toml = toml;
+                }
+            }
             let _ = reply.send(serde_json::to_string(&apps).unwrap_or_default());
         }
         Probe::AppMetrics(reply) => app_metrics(apps, reply).await,
@@ -181,6 +207,94 @@ async fn answer(registry: &Arc<Registry>, probe: Probe) {
             }
             let _ = reply.send(report);
         }
+    }
+}
+
+/// The dashboard's frame: every app as `ls` sees it, with its environment's names only.
+async fn view(registry: &Arc<Registry>) -> String {
+    let infos = super::handlers::infos(registry).await;
+    let views: Vec<serde_json::Value> = infos
+        .into_iter()
+        .map(|info| {
+            let env_keys: Vec<String> = registry
+                .with_app(&info.name, |a| a.config.env.keys().cloned().collect())
+                .unwrap_or_default();
+            serde_json::json!({
+                "name": info.name,
+                "namespace": info.namespace,
+                "state": info.state,
+                "reason": info.reason,
+                "command": info.command,
+                "cwd": info.cwd,
+                "origin": info.origin,
+                "started_ms": info.started_ms,
+                "env_keys": env_keys,
+                "logs": true,
+                "status": info.status,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(views).to_string()
+}
+
+/// An app's definition as herd.toml, every environment value replaced (names kept).
+fn redacted_toml(name: &str, config: &crate::config::AppConfig) -> String {
+    const HIDDEN: &str = "(hidden)";
+    let mut config = config.clone();
+    for value in config.env.values_mut() {
+        *value = HIDDEN.into();
+    }
+    for profile in config.profiles.values_mut() {
+        for value in profile.values_mut() {
+            *value = HIDDEN.into();
+        }
+    }
+    crate::config::file::to_toml(&std::collections::BTreeMap::from([(
+        name.to_string(),
+        config,
+    )]))
+}
+
+/// A worker's log files (its slot's, and herd's records of the app), by stream.
+fn log_files(
+    registry: &Arc<Registry>,
+    app: &str,
+    slot: Option<usize>,
+) -> Result<Vec<(String, std::path::PathBuf)>, String> {
+    let Some((config, slots)) = registry.with_app(app, |a| (a.config.clone(), a.slots)) else {
+        return Err(format!("no app named {app}"));
+    };
+    let slots = slots.max(slot.map_or(0, |s| s + 1));
+    let files: Vec<(String, std::path::PathBuf)> =
+        super::launch::log_files(registry.home(), app, &config, slots)
+            .into_iter()
+            .filter(|f| f.slot == slot || f.stream == "herd")
+            .map(|f| (f.stream, f.path.into()))
+            .collect();
+    if files.is_empty() {
+        return Err(format!("{app} has no log file for this worker"));
+    }
+    Ok(files)
+}
+
+/// A dashboard's action, done as the same command of the CLI would do it.
+async fn act(registry: &Arc<Registry>, action: crate::admin::Action) -> Result<String, String> {
+    use super::handlers;
+    use crate::admin::Verb;
+    use crate::control::protocol::{Response, Scale};
+    let select = [action.app.clone()];
+    let response = match action.verb {
+        Verb::Reload => handlers::reload(registry, &select).await,
+        Verb::Restart => handlers::restart(registry, &select).await,
+        Verb::Stop => handlers::stop(registry, &select).await,
+        Verb::Scale(by) => handlers::scale(registry, &action.app, Scale::By(by)).await,
+    };
+    match response {
+        Response::Error { message, lines } if lines.is_empty() => Err(message),
+        Response::Error { message, lines } => Err(format!("{message}: {}", lines.join("; "))),
+        Response::Done { lines, .. } if lines.is_empty() => Ok(format!("{action}: done")),
+        Response::Done { lines, .. } => Ok(lines.join("; ")),
+        other => Ok(format!("{action}: {other:?}")),
     }
 }
 

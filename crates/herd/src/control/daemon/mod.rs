@@ -11,6 +11,7 @@
 //! not hold up `ls`.
 
 mod admin;
+mod dashboard;
 mod handlers;
 mod launch;
 mod registry;
@@ -100,12 +101,9 @@ async fn serve(
         });
     }
     let home = registry.home().clone();
+    let _ = registry.token.set(dashboard::new_token(&home)?);
     if let Some(addr) = admin {
-        let listener = crate::admin::Listener::bind(&addr)
-            .with_context(|| format!("cannot listen on --admin {addr}"))?;
-        info!(event = "admin.listening", addr = %listener.local_addr(),
-            "admin listener on {}: /livez, /readyz of every app", listener.local_addr());
-        admin::start(listener, registry.clone());
+        dashboard::open(&registry, &addr)?;
     }
 
     let socket = home.socket();
@@ -252,6 +250,7 @@ async fn answer(value: serde_json::Value, registry: &Arc<Registry>) -> Response 
         Request::Resurrect => handlers::resurrect(registry).await,
         Request::Kill => handlers::kill(registry),
         Request::Env { name, slot } => handlers::env(registry, &name, slot).await,
+        Request::Dashboard { addr } => dashboard::dashboard(registry, addr),
     }
 }
 

@@ -122,6 +122,10 @@ pub struct Registry {
     /// When the daemon started.
     pub started: SystemTime,
     previous: Option<String>,
+    /// The admin listener's address, once it serves.
+    pub(super) admin: Mutex<Option<String>>,
+    /// The token a dashboard needs to act (`HERD_HOME/dashboard.token`), once written.
+    pub(super) token: std::sync::OnceLock<String>,
 }
 
 impl Registry {
@@ -149,6 +153,8 @@ impl Registry {
             closing: Default::default(),
             started: SystemTime::now(),
             previous,
+            admin: Mutex::new(None),
+            token: std::sync::OnceLock::new(),
         };
         registry.write_state(false);
         registry

@@ -38,6 +38,12 @@ pub fn npm() -> String {
     )
 }
 
+/// The path of Debian's `chromium`, for the dashboard's browser test (playwright-core
+/// drives it; no browser download).
+pub fn chromium() -> String {
+    require("chromium", "`apt-get install chromium` on Debian")
+}
+
 /// The path of `python3`.
 pub fn python() -> String {
     require("python3", "`apt-get install python3`")
@@ -109,18 +115,39 @@ pub fn npm_installed() {
         if has("express") && has("prom-client") {
             return;
         }
-        let out = std::process::Command::new(npm())
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .expect("cannot run npm");
-        assert!(
-            out.status.success(),
-            "`npm ci` in {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        npm_ci(&dir);
     });
+}
+
+/// playwright-core for the dashboard's browser test: `npm ci` in tests/browser, once per
+/// test process, unless `.ci/run` installed it up front. Answers that folder.
+pub fn playwright_installed() -> PathBuf {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    DONE.call_once(|| {
+        if !dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        {
+            npm_ci(&dir);
+        }
+    });
+    dir
+}
+
+/// `npm ci` in `dir` (its package-lock.json), or the test fails saying why.
+fn npm_ci(dir: &std::path::Path) {
+    let out = std::process::Command::new(npm())
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .expect("cannot run npm");
+    assert!(
+        out.status.success(),
+        "`npm ci` in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The path of `promtool` (Debian's `prometheus` package), which lints an exposition.

@@ -101,6 +101,20 @@ stop_pid() {
 }
 
 # median of the numbers on stdin
+# CPU ticks (utime + stime) of a process and all its descendants.
+tree_ticks() {
+    local pid=$1 total=0 t c
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || { echo 0; return; }
+    total=$t
+    for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+        total=$((total + $(tree_ticks "$c")))
+    done
+    echo "$total"
+}
+
+# Resident memory of a process, in KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
 median() {
     python3 -c 'import sys,statistics;v=[float(x) for x in sys.stdin.read().split()];print(statistics.median(v) if v else "nan")'
 }

@@ -23,16 +23,6 @@ PM2=${PM2:-1}
 command -v tmux >/dev/null || apt-get install -y tmux >/dev/null 2>&1
 TICK=$(getconf CLK_TCK)
 
-# CPU ticks of a process and all its descendants.
-tree_ticks() {
-    local pid=$1 total=0 t c
-    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || { echo 0; return; }
-    total=$t
-    for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-        total=$((total + $(tree_ticks "$c")))
-    done
-    echo "$total"
-}
 pct() { awk -v a="$1" -v b="$2" -v hz="$TICK" -v d="$DUR" 'BEGIN{printf "%.2f", (b-a)/hz/d*100}'; }
 
 # measure SESSION_CMD DAEMON_PID: prints "monitor% daemon%"

@@ -246,7 +246,7 @@ function rowKey(e, app, slot) {
 
 function actions(app) {
   if (!state.canAct) {
-    return el('p', { class: 'muted read-only' }, state.readOnly);
+    return null; // the header says why the page is read-only
   }
   const b = (label, verb, by, danger) => el('button', {
     type: 'button',

@@ -75,8 +75,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 "$HERD" kill >/dev/null 2>&1
 med() { printf '%s\n' "$@" | median; }
-echo "median idle:    daemon $(med "${IC[@]}")% of a core, RSS $(( $(med "${IR[@]}") / 1024 )) MiB"
-echo "median watched: daemon $(med "${WC[@]}")% of a core, RSS $(( $(med "${WR[@]}") / 1024 )) MiB (targets <= 2%, <= 14 MB); herd monit $(med "${HM[@]}")% of a core"
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+echo "median idle:    daemon $(med "${IC[@]}")% of a core, RSS $(mib "$(med "${IR[@]}")") MiB"
+echo "median watched: daemon $(med "${WC[@]}")% of a core, RSS $(mib "$(med "${WR[@]}")") MiB (targets <= 2%, <= 14 MB); herd monit $(med "${HM[@]}")% of a core"
 
 if [ "$PM2" = 1 ]; then
     mkdir -p "$WORK/pm2pkg" && (cd "$WORK/pm2pkg" && npm install --no-audit --no-fund --silent pm2 >/dev/null 2>&1)

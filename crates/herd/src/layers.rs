@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["driver"],
     &["control"],
-    &["cluster", "cli"],
+    &["cluster", "cli", "fuzzing"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

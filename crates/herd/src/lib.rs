@@ -39,6 +39,8 @@ mod config;
 mod control;
 #[doc(hidden)]
 pub mod driver;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod listen;
 #[doc(hidden)]
 pub mod observe;

@@ -50,6 +50,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Bytes kept between reads (an incomplete line), at most [`MAX_LINE`].
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Feeds the bytes of one read; returns the complete frames in them (for tests: the
     /// driver uses [`Decoder::feed_each`], which allocates nothing per frame).
     #[cfg(test)]

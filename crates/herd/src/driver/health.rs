@@ -278,7 +278,7 @@ async fn exchange(route: Route, request: &[u8]) -> Result<(), String> {
 }
 
 /// The status code of an HTTP/1.x status line.
-fn status(line: &[u8]) -> Option<u16> {
+pub(crate) fn status(line: &[u8]) -> Option<u16> {
     let line = std::str::from_utf8(line).ok()?.trim_end();
     let mut parts = line.splitn(3, ' ');
     let version = parts.next()?;

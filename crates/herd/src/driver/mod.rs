@@ -46,6 +46,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 pub use crate::output::Sink;
+#[cfg(feature = "fuzzing")]
+pub(crate) use health::status as health_status;
 pub use process::{process_start, run, run_foreground, run_hosted, Host, Process, Reaping};
 pub use requests::{AppRequest, RequestError, WorkerEnv};
 use tokio::sync::mpsc;

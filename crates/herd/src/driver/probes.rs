@@ -134,7 +134,7 @@ impl Driver {
                 });
             }
             Probe::LogPath { reply, .. } => drop(reply.send(Err(
-                "herd run writes its workers' output to its own stdout and stderr: no log file to follow (the daemon's dashboard follows each worker's log file)".into(),
+                "this listener follows no log file: herd run writes its workers' output to its own stdout and stderr (under the daemon, `herd dashboard`'s page follows each worker's log files)".into(),
             ))),
             Probe::Act { reply, .. } => drop(reply.send(Err(
                 "herd run's admin listener is read-only: reload it with SIGHUP, scale with SIGTTIN/SIGTTOU".into(),

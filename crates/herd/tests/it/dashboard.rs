@@ -451,7 +451,7 @@ fn herd_runs_dashboard_is_read_only_and_says_why() {
         "",
     );
     assert_eq!(code, 404, "{body}");
-    assert!(body.contains("own stdout and stderr"), "{body}");
+    assert!(body.contains("follows no log file"), "{body}");
 }
 
 #[test]

@@ -367,7 +367,7 @@ function followLog() {
   if (!app) return;
   $('log-title').textContent = `Output of ${sel.app}, slot ${sel.slot}`;
   if (!app.logs) {
-    pre.textContent = 'herd run writes its workers\u2019 output to its own stdout and stderr: there is no log file to follow here.';
+    pre.textContent = 'This listener follows no log file: herd run writes its workers\u2019 output to its own stdout and stderr (under the daemon, the page of `herd dashboard` follows each worker\u2019s log files).';
     return;
   }
   const src = new EventSource(`logs?app=${encodeURIComponent(sel.app)}&slot=${sel.slot}`);

@@ -40,7 +40,7 @@
 //! | `STOPPING=1` | the worker leaves the route | = | = | = | = |
 //! | `STATUS=` | logged | = | = | = | = |
 //! | `WATCHDOG=1`, `Timer` | — (deadlines only (5)) | = | = | = | = |
-//! | `Shutdown` | → shutting down: reload and pending starts dropped, every worker stopped; with a `shutdown_delay`, first → announced (7) | = | = | → forced: every stopping worker SIGKILLed | — |
+//! | `Shutdown` | → shutting down: reload and pending starts dropped, every worker stopped; with a `shutdown_delay`, first → announced (7) | = | = | → forced: every stopping worker SIGKILLed (8) | — |
 //! | `Reload` | → reloading: generation + 1, empty slots start now, replacements cancelled | = , superseding the plan | → reloading, recovered: window cleared, backoffs reset, as running | refused, logged | refused, logged |
 //! | `ScaleUp` | a slot more, started now | = | a slot more, left empty | refused, logged | refused, logged |
 //! | `ScaleDown`, `ScaleTo` | highest slots removed, their workers stopped; at least 1 | = | = | refused, logged | refused, logged |
@@ -74,6 +74,10 @@
 //!    restarted), but `Reload`, the scalings and `Memory` are refused as when shutting
 //!    down, and [`Supervisor::is_shutting_down`] is true (`/readyz` fails). When the delay
 //!    ends (a deadline), or at a second `Shutdown`, → shutting down.
+//! 8. A `Shutdown` within [`SAME_STOP_REQUEST`] (500 ms) of the request being carried out
+//!    is that request again (a signal to herd's pid and to its process group, as GNU
+//!    `timeout` sends): logged and ignored, in every column. The same holds for the second
+//!    request that ends an announced shutdown's delay.
 //!
 //! **A slot** (`SlotState`): *filled* by its current worker, *pending* (empty, started at a
 //! given time), *parked* (empty for good: not restarted), *empty* (nothing planned: errored
@@ -128,6 +132,7 @@ pub use policy::{
     DEFAULT_MIN_UPTIME, DEFAULT_RESTART_WINDOW,
 };
 pub use restarts::{Backoff, Jitter};
+pub use shutdown::SAME_STOP_REQUEST;
 pub use status::{AppState, HealthView, WorkerState, WorkerView};
 
 use std::collections::BTreeMap;

@@ -10,7 +10,8 @@
 //! simulated time in `tests/`; the driver only does the I/O.
 //!
 //! Restarts (PM2's policies): a worker that exits by itself is restarted in its slot after
-//! the slot's backoff delay, unless `autorestart` is off or its exit code is one of
+//! the slot's backoff delay (none after a stable run, one of at least `min_uptime`, unless
+//! the user set a restart delay), unless `autorestart` is off or its exit code is one of
 //! `stop_exit_codes`; then its slot stays empty (logged as `NotRestarted`). When every slot
 //! is empty for good, the app is stopped: the run ends with [`Outcome::Clean`] if every
 //! last exit was code 0 or a stop exit code, and with [`Outcome::Errored`] otherwise (a
@@ -85,7 +86,7 @@
 //!
 //! | event ↓ / slot → | filled | pending | parked | empty |
 //! |---|---|---|---|---|
-//! | its worker is gone | shutting down: —; a memory replacement takes over; errored app: → empty; `autorestart` off or a stop code: → parked; an unstable exit too many (over `max_restarts` in `restart_window`): app → errored; else → pending after the backoff | — | — | — |
+//! | its worker is gone | shutting down: —; a memory replacement takes over; errored app: → empty; `autorestart` off or a stop code: → parked; an unstable exit too many (over `max_restarts` in `restart_window`): app → errored; a stable exit (without a configured restart delay): → pending now; else → pending after the backoff | — | — | — |
 //! | start due | — | spawn, → filled (a restart counts) | — | — |
 //! | reload | replaced, `reload_parallel` at a time | keeps its time | → pending now | → pending now |
 //! | app → errored | — | → empty | — | — |

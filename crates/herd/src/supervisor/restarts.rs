@@ -1,5 +1,5 @@
-//! Restarts after a worker exits by itself: the slot's backoff curve (exponential, capped,
-//! jittered), the flapping window that turns too many unstable restarts into the errored
+//! Restarts after a worker exits by itself: at once after a stable run (unless a restart
+//! delay was configured), else the slot's backoff curve (exponential, capped, jittered), the flapping window that turns too many unstable restarts into the errored
 //! state, and the decision of what a slot needs once its worker is gone (restart, stay
 //! empty, or hand the slot to a memory replacement).
 //!
@@ -206,9 +206,12 @@ impl Supervisor {
             }
             unstable
         };
-        let unit = self.jitter.unit();
         let slot = &mut self.slots[w.slot];
-        let delay = slot.backoff.next(&self.policy.backoff, unit);
+        let delay = if stable && self.policy.backoff.stable_at_once {
+            Duration::ZERO
+        } else {
+            slot.backoff.next(&self.policy.backoff, self.jitter.unit())
+        };
         slot.state = SlotState::Pending {
             at: now + delay,
             restart: true,

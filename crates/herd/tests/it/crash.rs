@@ -35,6 +35,46 @@ fn sigkilled_worker_is_replaced_in_the_same_slot() {
     assert!(!pid_alive(victim));
 }
 
+/// SIGKILLs the worker of slot 0 once both ran longer than `--min-uptime 300ms`; returns
+/// its `worker.restarting` record.
+fn kill_a_stable_worker(extra: &[&str]) -> (Herd, Event) {
+    let mut args = vec!["run", "-i", "2", "--min-uptime", "300ms"];
+    args.extend(extra);
+    args.extend(["--listen", "127.0.0.1:0", "--", worker_bin()]);
+    let herd = Herd::start(&args);
+    herd.wait_ready(2);
+    let started = herd.wait_event("worker.spawned").at();
+    herd.wait_until("the workers ran longer than --min-uptime", T, || {
+        started.elapsed() > Duration::from_millis(400)
+    });
+    let (victim, slot) = herd.who();
+    let mark = herd.mark(Out::Stderr);
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    let (_, restarting) = herd.wait_event_from(mark, "worker.restarting", |e| e.slot() == slot);
+    let new = respawn_of(&herd, slot, mark);
+    herd.who_until(&format!("the replacement {new}"), |p, s| {
+        p == new && s == slot
+    });
+    (herd, restarting)
+}
+
+/// A worker that ran stably is replaced at once (Node's cluster and gunicorn do, PM2's
+/// restart_delay is 0): no 100 ms backoff for its slot. A restart delay the user set is
+/// honoured.
+#[test]
+fn a_stable_worker_is_replaced_at_once_unless_a_restart_delay_is_set() {
+    let (herd, restarting) = kill_a_stable_worker(&[]);
+    if restarting.u64("delay_ms") != 0 {
+        herd.fail(&format!("a stable worker waited: {restarting:?}"));
+    }
+    let (herd, restarting) = kill_a_stable_worker(&["--restart-delay", "300ms"]);
+    if restarting.u64("delay_ms") < 270 {
+        herd.fail(&format!(
+            "--restart-delay 300ms not honoured: {restarting:?}"
+        ));
+    }
+}
+
 #[test]
 fn crash_route_restarts_the_same_slot() {
     let herd = Herd::testworkers(2);

@@ -158,6 +158,10 @@ impl Supervisor {
             self.count_restart(w.slot, r.kind.restart_reason());
             return;
         }
+        if slot.replacement.is_none() {
+            // Nobody accepts on the slot's socket until a replacement is up.
+            out.push(Action::Vacate { slot: w.slot });
+        }
         let Phase::Running {
             restarts: Restarts::On(window),
             ..

@@ -316,3 +316,32 @@ fn intentional_stops_are_not_affected_by_autorestart() {
     assert!(!logged(&sim, |l| matches!(l, Log::NotRestarted { .. })));
     assert_eq!(sim.exit, None);
 }
+
+fn vacated(actions: &[Action]) -> Vec<usize> {
+    pick(actions, |a| match a {
+        Action::Vacate { slot } => Some(*slot),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_dead_workers_slot_is_vacated_unless_another_worker_serves_it() {
+    let mut sim = Sim::started(2, Readiness::Auto);
+    let pid = sim.pid_of_slot(1)[0];
+    assert_eq!(vacated(&sim.exit(pid, ExitStatus::Signal(9))), vec![1]);
+    // A reload's old worker leaves its slot to the new one: nothing to move.
+    sim.advance(DEFAULT_AUTO_READY_DELAY);
+    sim.spawn_all();
+    sim.advance(DEFAULT_AUTO_READY_DELAY);
+    sim.step(Event::Reload);
+    let new = sim.spawn_all();
+    let acts = sim.advance(DEFAULT_AUTO_READY_DELAY);
+    let old = stops(&acts);
+    assert_eq!(old.len(), 1, "{new:?} replaced one: {acts:?}");
+    assert!(vacated(&sim.exit(old[0], ExitStatus::Code(0))).is_empty());
+    // Shutting down: nothing either.
+    sim.step(Event::Shutdown);
+    for pid in sim.running.keys().copied().collect::<Vec<_>>() {
+        assert!(vacated(&sim.exit(pid, ExitStatus::Code(0))).is_empty());
+    }
+}

@@ -40,7 +40,9 @@ Servers compared (all on 127.0.0.1, one at a time, fresh for every case):
   `stall ms`   = the longest connect + first byte among them (a connection
                  parked on the dead worker's queue waits for the replacement);
   `pre p99 ms` = p99 of the same measure in the second before the kill, for scale;
-  `ready ms`   = kill -> herd's "ready after" line of the replacement (herd only).
+  `ready ms`   = kill -> herd's "ready after" line of the replacement (herd only);
+  `new ms`     = kill -> the first answer from the replacement (a pid that was no
+                 worker before the kill).
   Cases: base (no replacement), and each herd mode with readiness
   `auto` (worker without --notify: assumed ready after herd's 500 ms delay) and
   `notify` (--ready notify, worker --notify). All of it with the current
@@ -49,6 +51,7 @@ Servers compared (all on 127.0.0.1, one at a time, fresh for every case):
 
 Run:  scripts/bench/balance.py             (about 6 minutes)
       PARTS=a scripts/bench/balance.py      (only shares; PARTS=b only the kill)
+      PARTS=b KILL=base:-,reuseport:notify,node-reuseport:auto scripts/bench/balance.py
       ROUNDS=5 KINDS=node-shared,node-cluster-none PARTS=a scripts/bench/balance.py
 Checks: every herd worker ready within READY_TIMEOUT (5 s) and no "which is not a
   worker" in herd's log, else "BUG: ..." (counted; exit status 1).
@@ -69,8 +72,9 @@ import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-HERD = os.path.join(ROOT, "target/release/herd")
-TW = os.path.join(ROOT, "target/release/herd-testworker")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+HERD = os.path.join(TARGET, "release/herd")
+TW = os.path.join(TARGET, "release/herd-testworker")
 WORK = tempfile.mkdtemp(prefix="herd-balance.")
 PROCS = []
 MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req"
@@ -432,7 +436,7 @@ def kill_case(kind, ready, threads=6, before=1.0, after=3.0, timeout=2.0):
         local = []
         while not stop.is_set():
             t0 = time.monotonic()
-            outcome, lat = "ok", None
+            outcome, lat, pid = "ok", None, None
             try:
                 s = socket.socket()
                 s.settimeout(timeout)
@@ -441,8 +445,11 @@ def kill_case(kind, ready, threads=6, before=1.0, after=3.0, timeout=2.0):
                     s.sendall(REQ_CLOSE)
                     body, _ = read_response(s, True)
                     lat = time.monotonic() - t0
-                    if not PID_RE.search(body):
+                    m = PID_RE.search(body)
+                    if not m:
                         outcome = "reset"  # EOF without an answer
+                    else:
+                        pid = int(m.group(1))
                 finally:
                     s.close()
             except ConnectionRefusedError:
@@ -454,7 +461,7 @@ def kill_case(kind, ready, threads=6, before=1.0, after=3.0, timeout=2.0):
                 lat = time.monotonic() - t0
             except OSError as e:
                 outcome = "other:" + (e.strerror or str(e))
-            local.append((t0, lat, outcome))
+            local.append((t0, lat, outcome, pid))
         with lock:
             results.extend(local)
 
@@ -469,6 +476,7 @@ def kill_case(kind, ready, threads=6, before=1.0, after=3.0, timeout=2.0):
             time.sleep(0.005)
 
     victim = srv.slot0_pid()
+    before_pids = set(srv.worker_pids())
     ts = [threading.Thread(target=client) for _ in range(threads)]
     for t in ts:
         t.start()
@@ -485,8 +493,11 @@ def kill_case(kind, ready, threads=6, before=1.0, after=3.0, timeout=2.0):
     srv.stop()
 
     k = events["kill"]
-    pre = sorted(l for t0, l, o in results if t0 < k and t0 >= k - before and o == "ok")
-    post = [(t0, l, o) for t0, l, o in results if t0 >= k - 0.05]  # incl. those in flight at the kill
+    pre = sorted(l for t0, l, o, _ in results if t0 < k and t0 >= k - before and o == "ok")
+    post = [(t0, l, o) for t0, l, o, _ in results if t0 >= k - 0.05]  # incl. those in flight at the kill
+    # The first answer of the replacement (a pid that was no worker before the kill).
+    new = [t0 + l for t0, l, o, p in results if p is not None and p not in before_pids]
+    new_ms = (min(new) - k) * 1e3 if new else None
     counts = {}
     for _, _, o in post:
         key = o if o in ("ok", "refused", "reset", "timeout") else "other"
@@ -495,7 +506,7 @@ def kill_case(kind, ready, threads=6, before=1.0, after=3.0, timeout=2.0):
     pre_p99 = pre[int(0.99 * (len(pre) - 1))] if pre else float("nan")
     ready_ms = (events["ready"] - k) * 1e3 if "ready" in events else None
     others = sorted({o for _, _, o in post if o.startswith("other")})
-    return counts, stall * 1e3, pre_p99 * 1e3, ready_ms, others
+    return counts, stall * 1e3, pre_p99 * 1e3, ready_ms, new_ms, others
 
 
 def migrate_get():
@@ -515,6 +526,11 @@ def migrate_set(v):
         return False
 
 
+# KILL=reuseport:notify,node-reuseport:auto picks the cases of (b).
+KILL_CASES = [tuple(c.split(":")) for c in os.environ.get(
+    "KILL", "base:-,reuseport:auto,reuseport:notify,shared:auto,shared:notify").split(",")]
+
+
 def part_b():
     orig = migrate_get()
     settings = [orig]
@@ -527,17 +543,17 @@ def part_b():
             log(f"   tcp_migrate_req={orig} is not writable: only that setting is measured")
     print(f"\n== (b) SIGKILL of one of 2 workers under new-connection load "
           f"(6 threads, 2 s timeouts, 3 s after the kill); tcp_migrate_req was {orig} ==")
-    print(f"{'migrate':>7} {'server':<10} {'ready':<7} {'ok':>6} {'refused':>7} {'reset':>5} "
-          f"{'timeout':>7} {'other':>5} {'stall ms':>9} {'pre p99 ms':>10} {'ready ms':>8}")
+    print(f"{'migrate':>7} {'server':<14} {'ready':<7} {'ok':>6} {'refused':>7} {'reset':>5} "
+          f"{'timeout':>7} {'other':>5} {'stall ms':>9} {'pre p99 ms':>10} {'ready ms':>8} {'new ms':>6}")
     for mig in settings:
         migrate_set(mig)
-        for kind, ready in (("base", "-"), ("reuseport", "auto"), ("reuseport", "notify"),
-                            ("shared", "auto"), ("shared", "notify")):
-            c, stall, pre, ready_ms, others = kill_case(kind, "auto" if ready == "-" else ready)
+        for kind, ready in KILL_CASES:
+            c, stall, pre, ready_ms, new_ms, others = kill_case(kind, "auto" if ready == "-" else ready)
             rm = "-" if ready_ms is None else f"{ready_ms:.0f}"
-            print(f"{mig:>7} {kind:<10} {ready:<7} {c.get('ok', 0):>6} {c.get('refused', 0):>7} "
+            nm = "-" if new_ms is None else f"{new_ms:.0f}"
+            print(f"{mig:>7} {kind:<14} {ready:<7} {c.get('ok', 0):>6} {c.get('refused', 0):>7} "
                   f"{c.get('reset', 0):>5} {c.get('timeout', 0):>7} {c.get('other', 0):>5} "
-                  f"{stall:>9.1f} {pre:>10.2f} {rm:>8}" + (f"  {others}" if others else ""), flush=True)
+                  f"{stall:>9.1f} {pre:>10.2f} {rm:>8} {nm:>6}" + (f"  {others}" if others else ""), flush=True)
     migrate_set(orig)
 
 

@@ -120,7 +120,9 @@ pub struct RunFlags {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub restart_window: Option<Duration>,
 
-    /// First restart delay of a crashed slot; it doubles on each unstable restart. [default: 100ms]
+    /// Restart delay of a crashed slot; it doubles on each unstable restart. Not set: a
+    /// worker that ran stably (--min-uptime) restarts at once, an unstable one after 100ms
+    /// (doubling); set: every restart waits at least this long.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub restart_delay: Option<Duration>,
 
@@ -312,6 +314,7 @@ mod tests {
             "watch" => "src",
             "ignore-watch" => "*.log",
             "name" => "web",
+            "restart-delay" => "250ms",
             "proxy" | "stop-message" | "no-node-cluster" | "filter-env-all" => return None,
             other => panic!("--{other}: give it a sample value in this test"),
         })

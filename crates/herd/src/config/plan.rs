@@ -432,6 +432,8 @@ fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
     let backoff = BackoffPolicy {
         initial: app.restart_delay.unwrap_or(d.backoff.initial),
         max: app.restart_delay_max.unwrap_or(d.backoff.max),
+        // A restart delay the user set is honoured for every restart.
+        stable_at_once: app.restart_delay.is_none() && d.backoff.stable_at_once,
         ..d.backoff
     };
     if backoff.initial > backoff.max {

@@ -589,6 +589,17 @@ impl Driver {
             }
             Action::Wake(at) => self.wake = Some(Instant::from_std(at)),
             Action::Route(slots) => self.route = slots,
+            Action::Vacate { slot } => match self.listeners.vacate(slot) {
+                Ok(true) => {
+                    info!(app = %self.plan.name, event = "slot.vacated", slot,
+                        "the connections queued for {}:{slot} moved to the live workers", self.plan.name);
+                    // The fresh socket is steered as the group's new order says.
+                    self.steered = None;
+                }
+                Ok(false) => {}
+                Err(e) => warn!(app = %self.plan.name,
+                    "cannot move the connections queued for {}:{slot}: {e}", self.plan.name),
+            },
             Action::Exit(outcome) => return Some(outcome),
         }
         None

@@ -94,6 +94,7 @@ impl Listeners {
             on_demand: Vec::new(),
             unused,
             probes: false,
+            steered: Vec::new(),
         })
     }
 }
@@ -106,6 +107,7 @@ fn group(s: InheritedSocket, balance: Balance, slots: usize) -> Result<Group, Li
         local: s.local,
         name: name.clone(),
         sockets: vec![s.socket],
+        order: super::vacate::SlotOrder::new(1),
         per_slot: false,
         // The launcher created the unix socket file and keeps it: never removed by herd.
         _file: None,
@@ -133,6 +135,7 @@ fn group(s: InheritedSocket, balance: Balance, slots: usize) -> Result<Group, Li
     Ok(Group {
         local: s.local,
         name,
+        order: super::vacate::SlotOrder::new(sockets.len()),
         sockets,
         per_slot: true,
         _file: None,

@@ -26,9 +26,15 @@ pub const UNIX_PATH_MAX: usize = 107;
 /// A TCP socket bound to `addr` and listening. With `reuseport`, other reuseport sockets of
 /// this user may bind the same address and the kernel spreads connections across them.
 pub(super) fn tcp(addr: SocketAddr, reuseport: bool) -> Result<Socket, ListenError> {
-    let named = ListenAddr::Tcp(addr);
+    let socket = tcp_unbound(addr, reuseport)?;
+    tcp_listen(&socket, addr)?;
+    Ok(socket)
+}
+
+/// The socket of [`tcp`], not bound yet.
+pub(super) fn tcp_unbound(addr: SocketAddr, reuseport: bool) -> Result<Socket, ListenError> {
     let io_err = |source| ListenError::Io {
-        addr: named.clone(),
+        addr: ListenAddr::Tcp(addr),
         source,
     };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
@@ -38,13 +44,18 @@ pub(super) fn tcp(addr: SocketAddr, reuseport: bool) -> Result<Socket, ListenErr
     if reuseport {
         socket.set_reuse_port(true).map_err(io_err)?;
     }
+    Ok(socket)
+}
+
+/// Binds a socket of [`tcp_unbound`] to `addr` and listens.
+pub(super) fn tcp_listen(socket: &Socket, addr: SocketAddr) -> Result<(), ListenError> {
+    let named = ListenAddr::Tcp(addr);
     socket
         .bind(&addr.into())
         .map_err(|e| ListenError::from_bind(&named, e))?;
     socket
         .listen(BACKLOG)
-        .map_err(|e| ListenError::from_bind(&named, e))?;
-    Ok(socket)
+        .map_err(|e| ListenError::from_bind(&named, e))
 }
 
 /// Fails with [`ListenError::InUse`] if any socket is bound to `addr`, even one of another

@@ -5,9 +5,12 @@
 //! Two ways to spread connections, both with no work for the primary per connection
 //! ([`Balance`]): `reuseport` gives every slot its own SO_REUSEPORT socket on the same address
 //! (the kernel spreads connections over them), `shared` gives every worker the same socket.
-//! Sockets are kept open until [`Listeners`] is dropped, even while a slot has no worker: the
-//! connections queued on a reuseport socket wait for the slot's replacement, and the kernel's
-//! reuseport group keeps the order that makes slot = group index for [`Listeners::steer`].
+//! Sockets are kept open until [`Listeners`] is dropped, even while a slot has no worker. When
+//! a slot's worker dies, [`Listeners::vacate`] moves the connections queued on its reuseport
+//! socket to the live slots' sockets if the kernel can (`net.ipv4.tcp_migrate_req = 1`: the
+//! socket is closed, which migrates its queue, and a fresh one is bound for the
+//! replacement); otherwise they wait for the replacement. Either way the group keeps its
+//! sockets, and `Group::order` follows the kernel's index of each one for [`Listeners::steer`].
 //!
 //! Started by socket activation, herd serves the sockets it inherited instead of binding
 //! them ([`Listeners::adopt`]; `inherit` reads and checks them, `adopt` matches them with the
@@ -25,6 +28,7 @@ mod error;
 mod inherit;
 mod queue;
 mod steer;
+mod vacate;
 pub use steer::probe_source;
 #[cfg(test)]
 mod tests;
@@ -52,6 +56,9 @@ pub struct Listeners {
     probes: bool,
     /// Inherited sockets that no address of the app asked for (see [`Listeners::adopt`]).
     unused: Vec<String>,
+    /// The slots the last [`Listeners::steer`] was given, to steer again after a
+    /// [`Listeners::vacate`] reorders a group.
+    steered: Vec<usize>,
 }
 
 /// One address herd listens on, as the log tells it.
@@ -72,9 +79,12 @@ struct Group {
     local: ListenAddr,
     /// This address's LISTEN_FDNAMES entry.
     name: String,
-    /// One socket per slot (index = slot = position in the kernel's reuseport group) for TCP
-    /// in reuseport mode; otherwise a single socket shared by every slot.
+    /// One socket per slot (index = slot) for TCP in reuseport mode; otherwise a single
+    /// socket shared by every slot.
     sockets: Vec<Socket>,
+    /// Per-slot groups: the slot of each position in the kernel's reuseport group (see
+    /// `vacate::SlotOrder`); slot = position until a slot is vacated.
+    order: vacate::SlotOrder,
     per_slot: bool,
     /// The unix socket file this process created, removed when the group is dropped.
     _file: Option<bind::SocketFile>,
@@ -131,6 +141,7 @@ impl Listeners {
                     Group {
                         local: ListenAddr::Tcp(local),
                         name: fd_name(&ListenAddr::Tcp(local)),
+                        order: vacate::SlotOrder::new(sockets.len()),
                         sockets,
                         per_slot: true,
                         _file: None,
@@ -146,6 +157,7 @@ impl Listeners {
             on_demand: Vec::new(),
             probes: false,
             unused: Vec::new(),
+            steered: Vec::new(),
         })
     }
 
@@ -164,6 +176,7 @@ impl Listeners {
             // In slot order, so a socket's position in the reuseport group is its slot.
             while group.sockets.len() <= slot {
                 group.sockets.push(bind::tcp(local, true)?);
+                group.order.push(group.sockets.len() - 1);
             }
         }
         Ok(self
@@ -179,13 +192,15 @@ impl Listeners {
     /// over all sockets). After a scale down, pass the remaining ready slots: the sockets of
     /// the removed slots stay bound and would otherwise keep receiving connections.
     /// Slots not bound yet are ignored. No-op in shared mode.
-    pub fn steer(&self, ready_slots: &[usize]) -> Result<(), ListenError> {
+    pub fn steer(&mut self, ready_slots: &[usize]) -> Result<(), ListenError> {
+        self.steered = ready_slots.to_vec();
         for group in self.groups.iter().filter(|g| g.per_slot) {
             let bound = group.sockets.len();
             let mut ready: Vec<u32> = ready_slots
                 .iter()
                 .filter(|slot| **slot < bound)
-                .filter_map(|slot| u32::try_from(*slot).ok())
+                .filter_map(|slot| group.order.position(*slot))
+                .filter_map(|index| u32::try_from(index).ok())
                 .collect();
             ready.sort_unstable();
             ready.dedup();
@@ -220,6 +235,45 @@ impl Listeners {
             }
         }
         Ok(())
+    }
+
+    /// The worker of `slot` is gone: with `net.ipv4.tcp_migrate_req = 1`, the slot's
+    /// reuseport sockets are closed, so the connections queued on them move to the other
+    /// slots' sockets (the kernel picks one per connection, out of the group's listening
+    /// sockets), and fresh ones are bound for the replacement; steering is redone for the
+    /// group's new order. Without the setting nothing is done (a closed listener would reset
+    /// its queue): the queued connections wait for the replacement. Returns whether anything
+    /// moved. Call it only once no process of the slot's worker holds the sockets any more.
+    pub fn vacate(&mut self, slot: usize) -> Result<bool, ListenError> {
+        if !vacate::migrates() {
+            return Ok(false);
+        }
+        self.vacate_now(slot)
+    }
+
+    /// [`Listeners::vacate`], whatever the kernel's setting.
+    fn vacate_now(&mut self, slot: usize) -> Result<bool, ListenError> {
+        let mut moved = false;
+        for group in self.groups.iter_mut().filter(|g| g.per_slot) {
+            // The launcher of socket activation holds the inherited socket too: left alone.
+            if slot == 0 && group.inherited.is_some() {
+                continue;
+            }
+            let Some(socket) = group.sockets.get_mut(slot) else {
+                continue;
+            };
+            let ListenAddr::Tcp(local) = group.local else {
+                continue;
+            };
+            group.order.renewed(slot);
+            vacate::renew(socket, local)?;
+            moved = true;
+        }
+        if moved {
+            let steered = std::mem::take(&mut self.steered);
+            self.steer(&steered)?;
+        }
+        Ok(moved)
     }
 
     /// Steers health checks to their slot from now on (see `steer.rs`); call
@@ -377,6 +431,7 @@ fn shared_group(addr: &ListenAddr) -> Result<Group, ListenError> {
                 name: fd_name(&local),
                 local,
                 sockets: vec![socket],
+                order: vacate::SlotOrder::new(1),
                 per_slot: false,
                 _file: None,
                 inherited: None,
@@ -389,6 +444,7 @@ fn shared_group(addr: &ListenAddr) -> Result<Group, ListenError> {
                 local: addr.clone(),
                 name: fd_name(addr),
                 sockets: vec![socket],
+                order: vacate::SlotOrder::new(1),
                 per_slot: false,
                 _file: Some(file),
                 inherited: None,

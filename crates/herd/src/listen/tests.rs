@@ -260,14 +260,14 @@ fn connect(port: u16, n: usize) -> Vec<TcpStream> {
 
 #[test]
 fn steering_sends_new_connections_only_to_ready_slots() {
-    let listeners = Listeners::bind(&[loopback(0)], Balance::ReusePort, 3).unwrap();
+    let mut listeners = Listeners::bind(&[loopback(0)], Balance::ReusePort, 3).unwrap();
     let port = listeners.port().unwrap();
-    let sockets = &listeners.groups[0].sockets;
-    for socket in sockets {
+    for socket in &listeners.groups[0].sockets {
         socket.set_nonblocking(true).unwrap();
     }
 
     listeners.steer(&[1]).unwrap();
+    let sockets = &listeners.groups[0].sockets;
     let _clients = connect(port, 20);
     assert_eq!(accept_all(&sockets[1], 20), 20);
     for idle in [0, 2] {
@@ -276,6 +276,7 @@ fn steering_sends_new_connections_only_to_ready_slots() {
     }
 
     listeners.steer(&[0, 2]).unwrap();
+    let sockets = &listeners.groups[0].sockets;
     let _clients = connect(port, 40);
     // Loopback handshakes complete within connect(); give stragglers a moment anyway.
     std::thread::sleep(Duration::from_millis(50));
@@ -290,6 +291,7 @@ fn steering_sends_new_connections_only_to_ready_slots() {
     // Every slot (or none) ready: back to the kernel's hash over all three.
     listeners.steer(&[0, 1, 2]).unwrap();
     listeners.steer(&[]).unwrap();
+    let sockets = &listeners.groups[0].sockets;
     let _clients = connect(port, 60);
     std::thread::sleep(Duration::from_millis(50));
     let counts: Vec<usize> = sockets.iter().map(drain).collect();
@@ -359,4 +361,55 @@ fn other_addresses_are_bound_on_demand_once_and_shared() {
     assert_eq!(fd_port(&c), free);
     let (_, again) = l.for_request(1, &loopback(free)).unwrap();
     assert!(!again);
+}
+
+/// Connects `n` clients with steering to `slot` alone and checks that `slot`'s socket, and no
+/// other, got them all.
+fn steered_to(listeners: &mut Listeners, slot: usize, n: usize) {
+    listeners.steer(&[slot]).unwrap();
+    let port = listeners.port().unwrap();
+    let _clients = connect(port, n);
+    let sockets = &listeners.groups[0].sockets;
+    assert_eq!(accept_all(&sockets[slot], n), n, "slot {slot}");
+    for (other, socket) in sockets.iter().enumerate().filter(|(s, _)| *s != slot) {
+        let err = socket.accept().unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::WouldBlock,
+            "slot {other} got one"
+        );
+    }
+}
+
+/// A vacated slot's socket leaves the kernel's reuseport group and joins it again, last:
+/// steering follows the kernel's new order (real sockets, so a kernel that orders its group
+/// otherwise fails here), and the renewed socket serves its slot again.
+#[test]
+fn steering_follows_the_group_order_after_slots_are_vacated() {
+    let mut listeners = Listeners::bind(&[loopback(0)], Balance::ReusePort, 3).unwrap();
+    for socket in &listeners.groups[0].sockets {
+        socket.set_nonblocking(true).unwrap();
+    }
+    listeners.steer(&[1, 2]).unwrap();
+    for vacated in [0, 2, 0, 1] {
+        assert!(listeners.vacate_now(vacated).unwrap());
+        listeners.groups[0].sockets[vacated]
+            .set_nonblocking(true)
+            .unwrap();
+        for slot in 0..3 {
+            steered_to(&mut listeners, slot, 5);
+        }
+    }
+    // A slot bound later (scale up) goes last too.
+    listeners.for_slot(3).unwrap();
+    listeners.groups[0].sockets[3]
+        .set_nonblocking(true)
+        .unwrap();
+    listeners.vacate_now(1).unwrap();
+    listeners.groups[0].sockets[1]
+        .set_nonblocking(true)
+        .unwrap();
+    for slot in 0..4 {
+        steered_to(&mut listeners, slot, 5);
+    }
 }

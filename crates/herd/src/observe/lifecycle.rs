@@ -60,8 +60,9 @@
 //! | `herd.watching` | INFO | `paths` (the watched paths, absolute, `, `-separated), `dirs` (directories watched), `took_ms`, `ignored` (the ignore rules) |
 //! | `app.changed` | INFO | `paths` (the first 5 changed paths, relative to the app's directory, `, `-separated), `changed` (distinct changed paths, counted up to 10 000): a rolling reload follows |
 //! | `watch.failed` | WARN | `error` (a directory that could not be watched, with the sysctl to raise at the watch limit; changes that were lost) |
+//! | `slot.vacated` | INFO | `slot` (its worker died: the connections queued on its reuseport socket moved to live workers, `net.ipv4.tcp_migrate_req = 1`) |
 //!
-//! The last twelve are written by the driver (`src/driver/`; the memory records through
+//! The last thirteen are written by the driver (`src/driver/`; the memory records through
 //! [`super::memory`]), not here: `herd.listening` once
 //! per bound listener, `herd.starting` before the first worker, `herd.memory_limit` after it
 //! when `max_memory_restart` is set and `herd.memory_overcommitted` when the workers' limits
@@ -71,7 +72,8 @@
 //! `herd.exiting` as the last line of `herd run`, `reload.scheduled` when the schedule starts
 //! a rolling reload (its `reload.started` follows), and with `watch`: `herd.watching` before
 //! the first worker, `app.changed` for each burst of changes, `watch.failed` when a part of
-//! the tree cannot be watched. Names are
+//! the tree cannot be watched, and `slot.vacated` when a dead worker's queued connections
+//! moved to live workers. Names are
 //! only ever added; a renamed or removed name or field is a breaking change. The README
 //! lists them too ("Lifecycle events: a contract"); a test below checks both lists.
 
@@ -291,6 +293,7 @@ mod tests {
             "herd.watching",
             "app.changed",
             "watch.failed",
+            "slot.vacated",
         ];
         for name in names.iter().chain(&driver) {
             let cell = format!("| `{name}` |");

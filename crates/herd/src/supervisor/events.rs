@@ -535,6 +535,12 @@ pub enum Action {
     Wake(Instant),
     /// New connections should go to these slots only (their worker is ready and not stopping).
     Route(Vec<usize>),
+    /// The slot's worker exited and no other worker serves the slot: the connections queued
+    /// on the slot's own socket (reuseport) should move to live slots, if the kernel can.
+    Vacate {
+        /// The slot left without a worker.
+        slot: usize,
+    },
     /// Nothing is left to supervise: exit.
     Exit(Outcome),
 }

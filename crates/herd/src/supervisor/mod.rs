@@ -10,7 +10,8 @@
 //! simulated time in `tests/`; the driver only does the I/O.
 //!
 //! Restarts (PM2's policies): a worker that exits by itself is restarted in its slot after
-//! the slot's backoff delay, unless `autorestart` is off or its exit code is one of
+//! the slot's backoff delay (none after a stable run, one of at least `min_uptime`, unless
+//! the user set a restart delay), unless `autorestart` is off or its exit code is one of
 //! `stop_exit_codes`; then its slot stays empty (logged as `NotRestarted`). When every slot
 //! is empty for good, the app is stopped: the run ends with [`Outcome::Clean`] if every
 //! last exit was code 0 or a stop exit code, and with [`Outcome::Errored`] otherwise (a
@@ -40,7 +41,7 @@
 //! | `STOPPING=1` | the worker leaves the route | = | = | = | = |
 //! | `STATUS=` | logged | = | = | = | = |
 //! | `WATCHDOG=1`, `Timer` | — (deadlines only (5)) | = | = | = | = |
-//! | `Shutdown` | → shutting down: reload and pending starts dropped, every worker stopped; with a `shutdown_delay`, first → announced (7) | = | = | → forced: every stopping worker SIGKILLed | — |
+//! | `Shutdown` | → shutting down: reload and pending starts dropped, every worker stopped; with a `shutdown_delay`, first → announced (7) | = | = | → forced: every stopping worker SIGKILLed (8) | — |
 //! | `Reload` | → reloading: generation + 1, empty slots start now, replacements cancelled | = , superseding the plan | → reloading, recovered: window cleared, backoffs reset, as running | refused, logged | refused, logged |
 //! | `ScaleUp` | a slot more, started now | = | a slot more, left empty | refused, logged | refused, logged |
 //! | `ScaleDown`, `ScaleTo` | highest slots removed, their workers stopped; at least 1 | = | = | refused, logged | refused, logged |
@@ -74,6 +75,10 @@
 //!    restarted), but `Reload`, the scalings and `Memory` are refused as when shutting
 //!    down, and [`Supervisor::is_shutting_down`] is true (`/readyz` fails). When the delay
 //!    ends (a deadline), or at a second `Shutdown`, → shutting down.
+//! 8. A `Shutdown` within [`SAME_STOP_REQUEST`] (500 ms) of the request being carried out
+//!    is that request again (a signal to herd's pid and to its process group, as GNU
+//!    `timeout` sends): logged and ignored, in every column. The same holds for the second
+//!    request that ends an announced shutdown's delay.
 //!
 //! **A slot** (`SlotState`): *filled* by its current worker, *pending* (empty, started at a
 //! given time), *parked* (empty for good: not restarted), *empty* (nothing planned: errored
@@ -81,7 +86,7 @@
 //!
 //! | event ↓ / slot → | filled | pending | parked | empty |
 //! |---|---|---|---|---|
-//! | its worker is gone | shutting down: —; a memory replacement takes over; errored app: → empty; `autorestart` off or a stop code: → parked; an unstable exit too many (over `max_restarts` in `restart_window`): app → errored; else → pending after the backoff | — | — | — |
+//! | its worker is gone | shutting down: —; a memory replacement takes over; errored app: → empty; `autorestart` off or a stop code: → parked; an unstable exit too many (over `max_restarts` in `restart_window`): app → errored; a stable exit (without a configured restart delay): → pending now; else → pending after the backoff | — | — | — |
 //! | start due | — | spawn, → filled (a restart counts) | — | — |
 //! | reload | replaced, `reload_parallel` at a time | keeps its time | → pending now | → pending now |
 //! | app → errored | — | → empty | — | — |
@@ -128,6 +133,7 @@ pub use policy::{
     DEFAULT_MIN_UPTIME, DEFAULT_RESTART_WINDOW,
 };
 pub use restarts::{Backoff, Jitter};
+pub use shutdown::SAME_STOP_REQUEST;
 pub use status::{AppState, HealthView, WorkerState, WorkerView};
 
 use std::collections::BTreeMap;

@@ -175,9 +175,17 @@ pub struct BackoffPolicy {
     /// Fraction of the delay by which it is randomly shortened or lengthened (0.1 = ±10 %),
     /// so workers that crashed together do not restart in lockstep.
     pub jitter: f64,
+    /// A worker that ran stably (at least `min_uptime`) is restarted at once, with no delay;
+    /// the curve above applies to unstable restarts only. Why: a stable worker's crash is a
+    /// one-off and every millisecond its slot is empty costs capacity (gunicorn and Node's
+    /// cluster restart at once, PM2's `restart_delay` defaults to 0). False when the user
+    /// set a restart delay: then every restart waits at least that delay.
+    pub stable_at_once: bool,
 }
 
-/// Why restarts start fast: most crashes are one-offs, and a worker is a slot of capacity.
+/// Why 100 ms: the first restart of a worker that did not run stably (a stable one restarts
+/// at once, see [`BackoffPolicy::stable_at_once`]); short, since most crashes are one-offs and
+/// a worker is a slot of capacity, yet a crash loop does not spin.
 pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 /// Why 10 s: long enough that a crash loop costs little CPU, short enough that a fixed
 /// dependency (database back up) brings the slot back quickly.
@@ -190,6 +198,7 @@ impl Default for BackoffPolicy {
             max: DEFAULT_BACKOFF_MAX,
             factor: 2,
             jitter: 0.1,
+            stable_at_once: true,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Restarts after a worker exits by itself: the slot's backoff curve (exponential, capped,
-//! jittered), the flapping window that turns too many unstable restarts into the errored
+//! Restarts after a worker exits by itself: at once after a stable run (unless a restart
+//! delay was configured), else the slot's backoff curve (exponential, capped, jittered), the flapping window that turns too many unstable restarts into the errored
 //! state, and the decision of what a slot needs once its worker is gone (restart, stay
 //! empty, or hand the slot to a memory replacement).
 //!
@@ -158,6 +158,10 @@ impl Supervisor {
             self.count_restart(w.slot, r.kind.restart_reason());
             return;
         }
+        if slot.replacement.is_none() {
+            // Nobody accepts on the slot's socket until a replacement is up.
+            out.push(Action::Vacate { slot: w.slot });
+        }
         let Phase::Running {
             restarts: Restarts::On(window),
             ..
@@ -206,9 +210,12 @@ impl Supervisor {
             }
             unstable
         };
-        let unit = self.jitter.unit();
         let slot = &mut self.slots[w.slot];
-        let delay = slot.backoff.next(&self.policy.backoff, unit);
+        let delay = if stable && self.policy.backoff.stable_at_once {
+            Duration::ZERO
+        } else {
+            slot.backoff.next(&self.policy.backoff, self.jitter.unit())
+        };
         slot.state = SlotState::Pending {
             at: now + delay,
             restart: true,

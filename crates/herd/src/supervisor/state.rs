@@ -32,6 +32,9 @@ pub(super) enum Phase {
     },
     /// Every worker was asked to stop; nothing is started any more.
     ShuttingDown {
+        /// When the request that began it (or forced it) came: a repeat within
+        /// [`SAME_STOP_REQUEST`](super::shutdown::SAME_STOP_REQUEST) is that request again.
+        requested: Instant,
         /// A second shutdown request came: every worker was SIGKILLed, and a worker whose
         /// spawn is answered now is killed at once.
         forced: bool,

@@ -494,3 +494,25 @@ fn herd_home_is_made_private_and_another_users_is_refused() {
         "the refusal is in the daemon log the CLI shows: {r}"
     );
 }
+
+/// The daemon takes SIGTERM to its pid and to its process group (GNU `timeout`, `kill --
+/// -PGID`) as one request: every app drains, no worker is SIGKILLed.
+#[test]
+fn sigterm_to_the_daemons_pid_and_group_drains_every_app() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("web", 2, ""));
+    d.ok(&["start", file.to_str().unwrap()]);
+    let workers = d.wait_online("web", 2);
+    let daemon = d.daemon_pid().expect("a daemon runs");
+    let pid = Pid::from_raw(daemon as i32);
+    kill(pid, Signal::SIGTERM).expect("signal the daemon");
+    nix::sys::signal::killpg(pid, Signal::SIGTERM).expect("signal the daemon's group");
+    d.wait_until("the daemon and its workers are gone", T, || {
+        !pid_alive(daemon) && workers.iter().all(|p| !pid_alive(*p))
+    });
+    let exits = d.daemon_events("worker.exited");
+    if exits.len() != 2 || exits.iter().any(|e| e["status"] != "code 0") {
+        d.fail(&format!("every worker should drain and exit 0: {exits:?}"));
+    }
+    assert!(d.daemon_events("shutdown.forced").is_empty());
+}

@@ -328,7 +328,7 @@ fn run_as_written(args: &[String], cgroup: Option<&Cgroup>) -> Herd {
         assert_eq!(get(&format!("{admin}/readyz")).0, 503);
         assert_eq!(get(&format!("{admin}/livez")).0, 200);
         assert_eq!(get(&app).0, 200);
-        herd.signal(Signal::SIGTERM);
+        herd.signal_again(Signal::SIGTERM, "shutdown.started");
     }
     herd.wait_event("shutdown.started");
     let code = herd.wait_exit(T);

@@ -7,30 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     let mut herd = Herd::testworkers(2);
     herd.wait_ready(2);
-    let port = herd.port();
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    conn.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let client = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let r = conn.read_to_end(&mut out);
-        (
-            r.map_err(|e| e.to_string()),
-            String::from_utf8_lossy(&out).into_owned(),
-        )
-    });
+    let client = slow_request(&herd);
     let workers = herd.worker_pids();
-    // The request is being served once a worker's connection thread sleeps in /slow.
-    herd.wait_until("a worker is inside the /slow request", T, || {
-        workers.iter().any(|p| worker_in_slow_request(*p))
-    });
     let t0 = Instant::now();
     herd.signal(Signal::SIGTERM);
     let code = herd.wait_exit(T);
@@ -65,6 +49,100 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     );
     let kids = children_of(herd.pid());
     assert!(kids.is_empty(), "processes with herd as parent: {kids:?}");
+}
+
+/// A request of 1.5 s in flight: returns once a worker's connection thread sleeps in it;
+/// the thread gives (the read's result, the whole response).
+fn slow_request(herd: &Herd) -> std::thread::JoinHandle<(Result<usize, String>, String)> {
+    let mut conn = TcpStream::connect(("127.0.0.1", herd.port())).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    conn.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let client = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let r = conn.read_to_end(&mut out);
+        (
+            r.map_err(|e| e.to_string()),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    });
+    let workers = herd.worker_pids();
+    herd.wait_until("a worker is inside the /slow request", T, || {
+        workers.iter().any(|p| worker_in_slow_request(*p))
+    });
+    client
+}
+
+/// One stop request, drained: exit code 0, nobody SIGKILLed, every worker ended by itself.
+fn drained_once(herd: &mut Herd, code: i32) {
+    if code != 0 {
+        herd.fail(&format!("exit code {code}, expected 0 (a drain)"));
+    }
+    if !herd.events("shutdown.forced").is_empty() || !herd.events("worker.kill_timeout").is_empty()
+    {
+        herd.fail("the repeated stop signal was taken for a second request: workers killed");
+    }
+    let ignored = herd.count_event("request.ignored", |e| e.str("what") == "shutdown");
+    let exits = herd.events("worker.exited");
+    if exits.len() != 2 || exits.iter().any(|e| e.str("status") == "SIGKILL") {
+        herd.fail(&format!("every worker should exit by itself: {exits:?}"));
+    }
+    // The kernel merges a signal that arrives while the same one is pending: herd saw each
+    // repeat, or it never reached it as a second one.
+    assert!(ignored <= 2, "{ignored} repeats");
+}
+
+/// GNU `timeout` signals herd's pid, then its process group, 0.2 ms apart: one stop request,
+/// not the "second Ctrl-C" that forces a kill.
+#[test]
+fn timeout_stops_herd_with_one_request() {
+    let timeout = require("timeout", "coreutils, `apt-get install coreutils`");
+    let mut cmd = std::process::Command::new(timeout);
+    // --preserve-status: timeout exits with herd's own code; 6 s leaves a loaded machine
+    // time to start both workers before the signal comes.
+    cmd.args([
+        "--preserve-status",
+        "-s",
+        "TERM",
+        "6",
+        herd_bin(),
+        "run",
+        "-i",
+        "2",
+    ]);
+    cmd.args(["--listen", "127.0.0.1:0", "--", worker_bin()]);
+    let mut herd = Herd::spawn(cmd, false, true);
+    herd.wait_ready(2);
+    herd.wait_event("shutdown.started");
+    let code = herd.wait_exit(T);
+    drained_once(&mut herd, code);
+}
+
+/// The same request sent to herd's pid and to its process group at once (`kill -TERM $pid;
+/// kill -TERM -$pid`), and once more to the group while herd drains: the request in flight
+/// is answered, the workers drain, exit code 0.
+#[test]
+fn a_stop_signal_to_pid_and_group_at_once_drains() {
+    let mut herd = Herd::testworkers(2);
+    herd.wait_ready(2);
+    let client = slow_request(&herd);
+    let pid = Pid::from_raw(herd.pid() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    nix::sys::signal::killpg(pid, Signal::SIGTERM).unwrap();
+    // The kernel merges the second into the first while that one is pending; once herd
+    // acted on the first, one more (still well within 500 ms) surely reaches it on its own.
+    herd.wait_event("shutdown.started");
+    nix::sys::signal::killpg(pid, Signal::SIGTERM).unwrap();
+    herd.wait_event("request.ignored");
+    let code = herd.wait_exit(T);
+    let (read, resp) = client.join().unwrap();
+    if read.is_err() || !resp.starts_with("HTTP/1.1 200") {
+        herd.fail(&format!(
+            "the request in flight was lost: {read:?} {resp:?}"
+        ));
+    }
+    drained_once(&mut herd, code);
 }
 
 #[test]
@@ -122,8 +200,7 @@ fn second_sigint_kills_at_once() {
     herd.wait_event("shutdown.started");
     // The workers ignore it: herd is waiting for them.
     assert!(herd.try_exit().is_none());
-    herd.signal(Signal::SIGINT);
-    herd.wait_event("shutdown.forced");
+    herd.signal_again(Signal::SIGINT, "shutdown.forced");
     let code = herd.wait_exit(Duration::from_secs(10));
     if code != 3 {
         herd.fail(&format!("exit code {code}, expected 3"));

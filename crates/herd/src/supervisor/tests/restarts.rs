@@ -29,11 +29,57 @@ fn backoff_curve_doubles_is_capped_and_resets_after_stable_running() {
             "attempt {i}: {d:?} vs {base:?}"
         );
     }
-    // A worker that ran longer than min_uptime resets the curve.
+    // A worker that ran longer than min_uptime resets the curve, and is restarted at once.
     let pid = sim.pid_of_slot(0)[0];
     sim.advance(DEFAULT_MIN_UPTIME);
-    let d = restart_delay(&sim.exit(pid, ExitStatus::Signal(9))).unwrap();
-    assert!(d <= DEFAULT_BACKOFF_INITIAL.mul_f64(1.1));
+    let acts = sim.exit(pid, ExitStatus::Signal(9));
+    assert_eq!(restart_delay(&acts), Some(Duration::ZERO));
+    assert_eq!(spawns(&acts), vec![0], "in the same step");
+    // Its replacement's quick crash is the first unstable one: the curve's start.
+    let pid = sim.spawn_all()[0];
+    sim.advance(10 * MS);
+    let d = restart_delay(&sim.exit(pid, ExitStatus::Code(1))).unwrap();
+    assert!(
+        d >= DEFAULT_BACKOFF_INITIAL.mul_f64(0.9) && d <= DEFAULT_BACKOFF_INITIAL.mul_f64(1.1),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_stable_worker_is_replaced_at_once_an_unstable_one_after_the_delay() {
+    let mut sim = Sim::started(2, Readiness::Auto);
+    let (a, b) = (sim.pid_of_slot(0)[0], sim.pid_of_slot(1)[0]);
+    sim.advance(MS);
+    let acts = sim.exit(a, ExitStatus::Signal(9));
+    assert!(restart_delay(&acts).unwrap() >= DEFAULT_BACKOFF_INITIAL.mul_f64(0.9));
+    assert!(spawns(&acts).is_empty(), "unstable: not at once");
+    sim.advance(DEFAULT_MIN_UPTIME);
+    let acts = sim.exit(b, ExitStatus::Signal(9));
+    assert_eq!(restart_delay(&acts), Some(Duration::ZERO));
+    assert_eq!(spawns(&acts), vec![1]);
+    assert_eq!(sim.sup.restarts(), 2, "both counted (slot 0's at its time)");
+}
+
+#[test]
+fn a_configured_restart_delay_is_honoured_after_a_stable_run_too() {
+    let delay = Duration::from_secs(2);
+    let mut sim = Sim::running(Policy {
+        instances: 1,
+        backoff: BackoffPolicy {
+            initial: delay,
+            stable_at_once: false,
+            ..BackoffPolicy::default()
+        },
+        ..Policy::default()
+    });
+    let pid = sim.pid_of_slot(0)[0];
+    sim.advance(DEFAULT_MIN_UPTIME * 2);
+    let acts = sim.exit(pid, ExitStatus::Signal(9));
+    let d = restart_delay(&acts).unwrap();
+    assert!(d >= delay.mul_f64(0.9) && d <= delay.mul_f64(1.1), "{d:?}");
+    assert!(spawns(&acts).is_empty());
+    assert!(spawns(&sim.advance(d - MS)).is_empty());
+    assert_eq!(spawns(&sim.advance(MS)), vec![0]);
 }
 
 #[test]
@@ -269,4 +315,33 @@ fn intentional_stops_are_not_affected_by_autorestart() {
     sim.exit(top, ExitStatus::Code(1));
     assert!(!logged(&sim, |l| matches!(l, Log::NotRestarted { .. })));
     assert_eq!(sim.exit, None);
+}
+
+fn vacated(actions: &[Action]) -> Vec<usize> {
+    pick(actions, |a| match a {
+        Action::Vacate { slot } => Some(*slot),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_dead_workers_slot_is_vacated_unless_another_worker_serves_it() {
+    let mut sim = Sim::started(2, Readiness::Auto);
+    let pid = sim.pid_of_slot(1)[0];
+    assert_eq!(vacated(&sim.exit(pid, ExitStatus::Signal(9))), vec![1]);
+    // A reload's old worker leaves its slot to the new one: nothing to move.
+    sim.advance(DEFAULT_AUTO_READY_DELAY);
+    sim.spawn_all();
+    sim.advance(DEFAULT_AUTO_READY_DELAY);
+    sim.step(Event::Reload);
+    let new = sim.spawn_all();
+    let acts = sim.advance(DEFAULT_AUTO_READY_DELAY);
+    let old = stops(&acts);
+    assert_eq!(old.len(), 1, "{new:?} replaced one: {acts:?}");
+    assert!(vacated(&sim.exit(old[0], ExitStatus::Code(0))).is_empty());
+    // Shutting down: nothing either.
+    sim.step(Event::Shutdown);
+    for pid in sim.running.keys().copied().collect::<Vec<_>>() {
+        assert!(vacated(&sim.exit(pid, ExitStatus::Code(0))).is_empty());
+    }
 }

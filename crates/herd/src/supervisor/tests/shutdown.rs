@@ -34,6 +34,7 @@ fn shutdown_kills_stragglers_after_the_kill_timeout() {
 fn second_shutdown_kills_at_once() {
     let mut sim = Sim::started(2, Readiness::Auto);
     sim.step(Event::Shutdown);
+    sim.now += SAME_STOP_REQUEST;
     let acts = sim.step(Event::Shutdown);
     assert_eq!(kills(&acts).len(), 2);
     for pid in sim.running.keys().copied().collect::<Vec<_>>() {
@@ -123,10 +124,70 @@ fn during_the_delay_a_crash_is_restarted_and_new_work_refused() {
 fn a_second_request_during_the_delay_begins_the_stop_at_once() {
     let mut sim = delayed(2, Duration::from_secs(30));
     sim.step(Event::Shutdown);
+    sim.now += SAME_STOP_REQUEST;
     let acts = sim.step(Event::Shutdown);
     assert_eq!(stops(&acts).len(), 2, "{acts:?}");
     assert!(kills(&acts).is_empty(), "graceful, not forced");
     // A third one is the forced shutdown, as without a delay.
+    sim.now += SAME_STOP_REQUEST;
+    assert_eq!(kills(&sim.step(Event::Shutdown)).len(), 2);
+}
+
+/// A repeat of the request within 500 ms of it (GNU `timeout`: herd's pid, then its group).
+fn repeats(sim: &mut Sim, after: Duration) -> Vec<Action> {
+    sim.now += after;
+    let acts = sim.step(Event::Shutdown);
+    assert!(
+        acts.iter().any(|a| matches!(
+            a,
+            Action::Log(Log::Ignored {
+                what: "shutdown",
+                ..
+            })
+        )),
+        "{acts:?}"
+    );
+    acts
+}
+
+#[test]
+fn the_same_stop_request_twice_within_500_ms_is_one_request() {
+    let mut sim = Sim::started(2, Readiness::Auto);
+    assert_eq!(stops(&sim.step(Event::Shutdown)).len(), 2);
+    for after in [Duration::ZERO, MS / 5, SAME_STOP_REQUEST - MS * 2] {
+        let acts = repeats(&mut sim, after);
+        assert!(kills(&acts).is_empty(), "not forced: {acts:?}");
+    }
+    assert!(!logged(&sim, |l| matches!(l, Log::ShutdownForced { .. })));
+    for pid in sim.running.keys().copied().collect::<Vec<_>>() {
+        sim.exit(pid, ExitStatus::Code(0));
+    }
+    assert_eq!(sim.exit, Some(Outcome::Clean), "the workers drained");
+}
+
+#[test]
+fn a_repeat_does_not_end_a_shutdown_delay_but_a_later_request_does() {
+    let delay = Duration::from_secs(30);
+    let mut sim = delayed(2, delay);
+    sim.step(Event::Shutdown);
+    let acts = repeats(&mut sim, MS);
+    assert!(stops(&acts).is_empty(), "still serving: {acts:?}");
+    sim.now += SAME_STOP_REQUEST;
+    assert_eq!(stops(&sim.step(Event::Shutdown)).len(), 2);
+    // Its own repeat does not force, a later one does.
+    assert!(kills(&repeats(&mut sim, MS)).is_empty());
+    sim.now += SAME_STOP_REQUEST;
+    assert_eq!(kills(&sim.step(Event::Shutdown)).len(), 2);
+}
+
+#[test]
+fn the_delay_ending_is_not_a_new_request() {
+    // The stop begins when the delay ends; a request right after that is a second
+    // request (forced), not a repeat of the delay's end.
+    let delay = Duration::from_secs(5);
+    let mut sim = delayed(2, delay);
+    sim.step(Event::Shutdown);
+    assert_eq!(stops(&sim.advance(delay)).len(), 2);
     assert_eq!(kills(&sim.step(Event::Shutdown)).len(), 2);
 }
 

@@ -358,6 +358,30 @@ impl Herd {
             .unwrap_or_else(|e| self.fail(&format!("cannot send {sig} to herd: {e}")));
     }
 
+    /// A second stop request, as a person's later Ctrl-C: sends `sig` until herd logs
+    /// `event`. herd takes a repeat within 500 ms of the first request for that request
+    /// again (`request.ignored`); each ignored one is answered by sending it again.
+    pub fn signal_again(&self, sig: Signal, event: &str) -> Event {
+        loop {
+            let ignored = self.count_event("request.ignored", |e| e.str("what") == "shutdown");
+            self.signal(sig);
+            let mut seen = None;
+            self.wait_until(
+                &format!("{event} or request.ignored after {sig}"),
+                T,
+                || {
+                    seen = self.events(event).into_iter().next();
+                    seen.is_some()
+                        || self.count_event("request.ignored", |e| e.str("what") == "shutdown")
+                            > ignored
+                },
+            );
+            if let Some(e) = seen {
+                return e;
+            }
+        }
+    }
+
     /// herd's exit status if it has exited (reaps it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {

@@ -333,3 +333,79 @@ fn a_connection_of_a_listener_without_handoff_is_closed() {
         }
     );
 }
+
+/// One step of a random life of the dispatcher.
+#[derive(Debug, Clone)]
+enum Step {
+    /// These workers (bits of a 4-slot mask) take connections now, each by this way; the
+    /// others stop (a reload, a crash).
+    Serving(u8, bool),
+    /// A connection, from this client (sticky) or none.
+    Conn(Option<u32>),
+    /// Time passes (sticky waits end).
+    Later(u64),
+    /// The waiting line is given out again (the driver does it when workers change).
+    Redispatch,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u8..16, any::<bool>()).prop_map(|(m, s)| Step::Serving(m, s)),
+        proptest::option::of(0u32..64).prop_map(Step::Conn),
+        (0u64..3000).prop_map(Step::Later),
+        Just(Step::Redispatch),
+    ]
+}
+
+proptest::proptest! {
+    /// In every mode, whatever the sequence of workers starting and stopping, connections
+    /// and time: a connection is handed only to a worker that takes connections at that
+    /// moment, never to one that stopped (is stopping, crashed, or was replaced).
+    #[test]
+    fn a_connection_goes_only_to_a_serving_worker(
+        mode in proptest::prop_oneof![
+            proptest::strategy::Just(Mode::RoundRobin),
+            proptest::strategy::Just(Mode::LeastConn),
+            proptest::strategy::Just(Mode::Sticky),
+        ],
+        steps in proptest::collection::vec(step(), 1..200),
+    ) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut d: Dispatcher<T> = Dispatcher::new(mode, WAIT);
+        let mut serving: Vec<Candidate> = Vec::new();
+        d.set_candidates(vec![serving.clone()]);
+        let mut id = 0;
+        let check = |decision: Decision<T>, serving: &[Candidate]| -> Result<(), proptest::test_runner::TestCaseError> {
+            if let Decision::HandTo { to, .. } = decision {
+                proptest::prop_assert!(serving.contains(&to), "handed to {to:?}; serving {serving:?}");
+            }
+            Ok(())
+        };
+        for s in steps {
+            match s {
+                Step::Serving(mask, sockets) => {
+                    let via = if sockets { Via::Socket } else { Via::NewConn };
+                    serving = (0..4).filter(|b| mask & (1 << b) != 0).map(|slot| worker(slot, via)).collect();
+                    d.invalidate();
+                    d.set_candidates(vec![serving.clone()]);
+                }
+                Step::Conn(client) => {
+                    id += 1;
+                    let conn = match client {
+                        Some(ip) => from(now, id, ip),
+                        None => at(now, id),
+                    };
+                    check(d.connection(conn, now, 4, no_relays), &serving)?;
+                }
+                Step::Later(ms) => now += Duration::from_millis(ms),
+                Step::Redispatch => {
+                    for conn in d.take_waiting() {
+                        check(d.connection(conn, now, 4, no_relays), &serving)?;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -109,4 +109,32 @@ mod tests {
         let b = client_key(IpAddr::V6("2001:db8::1".parse().unwrap()));
         assert_ne!(a, b);
     }
+
+    proptest::proptest! {
+        /// For any number of slots and any clients: adding a slot moves only clients to
+        /// the new slot, about 1/(N+1) of them.
+        #[test]
+        fn adding_a_slot_moves_about_one_client_in_n_plus_one(
+            n in 1usize..24,
+            ips in proptest::collection::hash_set(proptest::prelude::any::<u32>(), 3000),
+        ) {
+            let mut moved = 0usize;
+            for ip in &ips {
+                let k = client_key(IpAddr::V4(Ipv4Addr::from(*ip)));
+                let before = best(k, n, |_| true).unwrap();
+                let after = best(k, n + 1, |_| true).unwrap();
+                if before != after {
+                    proptest::prop_assert_eq!(after, n, "a client moved between old slots");
+                    moved += 1;
+                }
+            }
+            let expected = ips.len() as f64 / (n + 1) as f64;
+            // Binomial: within 5 standard deviations of the expectation.
+            let sd = (expected * (1.0 - 1.0 / (n + 1) as f64)).sqrt();
+            proptest::prop_assert!(
+                (moved as f64 - expected).abs() <= 5.0 * sd,
+                "{moved} of {} moved with {n} -> {} slots, {expected:.0} expected", ips.len(), n + 1
+            );
+        }
+    }
 }

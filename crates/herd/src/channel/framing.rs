@@ -302,4 +302,27 @@ mod tests {
     fn encodes_like_json_stringify() {
         assert_eq!(encode(&json!("shutdown")), b"\"shutdown\"\n");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// However the bytes come (long lines, no newline for megabytes, splits anywhere),
+        /// the decoder never keeps more than MAX_LINE bytes between reads.
+        #[test]
+        fn the_decoder_never_buffers_more_than_its_cap(
+            reads in proptest::collection::vec(
+                (proptest::prelude::any::<u8>(), 0usize..600_000, proptest::prelude::any::<bool>()),
+                1..10,
+            ),
+        ) {
+            let mut d = Decoder::default();
+            for (byte, len, newline) in reads {
+                let mut chunk = vec![if byte == b'\n' { b'x' } else { byte }; len];
+                if newline {
+                    chunk.push(b'\n');
+                }
+                d.feed_each(&chunk, |_| {});
+                proptest::prop_assert!(d.buffered() <= MAX_LINE, "{} buffered", d.buffered());
+            }
+        }
+    }
 }

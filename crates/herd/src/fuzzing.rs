@@ -156,3 +156,17 @@ pub fn http_status(data: &[u8]) {
         assert!((100..1000).contains(&code), "{code}");
     }
 }
+
+/// What the dashboard reads itself (hyper reads the HTTP): an action's JSON body (first
+/// byte even) or a query value (odd).
+pub fn dashboard(data: &[u8]) {
+    let Some((&kind, data)) = data.split_first() else {
+        return;
+    };
+    if kind % 2 == 0 {
+        let _ = crate::admin::dashboard::parse_action(data);
+    } else if let Ok(s) = std::str::from_utf8(data) {
+        let decoded = crate::admin::dashboard::percent_decode(s);
+        assert!(decoded.len() <= s.len() + 3 * s.len(), "{s:?}");
+    }
+}

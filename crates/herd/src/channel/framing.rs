@@ -303,6 +303,19 @@ mod tests {
         assert_eq!(encode(&json!("shutdown")), b"\"shutdown\"\n");
     }
 
+    #[test]
+    fn a_number_reads_back_exactly() {
+        // Found by fuzzing: without serde_json's float_roundtrip, this read as
+        // 1.522222222222222e+29 and a forwarded message changed.
+        let line = b"{\"port\":1.5222222222222221e+29}\n";
+        let mut d = Decoder::default();
+        let frames = d.feed(line);
+        let Frame::App(v) = &frames[0] else {
+            panic!("{frames:?}")
+        };
+        assert_eq!(encode(v), line.to_vec());
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// However the bytes come (long lines, no newline for megabytes, splits anywhere),

@@ -235,7 +235,7 @@ async fn act(site: &Site, req: Request<Incoming>) -> Response<Body> {
     )
 }
 
-fn parse_action(body: &[u8]) -> Result<Action, String> {
+pub(crate) fn parse_action(body: &[u8]) -> Result<Action, String> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Raw {
@@ -312,7 +312,7 @@ async fn logs(site: &Site, req: &Request<Incoming>, streaming: impl FnOnce()) ->
 }
 
 /// `%XX` and `+` of a query value.
-fn percent_decode(v: &str) -> String {
+pub(crate) fn percent_decode(v: &str) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = v.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -283,7 +283,10 @@ pub(crate) fn status(line: &[u8]) -> Option<u16> {
     let mut parts = line.splitn(3, ' ');
     let version = parts.next()?;
     let code = parts.next()?;
-    if !version.starts_with("HTTP/1.") || code.len() != 3 {
+    // Three digits, 100 to 999 (RFC 9112's 3DIGIT): u16's parser alone also takes `+20`
+    // and `002` (found by fuzzing).
+    let digits = code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit());
+    if !version.starts_with("HTTP/1.") || !digits || code.starts_with('0') {
         return None;
     }
     code.parse().ok()
@@ -307,6 +310,9 @@ mod tests {
         assert_eq!(status(b"garbage garbage"), None);
         assert_eq!(status(b"HTTP/2 200"), None);
         assert_eq!(status(b"HTTP/1.1 2000 x"), None);
+        // Found by fuzzing: not three digits of 100 to 999.
+        assert_eq!(status(b"HTTP/1.1 002 OK\r"), None);
+        assert_eq!(status(b"HTTP/1.1 +20 OK"), None);
         assert_eq!(status(&[0xff, 0xfe]), None);
     }
 }

@@ -51,6 +51,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// Bytes kept between reads (an incomplete line), at most [`MAX_LINE`].
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }

@@ -177,3 +177,41 @@ fn monit_watches_a_herd_run_through_its_admin_listener() {
     });
     t.keys(&["q"]);
 }
+
+/// The terminal goes away under monit (its window closed; here tmux kills the session):
+/// monit ends, rather than spinning on a terminal that reads end-of-file forever (seen:
+/// three such monits at 34 % of a core each, for hours).
+#[test]
+fn monit_ends_when_its_terminal_goes_away() {
+    let d = Daemon::new();
+    let file = d.file("herd.toml", &testworker_app("api", 1, ""));
+    d.start_each(&file, &["api"]);
+    let session = format!("herd-monit-gone-{}", std::process::id());
+    let t = Tmux {
+        session: session.clone(),
+    };
+    let command = format!(
+        "exec env HERD_HOME={} {} monit",
+        d.home().display(),
+        herd_bin()
+    );
+    t.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+    d.wait_until("monit on screen", T, || t.screen().contains("api"));
+    let pid: u32 = t
+        .run(&["display-message", "-p", "-t", &session, "#{pane_pid}"])
+        .trim()
+        .parse()
+        .expect("the pane's pid");
+    t.run(&["kill-session", "-t", &session]);
+    d.wait_until("monit ended with its terminal", T, || !pid_alive(pid));
+}

@@ -45,7 +45,8 @@ impl Schedule {
     /// The first index due at or after `t`.
     fn index_at(&self, t: Instant) -> u64 {
         let x = t.saturating_duration_since(self.start).as_secs_f64() * self.rate;
-        let i = ((x - self.conn as f64) / self.conns as f64).ceil();
+        // Less a nanosecond's worth: 0.07 s × 100/s is 7.000000000000001, still index 7.
+        let i = ((x - self.conn as f64) / self.conns as f64 - 1e-9).ceil();
         if i <= 0.0 {
             0
         } else {

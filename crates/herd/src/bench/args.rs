@@ -535,8 +535,8 @@ mod tests {
             ),
             (&["-d", "soon", "http://h:1/"][..], "-d soon"),
             (
-                &["--assert", "p98<3ms", "http://h:1/"][..],
-                "--assert: unknown metric `p98`",
+                &["--assert", "q99<3ms", "http://h:1/"][..],
+                "--assert: unknown metric `q99`",
             ),
             (&["--find-max", "http://h:1/"][..], "--find-max needs --slo"),
             (&["--scale", "1,0", "--", "x"][..], "--scale 1,0: 0 workers"),

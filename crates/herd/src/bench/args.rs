@@ -62,9 +62,10 @@ pub struct BenchArgs {
     #[arg(short = 't', long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Load sent before measuring starts (not counted).
-    #[arg(long, value_name = "DUR", default_value = "0s")]
-    pub warmup: String,
+    /// Load sent before measuring starts, not counted (default 0s; 1s for each run of
+    /// --scale).
+    #[arg(long, value_name = "DUR")]
+    pub warmup: Option<String>,
 
     /// A request not answered in this long fails (timeout), and its connection is reopened.
     #[arg(long, value_name = "DUR", default_value = "10s")]
@@ -228,6 +229,8 @@ pub struct Plan {
     pub find_max: Option<Vec<Check>>,
     /// --scale.
     pub sweep: Option<Sweep>,
+    /// --warmup was given (else --scale warms up for its own default).
+    pub warmup_given: bool,
 }
 
 fn bad(flag: &'static str, value: impl ToString, why: impl ToString) -> ArgError {
@@ -288,7 +291,10 @@ impl BenchArgs {
             (None, None) => Some(DEFAULT_DURATION),
             (d, _) => d,
         };
-        let warmup = duration_flag("--warmup", &self.warmup)?;
+        let warmup = match &self.warmup {
+            Some(w) => duration_flag("--warmup", w)?,
+            None => Duration::ZERO,
+        };
         let timeout = duration_flag("--timeout", &self.timeout)?;
         if timeout.is_zero() {
             return Err(bad("--timeout", &self.timeout, "must be above 0"));
@@ -386,6 +392,7 @@ impl BenchArgs {
             asserts,
             find_max,
             sweep,
+            warmup_given: self.warmup.is_some(),
         })
     }
 
@@ -403,6 +410,20 @@ impl BenchArgs {
             return Ok(None);
         };
         let counts = scale_list(list)?;
+        for (set, flag) in [
+            (self.amount.is_some(), "-a"),
+            (self.find_max, "--find-max"),
+            (
+                self.rate.is_some() && self.duration.is_none(),
+                "-R without -d",
+            ),
+        ] {
+            if set {
+                return Err(ArgError::Combination(format!(
+                    "--scale measures each run for -d: {flag} does not go with it"
+                )));
+            }
+        }
         if self.runs == 0 {
             return Err(bad("--runs", 0, "at least 1 run is needed"));
         }

@@ -18,7 +18,7 @@ use super::stats::{Stats, Summary};
 
 /// Time given to the threads to start and connect before the clock of the run starts, so
 /// that thread start-up and the first connects are not measured as latency.
-const START_DELAY: Duration = Duration::from_millis(50);
+pub(super) const START_DELAY: Duration = Duration::from_millis(50);
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 

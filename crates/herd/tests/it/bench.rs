@@ -651,3 +651,127 @@ fn bad_input_is_refused_with_the_value_named() {
         assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
     }
 }
+
+#[test]
+fn scale_sweeps_worker_counts_and_draws_the_report() {
+    let svg = temp_path("bench-scale.svg");
+    let svg_s = svg.display().to_string();
+    let r = bench(&[
+        "--scale",
+        "1,2",
+        "-d",
+        "1",
+        "--warmup",
+        "300ms",
+        "--runs",
+        "1",
+        "-c",
+        "8",
+        "--report",
+        &svg_s,
+        "--json",
+        "--",
+        worker_bin(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = r.json();
+    assert_eq!(v["schema"], "herd-bench-scale/1");
+    let points = v["points"].as_array().expect("points");
+    assert_eq!(points.len(), 2, "{v:#}");
+    for (p, n) in points.iter().zip([1u64, 2]) {
+        assert_eq!(u(p, "/workers"), n);
+        assert!(f(p, "/rps_median") > 0.0, "{p:#}");
+        let per_worker = p["per_worker"].as_array().expect("per_worker");
+        assert_eq!(per_worker.len() as u64, n, "{p:#}");
+        // Every connection of the load is found on some worker.
+        let conns: u64 = per_worker
+            .iter()
+            .map(|w| w["connections"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(conns, 8, "{p:#}");
+        assert!(f(p, "/generator_cpu_cores") > 0.0, "{p:#}");
+    }
+    assert!((f(&points[0], "/speedup") - 1.0).abs() < 1e-9);
+    // This machine's CPUs are few: the placement says whether they were shared.
+    let cpus = u(&v, "/cpus");
+    assert_eq!(v["disjoint_cpus"], cpus > 2, "{v:#}");
+    let chart = std::fs::read_to_string(&svg).expect("the report");
+    for id in [
+        "series-throughput",
+        "series-ideal",
+        "series-p50",
+        "series-p99",
+        "spectrum-1",
+        "spectrum-2",
+    ] {
+        assert!(
+            chart.contains(&format!("id=\"{id}\"")),
+            "{id} not in the SVG"
+        );
+    }
+    assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+    let _ = std::fs::remove_file(&svg);
+}
+
+#[test]
+fn scale_names_a_command_that_never_becomes_ready() {
+    let r = bench(&[
+        "--scale",
+        "1",
+        "-d",
+        "1",
+        "--ready-timeout",
+        "2s",
+        "--run-flag=--ready=notify",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("`sleep 30` with 1 workers never became ready"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("within 2s"), "{}", r.stderr);
+}
+
+#[test]
+fn find_max_reports_the_highest_rate_that_meets_the_objective() {
+    let herd = testworkers();
+    // 4 connections at 20 ms an answer hold 200/s at most; p99 < 30 ms holds below it.
+    let r = bench(&[
+        "-c",
+        "4",
+        "-d",
+        "1",
+        "--find-max",
+        "--slo",
+        "p99<30ms",
+        "--json",
+        &herd.url("/slow?ms=20"),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = r.json();
+    let best = f(&v, "/max_rate");
+    assert!((50.0..=210.0).contains(&best), "max rate {best}: {v:#}");
+    assert!(v["curve"].as_array().is_some_and(|c| c.len() >= 2), "{v:#}");
+    // An objective nothing meets: exit 3.
+    let r = bench(&[
+        "-c",
+        "4",
+        "-d",
+        "1",
+        "--find-max",
+        "--slo",
+        "p50<1ms",
+        &herd.url("/slow?ms=20"),
+    ]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("no rate tried meets p50<1ms"),
+        "{}",
+        r.stdout
+    );
+}

@@ -15,9 +15,11 @@ use super::check::Check;
 use super::stats::Summary;
 use super::{json as out_json, text, BenchError, EXIT_ASSERT};
 
-/// Bisection steps after the first try at the closed-loop maximum: the answer is within
-/// 1/2⁶ ≈ 1.6 % of that maximum.
-const STEPS: usize = 6;
+/// The first rates tried, as shares of the closed-loop maximum, up to the first that misses.
+const LADDER: [f64; 4] = [0.25, 0.5, 0.75, 1.0];
+/// Bisection steps between the rung that met the objective and the one that missed: the
+/// answer is within 25 % / 2⁴ ≈ 1.6 % of the maximum.
+const STEPS: usize = 4;
 /// Share of the offered rate that must be answered (2xx) for a rate to count as held.
 const KEPT_UP: f64 = 0.95;
 
@@ -80,8 +82,19 @@ pub fn run(
         });
         ok
     };
-    let (mut lo, mut hi) = (0.0, top);
-    if !try_rate(top, &mut steps) {
+    // A ladder up to the maximum draws the curve; bisection between the last rung that
+    // met the objective and the first that missed finds the edge.
+    let (mut lo, mut hi) = (0.0, None);
+    for rung in LADDER {
+        let rate = top * rung;
+        if try_rate(rate, &mut steps) {
+            lo = rate;
+        } else {
+            hi = Some(rate);
+            break;
+        }
+    }
+    if let Some(mut hi) = hi {
         for _ in 0..STEPS {
             let mid = (lo + hi) / 2.0;
             if try_rate(mid, &mut steps) {

@@ -179,7 +179,7 @@ fn serve(mut s: TcpStream, answered: &AtomicU64, seq: &AtomicU64) {
                 _ => format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
                     2 + n % 3,
-                    "ok!!"[..2 + (n % 3) as usize].to_string()
+                    &"ok!!"[..2 + (n % 3) as usize]
                 )
                 .into(),
             };

@@ -206,9 +206,9 @@ fn sweep_setup(
             let (what, started) = match compare {
                 None => (
                     sweep.command.join(" "),
-                    Server::herd(n, &sweep.run_flags, &sweep.command, place.server.clone()),
+                    Server::herd(n, &sweep.run_flags, &sweep.command, place.server),
                 ),
-                Some(c) => (c.join(" "), Server::plain(n, c, place.server.clone())),
+                Some(c) => (c.join(" "), Server::plain(n, c, place.server)),
             };
             let mut server = started.map_err(BenchError::Sweep)?;
             if let Err(e) = server.wait_ready(&load.target.path, sweep.ready_timeout) {

@@ -98,29 +98,31 @@ pub fn example(rel: &str) -> PathBuf {
 /// unless node_modules has it already (`.ci/run` installs it up front).
 pub fn npm_installed() {
     static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        let dir = example("node");
-        let has = |m: &str| {
-            dir.join("node_modules")
-                .join(m)
-                .join("package.json")
-                .exists()
-        };
-        if has("express") && has("prom-client") {
-            return;
-        }
-        let out = std::process::Command::new(npm())
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .output()
-            .expect("cannot run npm");
-        assert!(
-            out.status.success(),
-            "`npm ci` in {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    DONE.call_once(|| npm_ci(&example("node"), &["express", "prom-client"]));
+}
+
+/// `npm ci` in `dir`, unless its node_modules has every one of `modules` already.
+pub fn npm_ci(dir: &std::path::Path, modules: &[&str]) {
+    let has = |m: &str| {
+        dir.join("node_modules")
+            .join(m)
+            .join("package.json")
+            .exists()
+    };
+    if modules.iter().all(|m| has(m)) {
+        return;
+    }
+    let out = std::process::Command::new(npm())
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .expect("cannot run npm");
+    assert!(
+        out.status.success(),
+        "`npm ci` in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The path of `promtool` (Debian's `prometheus` package), which lints an exposition.

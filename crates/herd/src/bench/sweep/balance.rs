@@ -8,8 +8,15 @@ use std::time::Duration;
 
 use crate::observe::procstat;
 
-/// CPU time of each worker's process group, in order (zero for one that is gone).
-pub fn cpu(workers: &[u32]) -> Vec<Duration> {
+/// CPU time of each worker, in order (zero for one that is gone): of its process group when
+/// each worker leads one (herd's), else of the process alone.
+pub fn cpu(workers: &[u32], groups: bool) -> Vec<Duration> {
+    if !groups {
+        return workers
+            .iter()
+            .map(|p| procstat::sample(*p).map_or(Duration::ZERO, |s| s.cpu))
+            .collect();
+    }
     let samples = procstat::sample_groups(workers).unwrap_or_default();
     (0..workers.len())
         .map(|i| {

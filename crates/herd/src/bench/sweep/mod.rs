@@ -146,6 +146,7 @@ fn measure(load: &Load, server: &Server, threads: usize) -> Measured {
     let workers = server.workers();
     let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
     let port = server.port;
+    let groups = server.groups();
     let duration = load.duration.unwrap_or(super::args::DEFAULT_DURATION);
     let from = Instant::now() + super::run::START_DELAY + load.warmup;
     let sampler = {
@@ -154,11 +155,11 @@ fn measure(load: &Load, server: &Server, threads: usize) -> Measured {
             let sleep_until =
                 |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
             sleep_until(from);
-            let cpu0 = balance::cpu(&workers);
+            let cpu0 = balance::cpu(&workers, groups);
             sleep_until(from + duration / 2);
             let conns = balance::connections(port, &workers);
             sleep_until(from + duration);
-            let cpu1 = balance::cpu(&workers);
+            let cpu1 = balance::cpu(&workers, groups);
             (cpu0, conns, cpu1)
         })
     };

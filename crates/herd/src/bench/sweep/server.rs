@@ -82,15 +82,25 @@ impl Server {
             cmd.args(["--min-ready", "all"]);
         }
         cmd.args(flags).arg("--").args(command);
-        Server::spawn(cmd, port, Some(admin), cpus, &[])
+        // A Node cluster program asks herd for the port it listens on: these say which
+        // (PORT by convention, APP_PORT in herd's examples), so it is the one herd serves.
+        let env = [("PORT", port.to_string()), ("APP_PORT", port.to_string())];
+        Server::spawn(cmd, port, Some(admin), cpus, &env)
     }
 
     /// The `--compare` command as it is, with `PORT` and `WEB_CONCURRENCY` (N) in its
-    /// environment.
+    /// environment, and `{port}` and `{workers}` in its arguments replaced by them.
     pub fn plain(n: usize, command: &[String], cpus: Option<CpuSet>) -> Result<Server, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let mut cmd = Command::new(&command[0]);
-        cmd.args(&command[1..]);
+        let args: Vec<String> = command
+            .iter()
+            .map(|a| {
+                a.replace("{port}", &port.to_string())
+                    .replace("{workers}", &n.to_string())
+            })
+            .collect();
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..]);
         let env = [
             ("PORT", port.to_string()),
             ("WEB_CONCURRENCY", n.to_string()),
@@ -138,6 +148,11 @@ impl Server {
         })
     }
 
+    /// Each worker leads a process group of its own (herd's workers do).
+    pub fn groups(&self) -> bool {
+        self.admin.is_some()
+    }
+
     /// The last lines of its output, for an error message.
     pub fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -145,13 +160,17 @@ impl Server {
         lines[lines.len().saturating_sub(8)..].join("\n")
     }
 
-    /// Waits until it is ready: herd's `/readyz` says 200, or (without herd) `path` gets
-    /// an HTTP answer.
+    /// Waits until it is ready: herd's `/readyz` says 200 (without herd: always) and `path`
+    /// gets an HTTP answer.
     pub fn wait_ready(&mut self, path: &str, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
+            // herd may call a worker ready before it listens (`--ready auto`): the path must
+            // answer too.
             let ready = match self.admin {
-                Some(a) => matches!(get(a, "/readyz"), Ok((200, _))),
+                Some(a) => {
+                    matches!(get(a, "/readyz"), Ok((200, _))) && get(self.port, path).is_ok()
+                }
                 None => get(self.port, path).is_ok(),
             };
             if ready {

@@ -150,7 +150,10 @@ impl Connection {
             if s.over(now) || (s.spent() && self.resend.is_empty()) {
                 break;
             }
-            let connect = tokio::time::timeout(s.timeout, TcpStream::connect(s.addr)).await;
+            // A connect still pending when the run ends fails too: a server that never
+            // completes the handshake is reported, not waited for in silence.
+            let give_up = s.until.map_or(now + s.timeout, |u| u.min(now + s.timeout));
+            let connect = tokio::time::timeout_at(give_up.into(), TcpStream::connect(s.addr)).await;
             let stream = match connect {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(_)) | Err(_) => {

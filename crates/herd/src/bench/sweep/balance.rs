@@ -29,6 +29,24 @@ pub fn cpu(workers: &[u32], groups: bool) -> Vec<Duration> {
         .collect()
 }
 
+/// The machine's busy and total CPU time so far, in clock ticks (`/proc/stat`'s first line),
+/// to tell how much CPU everything on the machine used over a window.
+pub fn machine() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    // idle and iowait
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
 /// The inodes of established TCP sockets whose local port is `port`.
 fn established(port: u16) -> HashSet<u64> {
     let mut out = HashSet::new();

@@ -34,6 +34,8 @@ pub const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
 /// The machine counts as saturated when server and generator together used this share of
 /// its CPUs.
 const SATURATED: f64 = 0.9;
+/// CPU (cores) used by other processes above which their share is reported.
+const OTHERS: f64 = 0.25;
 /// Percentiles of the spectrum chart.
 const SPECTRUM: [f64; 7] = [50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999];
 
@@ -97,6 +99,10 @@ fn place(largest: usize) -> Placement {
 /// One measured run.
 struct Measured {
     summary: Summary,
+    /// The server's port.
+    port: u16,
+    /// CPU the whole machine used over the window, in cores.
+    machine_cores: f64,
     /// Per worker: pid, connections held, CPU in percent of a core.
     workers: Vec<(u32, u64, f64)>,
 }
@@ -156,15 +162,20 @@ fn measure(load: &Load, server: &Server, threads: usize) -> Measured {
                 |t: Instant| std::thread::sleep(t.saturating_duration_since(Instant::now()));
             sleep_until(from);
             let cpu0 = balance::cpu(&workers, groups);
+            let m0 = balance::machine();
             sleep_until(from + duration / 2);
             let conns = balance::connections(port, &workers);
             sleep_until(from + duration);
             let cpu1 = balance::cpu(&workers, groups);
-            (cpu0, conns, cpu1)
+            let m1 = balance::machine();
+            let busy =
+                (m1.0.saturating_sub(m0.0)) as f64 / (m1.1.saturating_sub(m0.1)).max(1) as f64;
+            (cpu0, conns, cpu1, busy)
         })
     };
     let summary = super::run::run(load, addr, threads, false);
-    let (cpu0, conns, cpu1) = sampler.join().unwrap_or_default();
+    let (cpu0, conns, cpu1, busy) = sampler.join().unwrap_or_default();
+    let machine_cores = busy * allowed_cpus().len() as f64;
     let secs = duration.as_secs_f64();
     let workers = workers
         .iter()
@@ -177,7 +188,12 @@ fn measure(load: &Load, server: &Server, threads: usize) -> Measured {
             (*pid, conns.get(i).copied().unwrap_or(0), cpu)
         })
         .collect();
-    Measured { summary, workers }
+    Measured {
+        summary,
+        port,
+        machine_cores,
+        workers,
+    }
 }
 
 /// Runs every count of one setup (herd with the COMMAND, or the compare command).
@@ -326,7 +342,27 @@ impl Report<'_> {
         let mut w = Vec::new();
         let cpus = self.place.cpus.len() as f64;
         for p in points {
+            let (errors, non2xx): (u64, u64) = p.runs.iter().fold((0, 0), |(e, n), r| {
+                (
+                    e + r.summary.stats.error_total(),
+                    n + r.summary.stats.non_2xx(),
+                )
+            });
+            if errors + non2xx > 0 {
+                w.push(format!(
+                    "at {} workers {errors} requests failed and {non2xx} answers were not 2xx over the runs (req/s counts 2xx answers only)",
+                    p.workers
+                ));
+            }
             let m = p.median_run();
+            let ours = m.summary.cpu_cores + p.server_cpu();
+            let others = m.machine_cores - ours;
+            if m.machine_cores >= SATURATED * cpus && others > OTHERS {
+                w.push(format!(
+                    "at {} workers the machine's CPUs were busy ({:.2} of {} cores) and other processes used {:.2} cores of that: the server and the generator got what was left, so these numbers are not the app's",
+                    p.workers, m.machine_cores, cpus, others
+                ));
+            }
             if m.summary.generator_bound() {
                 w.push(format!(
                     "at {} workers the generator was the bottleneck (its busiest thread {:.0} % of a core): that req/s is the generator's limit, not the server's",
@@ -501,8 +537,13 @@ impl Report<'_> {
                         "generator_cpu_cores": run.summary.cpu_cores,
                         "generator_bound": run.summary.generator_bound(),
                         "server_cpu_cores": p.server_cpu(),
+                        "machine_cpu_cores": run.machine_cores,
                         "per_worker": run.workers.iter().map(|w| json!({"pid": w.0, "connections": w.1, "cpu_percent": w.2})).collect::<Vec<_>>(),
-                        "runs": p.runs.iter().map(|r| out_json::run(&self.plan.load, &r.summary)).collect::<Vec<_>>(),
+                        "runs": p.runs.iter().map(|r| {
+                            let mut load = self.plan.load.clone();
+                            load.target = load.target.with_port(r.port);
+                            out_json::run(&load, &r.summary)
+                        }).collect::<Vec<_>>(),
                     })
                 })
                 .collect(),

@@ -82,6 +82,9 @@ impl Reader {
                     };
                     used += n;
                     let status = r.code.ok_or(ParseError("no status"))?;
+                    if status >= 600 {
+                        return Err(ParseError("status code above 599"));
+                    }
                     let http10 = r.version == Some(0);
                     let mut close = http10;
                     let mut length = None;
@@ -268,6 +271,8 @@ HTTP/1.0 404 Not Found\r\n\r\nuntil the end";
     fn garbage_is_a_parse_error() {
         let mut r = Reader::new(false);
         assert!(r.feed(b"garbage garbage\r\n\r\n").is_err());
+        let mut r = Reader::new(false);
+        assert!(r.feed(b"HTTP/1.1 999 What\r\n\r\n").is_err());
         let mut r = Reader::new(false);
         assert!(r
             .feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")

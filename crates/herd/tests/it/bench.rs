@@ -650,6 +650,9 @@ fn scale_sweeps_worker_counts_and_draws_the_report() {
         "--json",
         "--",
         worker_bin(),
+        "--compare",
+        "--",
+        worker_bin(),
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let v = r.json();
@@ -670,11 +673,16 @@ fn scale_sweeps_worker_counts_and_draws_the_report() {
         assert!(f(p, "/generator_cpu_cores") > 0.0, "{p:#}");
     }
     assert!((f(&points[0], "/speedup") - 1.0).abs() < 1e-9);
+    // The compared setup (herd-testworker alone, on PORT) ran the same counts.
+    let compared = v["compare"]["points"].as_array().expect("compare points");
+    assert_eq!(compared.len(), 2, "{v:#}");
+    assert!(compared.iter().all(|p| f(p, "/rps_median") > 0.0), "{v:#}");
     // This machine's CPUs are few: the placement says whether they were shared.
     let cpus = u(&v, "/cpus");
     assert_eq!(v["disjoint_cpus"], cpus > 2, "{v:#}");
     let chart = std::fs::read_to_string(&svg).expect("the report");
     for id in [
+        "series-compare",
         "series-throughput",
         "series-ideal",
         "series-p50",

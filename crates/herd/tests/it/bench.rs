@@ -751,3 +751,49 @@ fn find_max_reports_the_highest_rate_that_meets_the_objective() {
         r.stdout
     );
 }
+
+/// On a terminal (tmux) a progress line shows the live req/s while the run goes, and is gone
+/// when the result is printed; piped, stderr stays empty.
+#[test]
+fn a_terminal_gets_a_progress_line_and_a_pipe_only_the_result() {
+    let server = Server::start();
+    let url = server.url("/");
+    let r = bench(&["-c", "2", "-a", "100", &url]);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.is_empty(), "piped, stderr: {}", r.stderr);
+    assert!(r.stdout.contains("Latency"), "{}", r.stdout);
+    let session = format!("herd-bench-{}", std::process::id());
+    let tmux_run = |args: &[&str]| {
+        let out = Command::new(tmux()).args(args).output().expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let command = format!("{} bench -c 4 -d 3 {url}", herd_bin());
+    tmux_run(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "40",
+        &command,
+    ]);
+    tmux_run(&["set-option", "-t", &session, "remain-on-exit", "on"]);
+    let screen = || tmux_run(&["capture-pane", "-p", "-t", &session]);
+    let progress = poll_until(T, Duration::from_millis(50), || {
+        let s = screen();
+        s.contains("running [") && s.contains("req/s")
+    });
+    let done = poll_until(T, Duration::from_millis(50), || {
+        screen().contains("requests in")
+    });
+    let last = screen();
+    tmux_run(&["kill-session", "-t", &session]);
+    assert!(progress, "no progress line on the terminal");
+    assert!(done, "no result on the terminal: {last}");
+    assert!(
+        !last.contains("running ["),
+        "the progress line stayed: {last}"
+    );
+}

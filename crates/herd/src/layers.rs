@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["channel", "observe", "admin"],
     &["config"],
     &["driver"],
-    &["control"],
+    &["control", "bench"],
     &["cluster", "cli", "fuzzing"],
 ];
 

@@ -24,13 +24,14 @@
 //! | 3 | `channel`, `observe`, `admin` | the worker channel and sd_notify; /proc, the cgroup limits (CPU budget, memory limit), logs and log files; the admin HTTP listener |
 //! | 4 | `config` | every source of settings → one `AppConfig` → a validated `RunPlan` |
 //! | 5 | `driver` | the I/O around the supervisor for one app |
-//! | 6 | `control` | the daemon and its CLI client |
+//! | 6 | `control`, `bench` | the daemon and its CLI client; the load generator (`herd bench`) |
 //! | 7 | `cluster`, `cli` | the library face; the `herd` command line |
 
 #![warn(missing_docs)]
 
 mod admin;
 mod balance;
+mod bench;
 mod channel;
 #[doc(hidden)]
 pub mod cli;

@@ -40,6 +40,9 @@ pub enum Command {
     /// Convert a PM2 ecosystem file (.js, .cjs, .mjs, .json, .yaml) to a herd.toml, printed
     /// on stdout; the PM2 options herd ignores are listed on stderr. Exit 1 on bad input.
     Import(ImportArgs),
+    /// Load an HTTP server and measure it (autocannon's flags), or sweep worker counts of a
+    /// COMMAND under herd (`--scale 1,2,max -- COMMAND`). See docs/bench.md.
+    Bench(crate::bench::args::BenchArgs),
     /// The daemon's verbs (PM2 style).
     #[command(flatten)]
     Daemon(crate::control::args::Verb),
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         }
         Command::Check(args) => check(&args),
         Command::Import(args) => import(&args),
+        Command::Bench(args) => crate::bench::main(&args),
     }
 }
 

@@ -9,6 +9,7 @@ mod admin;
 mod app_metrics;
 mod article;
 mod bad_input;
+mod bench;
 mod channel;
 mod cluster;
 mod cluster_examples;

@@ -104,39 +104,20 @@ pub fn example(rel: &str) -> PathBuf {
 /// unless node_modules has it already (`.ci/run` installs it up front).
 pub fn npm_installed() {
     static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        let dir = example("node");
-        let has = |m: &str| {
-            dir.join("node_modules")
-                .join(m)
-                .join("package.json")
-                .exists()
-        };
-        if has("express") && has("prom-client") {
-            return;
-        }
-        npm_ci(&dir);
-    });
+    DONE.call_once(|| npm_ci(&example("node"), &["express", "prom-client"]));
 }
 
-/// playwright-core for the dashboard's browser test: `npm ci` in tests/browser, once per
-/// test process, unless `.ci/run` installed it up front. Answers that folder.
-pub fn playwright_installed() -> PathBuf {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    DONE.call_once(|| {
-        if !dir
-            .join("node_modules/playwright-core/package.json")
+/// `npm ci` in `dir`, unless its node_modules has every one of `modules` already.
+pub fn npm_ci(dir: &std::path::Path, modules: &[&str]) {
+    let has = |m: &str| {
+        dir.join("node_modules")
+            .join(m)
+            .join("package.json")
             .exists()
-        {
-            npm_ci(&dir);
-        }
-    });
-    dir
-}
-
-/// `npm ci` in `dir` (its package-lock.json), or the test fails saying why.
-fn npm_ci(dir: &std::path::Path) {
+    };
+    if modules.iter().all(|m| has(m)) {
+        return;
+    }
     let out = std::process::Command::new(npm())
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(dir)
@@ -148,6 +129,15 @@ fn npm_ci(dir: &std::path::Path) {
         dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// playwright-core for the dashboard's browser test: `npm ci` in tests/browser, once per
+/// test process, unless `.ci/run` installed it up front. Answers that folder.
+pub fn playwright_installed() -> PathBuf {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    DONE.call_once(|| npm_ci(&dir, &["playwright-core"]));
+    dir
 }
 
 /// The path of `promtool` (Debian's `prometheus` package), which lints an exposition.

@@ -170,3 +170,52 @@ pub fn dashboard(data: &[u8]) {
         assert!(decoded.len() <= s.len() + 3 * s.len(), "{s:?}");
     }
 }
+
+/// `herd bench`'s answer reader, fed the fuzzer's bytes whole and in reads of the size the
+/// first byte says (its top bit: answers to HEAD). Holds: it never claims more bytes than
+/// it was given, and where neither way fails, both read the same answers (pipelined
+/// answers are matched to requests by their order).
+pub fn bench_http(data: &[u8]) {
+    let Some((&first, data)) = data.split_first() else {
+        return;
+    };
+    let head_only = first & 0x80 != 0;
+    let step = usize::from(first & 0x7f).max(1);
+    let whole = bench_answers(data, data.len().max(1), head_only);
+    let split = bench_answers(data, step, head_only);
+    if let (Ok(whole), Ok(split)) = (&whole, &split) {
+        assert_eq!(whole, split, "read whole and in reads of {step} bytes");
+    }
+}
+
+fn bench_answers(
+    data: &[u8],
+    step: usize,
+    head_only: bool,
+) -> Result<Vec<crate::bench::response::Answer>, crate::bench::response::ParseError> {
+    let mut reader = crate::bench::response::Reader::new(head_only);
+    let mut buf = Vec::new();
+    let mut answers = Vec::new();
+    for chunk in data.chunks(step) {
+        buf.extend_from_slice(chunk);
+        loop {
+            let (used, answer) = reader.feed(&buf)?;
+            assert!(used <= buf.len(), "{used} of {} bytes used", buf.len());
+            buf.drain(..used);
+            match answer {
+                Some(a) => answers.push(a),
+                None => break,
+            }
+        }
+    }
+    answers.extend(reader.eof());
+    Ok(answers)
+}
+
+/// `herd bench --assert` and `--slo` expressions.
+pub fn bench_expr(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = crate::bench::check::parse(s);
+        let _ = crate::bench::check::parse_slo(s);
+    }
+}

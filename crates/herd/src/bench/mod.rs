@@ -19,11 +19,11 @@
 //! meets the objective.
 
 pub mod args;
-mod check;
+pub(crate) mod check;
 mod conn;
 mod find_max;
 mod json;
-mod response;
+pub(crate) mod response;
 mod run;
 mod schedule;
 mod stats;

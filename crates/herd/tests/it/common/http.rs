@@ -184,6 +184,7 @@ pub fn answer_pid(body: &str) -> Option<u32> {
     let rest = body
         .split("pid=")
         .nth(1)
+        .or_else(|| body.split("\"pid\":").nth(1))
         .or_else(|| body.split("worker ").nth(1))?;
     digits(rest).parse().ok()
 }

@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(&answer, b"x");
         // The fd is still blocking (nothing shared was changed), and a loop started after
         // the stop ends at once.
-        assert_eq!(sys::is_nonblocking(listener.as_raw_fd()).unwrap(), false);
+        assert!(!sys::is_nonblocking(listener.as_raw_fd()).unwrap());
         let _queued = TcpStream::connect(addr).unwrap();
         assert!(incoming(&listener).next().is_none());
     }

@@ -65,7 +65,13 @@ pub fn reloads_under_load(herd: &Herd, port: u16, reloads: usize) {
     for _ in 0..reloads {
         let load = Load::with(
             port,
-            &[NewConnection, NewConnection, NewConnection, KeepAlive, KeepAlive],
+            &[
+                NewConnection,
+                NewConnection,
+                NewConnection,
+                KeepAlive,
+                KeepAlive,
+            ],
         );
         herd.wait_until("the load to get answers", T, || load.ok() >= 20);
         reload_under(herd, load);

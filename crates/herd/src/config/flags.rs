@@ -107,6 +107,11 @@ pub struct RunFlags {
     #[arg(long)]
     pub no_node_cluster: bool,
 
+    /// Do not preload herd's drain into Node workers (`NODE_OPTIONS=--require …`): on a
+    /// stop, Node's `server.close()` then closes idle keep-alive connections at once.
+    #[arg(long)]
+    pub no_node_drain: bool,
+
     /// A worker that ran this long was stable: its slot's restart delay starts over. [default: 5s]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub min_uptime: Option<Duration>,
@@ -252,6 +257,7 @@ impl RunFlags {
             stop_signal: self.stop_signal,
             stop_message: self.stop_message.then_some(true),
             node_cluster: self.no_node_cluster.then_some(false),
+            node_drain: self.no_node_drain.then_some(false),
             min_uptime: self.min_uptime,
             max_restarts: self.max_restarts,
             restart_window: self.restart_window,
@@ -348,6 +354,7 @@ mod tests {
             let toml = crate::config::file::to_toml(&[("app".to_string(), app)].into());
             let key = match long {
                 "no-node-cluster" => "node_cluster".to_string(),
+                "no-node-drain" => "node_drain".to_string(),
                 "cron-reload" => "cron_restart".to_string(),
                 "filter-env-all" => "filter_env".to_string(),
                 other => other.replace('-', "_"),

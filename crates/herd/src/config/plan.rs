@@ -180,6 +180,9 @@ pub struct RunPlan {
     pub stop_message: bool,
     /// Set NODE_UNIQUE_ID so that Node programs act as `cluster` workers of herd.
     pub node_cluster: bool,
+    /// Preload herd's drain into the Node cluster workers (`NODE_OPTIONS`), see
+    /// `driver::node_drain`.
+    pub node_drain: bool,
     /// Output format of herd's log and of the workers' lines.
     pub log_format: LogFormat,
     /// Variables added to every worker's environment (the library's `Cluster` marks its
@@ -325,6 +328,10 @@ pub fn plan(
         // A proxied Node program binds its private PORT itself: as a cluster worker it
         // would ask herd for that port, and herd would hold a socket per worker process.
         node_cluster: app.node_cluster != Some(false)
+            && !proxy
+            && !node_without_script(&app.program, &app.args),
+        node_drain: app.node_cluster != Some(false)
+            && app.node_drain != Some(false)
             && !proxy
             && !node_without_script(&app.program, &app.args),
         log_format: app.log_format.unwrap_or(LogFormat::Text),

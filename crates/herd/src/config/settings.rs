@@ -171,6 +171,9 @@ pub struct AppConfig {
     pub sticky_wait: Option<Duration>,
     /// `node_cluster`: `false` is `herd run --no-node-cluster` (no NODE_UNIQUE_ID).
     pub node_cluster: Option<bool>,
+    /// `node_drain`: `false` is `herd run --no-node-drain` (Node workers get no drain
+    /// preload in `NODE_OPTIONS`).
+    pub node_drain: Option<bool>,
     /// `namespace`: a group of apps that commands can address together (non-empty).
     pub namespace: Option<String>,
     /// `autorestart`: `false` leaves an exited worker stopped.

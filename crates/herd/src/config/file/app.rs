@@ -112,6 +112,7 @@ pub(super) fn validate(
         ignore_watch: v.ignore_watch(raw.ignore_watch)?,
         watch_delay: v.duration(raw.watch_delay, "watch_delay")?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
+        node_drain: raw.node_drain.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")
         })?,

@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 54] = [
+pub(super) const APP_KEYS: [&str; 55] = [
     "command",
     "args",
     "cwd",
@@ -56,6 +56,7 @@ pub(super) const APP_KEYS: [&str; 54] = [
     "ignore_watch",
     "watch_delay",
     "node_cluster",
+    "node_drain",
     "namespace",
     "autorestart",
     "stop_exit_codes",
@@ -130,6 +131,7 @@ pub(super) struct RawApp {
     pub ignore_watch: Option<Spanned<Value>>,
     pub watch_delay: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
+    pub node_drain: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,
     pub stop_exit_codes: Option<Spanned<Value>>,

@@ -81,6 +81,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         ignore_watch,
         watch_delay,
         node_cluster,
+        node_drain,
         namespace,
         autorestart,
         stop_exit_codes,
@@ -156,6 +157,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("stop_signal", stop_signal.map(|s| text(s.as_str())));
     t.put("stop_message", stop_message.map(Value::Boolean));
     t.put("node_cluster", node_cluster.map(Value::Boolean));
+    t.put("node_drain", node_drain.map(Value::Boolean));
     t.put("min_uptime", min_uptime.map(duration));
     t.put("max_restarts", max_restarts.map(integer));
     t.put("restart_window", restart_window.map(duration));

@@ -50,6 +50,81 @@ pub fn agent_get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String
     }
 }
 
+/// `GET /` on the kept-alive connection `conn` (a new one to 127.0.0.1:`port` when `None`),
+/// as wrk does it: a request on a connection the server closed under it fails, it is not
+/// retried (ureq retries it). The answer must be a 200 naming a worker pid; `conn` is left
+/// `None` after a `Connection: close` answer or a failure. Returns (pid, whether the server
+/// asked to close).
+pub fn keep_alive_get(
+    conn: &mut Option<std::io::BufReader<std::net::TcpStream>>,
+    port: u16,
+    connect: Duration,
+    io: Duration,
+) -> Result<(u32, bool), String> {
+    use std::io::BufRead;
+    let mut c = match conn.take() {
+        Some(c) => c,
+        None => std::io::BufReader::new(
+            connect_within(std::net::Ipv4Addr::LOCALHOST, port, connect, io)
+                .map_err(|e| format!("connect: {e}"))?,
+        ),
+    };
+    c.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: herd-test\r\n\r\n")
+        .map_err(|e| format!("sending on a kept-alive connection: {e}"))?;
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        match c.read_line(&mut line) {
+            Ok(0) => {
+                return Err(format!(
+                    "connection closed before an answer (head {head:?})"
+                ))
+            }
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => head.push(line.trim_end().to_ascii_lowercase()),
+            Err(e) => return Err(format!("reading the answer: {e} (head {head:?})")),
+        }
+    }
+    let value = |name: &str| {
+        head.iter()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    if !head.first().is_some_and(|l| l.starts_with("http/1.1 200")) {
+        return Err(format!("not a 200: {head:?}"));
+    }
+    let mut body = Vec::new();
+    if let Some(n) = value("content-length:").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        c.read_exact(&mut body)
+            .map_err(|e| format!("reading the body: {e}"))?;
+    } else if value("transfer-encoding:").as_deref() == Some("chunked") {
+        loop {
+            let mut size = String::new();
+            c.read_line(&mut size)
+                .map_err(|e| format!("chunk size: {e}"))?;
+            let n = usize::from_str_radix(size.trim(), 16)
+                .map_err(|e| format!("chunk size {size:?}: {e}"))?;
+            let mut chunk = vec![0; n + 2];
+            c.read_exact(&mut chunk)
+                .map_err(|e| format!("chunk: {e}"))?;
+            body.extend_from_slice(&chunk[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        return Err(format!("no length in {head:?}"));
+    }
+    let body = String::from_utf8_lossy(&body);
+    let pid = answer_pid(&body).ok_or_else(|| format!("no worker pid in {body:?}"))?;
+    let close = value("connection:").as_deref() == Some("close");
+    if !close {
+        *conn = Some(c);
+    }
+    Ok((pid, close))
+}
+
 /// A raw HTTP/1.1 exchange over any stream: writes `request`, reads to EOF.
 pub fn raw_exchange(mut s: impl Read + Write, request: &str) -> std::io::Result<String> {
     s.write_all(request.as_bytes())?;

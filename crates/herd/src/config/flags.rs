@@ -131,6 +131,12 @@ pub struct RunFlags {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub restart_delay: Option<Duration>,
 
+    /// First delay of the doubling backoff of unstable restarts (default 100ms); unlike
+    /// --restart-delay, a worker that ran stably is still restarted at once (PM2's
+    /// exp_backoff_restart_delay).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_backoff: Option<Duration>,
+
     /// Longest restart delay. [default: 10s]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub restart_delay_max: Option<Duration>,
@@ -262,6 +268,7 @@ impl RunFlags {
             max_restarts: self.max_restarts,
             restart_window: self.restart_window,
             restart_delay: self.restart_delay,
+            restart_backoff: self.restart_backoff,
             restart_delay_max: self.restart_delay_max,
             reload_parallel: self.reload_parallel,
             max_memory_restart: self.max_memory_restart,
@@ -320,8 +327,10 @@ mod tests {
             "watch" => "src",
             "ignore-watch" => "*.log",
             "name" => "web",
-            "restart-delay" => "250ms",
-            "proxy" | "stop-message" | "no-node-cluster" | "filter-env-all" => return None,
+            "restart-delay" | "restart-backoff" => "250ms",
+            "proxy" | "stop-message" | "no-node-cluster" | "no-node-drain" | "filter-env-all" => {
+                return None
+            }
             other => panic!("--{other}: give it a sample value in this test"),
         })
     }

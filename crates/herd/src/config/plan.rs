@@ -437,9 +437,13 @@ fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
         return Err(PlanError::ReloadParallel);
     }
     let backoff = BackoffPolicy {
-        initial: app.restart_delay.unwrap_or(d.backoff.initial),
+        initial: app
+            .restart_delay
+            .or(app.restart_backoff)
+            .unwrap_or(d.backoff.initial),
         max: app.restart_delay_max.unwrap_or(d.backoff.max),
-        // A restart delay the user set is honoured for every restart.
+        // A restart delay the user set is honoured for every restart; `restart_backoff`
+        // only shapes the unstable ones.
         stable_at_once: app.restart_delay.is_none() && d.backoff.stable_at_once,
         ..d.backoff
     };
@@ -707,5 +711,25 @@ mod tests {
         };
         let err = planned("api", &app).unwrap_err();
         assert!(err.to_string().contains("cwd `/no/such/dir`"), "{err}");
+    }
+
+    /// `restart_backoff` (PM2's `exp_backoff_restart_delay`) shapes the unstable restarts
+    /// only: a stable worker is still restarted at once. `restart_delay` delays every
+    /// restart, and wins when both are set.
+    #[test]
+    fn restart_backoff_keeps_the_stable_restart_at_once() {
+        let with = |delay: Option<u64>, backoff: Option<u64>| {
+            let app = AppConfig {
+                restart_delay: delay.map(std::time::Duration::from_millis),
+                restart_backoff: backoff.map(std::time::Duration::from_millis),
+                ..AppConfig::default()
+            };
+            let b = policy(&app).unwrap().backoff;
+            (b.initial.as_millis() as u64, b.stable_at_once)
+        };
+        assert_eq!(with(None, None), (100, true));
+        assert_eq!(with(None, Some(2000)), (2000, true));
+        assert_eq!(with(Some(300), None), (300, false));
+        assert_eq!(with(Some(300), Some(2000)), (300, false));
     }
 }

@@ -121,6 +121,9 @@ pub struct AppConfig {
     pub restart_window: Option<Duration>,
     /// `restart_delay`.
     pub restart_delay: Option<Duration>,
+    /// `restart_backoff`: the first delay of unstable restarts only (a stable worker is
+    /// still restarted at once); `restart_delay`, when set, wins.
+    pub restart_backoff: Option<Duration>,
     /// `restart_delay_max`.
     pub restart_delay_max: Option<Duration>,
     /// `reload_parallel` (at least 1).

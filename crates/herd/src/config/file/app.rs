@@ -77,6 +77,7 @@ pub(super) fn validate(
         max_restarts: v.count(raw.max_restarts, "max_restarts", 0)?,
         restart_window: v.duration(raw.restart_window, "restart_window")?,
         restart_delay: v.duration(raw.restart_delay, "restart_delay")?,
+        restart_backoff: v.duration(raw.restart_backoff, "restart_backoff")?,
         restart_delay_max: v.duration(raw.restart_delay_max, "restart_delay_max")?,
         reload_parallel: v.count(raw.reload_parallel, "reload_parallel", 1)?,
         max_memory_restart: v.max_memory(raw.max_memory_restart)?,

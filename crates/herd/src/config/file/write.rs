@@ -58,6 +58,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         max_restarts,
         restart_window,
         restart_delay,
+        restart_backoff,
         restart_delay_max,
         reload_parallel,
         max_memory_restart,
@@ -162,6 +163,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("max_restarts", max_restarts.map(integer));
     t.put("restart_window", restart_window.map(duration));
     t.put("restart_delay", restart_delay.map(duration));
+    t.put("restart_backoff", restart_backoff.map(duration));
     t.put("restart_delay_max", restart_delay_max.map(duration));
     t.put("reload_parallel", reload_parallel.map(integer));
     t.put(

@@ -56,71 +56,25 @@ pub fn agent_get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String
 /// `None` after a `Connection: close` answer or a failure. Returns (pid, whether the server
 /// asked to close).
 pub fn keep_alive_get(
-    conn: &mut Option<std::io::BufReader<std::net::TcpStream>>,
+    conn: &mut Option<std::net::TcpStream>,
     port: u16,
     connect: Duration,
     io: Duration,
 ) -> Result<(u32, bool), String> {
-    use std::io::BufRead;
-    let mut c = match conn.take() {
-        Some(c) => c,
-        None => std::io::BufReader::new(
-            connect_within(std::net::Ipv4Addr::LOCALHOST, port, connect, io)
-                .map_err(|e| format!("connect: {e}"))?,
-        ),
+    let mut s = match conn.take() {
+        Some(s) => s,
+        None => connect_within(std::net::Ipv4Addr::LOCALHOST, port, connect, io)
+            .map_err(|e| format!("connect: {e}"))?,
     };
-    c.get_mut()
-        .write_all(b"GET / HTTP/1.1\r\nHost: herd-test\r\n\r\n")
+    s.write_all(b"GET / HTTP/1.1\r\nHost: herd-test\r\n\r\n")
         .map_err(|e| format!("sending on a kept-alive connection: {e}"))?;
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        match c.read_line(&mut line) {
-            Ok(0) => {
-                return Err(format!(
-                    "connection closed before an answer (head {head:?})"
-                ))
-            }
-            Ok(_) if line == "\r\n" => break,
-            Ok(_) => head.push(line.trim_end().to_ascii_lowercase()),
-            Err(e) => return Err(format!("reading the answer: {e} (head {head:?})")),
-        }
+    let (status, body, close) = read_response_closing(&mut s)?;
+    if status != 200 {
+        return Err(format!("status {status}: {body:?}"));
     }
-    let value = |name: &str| {
-        head.iter()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-    };
-    if !head.first().is_some_and(|l| l.starts_with("http/1.1 200")) {
-        return Err(format!("not a 200: {head:?}"));
-    }
-    let mut body = Vec::new();
-    if let Some(n) = value("content-length:").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        c.read_exact(&mut body)
-            .map_err(|e| format!("reading the body: {e}"))?;
-    } else if value("transfer-encoding:").as_deref() == Some("chunked") {
-        loop {
-            let mut size = String::new();
-            c.read_line(&mut size)
-                .map_err(|e| format!("chunk size: {e}"))?;
-            let n = usize::from_str_radix(size.trim(), 16)
-                .map_err(|e| format!("chunk size {size:?}: {e}"))?;
-            let mut chunk = vec![0; n + 2];
-            c.read_exact(&mut chunk)
-                .map_err(|e| format!("chunk: {e}"))?;
-            body.extend_from_slice(&chunk[..n]);
-            if n == 0 {
-                break;
-            }
-        }
-    } else {
-        return Err(format!("no length in {head:?}"));
-    }
-    let body = String::from_utf8_lossy(&body);
     let pid = answer_pid(&body).ok_or_else(|| format!("no worker pid in {body:?}"))?;
-    let close = value("connection:").as_deref() == Some("close");
     if !close {
-        *conn = Some(c);
+        *conn = Some(s);
     }
     Ok((pid, close))
 }
@@ -165,6 +119,11 @@ pub fn connect_within(
 /// Reads exactly one HTTP/1.1 response (body by Content-Length, chunked, or to EOF) from `s`;
 /// returns (status, body).
 pub fn read_response(s: &mut impl Read) -> Result<(u16, String), String> {
+    read_response_closing(s).map(|(status, body, _)| (status, body))
+}
+
+/// [`read_response`], and whether the server said `Connection: close`.
+pub fn read_response_closing(s: &mut impl Read) -> Result<(u16, String, bool), String> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     // The head, byte by byte: nothing of a following response is consumed.
@@ -233,7 +192,8 @@ pub fn read_response(s: &mut impl Read) -> Result<(u16, String), String> {
         s.read_to_end(&mut body)
             .map_err(|e| format!("reading a body to EOF: {e}"))?;
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let close = header("connection").as_deref() == Some("close");
+    Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
 }
 
 /// Sends `GET path` on `s` (with `Connection: close` if `close`) and reads the response.

@@ -337,21 +337,14 @@ fn node_app(extra: &[&str], script: impl Fn(u16) -> Vec<String>) -> (Herd, u16) 
     let node = node();
     start_on_free_port(2, |port| {
         let mut cmd = std::process::Command::new(herd_bin());
-        cmd.args([
-            "run",
-            "-i",
-            "2",
-            "-p",
-            &port.to_string(),
-            "--ready",
-            "notify",
-        ])
-        .args(extra)
-        .arg("--")
-        .arg(&node)
-        .args(script(port))
-        .env("APP_PORT", port.to_string())
-        .env("NODE_OPTIONS", "--max-old-space-size=300");
+        let port_flag = format!("--port={port}");
+        cmd.args(["run", "-i", "2", "--ready", "notify", &port_flag])
+            .args(extra)
+            .arg("--")
+            .arg(&node)
+            .args(script(port))
+            .env("APP_PORT", port.to_string())
+            .env("NODE_OPTIONS", "--max-old-space-size=300");
         cmd
     })
 }

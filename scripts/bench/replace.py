@@ -9,7 +9,8 @@ The same unmodified Node `http` app (answers `hello from <pid>`), 2 workers, und
   pm2           pm2 start app.js -i 2 (cluster mode; PM2's restart_delay defaults to 0)
 and, as the floor, the app's own start-up:
   startup       `node app.js` alone: from spawn to its first answer
-A probe opens a new connection every 5 ms (GET /, 1 s timeout; each on its own thread, so
+The killed worker has run 1 s (herd gets --min-uptime 500ms: a stable run, restarted at
+once, as Node's cluster and PM2 restart every worker). A probe opens a new connection every 5 ms (GET /, 1 s timeout; each on its own thread, so
 one that waits on the dead worker does not hold back the next) from the kill on; the
 replacement time is kill -> the first answer from a pid that was no worker before (the
 kernel's, Node's or PM2's spreading sends about every other probe to the new worker once it
@@ -41,6 +42,7 @@ WORK = tempfile.mkdtemp(prefix="herd-replace.")
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 SERVERS = os.environ.get("SERVERS", "startup,herd,node-cluster,pm2").split(",")
 PROBE_EVERY = 0.005
+STABLE = 1.0
 TIMEOUT = 10.0
 PROCS = []
 
@@ -163,8 +165,8 @@ def run(server, rnd):
         stop(p)
         return took
     if server == "herd":
-        p = spawn([HERD, "run", "-i", "2", "-p", str(port), "--", "node", APP], env,
-                  f"herd-{rnd}.log")
+        p = spawn([HERD, "run", "-i", "2", "-p", str(port), "--min-uptime", "500ms", "--",
+                   "node", APP], env, f"herd-{rnd}.log")
     elif server == "node-cluster":
         p = spawn(["node", PRIMARY], env)
     elif server == "pm2":
@@ -179,6 +181,10 @@ def run(server, rnd):
         if not workers:
             log(f"{server}: 2 workers did not answer")
             return None
+        # The victim has run STABLE: a stable worker's crash, restarted at once by all three
+        # (herd: --min-uptime 500ms; with its default 5 s this would be an unstable run,
+        # restarted after a 100 ms backoff).
+        time.sleep(STABLE)
         victim = min(workers)
         t0 = time.monotonic()
         os.kill(victim, signal.SIGKILL)

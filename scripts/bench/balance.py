@@ -34,7 +34,8 @@ Servers compared (all on 127.0.0.1, one at a time, fresh for every case):
 
 (b) SIGKILL cost, N = 2: 6 client threads send requests, each on a new
   connection (connect timeout and read timeout 2 s). After 1 s one worker (slot
-  0, pid from herd's "spawned as pid" line) gets SIGKILL; the clients go on for
+  0, pid from herd's "spawned as pid" line) gets SIGKILL (herd runs with --min-uptime
+  500ms, so that worker ran stably and is restarted at once); the clients go on for
   3 s more. Printed per case, for the requests started after the kill:
   ok, refused, reset (incl. EOF without answer), timeout, other;
   `stall ms`   = the longest connect + first byte among them (a connection
@@ -180,7 +181,11 @@ class Server:
                 raise RuntimeError(f"{kind}: wrong scheduling policy: {self.text()}")
         else:
             mode = kind.replace("node-", "")
-            args = [HERD, "run", "-i", str(n), "-p", str(self.port), "--balance", mode]
+            # --min-uptime 500ms: the worker (b) kills ran 1 s, so it counts as stable and
+            # is restarted at once, as a long-running worker is (with the default 5 s it
+            # would be an unstable one, restarted after herd's 100 ms backoff).
+            args = [HERD, "run", "-i", str(n), "-p", str(self.port), "--balance", mode,
+                    "--min-uptime", "500ms"]
             if ready == "notify":
                 args += ["--ready", "notify"]
             if kind.startswith("node-"):

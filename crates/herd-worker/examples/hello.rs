@@ -10,7 +10,8 @@
 //! It serves `pid=<pid> slot=<slot>` on every inherited listener (a thread each) and on
 //! the connections herd hands over in the handoff modes (one more thread), counts each
 //! request with the batching counter `requests`, says `READY=1` once it serves, and on
-//! SIGTERM/SIGINT or herd's `"shutdown"` flushes its counts and exits 0. `/stats` answers
+//! SIGTERM/SIGINT or herd's `"shutdown"` stops accepting, answers the connections it
+//! accepted, flushes its counts and exits 0. `/stats` answers
 //! herd's counters (`{"herd":"stats"}`).
 //!
 //! HTTP is the least that curl and the tests need: one request per connection
@@ -38,24 +39,26 @@ fn run() -> Result<(), herd_worker::Error> {
     let listeners = herd_worker::listeners()?;
     // From here on SIGTERM is ours to handle.
     herd_worker::watch_shutdown();
+    let mut serving = Vec::new();
     for listener in listeners {
         println!(
             "hello: serving {} on {}",
             listener.name(),
             listener.local_addr()
         );
-        std::thread::spawn(move || match listener.into_socket() {
-            herd_worker::Socket::Tcp(tcp) => {
-                for conn in tcp.incoming().flatten() {
-                    std::thread::spawn(move || serve(conn));
+        // `incoming()` ends at the stop; the scope then waits for the connections in hand.
+        serving.push(std::thread::spawn(move || match listener.into_socket() {
+            herd_worker::Socket::Tcp(tcp) => std::thread::scope(|s| {
+                for conn in herd_worker::incoming(&tcp).flatten() {
+                    s.spawn(move || serve(conn));
                 }
-            }
-            herd_worker::Socket::Unix(unix) => {
-                for conn in unix.incoming().flatten() {
-                    std::thread::spawn(move || serve(conn));
+            }),
+            herd_worker::Socket::Unix(unix) => std::thread::scope(|s| {
+                for conn in herd_worker::incoming(&unix).flatten() {
+                    s.spawn(move || serve(conn));
                 }
-            }
-        });
+            }),
+        }));
     }
     // The handoff modes: connections come over the channel (none outside herd).
     let handed = herd_worker::connections();
@@ -68,6 +71,9 @@ fn run() -> Result<(), herd_worker::Error> {
     let why = herd_worker::wait_for_shutdown();
     println!("hello: stopping ({why:?})");
     let _ = herd_worker::stopping();
+    for thread in serving {
+        let _ = thread.join();
+    }
     herd_worker::flush()
 }
 

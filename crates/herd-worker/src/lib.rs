@@ -13,24 +13,30 @@
 //! | [`send()`], [`recv()`], [`stats()`], [`count()`]: the channel | no-ops / `None` |
 //! | [`connections()`]: connections herd hands over (`--balance round-robin` …) | none |
 //! | [`wait_for_shutdown()`]: SIGTERM/SIGINT or `"shutdown"` | SIGTERM/SIGINT |
+//! | [`incoming()`]: a blocking accept loop that ends at the stop | the same |
 //!
-//! A complete server (std only) is `examples/hello.rs`:
+//! A complete server (std only; `examples/hello.rs` is a fuller one):
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
+//! let mut serving = Vec::new();
 //! for listener in herd_worker::listeners()? {
 //!     let tcp = listener.into_tcp().expect("a TCP listener");
-//!     std::thread::spawn(move || {
-//!         for mut conn in tcp.incoming().flatten() {
+//!     serving.push(std::thread::spawn(move || {
+//!         // Ends at the stop, once the connection in hand is answered.
+//!         for mut conn in herd_worker::incoming(&tcp).flatten() {
 //!             let mut buf = [0u8; 1024];
 //!             let _ = conn.read(&mut buf);
 //!             herd_worker::count("requests", 1);
 //!             let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nhi\n");
 //!         }
-//!     });
+//!     }));
 //! }
 //! herd_worker::ready()?;
 //! herd_worker::wait_for_shutdown();
+//! for thread in serving {
+//!     let _ = thread.join();
+//! }
 //! herd_worker::flush()?;
 //! # Ok::<(), herd_worker::Error>(())
 //! ```
@@ -41,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod channel;
 mod counters;
 mod env;
@@ -53,6 +60,7 @@ mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use accept::{incoming, Accept, Incoming, WAKE_SIGNAL};
 pub use channel::{
     connections, recv, send, stats, Connection, Connections, OpenGuard, Stream,
     MAX_QUEUED_MESSAGES, STATS_TIMEOUT,

@@ -45,6 +45,7 @@ pub(crate) fn request(why: Reason) {
     STOP.changed.notify_all();
     #[cfg(feature = "tokio")]
     ASYNC_STOP.notify_waiters();
+    crate::accept::wake_all();
 }
 
 /// The reason to stop, if one came. Starts watching (see [`watch()`]).
@@ -76,7 +77,6 @@ pub fn watch() {
 }
 
 /// The reason to stop, if one came, without starting to watch for signals.
-#[cfg(feature = "tokio")]
 pub(crate) fn current() -> Option<Reason> {
     *STOP.reason.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -197,3 +197,69 @@ pub fn stop_signal_pipe() -> io::Result<OwnedFd> {
     }
     Ok(read)
 }
+
+extern "C" fn on_wake_signal(_: libc::c_int) {}
+
+/// Installs a handler for `sig` that does nothing, without `SA_RESTART`: the signal only
+/// makes the blocking call of the thread it is sent to fail with `EINTR` (see
+/// `crate::accept`).
+pub fn install_wake_handler(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: as in `stop_signal_pipe`: a zeroed sigaction with an empty mask is valid, and
+    // the handler does nothing at all.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_wake_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = 0;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut())
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `accept4` on the listening socket `fd`, the connection close-on-exec. `EINTR` is returned
+/// (as `ErrorKind::Interrupted`), not retried: it is how the stop reaches the caller.
+pub fn accept(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers ask for no address; the kernel checks `fd`.
+    let conn = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if conn < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 just installed `conn` in our table; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(conn) })
+}
+
+/// The calling thread, for [`signal_thread`].
+pub fn this_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+/// Sends `sig` to `thread`, which must be alive (`crate::accept` holds its lock, which a
+/// waiting thread takes before it can leave, while it calls this).
+pub fn signal_thread(thread: libc::pthread_t, sig: libc::c_int) {
+    // SAFETY: the caller guarantees the thread has not exited, so the id is valid.
+    unsafe {
+        libc::pthread_kill(thread, sig);
+    }
+}
+
+/// Whether `fd` has `O_NONBLOCK` set (on its open file description).
+#[cfg(test)]
+pub fn is_nonblocking(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: F_GETFL only reads the flags; a bad fd is EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & libc::O_NONBLOCK != 0)
+}

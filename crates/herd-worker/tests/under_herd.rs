@@ -37,6 +37,65 @@ fn two_workers_answer_from_distinct_slots_and_stop_cleanly() {
     assert!(!out.contains("panicked"), "{out}");
 }
 
+/// Rolling reloads while clients request on new connections: no request fails. The old
+/// workers' accept loops (`herd_worker::incoming`) end at the stop signal after the
+/// connection in hand, and the process waits for them before it exits; the connections not
+/// yet accepted stay queued on the slot's socket for the new worker.
+#[test]
+fn reloads_under_load_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let (herd, port) = herd(&["-i", "2", "--ready", "notify"]);
+    herd.wait_events("worker.ready", 2, |_| true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match try_get(port, "/") {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            failed.lock().unwrap().push(e);
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let answers_after = |n: usize| {
+        let deadline = Instant::now() + T;
+        while ok.load(Ordering::SeqCst) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{n} answers not reached within {T:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    answers_after(50);
+    for reload in 1..=3 {
+        herd.signal(libc::SIGHUP);
+        herd.wait_events("reload.done", reload, |_| true);
+        answers_after(ok.load(Ordering::SeqCst) + 50);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across the reloads: {:?}",
+        failed.len(),
+        failed.len() + ok.load(Ordering::SeqCst),
+        &failed[..failed.len().min(5)]
+    );
+}
+
 #[test]
 fn round_robin_hands_connections_to_both_workers() {
     let (herd, port) = herd(&["-i", "2", "--balance", "round-robin", "--ready", "notify"]);

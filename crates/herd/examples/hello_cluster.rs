@@ -1,6 +1,7 @@
 //! The article's "Basic Cluster Setup" in Rust: one binary that is the primary and every
 //! worker. `cargo run --release --example hello_cluster` serves on PORT (default 3000)
-//! from one worker per CPU; SIGHUP reloads with zero downtime, SIGTERM drains and exits.
+//! from one worker per CPU; SIGHUP reloads with zero downtime (no request fails), SIGTERM
+//! drains and exits.
 //!
 //! The primary prints each worker's lifecycle (fork, online, listening, exit) and the
 //! message every worker sends when it starts.
@@ -27,7 +28,9 @@ fn main() -> ExitCode {
             worker.send(&serde_json::json!({"hello": worker.slot()}))?;
             worker.ready()?;
             let pid = std::process::id();
-            for conn in listener.incoming() {
+            // Ends at herd's stop signal, after answering the connection in hand: a worker
+            // replaced by a reload drops nothing it accepted.
+            for conn in herd::worker::incoming(&listener) {
                 let Ok(mut conn) = conn else { continue };
                 // Read the request head; answer and close.
                 let mut reader = BufReader::new(&conn);

@@ -26,7 +26,8 @@ fn main() -> ExitCode {
             let listener = worker.tcp_listener()?;
             worker.ready()?;
             let me = std::process::id();
-            for conn in listener.incoming() {
+            // Ends at herd's stop signal, after answering the connection in hand.
+            for conn in herd::worker::incoming(&listener) {
                 let Ok(mut conn) = conn else { continue };
                 let mut reader = BufReader::new(&conn);
                 let mut request = String::new();
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
                             .unwrap_or(Value::Null);
                         json!({"me": me, "reply": reply}).to_string()
                     }
-                    None => "ask /ask?n=N\n".to_string(),
+                    None => format!("worker pid={me}: ask /ask?n=N\n"),
                 };
                 let _ = write!(
                     conn,

@@ -15,7 +15,8 @@
 //!         .run(|worker| {
 //!             let listener = worker.tcp_listener()?;
 //!             worker.ready()?;
-//!             for conn in listener.incoming() {
+//!             // Ends at herd's stop signal, after the connection in hand.
+//!             for conn in herd::worker::incoming(&listener) {
 //!                 let mut conn = conn?;
 //!                 let mut buf = [0u8; 1024];
 //!                 let _ = conn.read(&mut buf)?;

@@ -144,10 +144,15 @@ impl Proc {
 
     /// Sends SIGTERM.
     pub fn term(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: libc::c_int) {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) on our own child, which is not reaped before `wait` (so the pid
         // is not recycled).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(pid, sig) };
     }
 
     /// Waits for the exit (bounded by [`T`], then SIGKILL and a failure).
@@ -198,18 +203,24 @@ pub fn herd(args: &[&str]) -> (Proc, u16) {
 
 /// `GET path` on 127.0.0.1:port; the body.
 pub fn get(port: u16, path: &str) -> String {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    conn.set_read_timeout(Some(T)).unwrap();
+    try_get(port, path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `GET path` on a new connection to 127.0.0.1:port; the body of a 200, or what went wrong.
+pub fn try_get(port: u16, path: &str) -> Result<String, String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    conn.set_read_timeout(Some(T)).map_err(|e| e.to_string())?;
     write!(
         conn,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|e| format!("send: {e}"))?;
     let mut answer = String::new();
-    conn.read_to_string(&mut answer).expect("read answer");
+    conn.read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e} (got {answer:?})"))?;
     match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => body.to_string(),
-        _ => panic!("bad answer to GET {path}: {answer:?}"),
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(format!("bad answer to GET {path}: {answer:?}")),
     }
 }
 

@@ -65,6 +65,11 @@ impl NotifySocket {
         })
     }
 
+    /// herd's private folder the socket is in (removed with everything in it at drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The value for the workers' `NOTIFY_SOCKET`.
     pub fn path(&self) -> &Path {
         &self.path
@@ -110,8 +115,9 @@ impl NotifySocket {
 
 impl Drop for NotifySocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
+        // The folder is herd's own (created private, named after its pid): the socket and
+        // what else herd put there (the Node drain preload) go with it.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

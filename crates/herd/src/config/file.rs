@@ -30,7 +30,8 @@
 //! All the keys: `command`, `args`, `cwd`, `env`, `env_<profile>`, `instances`, `port`,
 //! `listen`, `balance`, `sticky_wait`, `proxy`, `proxy_protocol`, `ready`,
 //! `listen_timeout`, `kill_timeout`, `stop_signal`, `stop_message`, `node_cluster`,
-//! `min_uptime`, `max_restarts`, `restart_window`, `restart_delay`, `restart_delay_max`,
+//! `node_drain`, `min_uptime`, `max_restarts`, `restart_window`, `restart_delay`,
+//! `restart_backoff`, `restart_delay_max`,
 //! `reload_parallel`, `max_memory_restart`, `autorestart`, `stop_exit_codes`, `user`,
 //! `group`, `namespace`, `instance_var`, `increment_var`, `log_format`, `out_file`,
 //! `error_file`, `log_file`, `merge_logs`, `log_date_format`, `log_max_size`, `log_files`.

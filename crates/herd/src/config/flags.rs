@@ -107,6 +107,11 @@ pub struct RunFlags {
     #[arg(long)]
     pub no_node_cluster: bool,
 
+    /// Do not preload herd's drain into Node workers (`NODE_OPTIONS=--require …`): on a
+    /// stop, Node's `server.close()` then closes idle keep-alive connections at once.
+    #[arg(long)]
+    pub no_node_drain: bool,
+
     /// A worker that ran this long was stable: its slot's restart delay starts over. [default: 5s]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub min_uptime: Option<Duration>,
@@ -125,6 +130,12 @@ pub struct RunFlags {
     /// (doubling); set: every restart waits at least this long.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub restart_delay: Option<Duration>,
+
+    /// First delay of the doubling backoff of unstable restarts (default 100ms); unlike
+    /// --restart-delay, a worker that ran stably is still restarted at once (PM2's
+    /// exp_backoff_restart_delay).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub restart_backoff: Option<Duration>,
 
     /// Longest restart delay. [default: 10s]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -252,10 +263,12 @@ impl RunFlags {
             stop_signal: self.stop_signal,
             stop_message: self.stop_message.then_some(true),
             node_cluster: self.no_node_cluster.then_some(false),
+            node_drain: self.no_node_drain.then_some(false),
             min_uptime: self.min_uptime,
             max_restarts: self.max_restarts,
             restart_window: self.restart_window,
             restart_delay: self.restart_delay,
+            restart_backoff: self.restart_backoff,
             restart_delay_max: self.restart_delay_max,
             reload_parallel: self.reload_parallel,
             max_memory_restart: self.max_memory_restart,
@@ -314,8 +327,10 @@ mod tests {
             "watch" => "src",
             "ignore-watch" => "*.log",
             "name" => "web",
-            "restart-delay" => "250ms",
-            "proxy" | "stop-message" | "no-node-cluster" | "filter-env-all" => return None,
+            "restart-delay" | "restart-backoff" => "250ms",
+            "proxy" | "stop-message" | "no-node-cluster" | "no-node-drain" | "filter-env-all" => {
+                return None
+            }
             other => panic!("--{other}: give it a sample value in this test"),
         })
     }
@@ -348,6 +363,7 @@ mod tests {
             let toml = crate::config::file::to_toml(&[("app".to_string(), app)].into());
             let key = match long {
                 "no-node-cluster" => "node_cluster".to_string(),
+                "no-node-drain" => "node_drain".to_string(),
                 "cron-reload" => "cron_restart".to_string(),
                 "filter-env-all" => "filter_env".to_string(),
                 other => other.replace('-', "_"),

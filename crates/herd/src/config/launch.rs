@@ -70,7 +70,8 @@ impl Launch {
         env
     }
 
-    fn base_value(&self, var: &str) -> Option<String> {
+    /// The value of `var` in the environment the workers start from.
+    pub fn base_value(&self, var: &str) -> Option<String> {
         match &self.base_env {
             Some(base) => env_value(base, var).map(|v| v.to_string_lossy().into_owned()),
             None => std::env::var(var).ok(),

@@ -180,6 +180,9 @@ pub struct RunPlan {
     pub stop_message: bool,
     /// Set NODE_UNIQUE_ID so that Node programs act as `cluster` workers of herd.
     pub node_cluster: bool,
+    /// Preload herd's drain into the Node cluster workers (`NODE_OPTIONS`), see
+    /// `driver::node_drain`.
+    pub node_drain: bool,
     /// Output format of herd's log and of the workers' lines.
     pub log_format: LogFormat,
     /// Variables added to every worker's environment (the library's `Cluster` marks its
@@ -327,6 +330,10 @@ pub fn plan(
         node_cluster: app.node_cluster != Some(false)
             && !proxy
             && !node_without_script(&app.program, &app.args),
+        node_drain: app.node_cluster != Some(false)
+            && app.node_drain != Some(false)
+            && !proxy
+            && !node_without_script(&app.program, &app.args),
         log_format: app.log_format.unwrap_or(LogFormat::Text),
         extra_env: Vec::new(),
         launch: Launch {
@@ -430,9 +437,13 @@ fn policy(app: &AppConfig) -> Result<Policy, PlanError> {
         return Err(PlanError::ReloadParallel);
     }
     let backoff = BackoffPolicy {
-        initial: app.restart_delay.unwrap_or(d.backoff.initial),
+        initial: app
+            .restart_delay
+            .or(app.restart_backoff)
+            .unwrap_or(d.backoff.initial),
         max: app.restart_delay_max.unwrap_or(d.backoff.max),
-        // A restart delay the user set is honoured for every restart.
+        // A restart delay the user set is honoured for every restart; `restart_backoff`
+        // only shapes the unstable ones.
         stable_at_once: app.restart_delay.is_none() && d.backoff.stable_at_once,
         ..d.backoff
     };
@@ -700,5 +711,25 @@ mod tests {
         };
         let err = planned("api", &app).unwrap_err();
         assert!(err.to_string().contains("cwd `/no/such/dir`"), "{err}");
+    }
+
+    /// `restart_backoff` (PM2's `exp_backoff_restart_delay`) shapes the unstable restarts
+    /// only: a stable worker is still restarted at once. `restart_delay` delays every
+    /// restart, and wins when both are set.
+    #[test]
+    fn restart_backoff_keeps_the_stable_restart_at_once() {
+        let with = |delay: Option<u64>, backoff: Option<u64>| {
+            let app = AppConfig {
+                restart_delay: delay.map(std::time::Duration::from_millis),
+                restart_backoff: backoff.map(std::time::Duration::from_millis),
+                ..AppConfig::default()
+            };
+            let b = policy(&app).unwrap().backoff;
+            (b.initial.as_millis() as u64, b.stable_at_once)
+        };
+        assert_eq!(with(None, None), (100, true));
+        assert_eq!(with(None, Some(2000)), (2000, true));
+        assert_eq!(with(Some(300), None), (300, false));
+        assert_eq!(with(Some(300), Some(2000)), (300, false));
     }
 }

@@ -121,6 +121,9 @@ pub struct AppConfig {
     pub restart_window: Option<Duration>,
     /// `restart_delay`.
     pub restart_delay: Option<Duration>,
+    /// `restart_backoff`: the first delay of unstable restarts only (a stable worker is
+    /// still restarted at once); `restart_delay`, when set, wins.
+    pub restart_backoff: Option<Duration>,
     /// `restart_delay_max`.
     pub restart_delay_max: Option<Duration>,
     /// `reload_parallel` (at least 1).
@@ -171,6 +174,9 @@ pub struct AppConfig {
     pub sticky_wait: Option<Duration>,
     /// `node_cluster`: `false` is `herd run --no-node-cluster` (no NODE_UNIQUE_ID).
     pub node_cluster: Option<bool>,
+    /// `node_drain`: `false` is `herd run --no-node-drain` (Node workers get no drain
+    /// preload in `NODE_OPTIONS`).
+    pub node_drain: Option<bool>,
     /// `namespace`: a group of apps that commands can address together (non-empty).
     pub namespace: Option<String>,
     /// `autorestart`: `false` leaves an exited worker stopped.

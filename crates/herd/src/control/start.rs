@@ -69,6 +69,7 @@ fn run_flag_given(flags: &RunFlags) -> Option<String> {
         .find(|k| *k != "command")?;
     Some(match key {
         "node_cluster" => "--no-node-cluster".to_string(),
+        "node_drain" => "--no-node-drain".to_string(),
         key => format!("--{}", key.replace('_', "-")),
     })
 }

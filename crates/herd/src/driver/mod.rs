@@ -24,6 +24,7 @@ mod listening;
 mod liveness;
 mod messages;
 mod metrics;
+mod node_drain;
 mod probes;
 mod process;
 pub mod reap;
@@ -139,6 +140,8 @@ struct Driver {
     hooks: Option<hooks::Hooks>,
     listeners: Listeners,
     notify: NotifySocket,
+    /// The drain preload given to Node workers (`node_drain`), in the notify socket's folder.
+    node_drain: Option<std::path::PathBuf>,
     spawner: Spawner,
     spawned: mpsc::UnboundedReceiver<SpawnResult>,
     spawned_tx: mpsc::UnboundedSender<SpawnResult>,
@@ -261,6 +264,15 @@ impl Driver {
                 std::env::temp_dir().display()
             )
         })?;
+        let node_drain = match plan.node_drain {
+            true => Some(node_drain::write(notify.dir()).with_context(|| {
+                format!(
+                    "cannot write the Node drain preload in {}",
+                    notify.dir().display()
+                )
+            })?),
+            false => None,
+        };
         let (spawned_tx, spawned) = mpsc::unbounded_channel();
         let memory_limit = plan.policy.max_memory;
         let (output, output_thread) = match host.sink {
@@ -292,6 +304,7 @@ impl Driver {
                 }),
             listeners,
             notify,
+            node_drain,
             spawner: host.spawner,
             spawned,
             spawned_tx,

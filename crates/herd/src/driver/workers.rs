@@ -113,6 +113,16 @@ impl Driver {
             .plan
             .launch
             .worker_env(slot, c.env, &self.plan.extra_env);
+        if let Some(preload) = &self.node_drain {
+            let user = env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "NODE_OPTIONS")
+                .map(|(_, v)| v.clone())
+                .or_else(|| self.plan.launch.base_value("NODE_OPTIONS"));
+            let options = super::node_drain::node_options(user.as_deref(), preload);
+            env.push(("NODE_OPTIONS".to_string(), options));
+        }
         if let Some(period) = self.plan.policy.watchdog {
             // No WATCHDOG_PID: the worker's pid is not known before the fork, and without it
             // libsystemd's sd_watchdog_enabled accepts any process that sees the variable.

@@ -1,6 +1,7 @@
 //! The article's sections as `herd::Cluster` examples (examples/axum_heavy.rs, graceful.rs,
 //! zero_downtime.rs, shared_state.rs, sticky.rs), each run as the real program with two
-//! workers and checked over real HTTP and real signals.
+//! workers and checked over real HTTP and real signals; each also through rolling reloads
+//! under load, in which no request may fail.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -90,12 +91,14 @@ fn axum_heavy_both_workers_answer_root_and_heavy() {
         });
         assert!(slots.iter().all(|s| *s < 2), "{path}: slots {slots:?}");
     }
+    reloads_under_load(&herd, port, 2);
     stop(herd);
 }
 
 #[test]
 fn graceful_finishes_the_request_in_progress_on_sigterm_and_exits_0() {
     let (mut herd, port) = start("graceful");
+    reloads_under_load(&herd, port, 2);
     let slow = std::thread::spawn(move || get_from(Ipv4Addr::LOCALHOST, port, "/slow"));
     // The signal goes out while the worker is inside the request.
     herd.wait_output_from(
@@ -179,6 +182,7 @@ fn shared_state_stats_total_every_workers_requests() {
     let slots: BTreeMap<String, u64> = serde_json::from_value(last["requests"]["slots"].clone())
         .unwrap_or_else(|e| herd.fail(&format!("{e} in {last}")));
     assert_eq!(slots, seen, "per-worker totals: herd's vs the client's");
+    reloads_under_load(&herd, port, 2);
     stop(herd);
 }
 
@@ -206,6 +210,7 @@ fn sticky_keeps_each_client_address_on_one_worker() {
         used, workers,
         "20 addresses reach both workers: {worker_of:?}"
     );
+    reloads_under_load(&herd, port, 2);
     stop(herd);
 }
 

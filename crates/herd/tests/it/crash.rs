@@ -59,14 +59,22 @@ fn kill_a_stable_worker(extra: &[&str]) -> (Herd, Event) {
 }
 
 /// A worker that ran stably is replaced at once (Node's cluster and gunicorn do, PM2's
-/// restart_delay is 0): no 100 ms backoff for its slot. A restart delay the user set is
-/// honoured.
+/// restart_delay is 0): no 100 ms backoff for its slot, nor a `--restart-backoff` (PM2's
+/// exp_backoff_restart_delay, which PM2 resets after a stable run). A restart delay the
+/// user set is honoured.
 #[test]
 fn a_stable_worker_is_replaced_at_once_unless_a_restart_delay_is_set() {
     let (herd, restarting) = kill_a_stable_worker(&[]);
     if restarting.u64("delay_ms") != 0 {
         herd.fail(&format!("a stable worker waited: {restarting:?}"));
     }
+    let (herd, restarting) = kill_a_stable_worker(&["--restart-backoff", "300ms"]);
+    if restarting.u64("delay_ms") != 0 {
+        herd.fail(&format!(
+            "a stable worker waited for --restart-backoff: {restarting:?}"
+        ));
+    }
+    drop(herd);
     let (herd, restarting) = kill_a_stable_worker(&["--restart-delay", "300ms"]);
     if restarting.u64("delay_ms") < 270 {
         herd.fail(&format!(

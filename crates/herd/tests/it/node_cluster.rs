@@ -317,3 +317,130 @@ fn a_socket_bound_on_demand_for_port_0_is_logged_with_its_real_port() {
     herd.signal(Signal::SIGTERM);
     assert_eq!(herd.wait_exit(T), 0);
 }
+
+/// A plain Node `http` app that answers `pid=<pid>` on `listen(port)`.
+fn plain_http_app(port: u16) -> TempPath {
+    let script = TempPath::new("plain-http.js");
+    std::fs::write(
+        &script.0,
+        format!(
+            "require('http').createServer((q, s) => s.end('pid=' + process.pid + '\\n')).listen({port});\n"
+        ),
+    )
+    .unwrap();
+    script
+}
+
+/// herd with two workers of `node <script of port>` on a free port, `extra` flags before
+/// `--`, both ready (Node's `listening`); herd's NODE_OPTIONS is `--max-old-space-size=300`.
+fn node_app(extra: &[&str], script: impl Fn(u16) -> Vec<String>) -> (Herd, u16) {
+    let node = node();
+    start_on_free_port(2, |port| {
+        let mut cmd = std::process::Command::new(herd_bin());
+        let port_flag = format!("--port={port}");
+        cmd.args(["run", "-i", "2", "--ready", "notify", &port_flag])
+            .args(extra)
+            .arg("--")
+            .arg(&node)
+            .args(script(port))
+            .env("APP_PORT", port.to_string())
+            .env("NODE_OPTIONS", "--max-old-space-size=300");
+        cmd
+    })
+}
+
+/// Reloads under load from clients that keep their connections alive as wrk does (no retry
+/// of a request whose connection the server closed): none may fail. Node 20's
+/// `server.close()`, which a cluster worker runs on `disconnect`, closes idle keep-alive
+/// connections at once, racing clients sending their next request; herd's drain preload
+/// answers that request with `Connection: close` instead.
+fn keep_alive_reloads_fail_nothing(herd: &Herd, port: u16) {
+    for _ in 0..2 {
+        let load = Load::with(port, &[Client::RawKeepAlive; 6]);
+        herd.wait_until("the load to get answers", T, || load.ok() >= 20);
+        reload_under(herd, load);
+    }
+}
+
+#[test]
+fn an_unmodified_node_http_app_reloads_under_keep_alive_load_with_no_failed_request() {
+    let scripts: std::sync::Mutex<Vec<TempPath>> = Default::default();
+    let (mut herd, port) = node_app(&[], |port| {
+        let s = plain_http_app(port);
+        let arg = s.s().to_string();
+        scripts.lock().unwrap().push(s);
+        vec![arg]
+    });
+    keep_alive_reloads_fail_nothing(&herd, port);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+#[test]
+fn an_express_app_reloads_under_keep_alive_load_with_no_failed_request() {
+    npm_installed();
+    let express = example("node/express.js").display().to_string();
+    let (mut herd, port) = node_app(&[], |_| vec![express.clone()]);
+    keep_alive_reloads_fail_nothing(&herd, port);
+    herd.signal(Signal::SIGTERM);
+    assert_eq!(herd.wait_exit(T), 0);
+}
+
+/// A client idle on a kept-alive connection sends its next request 300 ms into the stop of
+/// its worker (think time, well inside the preload's 1 s grace). With the preload the old
+/// worker answers it, with `Connection: close`; with `--no-node-drain` Node closed the
+/// idle connection at the `disconnect` and the request fails, as before the preload. The
+/// app's own NODE_OPTIONS are kept either way.
+#[test]
+fn a_request_on_an_idle_connection_during_the_stop_is_answered_unless_opted_out() {
+    for opt_out in [false, true] {
+        let scripts: std::sync::Mutex<Vec<TempPath>> = Default::default();
+        let extra: &[&str] = if opt_out { &["--no-node-drain"] } else { &[] };
+        let (mut herd, port) = node_app(extra, |port| {
+            let s = TempPath::new("options.js");
+            std::fs::write(
+                &s.0,
+                format!(
+                    "require('http').createServer((q, s) => \
+                     s.end('pid=' + process.pid + ' ' + process.env.NODE_OPTIONS + '\\n')).listen({port});\n"
+                ),
+            )
+            .unwrap();
+            let arg = s.s().to_string();
+            scripts.lock().unwrap().push(s);
+            vec![arg]
+        });
+        // The NODE_OPTIONS herd was given are kept; the preload comes after them.
+        let (_, body) = http_get(&format!("http://127.0.0.1:{port}/")).unwrap();
+        assert!(body.contains(" --max-old-space-size=300"), "{body:?}");
+        assert_eq!(body.contains("node-drain.js"), !opt_out, "{body:?}");
+        // Idle kept-alive connections to both workers.
+        let within = (Duration::from_secs(5), Duration::from_secs(10));
+        let old = herd.worker_pids();
+        let mut idle: Vec<(u32, Option<_>)> = Vec::new();
+        herd.wait_until("kept-alive connections to both workers", T, || {
+            let mut conn = None;
+            let (pid, _) = keep_alive_get(&mut conn, port, within.0, within.1).unwrap();
+            idle.push((pid, conn));
+            old.iter().all(|p| idle.iter().any(|(q, _)| q == p))
+        });
+        let mark = herd.mark(Out::Stderr);
+        herd.signal(Signal::SIGHUP);
+        let (_, stopping) = herd.wait_event_from(mark, "worker.disconnecting", |_| true);
+        let pid = stopping.u64("pid") as u32;
+        std::thread::sleep(Duration::from_millis(300));
+        let (_, mut conn) = idle
+            .into_iter()
+            .find(|(p, _)| *p == pid)
+            .unwrap_or_else(|| herd.fail(&format!("no connection to worker {pid}")));
+        let answer = keep_alive_get(&mut conn, port, within.0, within.1);
+        if opt_out {
+            assert!(answer.is_err(), "answered: {answer:?}");
+        } else {
+            assert_eq!(answer, Ok((pid, true)), "the old worker answers and closes");
+        }
+        herd.wait_event_from(mark, "reload.done", |_| true);
+        herd.signal(Signal::SIGTERM);
+        assert_eq!(herd.wait_exit(T), 0);
+    }
+}

@@ -205,7 +205,9 @@ impl Mapper<'_> {
             }
         }
         // PM2 counts restart_delay as a fixed pause and exp_backoff_restart_delay as the
-        // start of a doubling one; herd's backoff covers both.
+        // start of a growing one, which PM2 resets once the app ran stably: herd's
+        // `restart_backoff` (a stable worker is restarted at once, an unstable one after the
+        // doubling delay); a fixed delay is herd's `restart_delay`.
         match (restart_delay, backoff) {
             (Some(fixed), None) => {
                 app.restart_delay = Some(fixed);
@@ -218,7 +220,7 @@ impl Mapper<'_> {
                         "ignored: exp_backoff_restart_delay takes precedence, as in PM2",
                     );
                 }
-                app.restart_delay = Some(initial);
+                app.restart_backoff = Some(initial);
                 // The cap must not be below the first delay.
                 if initial > DEFAULT_BACKOFF_MAX {
                     app.restart_delay_max = Some(initial);

@@ -133,7 +133,8 @@ fn json_maps_every_option() {
         listen_timeout: Some(Duration::from_secs(8)),
         kill_timeout: Some(Duration::from_millis(1600)),
         stop_message: Some(true),
-        restart_delay: Some(Duration::from_millis(100)),
+        // exp_backoff_restart_delay: 100
+        restart_backoff: Some(Duration::from_millis(100)),
         max_restarts: Some(10),
         min_uptime: Some(Duration::from_secs(5)),
         autorestart: Some(true),
@@ -332,7 +333,10 @@ fn pm2_units_and_loose_types() {
     assert_eq!(a.merge_logs, Some(true));
     assert_eq!(a.cwd, Some(PathBuf::from("/srv/app")));
     // The exponential backoff wins; a first delay past herd's default cap raises the cap.
-    assert_eq!(a.restart_delay, Some(Duration::from_secs(20)));
+    // It is herd's `restart_backoff`, not `restart_delay`: PM2 resets it after a stable
+    // run, so a stable worker is still restarted at once.
+    assert_eq!(a.restart_delay, None);
+    assert_eq!(a.restart_backoff, Some(Duration::from_secs(20)));
     assert_eq!(a.restart_delay_max, Some(Duration::from_secs(20)));
     has_warning(
         &eco,

@@ -77,6 +77,7 @@ pub(super) fn validate(
         max_restarts: v.count(raw.max_restarts, "max_restarts", 0)?,
         restart_window: v.duration(raw.restart_window, "restart_window")?,
         restart_delay: v.duration(raw.restart_delay, "restart_delay")?,
+        restart_backoff: v.duration(raw.restart_backoff, "restart_backoff")?,
         restart_delay_max: v.duration(raw.restart_delay_max, "restart_delay_max")?,
         reload_parallel: v.count(raw.reload_parallel, "reload_parallel", 1)?,
         max_memory_restart: v.max_memory(raw.max_memory_restart)?,
@@ -112,6 +113,7 @@ pub(super) fn validate(
         ignore_watch: v.ignore_watch(raw.ignore_watch)?,
         watch_delay: v.duration(raw.watch_delay, "watch_delay")?,
         node_cluster: raw.node_cluster.map(Spanned::into_inner),
+        node_drain: raw.node_drain.map(Spanned::into_inner),
         namespace: v.parse(raw.namespace, "namespace", |s: &str| {
             not_blank(s, "expected a name, e.g. \"web\"")
         })?,

@@ -13,7 +13,7 @@ use toml::{Spanned, Value};
 use super::error::{suggest, FileError, Source};
 
 /// The keys an `[apps.<name>]` table may have, besides `env_<profile>` tables.
-pub(super) const APP_KEYS: [&str; 54] = [
+pub(super) const APP_KEYS: [&str; 56] = [
     "command",
     "args",
     "cwd",
@@ -33,6 +33,7 @@ pub(super) const APP_KEYS: [&str; 54] = [
     "max_restarts",
     "restart_window",
     "restart_delay",
+    "restart_backoff",
     "restart_delay_max",
     "reload_parallel",
     "max_memory_restart",
@@ -56,6 +57,7 @@ pub(super) const APP_KEYS: [&str; 54] = [
     "ignore_watch",
     "watch_delay",
     "node_cluster",
+    "node_drain",
     "namespace",
     "autorestart",
     "stop_exit_codes",
@@ -107,6 +109,7 @@ pub(super) struct RawApp {
     pub max_restarts: Option<Spanned<i64>>,
     pub restart_window: Option<Spanned<Value>>,
     pub restart_delay: Option<Spanned<Value>>,
+    pub restart_backoff: Option<Spanned<Value>>,
     pub restart_delay_max: Option<Spanned<Value>>,
     pub reload_parallel: Option<Spanned<i64>>,
     pub max_memory_restart: Option<Spanned<Value>>,
@@ -130,6 +133,7 @@ pub(super) struct RawApp {
     pub ignore_watch: Option<Spanned<Value>>,
     pub watch_delay: Option<Spanned<Value>>,
     pub node_cluster: Option<Spanned<bool>>,
+    pub node_drain: Option<Spanned<bool>>,
     pub namespace: Option<Spanned<String>>,
     pub autorestart: Option<Spanned<bool>>,
     pub stop_exit_codes: Option<Spanned<Value>>,

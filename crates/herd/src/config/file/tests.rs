@@ -45,6 +45,7 @@ min_uptime = "1s"
 max_restarts = 16
 restart_window = "1m"
 restart_delay = "100ms"
+restart_backoff = "250ms"
 restart_delay_max = "30s"
 reload_parallel = 2
 max_memory_restart = "1G"
@@ -68,6 +69,7 @@ watch = ["src", "config"]
 ignore_watch = ["*.log", "tmp/**"]
 watch_delay = "500ms"
 node_cluster = false
+node_drain = false
 namespace = "web"
 autorestart = true
 stop_exit_codes = [0, 3]
@@ -129,6 +131,7 @@ fn a_full_file() {
         max_restarts: Some(16),
         restart_window: Some(Duration::from_secs(60)),
         restart_delay: Some(Duration::from_millis(100)),
+        restart_backoff: Some(Duration::from_millis(250)),
         restart_delay_max: Some(Duration::from_secs(30)),
         reload_parallel: Some(2),
         max_memory_restart: Some(crate::config::MaxMemory::Size(1 << 30)),
@@ -155,6 +158,7 @@ fn a_full_file() {
         ignore_watch: vec!["*.log".parse().unwrap(), "tmp/**".parse().unwrap()],
         watch_delay: Some(Duration::from_millis(500)),
         node_cluster: Some(false),
+        node_drain: Some(false),
         namespace: Some("web".into()),
         autorestart: Some(true),
         stop_exit_codes: vec![0, 3],

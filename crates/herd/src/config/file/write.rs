@@ -58,6 +58,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         max_restarts,
         restart_window,
         restart_delay,
+        restart_backoff,
         restart_delay_max,
         reload_parallel,
         max_memory_restart,
@@ -81,6 +82,7 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
         ignore_watch,
         watch_delay,
         node_cluster,
+        node_drain,
         namespace,
         autorestart,
         stop_exit_codes,
@@ -156,10 +158,12 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     t.put("stop_signal", stop_signal.map(|s| text(s.as_str())));
     t.put("stop_message", stop_message.map(Value::Boolean));
     t.put("node_cluster", node_cluster.map(Value::Boolean));
+    t.put("node_drain", node_drain.map(Value::Boolean));
     t.put("min_uptime", min_uptime.map(duration));
     t.put("max_restarts", max_restarts.map(integer));
     t.put("restart_window", restart_window.map(duration));
     t.put("restart_delay", restart_delay.map(duration));
+    t.put("restart_backoff", restart_backoff.map(duration));
     t.put("restart_delay_max", restart_delay_max.map(duration));
     t.put("reload_parallel", reload_parallel.map(integer));
     t.put(

@@ -50,6 +50,35 @@ pub fn agent_get(agent: &ureq::Agent, url: &str) -> Result<(u16, String), String
     }
 }
 
+/// `GET /` on the kept-alive connection `conn` (a new one to 127.0.0.1:`port` when `None`),
+/// as wrk does it: a request on a connection the server closed under it fails, it is not
+/// retried (ureq retries it). The answer must be a 200 naming a worker pid; `conn` is left
+/// `None` after a `Connection: close` answer or a failure. Returns (pid, whether the server
+/// asked to close).
+pub fn keep_alive_get(
+    conn: &mut Option<std::net::TcpStream>,
+    port: u16,
+    connect: Duration,
+    io: Duration,
+) -> Result<(u32, bool), String> {
+    let mut s = match conn.take() {
+        Some(s) => s,
+        None => connect_within(std::net::Ipv4Addr::LOCALHOST, port, connect, io)
+            .map_err(|e| format!("connect: {e}"))?,
+    };
+    s.write_all(b"GET / HTTP/1.1\r\nHost: herd-test\r\n\r\n")
+        .map_err(|e| format!("sending on a kept-alive connection: {e}"))?;
+    let (status, body, close) = read_response_closing(&mut s)?;
+    if status != 200 {
+        return Err(format!("status {status}: {body:?}"));
+    }
+    let pid = answer_pid(&body).ok_or_else(|| format!("no worker pid in {body:?}"))?;
+    if !close {
+        *conn = Some(s);
+    }
+    Ok((pid, close))
+}
+
 /// A raw HTTP/1.1 exchange over any stream: writes `request`, reads to EOF.
 pub fn raw_exchange(mut s: impl Read + Write, request: &str) -> std::io::Result<String> {
     s.write_all(request.as_bytes())?;
@@ -90,6 +119,11 @@ pub fn connect_within(
 /// Reads exactly one HTTP/1.1 response (body by Content-Length, chunked, or to EOF) from `s`;
 /// returns (status, body).
 pub fn read_response(s: &mut impl Read) -> Result<(u16, String), String> {
+    read_response_closing(s).map(|(status, body, _)| (status, body))
+}
+
+/// [`read_response`], and whether the server said `Connection: close`.
+pub fn read_response_closing(s: &mut impl Read) -> Result<(u16, String, bool), String> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     // The head, byte by byte: nothing of a following response is consumed.
@@ -158,7 +192,8 @@ pub fn read_response(s: &mut impl Read) -> Result<(u16, String), String> {
         s.read_to_end(&mut body)
             .map_err(|e| format!("reading a body to EOF: {e}"))?;
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let close = header("connection").as_deref() == Some("close");
+    Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
 }
 
 /// Sends `GET path` on `s` (with `Connection: close` if `close`) and reads the response.
@@ -184,6 +219,7 @@ pub fn answer_pid(body: &str) -> Option<u32> {
     let rest = body
         .split("pid=")
         .nth(1)
+        .or_else(|| body.split("\"pid\":").nth(1))
         .or_else(|| body.split("worker ").nth(1))?;
     digits(rest).parse().ok()
 }

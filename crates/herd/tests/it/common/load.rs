@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::http::{agent_get, answer_pid, get_from_within};
+use super::http::{agent_get, answer_pid, get_from_within, keep_alive_get};
 
 /// How a client thread connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,9 @@ pub enum Client {
     NewConnection,
     /// Requests on a kept-alive connection.
     KeepAlive,
+    /// Requests on a kept-alive connection made by hand, as wrk makes them: a request on a
+    /// connection the server closed under it fails (ureq would retry it).
+    RawKeepAlive,
 }
 
 #[derive(Default)]
@@ -83,6 +86,7 @@ impl Load {
                         .timeout(io)
                         .build();
                     let url = format!("http://127.0.0.1:{port}/");
+                    let mut raw = None;
                     while !stop.load(Ordering::Relaxed) {
                         let sent = Instant::now();
                         let answer = match kind {
@@ -96,6 +100,9 @@ impl Load {
                                 Ok((status, body)) => Err(format!("status {status}: {body:?}")),
                                 Err(e) => Err(e),
                             },
+                            Client::RawKeepAlive => {
+                                keep_alive_get(&mut raw, port, connect, io).map(|(pid, _)| pid)
+                            }
                         };
                         let mut c = counts.lock().unwrap();
                         match answer {

@@ -57,6 +57,27 @@ pub fn reload_under(herd: &Herd, load: Load) -> Vec<u32> {
     reload_under_by(herd, load, || herd.signal(Signal::SIGHUP))
 }
 
+/// Rolling reloads of the workers on `port` under load from clients on new and on kept-alive
+/// connections (see [`reload_under`]): no request may fail in any of them. `reloads` > 1
+/// gives a worker that loses the connection in hand at its stop more chances to show it.
+pub fn reloads_under_load(herd: &Herd, port: u16, reloads: usize) {
+    use super::load::Client::{KeepAlive, NewConnection};
+    for _ in 0..reloads {
+        let load = Load::with(
+            port,
+            &[
+                NewConnection,
+                NewConnection,
+                NewConnection,
+                KeepAlive,
+                KeepAlive,
+            ],
+        );
+        herd.wait_until("the load to get answers", T, || load.ok() >= 20);
+        reload_under(herd, load);
+    }
+}
+
 /// [`reload_under`], with the reload started by `trigger` (a SIGHUP, a changed file).
 pub fn reload_under_by(herd: &Herd, load: Load, trigger: impl FnOnce()) -> Vec<u32> {
     let old = herd.worker_pids();

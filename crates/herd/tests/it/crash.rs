@@ -220,6 +220,17 @@ fn a_dead_workers_queued_connections_are_served_by_the_live_worker() {
         let (victim, live) = (pids[0].1, pids[1].1);
         // The victim stops accepting: what reaches its socket now queues there.
         kill(Pid::from_raw(victim as i32), Signal::SIGSTOP).unwrap();
+        // kill() returns before the victim stops: a victim still in accept(2) could take
+        // one more connection, which would be its own (reset with it, as the issue allows).
+        // Connections start once it is stopped.
+        let until = std::time::Instant::now() + T;
+        while proc_state(victim) != Some('T') {
+            assert!(
+                std::time::Instant::now() < until,
+                "the victim never stopped"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let port = herd.port();
         let mut conns: Vec<std::net::TcpStream> = (0..30)
             .map(|_| {

@@ -15,6 +15,24 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A detached 100x30 session `name` running `command`.
+    fn start(name: &str, command: &str) -> Tmux {
+        let t = Tmux {
+            session: format!("{name}-{}", std::process::id()),
+        };
+        t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            command,
+        ]);
+        t
+    }
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new(tmux()).args(args).output().expect("run tmux");
         String::from_utf8_lossy(&out.stdout).to_string()
@@ -40,22 +58,11 @@ fn monit_shows_restarts_reloads_and_restores_the_terminal() {
     let d = Daemon::new();
     let file = d.file("herd.toml", &testworker_app("api", 2, ""));
     d.start_each(&file, &["api"]);
-    let session = format!("herd-monit-{}", std::process::id());
-    let t = Tmux {
-        session: session.clone(),
-    };
-    let command = format!("HERD_HOME={} {} monit", d.home().display(), herd_bin());
-    t.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
+    let t = Tmux::start(
+        "herd-monit",
+        &format!("HERD_HOME={} {} monit", d.home().display(), herd_bin()),
+    );
+    let session = t.session.clone();
     t.run(&["set-option", "-t", &session, "remain-on-exit", "on"]);
     let pids = d.online_pids("api");
     let shows = |pid: u32| {
@@ -142,22 +149,10 @@ fn monit_watches_a_herd_run_through_its_admin_listener() {
         "{json}"
     );
 
-    let session = format!("herd-monit-admin-{}", std::process::id());
-    let t = Tmux {
-        session: session.clone(),
-    };
-    let command = format!("{} monit --admin {admin}", herd_bin());
-    t.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
+    let t = Tmux::start(
+        "herd-monit-admin",
+        &format!("{} monit --admin {admin}", herd_bin()),
+    );
     let pids = herd.worker_pids();
     herd.wait_until("monit shows both workers", T, || {
         let screen = t.screen();
@@ -186,26 +181,15 @@ fn monit_ends_when_its_terminal_goes_away() {
     let d = Daemon::new();
     let file = d.file("herd.toml", &testworker_app("api", 1, ""));
     d.start_each(&file, &["api"]);
-    let session = format!("herd-monit-gone-{}", std::process::id());
-    let t = Tmux {
-        session: session.clone(),
-    };
-    let command = format!(
-        "exec env HERD_HOME={} {} monit",
-        d.home().display(),
-        herd_bin()
+    let t = Tmux::start(
+        "herd-monit-gone",
+        &format!(
+            "exec env HERD_HOME={} {} monit",
+            d.home().display(),
+            herd_bin()
+        ),
     );
-    t.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &command,
-    ]);
+    let session = t.session.clone();
     d.wait_until("monit on screen", T, || t.screen().contains("api"));
     let pid: u32 = t
         .run(&["display-message", "-p", "-t", &session, "#{pane_pid}"])

@@ -55,7 +55,7 @@ use toml::de::DeTable;
 use super::settings::AppConfig;
 pub(crate) use error::suggest;
 pub use error::{FileError, Location};
-pub use write::to_toml;
+pub use write::{redact_env, to_toml};
 
 use error::Source;
 use raw::RawFile;

@@ -140,9 +140,12 @@ pub struct Redo {
 /// Flags of `herd ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// One JSON document instead of the table.
+    /// One JSON document instead of the table (environment values hidden).
     #[arg(long)]
     pub json: bool,
+    /// With --json: show the apps' environment values instead of `(hidden)`.
+    #[arg(long, requires = "json")]
+    pub show_env: bool,
     /// Order the apps (and each app's workers) by name, cpu, memory, restarts or uptime;
     /// `:asc` or `:desc` after it to choose (default: name ascending, the others the
     /// largest first).
@@ -189,9 +192,12 @@ pub struct FlushArgs {
 pub struct DescribeArgs {
     /// The app.
     pub name: String,
-    /// One JSON document.
+    /// One JSON document (environment values hidden).
     #[arg(long)]
     pub json: bool,
+    /// With --json: show the app's environment values instead of `(hidden)`.
+    #[arg(long, requires = "json")]
+    pub show_env: bool,
 }
 
 /// Flags of `herd env`.

@@ -121,7 +121,7 @@ pub fn ls(client: &Client, args: &LsArgs) -> ExitCode {
             None => apps,
         };
         let text = if args.json {
-            serde_json::to_string_pretty(&apps).unwrap_or_default() + "\n"
+            super::verbs::json_apps(&apps, args.show_env, true) + "\n"
         } else {
             super::table::render(&apps)
         };
@@ -148,12 +148,7 @@ pub fn jlist(client: &Client, pretty: bool) -> ExitCode {
         Err(ClientError::NoDaemon(_)) => Vec::new(),
         other => return answer(other, false),
     };
-    let text = if pretty {
-        serde_json::to_string_pretty(&apps)
-    } else {
-        serde_json::to_string(&apps)
-    };
-    println!("{}", text.unwrap_or_default());
+    println!("{}", super::verbs::json_apps(&apps, false, pretty));
     ExitCode::SUCCESS
 }
 

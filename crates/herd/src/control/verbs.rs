@@ -72,7 +72,7 @@ pub fn run(verb: Verb) -> ExitCode {
             super::everyday::ls(&client, &args)
         }
         Verb::Ls(args) => match client.request(Request::List) {
-            Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json),
+            Ok(Response::Done { apps, .. }) => print_apps(&apps, args.json, args.show_env),
             Err(super::client::ClientError::NoDaemon(_)) if !args.json => {
                 print!("{}", super::table::render(&[]));
                 ExitCode::SUCCESS
@@ -202,7 +202,7 @@ pub(super) fn answer(
             if apps.is_empty() && !json {
                 return ExitCode::SUCCESS;
             }
-            print_apps(&apps, json)
+            print_apps(&apps, json, false)
         }
         Ok(Response::Error { message, lines }) => {
             for line in lines {
@@ -216,15 +216,38 @@ pub(super) fn answer(
     }
 }
 
-fn print_apps(apps: &[AppInfo], json: bool) -> ExitCode {
+/// The apps as a table, or as JSON with their environment values hidden unless `show_env`.
+fn print_apps(apps: &[AppInfo], json: bool, show_env: bool) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let text = if json {
-        serde_json::to_string_pretty(apps).unwrap_or_default() + "\n"
+        json_apps(apps, show_env, true) + "\n"
     } else {
         super::table::render(apps)
     };
     let _ = out.write_all(text.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// `apps` as JSON, each [`shown`].
+pub(super) fn json_apps(apps: &[AppInfo], show_env: bool, pretty: bool) -> String {
+    let shown: Vec<AppInfo> = apps.iter().map(|a| shown(a, show_env)).collect();
+    let text = if pretty {
+        serde_json::to_string_pretty(&shown)
+    } else {
+        serde_json::to_string(&shown)
+    };
+    text.unwrap_or_default()
+}
+
+/// `app` as printed: its definition's environment values replaced by `(hidden)` unless the
+/// user asked for them (`--show-env`), so that output pasted into a ticket or a CI log
+/// carries no secret.
+fn shown(app: &AppInfo, show_env: bool) -> AppInfo {
+    let mut app = app.clone();
+    if !show_env {
+        app.toml = crate::config::file::redact_env(&app.toml);
+    }
+    app
 }
 
 /// `restart` and `reload`: of apps by name, or of the apps of a file with the definition
@@ -290,6 +313,7 @@ fn describe(client: &Client, args: &DescribeArgs) -> ExitCode {
         return fail(&format!("no app `{}` (`herd ls` lists them)", args.name));
     };
     if args.json {
+        let app = shown(&app, args.show_env);
         println!("{}", serde_json::to_string_pretty(&app).unwrap_or_default());
         return ExitCode::SUCCESS;
     }

@@ -385,6 +385,18 @@ fn pages_never_see_environment_values() {
         !body.contains("hunter2"),
         "/status shows an env value: {body}"
     );
+    for path in ["/metrics", "/metrics/app"] {
+        let (code, body) = request(
+            &host,
+            &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1"),
+            "",
+        );
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(
+            !body.contains("hunter2"),
+            "{path} shows an env value: {body}"
+        );
+    }
 }
 
 #[test]

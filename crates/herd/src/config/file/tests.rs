@@ -217,6 +217,33 @@ fn without_a_profile_the_profiles_are_kept_and_written_back() {
 }
 
 #[test]
+fn redacting_hides_every_env_and_profile_value_and_keeps_the_rest() {
+    let file = parse(FULL, "herd.toml", None).unwrap();
+    let original = to_toml(&file.apps);
+    let text = redact_env(&original);
+    let mut want: toml::Table = original.parse().unwrap();
+    let api = want["apps"]["api"].as_table_mut().unwrap();
+    for table in ["env", "env_production"] {
+        for (_, value) in api[table].as_table_mut().unwrap().iter_mut() {
+            *value = toml::Value::String("(hidden)".into());
+        }
+    }
+    let got: toml::Table = text.parse().unwrap();
+    assert_eq!(
+        got, want,
+        "only the values of env and env_* change:\n{text}"
+    );
+    for secret in ["\"development\"", "\"production\"", "\"3000\""] {
+        assert!(!text.contains(secret), "{secret} in\n{text}");
+    }
+    assert_eq!(
+        redact_env("not = [toml"),
+        write::HIDDEN,
+        "unparsable text is hidden whole"
+    );
+}
+
+#[test]
 fn an_unknown_profile_is_an_error() {
     let e = parse(FULL, "herd.toml", Some("prod")).unwrap_err();
     assert_eq!(

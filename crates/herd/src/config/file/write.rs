@@ -203,6 +203,39 @@ fn write_app(out: &mut String, name: &str, app: &AppConfig) {
     }
 }
 
+/// What an environment value is replaced with where values must not be shown.
+pub(crate) const HIDDEN: &str = "(hidden)";
+
+/// `text` (a herd.toml as [`to_toml`] writes it) with every value of every app's `env` and
+/// `env_<profile>` tables replaced by [`HIDDEN`], names kept: what `herd ls --json`,
+/// `herd describe --json` and the admin listener show unless asked for the values. Text that
+/// does not parse comes back as [`HIDDEN`] whole: showing it could show a secret.
+pub fn redact_env(text: &str) -> String {
+    let Ok(mut doc) = text.parse::<toml::Table>() else {
+        return HIDDEN.to_string();
+    };
+    let apps = doc.get_mut("apps").and_then(Value::as_table_mut);
+    for app in apps
+        .into_iter()
+        .flat_map(|a| a.iter_mut().map(|(_, app)| app))
+    {
+        let Some(app) = app.as_table_mut() else {
+            continue;
+        };
+        for (key, vars) in app.iter_mut() {
+            if key != "env" && !key.starts_with("env_") {
+                continue;
+            }
+            if let Some(vars) = vars.as_table_mut() {
+                for (_, value) in vars.iter_mut() {
+                    *value = Value::String(HIDDEN.into());
+                }
+            }
+        }
+    }
+    toml::to_string(&doc).unwrap_or_else(|_| HIDDEN.to_string())
+}
+
 /// Appends `key = value` lines; `None` writes nothing (the key was not set).
 struct Lines<'a>(&'a mut String);
 

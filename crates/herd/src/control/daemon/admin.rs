@@ -168,11 +168,7 @@ async fn answer(registry: &Arc<Registry>, probe: Probe) {
             let mut apps = super::handlers::infos(registry).await;
             // Whoever reaches the listener reads this: the definition without env values.
             for app in &mut apps {
-                if let Some(toml) =
-                    registry.with_app(&app.name, |a| redacted_toml(&app.name, &a.config))
-                {
-                    app.toml = toml;
-                }
+                app.toml = crate::config::file::redact_env(&app.toml);
             }
             let _ = reply.send(serde_json::to_string(&apps).unwrap_or_default());
         }
@@ -235,24 +231,6 @@ async fn view(registry: &Arc<Registry>) -> String {
         })
         .collect();
     serde_json::Value::Array(views).to_string()
-}
-
-/// An app's definition as herd.toml, every environment value replaced (names kept).
-fn redacted_toml(name: &str, config: &crate::config::AppConfig) -> String {
-    const HIDDEN: &str = "(hidden)";
-    let mut config = config.clone();
-    for value in config.env.values_mut() {
-        *value = HIDDEN.into();
-    }
-    for profile in config.profiles.values_mut() {
-        for value in profile.values_mut() {
-            *value = HIDDEN.into();
-        }
-    }
-    crate::config::file::to_toml(&std::collections::BTreeMap::from([(
-        name.to_string(),
-        config,
-    )]))
 }
 
 /// A worker's log files (its slot's, and herd's records of the app), by stream.

@@ -203,6 +203,19 @@ mod tests {
             d.messages,
             vec![NotifyMsg::Ready, NotifyMsg::Status("up".into())]
         );
+        // Past the buffer: cut, said so, and what fits still read; the next one is whole.
+        let mut long = b"READY=1\nSTATUS=".to_vec();
+        long.resize(MAX_DATAGRAM + 1000, b'x');
+        client.send_to(&long, sock.path()).unwrap();
+        client.send_to(b"WATCHDOG=1", sock.path()).unwrap();
+        let d = sock.recv().await.unwrap();
+        assert_eq!(d.messages[0], NotifyMsg::Ready);
+        assert!(d
+            .garbage
+            .iter()
+            .any(|g| g.contains("longer than 4096 bytes, cut")));
+        let d = sock.recv().await.unwrap();
+        assert_eq!(d.messages, vec![NotifyMsg::Watchdog]);
         let path = sock.path().to_path_buf();
         drop(sock);
         assert!(!path.exists());

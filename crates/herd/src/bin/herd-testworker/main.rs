@@ -43,6 +43,8 @@
 //! - `/environ` → 200, every environment variable, `KEY=VALUE` lines sorted by name (for
 //!   tests of exactly what a worker inherits)
 //! - `/whoami` → 200, `uid=<uid> gid=<gid> groups=<g,…> cwd=<dir>`
+//! - `/open?path=P` → 200, `readable` if this process may open P for reading, else the
+//!   error's kind (`PermissionDenied`, `NotFound`, …)
 //! - `/grow?mb=N` → holds N more MiB (touched) until it exits, prints `grew by N MiB`
 //! - `/healthz` → 200 `ok\n`, or as `/health?mode=` set it (the path herd's health-check
 //!   tests probe)

@@ -129,6 +129,18 @@ pub(crate) fn route<'a>(ctx: &'a Ctx, target: &str, scratch: &'a mut String) -> 
             );
             (200, scratch)
         }
+        "/open" => {
+            // Whether this process may read a file (privilege tests): `readable` or the error.
+            let Some(path) = param(query, "path") else {
+                return Answer::Text(400, "open needs ?path=P\n");
+            };
+            scratch.clear();
+            let _ = match std::fs::File::open(path) {
+                Ok(_) => writeln!(scratch, "readable"),
+                Err(e) => writeln!(scratch, "{:?}", e.kind()),
+            };
+            (200, scratch)
+        }
         "/grow" => {
             // Holds N more MiB for the rest of its life (memory-limit tests).
             let mb = param(query, "mb").and_then(|v| v.parse::<usize>().ok());

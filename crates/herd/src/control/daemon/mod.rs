@@ -175,6 +175,10 @@ async fn connection(stream: UnixStream, me: u32, registry: Arc<Registry>) {
     let read = tokio::time::timeout(REQUEST_READ, reader.read_line(&mut line)).await;
     let response = match peer {
         Ok(cred) if cred.uid() == me => match read {
+            Ok(Ok(n)) if n as u64 >= MAX_REQUEST && !line.ends_with('\n') => error(format!(
+                "the request is longer than {} MiB, the most the daemon reads",
+                MAX_REQUEST >> 20
+            )),
             Ok(Ok(_)) => match serde_json::from_str::<serde_json::Value>(&line) {
                 Ok(value) => answer(value, &registry).await,
                 Err(e) => error(format!("the request is not JSON: {e}")),

@@ -319,3 +319,40 @@ async fn a_worker_that_read_and_closed_is_not_replayed() {
         "replayed: {result:?}"
     );
 }
+
+/// A request longer than REPLAY_MAX is not kept for a replay: a worker that resets it after
+/// reading it all fails that client only, and herd held at most REPLAY_MAX bytes for it.
+#[tokio::test]
+async fn a_request_past_the_replay_limit_is_not_replayed() {
+    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let workers = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let mut client = TcpStream::connect(public.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (accepted, _) = public.accept().await.unwrap();
+    let relay = tokio::spawn(relay_replaying(
+        accepted,
+        workers.local_addr().unwrap(),
+        None,
+        Vec::new(),
+    ));
+    let (mut worker, _) = workers.accept().await.unwrap();
+    let body = data(REPLAY_MAX + 4096, 7);
+    let (_, read) = tokio::join!(client.write_all(&body), async {
+        let mut got = vec![0u8; body.len()];
+        worker.read_exact(&mut got).await.unwrap();
+        got
+    });
+    assert_eq!(read, body);
+    // A reset (not a close) before any answer: replayable, were the request short.
+    socket2::SockRef::from(&worker)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(worker);
+    let result = tokio::time::timeout(LIMIT, relay).await.unwrap().unwrap();
+    assert!(
+        !matches!(result, Err(RelayError::Unanswered { .. })),
+        "kept {} bytes for a replay: {result:?}",
+        REPLAY_MAX + 4096
+    );
+}

@@ -25,7 +25,7 @@ pub async fn apply(
     env: Vec<(String, String)>,
     how: Apply,
 ) -> Response {
-    let (apps, base_env) = match parse(toml, origin, env) {
+    let (apps, base_env) = match parse(registry, toml, origin, env) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };

@@ -43,6 +43,12 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Bytes held for an incomplete line (at most [`MAX_LINE`]).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Feeds the bytes of one read; `each` gets the message of every complete line.
     pub fn feed(&mut self, mut bytes: &[u8], mut each: impl FnMut(Incoming)) {
         while let Some(nl) = bytes.iter().position(|b| *b == b'\n') {

@@ -53,6 +53,9 @@ mod counters;
 mod env;
 mod error;
 mod framing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod listen;
 mod notify;
 mod shutdown;

@@ -25,13 +25,20 @@ pub fn framing(data: &[u8]) {
     let mut whole = Decoder::default();
     let mut want = Vec::new();
     whole.feed(data, |m| want.push(m));
-    assert_eq!(got, want, "reads of {step} bytes read otherwise than one read");
+    assert_eq!(
+        got, want,
+        "reads of {step} bytes read otherwise than one read"
+    );
     for m in got {
         if let Incoming::App(v) = m {
             let mut again = Decoder::default();
             let mut back = Vec::new();
             again.feed(&encode(&v), |m| back.push(m));
-            assert_eq!(back, vec![Incoming::App(v.clone())], "{v} does not read back");
+            assert_eq!(
+                back,
+                vec![Incoming::App(v.clone())],
+                "{v} does not read back"
+            );
         }
     }
 }

@@ -77,6 +77,11 @@ try {
     const text = await page.textContent('#log');
     return text.trim().length > 0 ? text : null;
   });
+  // reuseport (the default): herd does not see connections, and the page says so
+  // instead of showing a rate of 0.
+  out.conn_cell = await page.$eval(`#apps tbody tr[data-key="${first[0].key}"] td:nth-of-type(8)`, (td) => ({ text: td.textContent, title: td.title }));
+  out.conn_chart_hidden = await page.$eval('#fig-conn', (f) => f.hidden);
+  out.conn_note = await page.$eval('#conn-unseen', (p) => (p.hidden ? '' : p.textContent));
   step('keyboard');
 
   // A killed worker: its restart on the page within 2 s.

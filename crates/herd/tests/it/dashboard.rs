@@ -190,6 +190,25 @@ fn dashboard_in_chromium_shows_workers_restarts_reloads_and_acts_only_with_the_t
         seen["log"].as_str().unwrap_or("").contains("testworker"),
         "{say}"
     );
+    assert_eq!(
+        seen["conn_cell"]["text"], "–",
+        "reuseport: no rate herd cannot see: {say}"
+    );
+    assert!(
+        seen["conn_cell"]["title"]
+            .as_str()
+            .unwrap_or("")
+            .contains("herd does not see them"),
+        "{say}"
+    );
+    assert_eq!(seen["conn_chart_hidden"], true, "{say}");
+    assert!(
+        seen["conn_note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reuseport"),
+        "{say}"
+    );
     let restart = seen["restart_ms"].as_u64().unwrap();
     assert!(
         restart <= 2000,

@@ -159,6 +159,16 @@ function render() {
   renderDetail();
 }
 
+const KERNEL_BALANCED = 'The kernel spreads connections among the workers (reuseport or shared): herd does not see them.';
+
+// True when the kernel, not herd, spreads the app's connections: herd counts none, so a
+// rate of 0 would be a lie. (A proxy app counts them, whatever the balancing.)
+function unseen(app) {
+  const s = app.status;
+  if (!s || (s.balance !== 'reuseport' && s.balance !== 'shared')) return false;
+  return !s.workers.some((w) => w.handed_over > 0);
+}
+
 function appSection(app) {
   const status = app.status;
   const workers = status ? status.workers.slice().sort((a, b) => a.slot - b.slot || a.generation - b.generation) : [];
@@ -207,7 +217,9 @@ function row(app, w, gens) {
     el('td', {}, health(w.health)),
     el('td', { class: 'num' }, w.cpu_percent.toFixed(1)),
     el('td', { class: 'num' }, mib(w.memory)),
-    el('td', { class: 'num' }, r === null ? '–' : r.toFixed(1)),
+    unseen(app)
+      ? el('td', { class: 'num muted', title: KERNEL_BALANCED }, '–')
+      : el('td', { class: 'num' }, r === null ? '–' : r.toFixed(1)),
     el('td', { class: 'num' }, w.restarts),
     el('td', {}, w.last_exit ? `${w.last_exit}${w.last_exit_ms ? `, ${duration(Date.now() - w.last_exit_ms)} ago` : ''}` : '–'),
   ];
@@ -277,7 +289,10 @@ function renderDetail() {
   const now = state.lastFrame || Date.now();
   chart('cpu', keys, sel, (p) => p.cpu, now, (v) => v.toFixed(0));
   chart('mem', keys, sel, (p) => p.mem / 1048576, now, (v) => v.toFixed(0));
-  chart('conn', keys, sel, null, now, (v) => v.toFixed(0));
+  const hide = unseen(app);
+  $('fig-conn').hidden = hide;
+  $('conn-unseen').hidden = !hide;
+  if (!hide) chart('conn', keys, sel, null, now, (v) => v.toFixed(0));
   describe(app);
 }
 

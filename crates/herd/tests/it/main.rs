@@ -43,6 +43,7 @@ mod reload;
 mod round_robin;
 mod run;
 mod scheduled;
+mod sessions;
 mod shutdown;
 mod socket_activation;
 mod sticky;

@@ -456,10 +456,17 @@ fn sessions_in_redis_survive_reload_and_scaling_under_load() {
 
     // A rolling reload: every answer after it comes from the new workers, both of them.
     let mark = herd.mark(Out::Stderr);
+    let at_hup = load.answers_from(|_| true);
     herd.signal(Signal::SIGHUP);
     herd.wait_event_from(mark, "reload.done", |_| true);
     let old: Vec<u32> = first.iter().copied().collect();
     herd.wait_gone(&old, T);
+    // The clients went on while it ran (else it proves nothing).
+    let during = load.answers_from(|_| true) - at_hup;
+    if during == 0 {
+        herd.fail("no answer between the SIGHUP and the old workers' exit");
+    }
+    eprintln!("answers while the reload ran: {during}");
     let second: BTreeSet<u32> = live_workers(&herd).into_values().collect();
     assert!(second.is_disjoint(&first), "{first:?} → {second:?}");
     for pid in &second {

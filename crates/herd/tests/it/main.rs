@@ -44,6 +44,7 @@ mod round_robin;
 mod run;
 mod scheduled;
 mod security;
+mod sessions;
 mod shutdown;
 mod socket_activation;
 mod sticky;

@@ -9,7 +9,7 @@
 //! - [`load`]: the one load generator of the suite;
 //! - [`procfs`]: processes, fds and sockets read from /proc;
 //! - [`tools`]: the programs the tests run besides herd (node, npm, python3, util-linux,
-//!   systemd-socket-activate, systemd-analyze),
+//!   systemd-socket-activate, systemd-analyze, redis-server),
 //!   which must be installed: a missing one fails the test, saying how to install it;
 //! - [`skip`]: the few legitimate skips (not root, no user namespaces, …), each recorded
 //!   so that a run says what it did not test;

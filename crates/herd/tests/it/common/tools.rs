@@ -100,11 +100,23 @@ pub fn example(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// Express and prom-client for the Node examples: `npm ci` in examples/node, once per test process,
-/// unless node_modules has it already (`.ci/run` installs it up front).
+/// Express, prom-client and the session modules for the Node examples: `npm ci` in
+/// examples/node, once per test process, unless node_modules has them already (`.ci/run`
+/// installs them up front).
 pub fn npm_installed() {
     static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| npm_ci(&example("node"), &["express", "prom-client"]));
+    DONE.call_once(|| {
+        npm_ci(
+            &example("node"),
+            &[
+                "express",
+                "prom-client",
+                "express-session",
+                "connect-redis",
+                "redis",
+            ],
+        )
+    });
 }
 
 /// `npm ci` in `dir`, unless its node_modules has every one of `modules` already.
@@ -180,4 +192,10 @@ pub fn python_with_prometheus_client() -> String {
 /// The path of `tmux` (Debian's `tmux`), a real terminal for `herd monit`'s test.
 pub fn tmux() -> String {
     require("tmux", "`apt-get install tmux` on Debian")
+}
+
+/// The path of `redis-server` (Debian's `redis-server`), a real Redis for the sessions
+/// example.
+pub fn redis_server() -> String {
+    require("redis-server", "`apt-get install redis-server` on Debian")
 }

@@ -45,7 +45,15 @@ pub struct Reader {
     state: State,
     current: Answer,
     head_only: bool,
+    /// The bytes of the last head parsed, and what they gave: a server under load sends
+    /// the same head again and again (until its `Date` changes), and the same bytes parse
+    /// the same, so a head equal to it is taken with one comparison instead of a parse.
+    last_head: Vec<u8>,
+    last: Option<(Answer, State)>,
 }
+
+/// Longest head remembered for the comparison; longer ones are parsed every time.
+const REMEMBERED_HEAD: usize = 1024;
 
 impl Reader {
     /// A reader for a connection; `head_only` for answers to HEAD (no body).
@@ -57,6 +65,8 @@ impl Reader {
                 close: false,
             },
             head_only,
+            last_head: Vec::with_capacity(REMEMBERED_HEAD),
+            last: None,
         }
     }
 
@@ -73,9 +83,21 @@ impl Reader {
             let rest = &buf[used..];
             match self.state {
                 State::Head => {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let mut r = httparse::Response::new(&mut headers);
-                    let n = match r.parse(rest) {
+                    if let Some((answer, state)) = self.last {
+                        if rest.starts_with(&self.last_head) {
+                            used += self.last_head.len();
+                            self.current = answer;
+                            self.state = state;
+                            continue;
+                        }
+                    }
+                    // Uninitialised: zeroing 64 headers per answer costs more than parsing
+                    // a small one.
+                    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+                    let mut r = httparse::Response::new(&mut []);
+                    let parsed = httparse::ParserConfig::default()
+                        .parse_response_with_uninit_headers(&mut r, rest, &mut headers);
+                    let n = match parsed {
                         Ok(httparse::Status::Complete(n)) => n,
                         Ok(httparse::Status::Partial) => return Ok((used, None)),
                         Err(_) => return Err(ParseError("bad status line or header")),
@@ -122,6 +144,12 @@ impl Reader {
                         self.current.close = true;
                         State::UntilClose
                     };
+                    self.last_head.clear();
+                    self.last = None;
+                    if n <= REMEMBERED_HEAD {
+                        self.last_head.extend_from_slice(&rest[..n]);
+                        self.last = Some((self.current, self.state));
+                    }
                 }
                 State::Fixed(left) => {
                     let take = left.min(rest.len() as u64);
@@ -265,6 +293,32 @@ HTTP/1.0 404 Not Found\r\n\r\nuntil the end";
                 close: false
             })
         );
+    }
+
+    #[test]
+    fn a_repeated_head_reads_as_parsed_and_a_changed_one_is_parsed_again() {
+        let same = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let longer = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n01234567890123456789";
+        let closing = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+        let stream = [&same[..], same, longer, same, closing].concat();
+        for step in [1, 3, stream.len()] {
+            let got = read_all(&stream, step);
+            let close: Vec<bool> = got.iter().map(|a| a.close).collect();
+            assert_eq!(close, [false, false, false, false, true], "step {step}");
+        }
+        // A head cut short of the remembered one is waited for, not misread.
+        let mut r = Reader::new(false);
+        assert_eq!(
+            r.feed(same).unwrap(),
+            (
+                same.len(),
+                Some(Answer {
+                    status: 200,
+                    close: false
+                })
+            )
+        );
+        assert_eq!(r.feed(&same[..10]).unwrap(), (0, None));
     }
 
     #[test]

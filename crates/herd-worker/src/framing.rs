@@ -44,7 +44,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// Bytes held for an incomplete line (at most [`MAX_LINE`]).
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(feature = "fuzzing")]
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }

@@ -41,6 +41,25 @@ request = function() return req end
 LUA
 
 G="taskset -c $GEN_CPU"
+# QUOTA=N (percent of one core): each generator runs in a cgroup with that CPU quota, so the
+# generator, not the server, sets the pace; req/s then compares what each tool does with the
+# same CPU budget (the issue's "faster than wrk" on a machine too small to saturate one).
+if [ -n "${QUOTA:-}" ]; then
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        CG=/sys/fs/cgroup/herd-loadgen-$$
+        mkdir "$CG" && echo "$((QUOTA * 1000)) 100000" >"$CG/cpu.max"
+    else
+        CG=/sys/fs/cgroup/cpu/herd-loadgen-$$
+        mkdir "$CG" && echo 100000 >"$CG/cpu.cfs_period_us" && echo $((QUOTA * 1000)) >"$CG/cpu.cfs_quota_us"
+    fi || { log "cannot make a cgroup with a CPU quota (root and a cpu controller needed)"; exit 1; }
+    trap '_cleanup; rmdir "$CG" 2>/dev/null' EXIT
+    # The quota'd process: joins the cgroup, then becomes the generator.
+    printf '#!/bin/sh\n{ echo $$ >%s/cgroup.procs || echo $$ >%s/tasks; } 2>/dev/null\nexec taskset -c %s "$@"\n' \
+        "$CG" "$CG" "$GEN_CPU" >"$WORK/ingroup"
+    chmod +x "$WORK/ingroup"
+    G=$WORK/ingroup
+    log "# each generator limited to $QUOTA % of one core ($CG)"
+fi
 run() { # run NAME TOOL COMMAND...
     local name=$1 tool=$2; shift 2
     python3 "$ROOT/scripts/bench/loadgen.py" "$tool" -- "$@" | sed "s/^{/{\"name\": \"$name\", /" >>"$WORK/results.jsonl"
@@ -66,15 +85,16 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-python3 - "$WORK/results.jsonl" "$CPUS" "$ROUNDS" "$SECS" "$CONNS" <<'PY'
+python3 - "$WORK/results.jsonl" "$CPUS" "$ROUNDS" "$SECS" "$CONNS" "${QUOTA:-100}" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-cpus, rounds, secs, conns = sys.argv[2:]
+cpus, rounds, secs, conns, quota = sys.argv[2:]
 by = {}
 for r in rows:
     by.setdefault(r["name"], []).append(r)
 med = lambda name, k: statistics.median(r[k] for r in by[name])
-print(f"{cpus} CPUs; server on CPU 0, each generator on CPU 1 with one thread; {conns} connections, {secs} s, median of {rounds} rounds, alternating")
+limit = f", limited to {quota} % of it" if quota != "100" else ""
+print(f"{cpus} CPUs; server on CPU 0, each generator on CPU 1{limit} with one thread; {conns} connections, {secs} s, median of {rounds} rounds, alternating")
 print(f"{'tool':16} {'req/s (2xx)':>12} {'CPU µs/req':>11} {'gen cores':>9} {'p99 ms':>8} {'errors':>7}")
 for name in ["herd", "wrk", "autocannon", "oha", "herd_p10", "wrk_p10", "autocannon_p10"]:
     if name not in by:
@@ -90,6 +110,6 @@ print(f"herd bench -p 10 / wrk + Lua pipelining 10: {ratio('herd_p10','wrk_p10',
 print(f"herd bench / autocannon: {ratio('herd','autocannon','rps'):.2f}x req/s; -p 10: {ratio('herd_p10','autocannon_p10','rps'):.2f}x")
 if "oha" in by:
     print(f"herd bench / oha: {ratio('herd','oha','rps'):.2f}x req/s")
-busy = [n for n in by if med(n, 'cpu_cores') >= 0.9]
-print("generators that used their whole CPU (the generator was the bottleneck): " + (", ".join(busy) or "none"))
+busy = [n for n in by if med(n, 'cpu_cores') >= 0.9 * int(quota) / 100]
+print("generators that used their whole CPU budget (the generator was the bottleneck): " + (", ".join(busy) or "none"))
 PY

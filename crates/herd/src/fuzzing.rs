@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::bench::response::Reader;
 use crate::channel::framing::{self, Decoder, Frame};
 
 /// The worker channel: bytes split into reads where the fuzzer says, through the framing
@@ -189,19 +190,24 @@ pub fn bench_http(data: &[u8]) {
     };
     let head_only = first & 0x80 != 0;
     let step = usize::from(first & 0x7f).max(1);
-    let whole = bench_answers(data, data.len().max(1), head_only);
-    let split = bench_answers(data, step, head_only);
+    let whole = bench_answers(data, data.len().max(1), Reader::new(head_only));
+    let split = bench_answers(data, step, Reader::new(head_only));
     if let (Ok(whole), Ok(split)) = (&whole, &split) {
         assert_eq!(whole, split, "read whole and in reads of {step} bytes");
     }
+    // Remembering the previous head (the fast path) reads exactly what parsing each does.
+    let parsed = bench_answers(data, step, Reader::forgetful(head_only));
+    assert_eq!(
+        split, parsed,
+        "the remembered head read otherwise than a parse"
+    );
 }
 
 fn bench_answers(
     data: &[u8],
     step: usize,
-    head_only: bool,
+    mut reader: Reader,
 ) -> Result<Vec<crate::bench::response::Answer>, crate::bench::response::ParseError> {
-    let mut reader = crate::bench::response::Reader::new(head_only);
     let mut buf = Vec::new();
     let mut answers = Vec::new();
     for chunk in data.chunks(step) {

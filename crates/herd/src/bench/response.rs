@@ -50,6 +50,8 @@ pub struct Reader {
     /// the same, so a head equal to it is taken with one comparison instead of a parse.
     last_head: Vec<u8>,
     last: Option<(Answer, State)>,
+    /// Off only for the fuzz target, which checks that remembering changes nothing.
+    remember: bool,
 }
 
 /// Longest head remembered for the comparison; longer ones are parsed every time.
@@ -67,6 +69,16 @@ impl Reader {
             head_only,
             last_head: Vec::with_capacity(REMEMBERED_HEAD),
             last: None,
+            remember: true,
+        }
+    }
+
+    /// A reader that parses every head (the fuzz target's reference).
+    #[cfg(feature = "fuzzing")]
+    pub fn forgetful(head_only: bool) -> Reader {
+        Reader {
+            remember: false,
+            ..Reader::new(head_only)
         }
     }
 
@@ -146,7 +158,7 @@ impl Reader {
                     };
                     self.last_head.clear();
                     self.last = None;
-                    if n <= REMEMBERED_HEAD {
+                    if self.remember && n <= REMEMBERED_HEAD {
                         self.last_head.extend_from_slice(&rest[..n]);
                         self.last = Some((self.current, self.state));
                     }

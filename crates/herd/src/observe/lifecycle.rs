@@ -179,10 +179,15 @@ pub fn write(app: &str, log: &Log) {
             info!(app, event, slot, pid, after_ms = ms(*after), how = how_s,
                 "worker {app}:{slot} (pid {pid}) ready after {} ms ({how_s})", ms(*after))
         }
-        Log::Exited { slot, pid, status, uptime, expected } => {
+        Log::Exited { slot, pid, status, uptime, expected, stopped_for } => {
             let what = describe_exit(*status);
             let uptime_ms = ms(*uptime);
-            if *expected {
+            if let (false, Some(reason)) = (*expected, stopped_for) {
+                // Stopped by herd for a fault of its own (not ready in time): a failure,
+                // but not a crash nor an exit of its own.
+                warn!(app, event, slot, pid, status = %what, uptime_ms, expected,
+                    "worker {app}:{slot} (pid {pid}) exited with {what} after {uptime_ms} ms, stopped by herd: {}", reason_text(*reason))
+            } else if *expected {
                 info!(app, event, slot, pid, status = %what, uptime_ms, expected, "worker {app}:{slot} (pid {pid}) exited with {what}")
             } else if *status == ExitStatus::Signal(libc::SIGKILL) {
                 warn!(app, event, slot, pid, status = %what, uptime_ms, expected,

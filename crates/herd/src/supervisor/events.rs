@@ -282,6 +282,8 @@ pub enum Log {
         /// herd had asked it to stop (or is shutting down); false for crashes and for a
         /// worker stopped because it was not ready in time.
         expected: bool,
+        /// herd had asked it to stop, and why (`None`: it ended by itself).
+        stopped_for: Option<StopReason>,
     },
     /// An empty slot will get a new worker after a backoff delay.
     Restarting {

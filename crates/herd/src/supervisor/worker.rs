@@ -116,14 +116,19 @@ impl Supervisor {
         let Some(w) = self.workers.remove(&id) else {
             return;
         };
+        let stopped_for = match w.stage {
+            Stage::Stopping { reason, .. } => Some(reason),
+            _ => None,
+        };
         let expected = matches!(self.phase, Phase::ShuttingDown { .. })
-            || matches!(w.stage, Stage::Stopping { reason, .. } if reason != StopReason::NotReady);
+            || stopped_for.is_some_and(|r| r != StopReason::NotReady);
         out.push(Action::Log(Log::Exited {
             slot: w.slot,
             pid,
             status,
             uptime: now.saturating_duration_since(w.started),
             expected,
+            stopped_for,
         }));
         let why = match status {
             ExitStatus::Code(c) => {

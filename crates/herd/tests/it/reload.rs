@@ -165,6 +165,39 @@ fn reload_with_a_never_ready_worker_is_aborted() {
     }
 }
 
+/// A worker herd stops because it was not ready in time is told as that, not as a worker
+/// that "exited unexpectedly" (it exits with code 0 at herd's SIGTERM).
+#[test]
+fn a_worker_stopped_for_not_being_ready_is_logged_as_stopped_by_herd() {
+    let herd = Herd::start(&[
+        "run",
+        "-i",
+        "1",
+        "--ready",
+        "notify",
+        "--listen-timeout",
+        "1s",
+        "--listen",
+        "127.0.0.1:0",
+        "--",
+        worker_bin(),
+        "--notify",
+        "--never-ready",
+    ]);
+    let (_, not_ready) = herd.wait_event_from(0, "worker.not_ready", |_| true);
+    let pid = not_ready.u64("pid");
+    let (_, exited) = herd.wait_event_from(0, "worker.exited", |e| e.u64("pid") == pid);
+    let message = exited.str("message");
+    assert!(
+        message.contains("stopped by herd: not ready in time") && !message.contains("unexpectedly"),
+        "{message}"
+    );
+    assert!(
+        !exited.bool("expected"),
+        "still a failure for the restart policy"
+    );
+}
+
 #[test]
 fn sigttin_adds_slot_2_and_sigttou_removes_it() {
     let herd = Herd::testworkers(2);

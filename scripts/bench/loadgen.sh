@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # herd bench against the other load generators, on one server, in one run, alternating:
 # wrk, wrk with a pipelining Lua script, autocannon (npm, scripts/bench/node), and oha when
-# it is on PATH (it is not installed here: building it from crates.io takes longer than
-# this benchmark; `cargo install oha` and rerun to include it). The server is
+# it is on PATH (`cargo install oha`: it is not built by this script). The server is
 # examples/loadgen_target.rs (one thread, cheaper per request than any generator); the
 # server is pinned to CPU 0 and the generators to CPU 1 (taskset), each with one thread.
 # Prints per tool the median of ROUNDS runs: successful req/s, CPU per successful request,
 # p99, and the ratios of herd bench to wrk.
 #
 #   scripts/bench/loadgen.sh [ROUNDS] [SECONDS] [CONNECTIONS]
+#   QUOTA=30 scripts/bench/loadgen.sh …    each generator limited to 30 % of a core
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS=${1:-3}

@@ -1,6 +1,7 @@
 //! Relaying one client connection to one worker, both ways, until both sides are done.
 //!
-//! [`relay`] is tokio's `copy_bidirectional`, through a user-space buffer per direction.
+//! [`relay`] copies through a user-space buffer per direction, held only while bytes wait
+//! to be written ([`pump`]).
 //! A `splice(2)` variant (a pipe per direction, the bytes never in user space, four more fds
 //! per connection) was measured against it and was no faster (`scripts/bench/proxy.sh`:
 //! 0.94× keep-alive), so it was removed; `examples/relay_bench.rs` measures the copy against
@@ -11,6 +12,7 @@
 //! copy. A half-close is forwarded: when one side shuts down its write half, the relay
 //! shuts down the write half towards the other side and keeps copying the other way.
 
+mod pump;
 mod replay;
 #[cfg(test)]
 mod tests;
@@ -29,10 +31,6 @@ pub use replay::REPLAY_MAX;
 /// kernel drops our SYN, to be retried after 1 s. Two seconds allows that one retry;
 /// past it the worker is stuck and another worker serves the client sooner.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Buffer size per direction for [`relay`]. tokio's default is 8 KiB; with 64 KiB (a
-/// pipe's capacity) a large transfer takes an eighth of the syscalls.
-const COPY_BUF: usize = 64 * 1024;
 
 /// Why a relay ended in failure.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +137,7 @@ pub async fn relay_replaying(
         client.shutdown().await.map_err(io_err)?;
         (0, down)
     } else {
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, COPY_BUF, COPY_BUF)
+        pump::bidirectional(&mut client, &mut upstream)
             .await
             .map_err(io_err)?
     };

@@ -29,26 +29,50 @@ thread_local! {
     static BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn take() -> Box<[u8]> {
-    BUFFERS
-        .with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u8; BUF].into_boxed_slice())
+/// A copy buffer from the thread's pool, back in the pool when dropped.
+pub(super) struct Buffer(Option<Box<[u8]>>);
+
+impl Buffer {
+    /// One of the pool's, or a new one.
+    pub(super) fn take() -> Buffer {
+        let pooled = BUFFERS.with(|p| p.borrow_mut().pop());
+        Buffer(Some(
+            pooled.unwrap_or_else(|| vec![0u8; BUF].into_boxed_slice()),
+        ))
+    }
 }
 
-fn give_back(buf: Box<[u8]>) {
-    BUFFERS.with(|p| {
-        let mut pool = p.borrow_mut();
-        if pool.len() < POOL {
-            pool.push(buf);
-        }
-    });
+impl std::ops::Deref for Buffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl std::ops::DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let Some(buf) = self.0.take() else { return };
+        // A thread that is ending has no pool any more: the buffer is just freed.
+        let _ = BUFFERS.try_with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < POOL {
+                pool.push(buf);
+            }
+        });
+    }
 }
 
 /// One direction: from one socket to the other.
 #[derive(Default)]
 struct Direction {
     /// Bytes read and not yet all written: `buf[pos..len]`.
-    buf: Option<Box<[u8]>>,
+    buf: Option<Buffer>,
     pos: usize,
     len: usize,
     /// Bytes written.
@@ -83,9 +107,7 @@ impl Direction {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-                if let Some(buf) = self.buf.take() {
-                    give_back(buf);
-                }
+                self.buf = None;
             }
             if self.eof {
                 return match Pin::new(&mut *to).poll_shutdown(cx) {
@@ -102,23 +124,20 @@ impl Direction {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
-            let mut buf = take();
+            let mut buf = Buffer::take();
             match from.try_read(&mut buf) {
-                Ok(0) => {
-                    give_back(buf);
-                    self.eof = true;
-                }
+                Ok(0) => self.eof = true,
                 Ok(n) => {
                     self.buf = Some(buf);
                     self.pos = 0;
                     self.len = n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => give_back(buf),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => give_back(buf),
-                Err(e) => {
-                    give_back(buf);
-                    return Poll::Ready(Err(e));
-                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -130,7 +149,7 @@ impl Direction {
 pub async fn bidirectional(a: &mut TcpStream, b: &mut TcpStream) -> io::Result<(u64, u64)> {
     let mut ab = Direction::default();
     let mut ba = Direction::default();
-    let result = poll_fn(|cx| {
+    poll_fn(|cx| {
         let there = ab.poll(cx, a, b)?;
         let back = ba.poll(cx, b, a)?;
         match (there, back) {
@@ -138,11 +157,5 @@ pub async fn bidirectional(a: &mut TcpStream, b: &mut TcpStream) -> io::Result<(
             _ => Poll::Pending,
         }
     })
-    .await;
-    for d in [&mut ab, &mut ba] {
-        if let Some(buf) = d.buf.take() {
-            give_back(buf);
-        }
-    }
-    result
+    .await
 }

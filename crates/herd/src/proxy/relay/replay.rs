@@ -12,8 +12,10 @@
 
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use super::pump::Buffer;
 
 /// Most client bytes kept for a replay; a client that sends more before the worker answers
 /// is not replayed.
@@ -54,45 +56,64 @@ pub(super) async fn start(
         }
     }
     let mut up = sent.len() as u64;
-    let mut from_client = vec![0u8; 16 * 1024];
-    let mut from_worker = vec![0u8; 16 * 1024];
     let mut client_done = false;
+    // Each side is awaited with no buffer (a client that connects and says nothing holds
+    // none); one from the relay's pool is taken only to read what came.
     loop {
         tokio::select! {
-            r = client.read(&mut from_client), if !client_done => match r {
-                Ok(0) => {
-                    client_done = true;
-                    if let Err(e) = upstream.shutdown().await {
-                        return Err(unanswered(e, replayable, sent));
-                    }
-                }
-                Ok(n) => {
-                    if let Err(e) = upstream.write_all(&from_client[..n]).await {
-                        if replayable {
-                            sent.extend_from_slice(&from_client[..n]);
+            r = client.readable(), if !client_done => {
+                r.map_err(Failed::Io)?;
+                let mut buf = Buffer::take();
+                match client.try_read(&mut buf) {
+                    Ok(0) => {
+                        client_done = true;
+                        if let Err(e) = upstream.shutdown().await {
+                            return Err(unanswered(e, replayable, sent));
                         }
-                        return Err(unanswered(e, replayable, sent));
                     }
-                    up += n as u64;
-                    if replayable && sent.len() + n <= REPLAY_MAX {
-                        sent.extend_from_slice(&from_client[..n]);
-                    } else {
-                        replayable = false;
-                        sent = Vec::new();
+                    Ok(n) => {
+                        if let Err(e) = upstream.write_all(&buf[..n]).await {
+                            if replayable {
+                                sent.extend_from_slice(&buf[..n]);
+                            }
+                            return Err(unanswered(e, replayable, sent));
+                        }
+                        up += n as u64;
+                        if replayable && sent.len() + n <= REPLAY_MAX {
+                            sent.extend_from_slice(&buf[..n]);
+                        } else {
+                            replayable = false;
+                            sent = Vec::new();
+                        }
                     }
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => return Err(Failed::Io(e)),
                 }
-                Err(e) => return Err(Failed::Io(e)),
             },
-            r = upstream.read(&mut from_worker) => match r {
-                Ok(0) => return Ok(Answered { up, down: 0, client_done }),
-                Ok(n) => {
-                    client.write_all(&from_worker[..n]).await.map_err(Failed::Io)?;
-                    return Ok(Answered { up, down: n as u64, client_done });
+            r = upstream.readable() => {
+                if let Err(e) = r {
+                    return Err(unanswered(e, replayable, sent));
                 }
-                Err(e) => return Err(unanswered(e, replayable, sent)),
+                let mut buf = Buffer::take();
+                match upstream.try_read(&mut buf) {
+                    Ok(0) => return Ok(Answered { up, down: 0, client_done }),
+                    Ok(n) => {
+                        client.write_all(&buf[..n]).await.map_err(Failed::Io)?;
+                        return Ok(Answered { up, down: n as u64, client_done });
+                    }
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => return Err(unanswered(e, replayable, sent)),
+                }
             },
         }
     }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// A worker that failed before answering: replayed when it reset the connection and the

@@ -231,9 +231,10 @@ def established_inodes():
 
 
 def tcp_connections(pid, established=None):
-    """Established TCP connections a process holds (its fds)."""
+    """Established TCP connections a process holds: distinct sockets among its fds (a
+    connection whose fd is duplicated, as herd-testworker's are, counts once)."""
     est = established if established is not None else established_inodes()
-    n = 0
+    held = set()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
@@ -241,10 +242,10 @@ def tcp_connections(pid, established=None):
             except OSError:
                 continue
             if link.startswith("socket:[") and link[8:-1] in est:
-                n += 1
+                held.add(link[8:-1])
     except OSError:
         pass
-    return n
+    return len(held)
 
 
 def wait_for(pred, timeout, step=0.05):

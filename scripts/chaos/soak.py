@@ -106,7 +106,8 @@ def svg(rows, path, title):
         out.append(f'<text x="{ml}" y="{top - 6}">{label}</text>')
         for k in range(5):
             v = vmax * k / 4
-            out.append(f'<text x="{ml - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+            label_v = f"{v:.0f}" if vmax >= 20 else f"{v:.2g}"
+            out.append(f'<text x="{ml - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{label_v}</text>')
             out.append(f'<line x1="{ml}" x2="{W - mr}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                        f'stroke="#eee"/>')
         for k in range(6):
@@ -150,7 +151,7 @@ def main():
         A = HerdRun("soak:A", "a", ["--min-uptime", "50ms", "--max-restarts", "1000000"], tw, 3).ready()
         B = HerdRun("soak:B", "b", ["--balance", "round-robin", "--proxy", "--min-uptime", "50ms",
                                     "--max-restarts", "1000000", "--kill-timeout", "2s",
-                                    "--health-check", "http:/healthz", "--health-interval", "1s",
+                                    "--health-check", "http:/healthz", "--health-interval", "1s", "--health-timeout", "500ms",
                                     "--health-failures", "3"], tw, 3).ready()
         D = Daemon("soak:D")
         dport = lib.free_port()

@@ -6,6 +6,10 @@
 //! A worker counts as listening (ready, under `--ready auto`/`notify`) once a TCP connect
 //! to its port succeeds ([`Relays::watch`]). A connection whose worker refuses the connect
 //! was not read from yet, so it goes back in line for another worker.
+//!
+//! Each relay has a copy buffer per direction. The allocator keeps what a burst of relays
+//! freed for itself, so once most of a large burst has ended (the open relays fall to a
+//! quarter of a peak of at least [`TRIM_AFTER_PEAK`]) herd gives that memory back.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,14 +28,70 @@ use crate::proxy::{probe, relay};
 /// How often a starting worker's port is tried.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Open relayed connections of one worker; the count drops when the relay ends.
-struct OpenGuard(Arc<AtomicU64>);
+/// A burst of relays worth giving back: once the open relays fall from a peak of at least
+/// this many to a quarter of it, the memory the allocator kept goes back to the system.
+/// Why: glibc keeps freed memory in its arenas, and each relay had two 64 KiB copy
+/// buffers: 10 000 idle relayed connections left herd at 210 MB after they closed
+/// (scripts/chaos, `idle`), 9 MB once trimmed. 256 relays: up to 32 MiB of buffers.
+const TRIM_AFTER_PEAK: u64 = 256;
+
+/// Open relays of every worker, and their peak since memory was last given back.
+#[derive(Default)]
+struct Total {
+    open: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// Open relayed connections of one worker, and of all; the counts drop when the relay ends.
+struct OpenGuard(Arc<AtomicU64>, Arc<Total>);
+
+impl OpenGuard {
+    fn new(worker: Arc<AtomicU64>, total: Arc<Total>) -> OpenGuard {
+        worker.fetch_add(1, Ordering::Relaxed);
+        let open = total.open.fetch_add(1, Ordering::Relaxed) + 1;
+        total.peak.fetch_max(open, Ordering::Relaxed);
+        OpenGuard(worker, total)
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        let open = self
+            .1
+            .open
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        let peak = self.1.peak.load(Ordering::Relaxed);
+        // One relay wins the exchange and trims; the peak starts again from here.
+        if peak >= TRIM_AFTER_PEAK
+            && open <= peak / 4
+            && self
+                .1
+                .peak
+                .compare_exchange(peak, open, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            give_back_memory();
+        }
     }
 }
+
+/// Returns the free memory of glibc's arenas to the system, on a thread of its own (with
+/// hundreds of MiB free it takes milliseconds, which no relay should wait for).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_back_memory() {
+    let _ = std::thread::Builder::new()
+        .name("herd-trim".into())
+        .spawn(|| {
+            // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+            unsafe { libc::malloc_trim(0) };
+        });
+}
+
+/// Other allocators return memory by themselves (musl's) or not at all.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_memory() {}
 
 /// The relays and the private ports of the workers.
 pub(super) struct Relays {
@@ -41,6 +101,8 @@ pub(super) struct Relays {
     ports: HashMap<u32, u16>,
     /// Open relayed connections of each worker, by pid (least-conn reads them).
     open: HashMap<u32, Arc<AtomicU64>>,
+    /// Open relayed connections of all workers.
+    total: Arc<Total>,
     /// Port probes of workers not yet listening.
     probes: HashMap<u32, tokio::task::JoinHandle<()>>,
 }
@@ -59,6 +121,7 @@ impl Relays {
             header,
             ports: HashMap::new(),
             open: HashMap::new(),
+            total: Arc::default(),
             probes: HashMap::new(),
         })
     }
@@ -105,8 +168,7 @@ impl Relays {
             return;
         };
         let open = self.open.entry(pid).or_default().clone();
-        open.fetch_add(1, Ordering::Relaxed);
-        let guard = OpenGuard(open);
+        let guard = OpenGuard::new(open, self.total.clone());
         let version = self.header;
         rt.spawn(async move {
             let _guard = guard;

@@ -25,7 +25,10 @@
 //!   `"stream":"herd"` and `"dropped":123`. The gap is written where it happened, in the
 //!   files of the slot and stream that lost the lines; a gap at the very end of a pipe
 //!   (no line followed it) is written to every open file of the app, with slot `*`
-//!   (`null` in JSON), since it cannot be placed.
+//!   (`null` in JSON), since it cannot be placed;
+//! - a gap in a file that could not be written for a while (a full disk), before the first
+//!   line it takes again: `<time> <app>:* [herd] 123 lines lost: the log file could not be
+//!   written` (JSON as above); herd's log says how many too, when the file works again.
 //!
 //! Time: RFC 3339 in UTC with milliseconds, or `date_format` (moment.js tokens, as PM2's
 //! `log_date_format`) in the machine's local time, as PM2 prints it. The time is when
@@ -125,8 +128,13 @@ struct LogFile {
     size: u64,
     /// Not before this instant: the last open failed.
     retry_at: Option<Instant>,
-    /// Lines lost in the current failure spell; 0 when the file works.
+    /// Failures (of opens, writes, flushes) in the current spell; 0 when the file works.
     failed: u64,
+    /// Lines lost in the current spell, for herd's log when the file works again.
+    lost: u64,
+    /// Lines lost and not yet noted in the file itself: the gap notice goes before the
+    /// next line the file takes.
+    unnoted: u64,
 }
 
 /// How a line is printed: text and the combined file differ in the stream marker.
@@ -182,6 +190,8 @@ impl FileSink {
             size: 0,
             retry_at: None,
             failed: 0,
+            lost: 0,
+            unnoted: 0,
         });
         self.files.len() - 1
     }
@@ -258,23 +268,58 @@ impl FileSink {
         let file = &mut self.files[index];
         let len = self.buf.len() as u64;
         if file.writer.is_none() && !file.open() {
+            file.lose();
             return;
         }
         if file.size > 0 && file.size.saturating_add(len) > plan.max_size {
             file.rotate(plan.keep);
             if !file.open() {
+                file.lose();
                 return;
             }
         }
         let Some(writer) = file.writer.as_mut() else {
             return;
         };
+        if file.unnoted > 0 {
+            let notice = lost_notice(plan, &self.time, file.unnoted);
+            if writer.write_all(&notice).is_ok() {
+                file.size += notice.len() as u64;
+                file.unnoted = 0;
+            }
+        }
         match writer.write_all(&self.buf) {
             // Buffered: whether the disk took it shows at the flush.
             Ok(()) => file.size += len,
-            Err(e) => file.fail("write", &e),
+            Err(e) => {
+                file.fail("write", &e);
+                file.lose();
+            }
         }
     }
+}
+
+/// The line that marks a gap of `n` lines a file could not take, in the plan's format.
+fn lost_notice(plan: &LogPlan, time: &[u8], n: u64) -> Vec<u8> {
+    let time = String::from_utf8_lossy(time);
+    let message = format!("{n} lines lost: the log file could not be written");
+    let mut buf = Vec::new();
+    if plan.json {
+        let v = JsonLine {
+            time: &time,
+            app: &plan.app,
+            slot: None,
+            pid: None,
+            stream: "herd",
+            message: &message,
+            dropped: Some(n),
+        };
+        let _ = serde_json::to_writer(&mut buf, &v);
+    } else {
+        buf.extend_from_slice(format!("{time} {}:* [herd] {message}", plan.app).as_bytes());
+    }
+    buf.push(b'\n');
+    buf
 }
 
 impl LogFile {
@@ -341,6 +386,12 @@ impl LogFile {
         self.size = 0;
     }
 
+    /// Counts a line that did not reach the file.
+    fn lose(&mut self) {
+        self.lost += 1;
+        self.unnoted += 1;
+    }
+
     /// Counts a failure; warns at the first of a spell.
     fn fail(&mut self, what: &str, e: &std::io::Error) {
         if self.failed == 0 {
@@ -359,11 +410,14 @@ impl LogFile {
             tracing::info!(
                 path = %self.path.display(),
                 failures = self.failed,
-                "the log file {} works again, after {} failures",
+                lost = self.lost,
+                "the log file {} works again, after {} failures; {} lines were lost",
                 self.path.display(),
-                self.failed
+                self.failed,
+                self.lost
             );
             self.failed = 0;
+            self.lost = 0;
         }
     }
 }

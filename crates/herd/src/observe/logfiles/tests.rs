@@ -309,6 +309,46 @@ fn a_file_that_cannot_be_written_loses_lines_without_stopping_the_others() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// Lines lost while a file fails are counted, and the file says how many before the first
+/// line it takes again (found by scripts/chaos: a full disk, then space again).
+#[test]
+fn lines_lost_while_a_file_fails_are_noted_in_it_when_it_works_again() {
+    let d = dir("lost");
+    std::fs::create_dir_all(&d).unwrap();
+    // A file where the folder should be: the log file cannot be opened.
+    let blocker = d.join("sub");
+    std::fs::write(&blocker, "").unwrap();
+    let mut plan = LogPlan::new(&d, "api");
+    plan.out_file = Some("sub/out.log".into());
+    plan.merge = true;
+    let mut sink = plan.sink().unwrap();
+    for i in 0..5 {
+        sink.line(&line(0, Stream::Stdout, &format!("lost {i}")));
+    }
+    sink.flush();
+    let file = |sink: &FileSink| {
+        let f = sink.files.iter().find(|f| f.path.ends_with("sub/out.log"));
+        f.map(|f| (f.lost, f.unnoted)).unwrap()
+    };
+    assert_eq!(file(&sink), (5, 5));
+    // Space again: the folder can be made, and the next open is not held back.
+    std::fs::remove_file(&blocker).unwrap();
+    for f in &mut sink.files {
+        f.retry_at = None;
+    }
+    sink.line(&line(0, Stream::Stdout, "back"));
+    sink.flush();
+    assert_eq!(file(&sink), (0, 0));
+    assert_eq!(
+        tail(&d.join("sub/out.log"), 2).unwrap(),
+        [
+            "2023-11-14T22:13:20.123Z api:* [herd] 5 lines lost: the log file could not be written",
+            "2023-11-14T22:13:20.123Z api:0 back"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// The whole path the daemon will use: a worker's pipes, `Output::start_to`, a FileSink,
 /// and `herd logs --follow` reading the file while the worker still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,9 +49,9 @@ must cost, counted as it happens, never fitted afterwards:
   daemon   what fails while nothing listens, over the measured gap from the SIGKILL to
            the first answer after `herd resurrect` (polled every 50 ms: an upper bound),
            plus the connections the old workers held: the daemon's death takes the
-           sockets with it. herd bench counts a failed connect as a failed request and
-           retries every 10 ms per connection, so that is max(rate, 100 × connections)
-           per second of gap.
+           sockets with it. At a fixed rate herd bench counts each request that came due
+           while it could not connect, once: the rate × the gap, plus one per connection
+           at the gap's edge.
   others   0: a rolling reload, a scale, a full disk, idle or slow clients and a noisy
            worker must cost no request. (fdlimit's load is reported, not judged: 300
            descriptors cannot serve 2000 clients at once; there the check is recovery.)
@@ -497,9 +497,10 @@ def sc_daemon(ctx, res):
             gap = time.monotonic() - t0
             res.check("serving again after resurrect", up, "no answer within 30 s")
             gaps.append(gap)
-            # While nothing listens herd bench fails a request per connect attempt: one
-            # per connection every 10 ms (its CONNECT_RETRY), or the rate if higher.
-            res.unavoidable += held + max(ctx.rate, 100 * ctx.conns) * gap
+            # While nothing listens herd bench fails each request that comes due (at
+            # -R, a failed connect costs the schedule, not each retry), and a connection
+            # may lose one more at the edge of the gap.
+            res.unavoidable += held + ctx.rate * gap + ctx.conns
             wait_for(lambda: daemon_ready(d, 2), 20, 0.2)
 
     daemon_case(ctx, res, chaos, extra="")

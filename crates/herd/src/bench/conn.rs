@@ -157,12 +157,8 @@ impl Connection {
             let stream = match connect {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(_)) | Err(_) => {
-                    // A request that could not be sent: it counts against the budget, so
-                    // an `-a` run against a dead server ends.
-                    if s.claim() {
-                        self.stats.borrow_mut().error(ErrorKind::Connect, now, 1);
-                    }
-                    tokio::time::sleep(CONNECT_RETRY).await;
+                    let retry = self.connect_failed(Instant::now());
+                    tokio::time::sleep_until(retry.into()).await;
                     continue;
                 }
             };
@@ -179,6 +175,34 @@ impl Connection {
         if let (Some(sched), Some(until)) = (&self.schedule, s.until) {
             self.stats.borrow_mut().missed += sched.unsent(s.from, until);
         }
+    }
+
+    /// Counts what a failed connect cost; returns when to try again. A request that could
+    /// not be sent counts against the budget, so an `-a` run against a dead server ends.
+    /// Closed-loop, that is one request per try. At a fixed rate it is each request that
+    /// came due while no connection was there, once, and the next try waits for the next
+    /// request due: a refused port costs the rate, not a hundred failures a second per
+    /// connection.
+    fn connect_failed(&mut self, now: Instant) -> Instant {
+        let s = &*self.shared;
+        let mut stats = self.stats.borrow_mut();
+        let Some(sched) = &mut self.schedule else {
+            if s.claim() {
+                stats.error(ErrorKind::Connect, now, 1);
+            }
+            return now + CONNECT_RETRY;
+        };
+        while sched.due() <= now {
+            let intended = sched.due();
+            if intended >= s.from {
+                if !s.claim() {
+                    break;
+                }
+                stats.error(ErrorKind::Connect, intended, 1);
+            }
+            sched.advance();
+        }
+        sched.due().max(now + CONNECT_RETRY)
     }
 
     /// Fails every request in flight with `kind`.

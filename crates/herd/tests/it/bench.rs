@@ -337,6 +337,27 @@ fn status_codes_and_errors_are_counted_by_kind() {
     assert!(r.stdout.contains("10 non-2xx answers"), "{}", r.stdout);
 }
 
+/// At a fixed rate, a server that refuses connections costs each request that came due,
+/// once: not a failed request per connection every time a connect is retried (10 ms), which
+/// made 10 connections at 100/s count ten times the rate.
+#[test]
+fn a_refused_connection_at_a_fixed_rate_fails_the_requests_due_only() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://127.0.0.1:{}/", l.local_addr().expect("addr").port());
+    // The one connection herd bench makes to check the URL, then nothing listens.
+    let taker = std::thread::spawn(move || drop(l.accept()));
+    let r = bench(&[
+        "-c", "10", "-R", "100", "-d", "2", "--warmup", "0s", "--json", &url,
+    ]);
+    taker.join().expect("taker");
+    let v = r.json();
+    let refused = u(&v, "/errors/connect");
+    assert!(
+        (150..=210).contains(&refused),
+        "2 s at 100/s with nothing listening: about 200 connect errors expected, {refused}: {v:#}"
+    );
+}
+
 #[test]
 fn assert_sets_the_exit_code() {
     let server = Server::start();

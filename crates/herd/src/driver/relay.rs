@@ -9,12 +9,13 @@
 //!
 //! Each relay has a copy buffer per direction. The allocator keeps what a burst of relays
 //! freed for itself, so once most of a large burst has ended (the open relays fall to a
-//! quarter of a peak of at least [`TRIM_AFTER_PEAK`]) herd gives that memory back.
+//! quarter of a peak of at least [`TRIM_AFTER_PEAK`], and again once few are left) herd gives
+//! that memory back.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,11 +36,17 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// (scripts/chaos, `idle`), 9 MB once trimmed. 256 relays: up to 32 MiB of buffers.
 const TRIM_AFTER_PEAK: u64 = 256;
 
+/// After a burst was given back, the quarter still open then is given back once the open
+/// relays fall to this many (300 relays left 6.6 MB behind with only the first trim).
+const TRIM_TAIL: u64 = 16;
+
 /// Open relays of every worker, and their peak since memory was last given back.
 #[derive(Default)]
 struct Total {
     open: AtomicU64,
     peak: AtomicU64,
+    /// A burst was given back and its tail was not yet.
+    tail: AtomicBool,
 }
 
 /// Open relayed connections of one worker, and of all; the counts drop when the relay ends.
@@ -62,16 +69,19 @@ impl Drop for OpenGuard {
             .open
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
-        let peak = self.1.peak.load(Ordering::Relaxed);
+        let total = &self.1;
+        let peak = total.peak.load(Ordering::Relaxed);
         // One relay wins the exchange and trims; the peak starts again from here.
         if peak >= TRIM_AFTER_PEAK
             && open <= peak / 4
-            && self
-                .1
+            && total
                 .peak
                 .compare_exchange(peak, open, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
+            total.tail.store(true, Ordering::Relaxed);
+            give_back_memory();
+        } else if open <= TRIM_TAIL && total.tail.swap(false, Ordering::Relaxed) {
             give_back_memory();
         }
     }

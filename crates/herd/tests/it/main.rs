@@ -38,6 +38,7 @@ mod node_cluster;
 mod orphans;
 mod output;
 mod proxy;
+mod proxy_memory;
 mod python;
 mod reload;
 mod round_robin;

@@ -152,6 +152,14 @@ pub(crate) fn route<'a>(ctx: &'a Ctx, target: &str, scratch: &'a mut String) -> 
             println!("grew by {mb} MiB");
             (200, &ctx.ident)
         }
+        "/big" => {
+            // A body larger than socket buffers: a client that does not read it keeps
+            // bytes waiting in whatever is between (the proxy's memory tests).
+            match param(query, "bytes").and_then(|v| v.parse::<usize>().ok()) {
+                Some(len) if len <= 1 << 30 => return Answer::Big(len),
+                _ => (400, "big needs ?bytes=N (at most 1 GiB)\n"),
+            }
+        }
         "/env" => {
             scratch.clear();
             scratch.push_str(&ctx.env_body);
@@ -236,6 +244,11 @@ mod tests {
         assert_eq!(get(&ctx, "/healthz", s), Answer::Raw(b"garbage garbage\n"));
         get(&ctx, "/health?mode=huge", s);
         assert_eq!(get(&ctx, "/healthz", s), Answer::Big(10 << 20));
+        assert_eq!(get(&ctx, "/big?bytes=5", s), Answer::Big(5));
+        assert_eq!(
+            get(&ctx, "/big?bytes=x", s),
+            Answer::Text(400, "big needs ?bytes=N (at most 1 GiB)\n")
+        );
         get(&ctx, "/health?mode=hold", s);
         assert_eq!(get(&ctx, "/healthz", s), Answer::Hold);
         assert_eq!(

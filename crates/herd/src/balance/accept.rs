@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
@@ -35,20 +36,32 @@ pub struct Conn {
     pub replay: Vec<u8>,
 }
 
+/// Says when accepting should wait: `--proxy` holds it while relays wait for a descriptor
+/// of herd's, since a new client would only take one more (polled every [`ERROR_PAUSE`]).
+pub type Hold = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Starts an accept loop per socket; connections go to `tx`. Must run inside the runtime.
 ///
 /// The loop waits for readiness on the listener and calls `accept4` itself: tokio's own
 /// `accept` registers each connection with its reactor (an allocation, then a
 /// deregistration) although herd only passes the fd on.
-pub fn start(sockets: Vec<(usize, OwnedFd)>, tx: mpsc::Sender<Conn>) -> std::io::Result<()> {
+pub fn start(
+    sockets: Vec<(usize, OwnedFd)>,
+    tx: mpsc::Sender<Conn>,
+    hold: Option<Hold>,
+) -> std::io::Result<()> {
     for (index, socket) in sockets {
         // SAFETY: the OwnedFd owns its fd and is moved into the AsyncFd, so the fd stays
         // open and the same for the AsyncFd's whole life.
         let listener = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         let tx = tx.clone();
+        let hold = hold.clone();
         tokio::spawn(async move {
             loop {
+                while hold.as_ref().is_some_and(|h| h()) {
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
                 let Ok(mut ready) = listener.readable().await else {
                     return;
                 };

@@ -58,6 +58,7 @@ impl Handoff {
         listeners: &crate::listen::Listeners,
         policy: Balance,
         sticky_wait: Duration,
+        hold: Option<accept::Hold>,
     ) -> std::io::Result<Handoff> {
         let sockets = listeners.accept_sockets()?;
         let mut servers = Vec::new();
@@ -75,7 +76,7 @@ impl Handoff {
             }));
         }
         let (tx, conns) = mpsc::channel(accept::QUEUE);
-        accept::start(sockets, tx.clone())?;
+        accept::start(sockets, tx.clone(), hold)?;
         let mode = match policy {
             Balance::LeastConn => Mode::LeastConn,
             Balance::Sticky => Mode::Sticky,

@@ -395,12 +395,6 @@ impl Driver {
         if let Some(memory) = &self.plan.worker_memory {
             memory.log_start(&self.plan.name, n);
         }
-        if self.plan.balance.is_handoff() {
-            self.handoff = Some(
-                handoff::Handoff::start(&self.listeners, self.plan.balance, self.plan.sticky_wait)
-                    .context("cannot start accepting connections")?,
-            );
-        }
         match self.plan.transport {
             crate::config::Transport::Proxy(header) => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -421,6 +415,18 @@ impl Driver {
                 self.load_tick = Some(tick);
             }
             _ => {}
+        }
+        if self.plan.balance.is_handoff() {
+            let hold = self.relays.as_ref().map(relay::Relays::hold);
+            self.handoff = Some(
+                handoff::Handoff::start(
+                    &self.listeners,
+                    self.plan.balance,
+                    self.plan.sticky_wait,
+                    hold,
+                )
+                .context("cannot start accepting connections")?,
+            );
         }
         self.start_prober()
             .context("cannot start the health checks")?;

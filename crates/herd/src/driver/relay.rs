@@ -47,6 +47,48 @@ struct Total {
     peak: AtomicU64,
     /// A burst was given back and its tail was not yet.
     tail: AtomicBool,
+    /// Relays waiting for a descriptor of herd's (accepting waits with them).
+    starved: AtomicU64,
+    /// Descriptors kept in reserve (of /dev/null), given up when every relay waits for
+    /// one, so that one relay gets through and frees two.
+    reserve: std::sync::Mutex<Vec<OwnedFd>>,
+    /// Fewer than [`RESERVE`] are kept: a relay that ends tries to open them again.
+    reserve_low: AtomicBool,
+}
+
+/// Descriptors kept in reserve.
+const RESERVE: usize = 4;
+
+impl Total {
+    fn new() -> Total {
+        let total = Total::default();
+        total.refill();
+        total
+    }
+
+    /// Opens the reserve up to [`RESERVE`], as far as descriptors allow.
+    fn refill(&self) {
+        let Ok(mut reserve) = self.reserve.lock() else {
+            return;
+        };
+        while reserve.len() < RESERVE {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => reserve.push(OwnedFd::from(f)),
+                Err(_) => break,
+            }
+        }
+        self.reserve_low
+            .store(reserve.len() < RESERVE, Ordering::Relaxed);
+    }
+
+    /// Closes one reserved descriptor, if one is left.
+    fn release_one(&self) -> bool {
+        let released = self.reserve.lock().ok().and_then(|mut r| r.pop()).is_some();
+        if released {
+            self.reserve_low.store(true, Ordering::Relaxed);
+        }
+        released
+    }
 }
 
 /// Open relayed connections of one worker, and of all; the counts drop when the relay ends.
@@ -64,6 +106,9 @@ impl OpenGuard {
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.1.reserve_low.load(Ordering::Relaxed) {
+            self.1.refill();
+        }
         let open = self
             .1
             .open
@@ -118,6 +163,12 @@ pub(super) struct Relays {
 }
 
 impl Relays {
+    /// For the accept loops: hold while relays wait for a descriptor.
+    pub(super) fn hold(&self) -> crate::balance::accept::Hold {
+        let total = self.total.clone();
+        Arc::new(move || total.starved.load(Ordering::Relaxed) > 0)
+    }
+
     /// Starts the relay runtime with `threads` threads.
     pub(super) fn start(threads: usize, header: Option<Version>) -> std::io::Result<Relays> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +182,7 @@ impl Relays {
             header,
             ports: HashMap::new(),
             open: HashMap::new(),
-            total: Arc::default(),
+            total: Arc::new(Total::new()),
             probes: HashMap::new(),
         })
     }
@@ -180,6 +231,7 @@ impl Relays {
         let open = self.open.entry(pid).or_default().clone();
         let guard = OpenGuard::new(open, self.total.clone());
         let version = self.header;
+        let total = self.total.clone();
         rt.spawn(async move {
             let _guard = guard;
             let Conn {
@@ -199,7 +251,7 @@ impl Relays {
                 _ => None,
             };
             let header = header.as_ref().map(Header::as_bytes);
-            let (client, sent) = match relay::relay_replaying(client, worker, header, replay).await {
+            let (client, sent) = match relay_waiting_for_fds(client, worker, header, replay, &total).await {
                 Ok(_) => return,
                 Err(relay::RelayError::Connect { client, sent, source, .. }) => {
                     debug!(pid, "worker (pid {pid}) refused a relayed connection: {source}");
@@ -228,6 +280,92 @@ impl Relays {
             let _ = requeue.send(conn).await;
         });
     }
+}
+
+/// How long a relay waits for herd to have a descriptor free for the worker's side.
+const FD_WAIT: Duration = Duration::from_secs(10);
+
+/// [`relay::relay_replaying`], waiting while herd itself is out of descriptors (EMFILE,
+/// ENFILE) or socket memory for the worker's side: that is herd's shortage, not the
+/// worker's refusal, and trying other workers at once only closes the client (at an fd
+/// limit of 300, 1 009 of 2 000 clients arriving at once were closed so). Accepting waits
+/// meanwhile, so that the descriptors other relays free come to the waiting ones. The wait
+/// doubles from 5 ms to 100 ms, for at most [`FD_WAIT`], and only while some relay is not
+/// waiting (one that can end and free descriptors); the client waits with it.
+async fn relay_waiting_for_fds(
+    mut client: tokio::net::TcpStream,
+    worker: SocketAddr,
+    header: Option<&[u8]>,
+    mut replay: Vec<u8>,
+    total: &Total,
+) -> Result<(u64, u64), relay::RelayError> {
+    let mut pause = Duration::from_millis(5);
+    let mut waited = Duration::ZERO;
+    loop {
+        let result = relay::relay_replaying(client, worker, header, replay).await;
+        match result {
+            Err(relay::RelayError::Connect {
+                client: c,
+                sent,
+                source,
+                ..
+            }) if herd_is_short(&source) && waited < FD_WAIT => {
+                let starving = Starving::new(total);
+                if starving.everyone() && total.release_one() {
+                    // Nothing else would free a descriptor: a reserved one lets this
+                    // relay through, and its end frees two.
+                    (client, replay) = (c, sent);
+                    continue;
+                }
+                if starving.everyone() {
+                    // No reserve left: this client goes back in line (and is closed
+                    // after a few tries), which frees one.
+                    return Err(relay::RelayError::Connect {
+                        worker,
+                        client: c,
+                        sent,
+                        source,
+                    });
+                }
+                debug!("no descriptor for a relay to {worker} ({source}): waiting {pause:?}");
+                tokio::time::sleep(pause).await;
+                drop(starving);
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(100));
+                (client, replay) = (c, sent);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A relay counted among those waiting for a descriptor, until dropped.
+struct Starving<'a>(&'a Total);
+
+impl<'a> Starving<'a> {
+    fn new(total: &'a Total) -> Starving<'a> {
+        total.starved.fetch_add(1, Ordering::Relaxed);
+        Starving(total)
+    }
+
+    /// Every open relay waits for a descriptor.
+    fn everyone(&self) -> bool {
+        self.0.starved.load(Ordering::Relaxed) >= self.0.open.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Starving<'_> {
+    fn drop(&mut self) {
+        self.0.starved.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Errors of a connect that come from herd's own limits, not from the worker.
+fn herd_is_short(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 impl Drop for Relays {

@@ -38,7 +38,7 @@ mod node_cluster;
 mod orphans;
 mod output;
 mod proxy;
-mod proxy_memory;
+mod proxy_limits;
 mod python;
 mod reload;
 mod round_robin;

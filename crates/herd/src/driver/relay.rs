@@ -49,10 +49,11 @@ struct Total {
     tail: AtomicBool,
     /// Relays waiting for a descriptor of herd's (accepting waits with them).
     starved: AtomicU64,
-    /// Descriptors kept in reserve (of /dev/null), given up when every relay waits for
-    /// one, so that one relay gets through and frees two.
+    /// Descriptors kept in reserve (of /dev/null), given up one by one to relays that
+    /// find none: each lets one through, whose end frees two (when every descriptor is
+    /// held by a client waiting for its relay, nothing else would free one).
     reserve: std::sync::Mutex<Vec<OwnedFd>>,
-    /// Fewer than [`RESERVE`] are kept: a relay that ends tries to open them again.
+    /// Fewer than [`RESERVE`] are kept: a relay that ends once none waits opens them again.
     reserve_low: AtomicBool,
 }
 
@@ -106,7 +107,9 @@ impl OpenGuard {
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-        if self.1.reserve_low.load(Ordering::Relaxed) {
+        // Only once no relay waits: until then what this one frees is theirs.
+        if self.1.reserve_low.load(Ordering::Relaxed) && self.1.starved.load(Ordering::Relaxed) == 0
+        {
             self.1.refill();
         }
         let open = self
@@ -289,9 +292,9 @@ const FD_WAIT: Duration = Duration::from_secs(10);
 /// ENFILE) or socket memory for the worker's side: that is herd's shortage, not the
 /// worker's refusal, and trying other workers at once only closes the client (at an fd
 /// limit of 300, 1 009 of 2 000 clients arriving at once were closed so). Accepting waits
-/// meanwhile, so that the descriptors other relays free come to the waiting ones. The wait
-/// doubles from 5 ms to 100 ms, for at most [`FD_WAIT`], and only while some relay is not
-/// waiting (one that can end and free descriptors); the client waits with it.
+/// meanwhile, so that the descriptors other relays free come to the waiting ones; a
+/// reserved descriptor is taken first if one is left. The wait doubles from 5 ms to
+/// 100 ms, for at most [`FD_WAIT`]; the client waits with it.
 async fn relay_waiting_for_fds(
     mut client: tokio::net::TcpStream,
     worker: SocketAddr,
@@ -310,23 +313,13 @@ async fn relay_waiting_for_fds(
                 source,
                 ..
             }) if herd_is_short(&source) && waited < FD_WAIT => {
-                let starving = Starving::new(total);
-                if starving.everyone() && total.release_one() {
-                    // Nothing else would free a descriptor: a reserved one lets this
-                    // relay through, and its end frees two.
+                if total.release_one() {
+                    // A reserved descriptor lets this relay through at once; the two
+                    // its end frees go to the next waiting ones.
                     (client, replay) = (c, sent);
                     continue;
                 }
-                if starving.everyone() {
-                    // No reserve left: this client goes back in line (and is closed
-                    // after a few tries), which frees one.
-                    return Err(relay::RelayError::Connect {
-                        worker,
-                        client: c,
-                        sent,
-                        source,
-                    });
-                }
+                let starving = Starving::new(total);
                 debug!("no descriptor for a relay to {worker} ({source}): waiting {pause:?}");
                 tokio::time::sleep(pause).await;
                 drop(starving);
@@ -346,11 +339,6 @@ impl<'a> Starving<'a> {
     fn new(total: &'a Total) -> Starving<'a> {
         total.starved.fetch_add(1, Ordering::Relaxed);
         Starving(total)
-    }
-
-    /// Every open relay waits for a descriptor.
-    fn everyone(&self) -> bool {
-        self.0.starved.load(Ordering::Relaxed) >= self.0.open.load(Ordering::Relaxed)
     }
 }
 

@@ -144,35 +144,11 @@ fn exchange(
     req.push_str("\r\n");
     s.write_all(req.as_bytes())
         .map_err(|e| format!("sending {method} {path}: {e}"))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(0) => {
-                return Err(format!(
-                    "{method} {path}: closed before a full answer head ({:?})",
-                    String::from_utf8_lossy(&head)
-                ))
-            }
-            Ok(_) => head.push(byte[0]),
-            Err(e) => return Err(format!("{method} {path}: reading the answer head: {e}")),
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
-    let len: usize = header("content-length")
+    let head = read_head(s).map_err(|e| format!("{method} {path}: {e}"))?;
+    let len: usize = head
+        .header("content-length")
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+        .ok_or_else(|| format!("no Content-Length in {:?}", head.text))?;
     let mut body = vec![0; len];
     s.read_exact(&mut body)
         .map_err(|e| format!("{method} {path}: reading {len} bytes of body: {e}"))?;
@@ -183,10 +159,14 @@ fn exchange(
         )
     })?;
     Ok(Answer {
-        status,
+        status: head.status,
         json,
-        close: header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")),
-        cookie: header("set-cookie").and_then(|v| Some(v.split(';').next()?.to_string())),
+        close: head
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close")),
+        cookie: head
+            .header("set-cookie")
+            .and_then(|v| Some(v.split(';').next()?.to_string())),
     })
 }
 

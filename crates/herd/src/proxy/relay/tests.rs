@@ -292,19 +292,11 @@ async fn a_connection_reset_before_the_answer_is_given_back_with_its_bytes() {
 /// it) is not replayed: the client sees the close.
 #[tokio::test]
 async fn a_worker_that_read_and_closed_is_not_replayed() {
-    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let workers = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let mut client = TcpStream::connect(public.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (accepted, _) = public.accept().await.unwrap();
-    let relay = tokio::spawn(relay_replaying(
-        accepted,
-        workers.local_addr().unwrap(),
-        None,
-        Vec::new(),
-    ));
-    let (mut worker, _) = workers.accept().await.unwrap();
+    let Pair {
+        mut client,
+        mut worker,
+        relay,
+    } = pair(None).await;
     client.write_all(b"POST /pay\r\n").await.unwrap();
     let mut got = [0u8; 11];
     worker.read_exact(&mut got).await.unwrap();
@@ -324,19 +316,11 @@ async fn a_worker_that_read_and_closed_is_not_replayed() {
 /// reading it all fails that client only, and herd held at most REPLAY_MAX bytes for it.
 #[tokio::test]
 async fn a_request_past_the_replay_limit_is_not_replayed() {
-    let public = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let workers = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let mut client = TcpStream::connect(public.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (accepted, _) = public.accept().await.unwrap();
-    let relay = tokio::spawn(relay_replaying(
-        accepted,
-        workers.local_addr().unwrap(),
-        None,
-        Vec::new(),
-    ));
-    let (mut worker, _) = workers.accept().await.unwrap();
+    let Pair {
+        mut client,
+        mut worker,
+        relay,
+    } = pair(None).await;
     let body = data(REPLAY_MAX + 4096, 7);
     let (_, read) = tokio::join!(client.write_all(&body), async {
         let mut got = vec![0u8; body.len()];

@@ -122,11 +122,26 @@ pub fn read_response(s: &mut impl Read) -> Result<(u16, String), String> {
     read_response_closing(s).map(|(status, body, _)| (status, body))
 }
 
-/// [`read_response`], and whether the server said `Connection: close`.
-pub fn read_response_closing(s: &mut impl Read) -> Result<(u16, String, bool), String> {
+/// A response head: its status and its text.
+pub struct Head {
+    pub status: u16,
+    pub text: String,
+}
+
+impl Head {
+    /// The value of header `name` (any case), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.text.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads one response head from `s`, byte by byte: nothing of the body is consumed.
+pub fn read_head(s: &mut impl Read) -> Result<Head, String> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
-    // The head, byte by byte: nothing of a following response is consumed.
     while !buf.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(0) => {
@@ -147,25 +162,25 @@ pub fn read_response_closing(s: &mut impl Read) -> Result<(u16, String, bool), S
             return Err("response head longer than 64 KiB".into());
         }
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let status: u16 = head
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status: u16 = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
-    };
+        .ok_or_else(|| format!("no status in {text:?}"))?;
+    Ok(Head { status, text })
+}
+
+/// [`read_response`], and whether the server said `Connection: close`.
+pub fn read_response_closing(s: &mut impl Read) -> Result<(u16, String, bool), String> {
+    let head = read_head(s)?;
+    let header = |name: &str| head.header(name).map(str::to_ascii_lowercase);
+    let mut byte = [0u8; 1];
     let mut body = Vec::new();
     if let Some(n) = header("content-length") {
         let n: usize = n
             .parse()
-            .map_err(|_| format!("bad Content-Length in {head:?}"))?;
+            .map_err(|_| format!("bad Content-Length in {:?}", head.text))?;
         body.resize(n, 0);
         s.read_exact(&mut body)
             .map_err(|e| format!("reading a body of {n} bytes: {e}"))?;
@@ -193,7 +208,11 @@ pub fn read_response_closing(s: &mut impl Read) -> Result<(u16, String, bool), S
             .map_err(|e| format!("reading a body to EOF: {e}"))?;
     }
     let close = header("connection").as_deref() == Some("close");
-    Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
+    Ok((
+        head.status,
+        String::from_utf8_lossy(&body).into_owned(),
+        close,
+    ))
 }
 
 /// Sends `GET path` on `s` (with `Connection: close` if `close`) and reads the response.

@@ -378,13 +378,19 @@ fn transport(app: &AppConfig) -> Result<(Vec<ListenAddr>, Balance, Transport), P
     Ok((listen, balance, transport))
 }
 
-/// What [`plan`] would refuse of the health settings of `app` (`--health-*`,
-/// `--watchdog`), found without the machine (no PATH, no cwd): a herd.toml names the key
-/// and line of such a mistake when it is read. Any other mistake is left to [`plan`].
-pub(crate) fn check_health(app: &AppConfig) -> Result<(), PlanError> {
-    let Ok((listen, balance, transport)) = transport(app) else {
-        return Ok(());
-    };
+/// What [`plan`] would refuse of settings of `app` that contradict each other (`--proxy`
+/// with a socket-sharing balance or a unix address, `--admin` on an app address, restart
+/// delays, `--health-*`, `--watchdog`), found without the machine (no PATH, no cwd): a
+/// herd.toml names the key and line of such a mistake when it is read (`herd check`
+/// too). Any other mistake is left to [`plan`].
+pub(crate) fn check_combinations(app: &AppConfig) -> Result<(), PlanError> {
+    let (listen, balance, transport) = transport(app)?;
+    if let Some(admin) = &app.admin {
+        if listen.iter().any(|a| same_address(a, admin)) {
+            return Err(PlanError::AdminOnAppAddress(admin.to_string()));
+        }
+    }
+    policy(app)?;
     super::health::plan(app, balance, transport, &listen).map(|_| ())
 }
 

@@ -35,7 +35,7 @@ pub(super) fn validate(
     let table_span = raw.span();
     let raw = raw.into_inner();
     let v = Validator { name, src };
-    let health_spans = HealthSpans::of(&raw);
+    let key_spans = KeySpans::of(&raw);
     let (program, mut args) = v.command(raw.command, table_span)?;
     if let Some(more) = raw.args {
         args.extend(more.into_inner());
@@ -134,16 +134,26 @@ pub(super) fn validate(
         profiles: BTreeMap::new(),
     };
     // Settings that contradict each other, named at the key that must change.
-    if let Err(e) = crate::config::plan::check_health(&config) {
-        if let Some((key, span)) = health_spans.key_of(&e) {
+    if let Err(e) = crate::config::plan::check_combinations(&config) {
+        if let Some((key, span)) = key_spans.key_of(&e) {
             return Err(v.bad(key, span, e.to_string()));
         }
     }
     Ok(config)
 }
 
-/// Where the health keys of an app are, for the mistakes only their combination shows.
-struct HealthSpans {
+/// Where the keys of an app are that can contradict each other, for the mistakes only
+/// their combination shows.
+struct KeySpans {
+    port: Option<Range<usize>>,
+    /// Each `listen` entry as written, and where.
+    listen: Vec<(String, Range<usize>)>,
+    balance: Option<Range<usize>>,
+    proxy: Option<Range<usize>>,
+    admin: Option<Range<usize>>,
+    restart_delay: Option<Range<usize>>,
+    restart_backoff: Option<Range<usize>>,
+    restart_delay_max: Option<Range<usize>>,
     check: Option<Range<usize>>,
     interval: Option<Range<usize>>,
     timeout: Option<Range<usize>>,
@@ -152,9 +162,22 @@ struct HealthSpans {
     watchdog: Option<Range<usize>>,
 }
 
-impl HealthSpans {
-    fn of(raw: &RawApp) -> HealthSpans {
-        HealthSpans {
+impl KeySpans {
+    fn of(raw: &RawApp) -> KeySpans {
+        KeySpans {
+            port: raw.port.as_ref().map(Spanned::span),
+            listen: raw
+                .listen
+                .iter()
+                .flatten()
+                .map(|l| (l.get_ref().clone(), l.span()))
+                .collect(),
+            balance: raw.balance.as_ref().map(Spanned::span),
+            proxy: raw.proxy.as_ref().map(Spanned::span),
+            admin: raw.admin.as_ref().map(Spanned::span),
+            restart_delay: raw.restart_delay.as_ref().map(Spanned::span),
+            restart_backoff: raw.restart_backoff.as_ref().map(Spanned::span),
+            restart_delay_max: raw.restart_delay_max.as_ref().map(Spanned::span),
             check: raw.health_check.as_ref().map(Spanned::span),
             interval: raw.health_interval.as_ref().map(Spanned::span),
             timeout: raw.health_timeout.as_ref().map(Spanned::span),
@@ -164,10 +187,34 @@ impl HealthSpans {
         }
     }
 
-    /// The key a health mistake is about, and where it is.
+    /// The `listen` entry that is `addr` (as herd prints it), else the first.
+    fn listen_of(&self, addr: &str) -> Option<(&'static str, Range<usize>)> {
+        let path = addr.trim_start_matches("unix:");
+        self.listen
+            .iter()
+            .find(|(text, _)| text.trim_start_matches("unix:") == path)
+            .or(self.listen.first())
+            .map(|(_, span)| ("listen", span.clone()))
+    }
+
+    /// The key a mistake is about, and where it is.
     fn key_of(&self, e: &PlanError) -> Option<(&'static str, Range<usize>)> {
         let at = |key: &'static str, span: &Option<Range<usize>>| Some((key, span.clone()?));
         match e {
+            PlanError::ProxyBalance(_) => {
+                at("balance", &self.balance).or_else(|| at("proxy", &self.proxy))
+            }
+            PlanError::ProxyUnix(addr) => self.listen_of(addr).or_else(|| at("proxy", &self.proxy)),
+            PlanError::AdminOnAppAddress(_) => at("admin", &self.admin)
+                .or_else(|| at("port", &self.port))
+                .or_else(|| {
+                    self.listen
+                        .first()
+                        .map(|(_, span)| ("listen", span.clone()))
+                }),
+            PlanError::RestartDelay { .. } => at("restart_delay", &self.restart_delay)
+                .or_else(|| at("restart_backoff", &self.restart_backoff))
+                .or_else(|| at("restart_delay_max", &self.restart_delay_max)),
             // The timeout, or the interval that is shorter than the default timeout.
             PlanError::HealthTimeout { .. } => at("health_timeout", &self.timeout)
                 .or_else(|| at("health_interval", &self.interval)),

@@ -32,7 +32,7 @@ cwd = "/srv/api"
 env = { NODE_ENV = "development", PORT = 3000, DEBUG = true }
 instances = "max"
 port = 3000
-listen = ["127.0.0.1:4000", "unix:/tmp/api.sock"]
+listen = ["127.0.0.1:4000", "[::1]:4001"]
 balance = "round-robin"
 proxy = true
 proxy_protocol = "v2"
@@ -117,7 +117,7 @@ fn a_full_file() {
         port: Some(3000),
         listen: vec![
             ListenAddr::Tcp("127.0.0.1:4000".parse().unwrap()),
-            ListenAddr::Unix("/tmp/api.sock".into()),
+            ListenAddr::Tcp("[::1]:4001".parse().unwrap()),
         ],
         balance: Some(Balance::RoundRobin),
         proxy: Some(true),
@@ -466,6 +466,41 @@ fn health_keys_that_contradict_each_other_are_named_with_their_line() {
         "{app}health_check = \"http:/h\"\nhealth_interval = \"3s\"\nwatchdog = \"1s\"\n"
     ));
     ok(&format!("{app}health_check = \"http:/h\"\nproxy = true\n"));
+}
+
+/// The other settings that only fail together (`herd start` and `herd run` refuse them)
+/// are named the same way: `herd check` found them fine before.
+#[test]
+fn other_keys_that_contradict_each_other_are_named_with_their_line() {
+    let app = "[apps.a]\ncommand = \"x\"\n";
+    for (lines, at, message) in [
+        (
+            "port = 3000\nproxy = true\nbalance = \"reuseport\"",
+            "herd.toml:5:11: `apps.a.balance = \"reuseport\"`",
+            "cannot go with --balance reuseport",
+        ),
+        (
+            "listen = [\"127.0.0.1:3001\", \"unix:/tmp/a.sock\"]\nproxy = true",
+            "herd.toml:3:29: `apps.a.listen = \"unix:/tmp/a.sock\"`",
+            "relays TCP connections only",
+        ),
+        (
+            "port = 3000\nadmin = \"0.0.0.0:3000\"",
+            "herd.toml:4:9: `apps.a.admin = \"0.0.0.0:3000\"`",
+            "one of the app's own addresses",
+        ),
+        (
+            "restart_delay_max = \"1s\"\nrestart_delay = \"5s\"",
+            "herd.toml:4:17: `apps.a.restart_delay = \"5s\"`",
+            "must not exceed --restart-delay-max (1s)",
+        ),
+    ] {
+        let e = err(&format!("{app}{lines}\n"));
+        assert!(e.starts_with(at) && e.contains(message), "{lines}:\n{e}");
+    }
+    ok(&format!(
+        "{app}port = 3000\nproxy = true\nbalance = \"sticky\"\nadmin = \"127.0.0.1:9100\"\n"
+    ));
 }
 
 #[test]

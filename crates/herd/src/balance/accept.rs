@@ -58,6 +58,7 @@ pub fn start(
         let tx = tx.clone();
         let hold = hold.clone();
         tokio::spawn(async move {
+            let mut failing = Failing::default();
             loop {
                 while hold.as_ref().is_some_and(|h| h()) {
                     tokio::time::sleep(ERROR_PAUSE).await;
@@ -71,6 +72,7 @@ pub fn start(
                 };
                 match accepted {
                     Ok((fd, peer)) => {
+                        failing.worked();
                         let conn = Conn {
                             index,
                             fd,
@@ -84,7 +86,7 @@ pub fn start(
                         }
                     }
                     Err(e) => {
-                        warn!("accept failed: {e}");
+                        failing.failed(&e);
                         tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 }
@@ -92,6 +94,52 @@ pub fn start(
         });
     }
     Ok(())
+}
+
+/// Failed accepts (out of descriptors, of memory) are warned about at most once every
+/// [`WARN_EVERY`], with the count of those in between, not once every [`ERROR_PAUSE`]
+/// (20 lines a second per listener at an fd limit).
+#[derive(Default)]
+struct Failing {
+    /// When the last warning was written.
+    warned: Option<Instant>,
+    /// Failures since that warning.
+    since: u64,
+}
+
+/// The least time between two warnings of failed accepts.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl Failing {
+    fn quiet(&self) -> bool {
+        self.warned.is_some_and(|t| t.elapsed() < WARN_EVERY)
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        if self.quiet() {
+            self.since += 1;
+            return;
+        }
+        let more = match self.since {
+            0 => String::new(),
+            n => format!(" ({n} more since the last warning)"),
+        };
+        warn!("accept failed: {e}{more}; new connections wait in the backlog, tried again every {} ms", ERROR_PAUSE.as_millis());
+        self.warned = Some(Instant::now());
+        self.since = 0;
+    }
+
+    /// An accept worked: the failures not yet told are, once the warnings may speak again.
+    fn worked(&mut self) {
+        if self.since > 0 && !self.quiet() {
+            warn!(
+                "accepting again; {} more accepts had failed since the last warning",
+                self.since
+            );
+            self.warned = None;
+            self.since = 0;
+        }
+    }
 }
 
 /// `accept4` with the new connection nonblocking and close-on-exec, and its peer address

@@ -273,11 +273,14 @@ fn the_event_stream_survives_100_reconnects_without_leaking() {
         cycle();
     }
     settle("the 100 pages gone");
-    let (fds_after, rss_after) = (fd_count(daemon), rss_kib(daemon));
-    assert!(
-        fds_after <= fds,
-        "the daemon holds {fds_after} fds after 100 reconnects, {fds} before"
+    // The last page's own connection may still be open for a frame (the daemon notices a
+    // page that left at its next write), in either count: a leak never goes back down.
+    d.wait_until(
+        &format!("the daemon's fds back to {fds} after 100 reconnects"),
+        T,
+        || fd_count(daemon) <= fds,
     );
+    let rss_after = rss_kib(daemon);
     assert!(
         rss_after <= rss + 1024,
         "the daemon's RSS grew from {rss} KiB to {rss_after} KiB over 100 reconnects"

@@ -353,20 +353,7 @@ impl Drop for SessionLoad {
 fn start(script: &str, n: usize, flags: &[&str], env: &[(&str, String)]) -> (Herd, u16) {
     npm_installed();
     let file = example(&format!("node/{script}"));
-    start_on_free_port(n, |port| {
-        let mut cmd = Command::new(herd_bin());
-        cmd.args(["run", "--ready", "notify"])
-            .args(["-p", &port.to_string(), "-i", &n.to_string()])
-            .args(flags)
-            .arg("--")
-            .arg(node())
-            .arg(&file)
-            .env("APP_PORT", port.to_string());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
-    })
+    node_app_on_free_port(n, flags, &file, env)
 }
 
 /// Waits until the load has `more` further answers from the workers for which `which`

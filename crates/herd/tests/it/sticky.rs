@@ -40,17 +40,9 @@ fn start(prog: Prog, n: usize, flags: &[&str]) -> (Herd, u16) {
         Prog::Cluster => example("node/basic.mjs"),
         Prog::Article => example("node/sticky.js"),
     };
-    start_on_free_port(n, |port| {
-        let mut cmd = Command::new(herd_bin());
-        cmd.args(["run", "--balance", "sticky", "--ready", "notify"])
-            .args(["-p", &port.to_string(), "-i", &n.to_string()])
-            .args(flags)
-            .arg("--")
-            .arg(node())
-            .arg(&file)
-            .env("APP_PORT", port.to_string());
-        cmd
-    })
+    let mut all = vec!["--balance", "sticky"];
+    all.extend_from_slice(flags);
+    node_app_on_free_port(n, &all, &file, &[])
 }
 
 /// 127.0.0.2 … 127.0.0.41.

@@ -205,32 +205,24 @@ impl FileSink {
         dropped: u64,
     ) {
         self.buf.clear();
-        let time = String::from_utf8_lossy(&self.time);
-        let notice;
-        let (message, stream, pid) = match line {
-            Some(line) => {
-                // A worker on Windows line endings (or a TTY-minded one) ends lines in \r.
-                let text = line.text.strip_suffix(b"\r").unwrap_or(line.text);
-                (
-                    String::from_utf8_lossy(text),
-                    line.stream.name(),
-                    Some(line.pid),
-                )
-            }
-            None => {
-                notice = format!("{dropped} lines dropped: the log writer fell behind");
-                (std::borrow::Cow::Borrowed(notice.as_str()), "herd", None)
-            }
+        let Some(line) = line else {
+            let why = "lines dropped: the log writer fell behind";
+            gap_line(&mut self.buf, &self.plan, &self.time, slot, dropped, why);
+            return;
         };
+        let time = String::from_utf8_lossy(&self.time);
+        // A worker on Windows line endings (or a TTY-minded one) ends lines in \r.
+        let text = line.text.strip_suffix(b"\r").unwrap_or(line.text);
+        let message = String::from_utf8_lossy(text);
         if self.plan.json {
             let v = JsonLine {
                 time: &time,
                 app: &self.plan.app,
                 slot,
-                pid,
-                stream,
+                pid: Some(line.pid),
+                stream: line.stream.name(),
                 message: &message,
-                dropped: line.is_none().then_some(dropped),
+                dropped: None,
             };
             let _ = serde_json::to_writer(&mut self.buf, &v);
             self.buf.push(b'\n');
@@ -244,20 +236,10 @@ impl FileSink {
             Some(slot) => write!(buf, ":{slot}"),
             None => write!(buf, ":*"),
         };
-        if let (
-            Label::Combined,
-            Some(LineRef {
-                stream: Stream::Stderr,
-                ..
-            }),
-        ) = (label, line)
-        {
+        if let (Label::Combined, Stream::Stderr) = (label, line.stream) {
             buf.extend_from_slice(b":err");
         }
         buf.push(b' ');
-        if line.is_none() {
-            buf.extend_from_slice(b"[herd] ");
-        }
         buf.extend_from_slice(message.as_bytes());
         buf.push(b'\n');
     }
@@ -282,7 +264,9 @@ impl FileSink {
             return;
         };
         if file.unnoted > 0 {
-            let notice = lost_notice(plan, &self.time, file.unnoted);
+            let mut notice = Vec::new();
+            let why = "lines lost: the log file could not be written";
+            gap_line(&mut notice, plan, &self.time, None, file.unnoted, why);
             if writer.write_all(&notice).is_ok() {
                 file.size += notice.len() as u64;
                 file.unnoted = 0;
@@ -299,27 +283,37 @@ impl FileSink {
     }
 }
 
-/// The line that marks a gap of `n` lines a file could not take, in the plan's format.
-fn lost_notice(plan: &LogPlan, time: &[u8], n: u64) -> Vec<u8> {
+/// The line that marks a gap of `n` lines (`why`: what the lines are and why they are
+/// missing) in the plan's format, into `buf`: herd's own line, at `slot` (`*` when it
+/// cannot be placed).
+fn gap_line(
+    buf: &mut Vec<u8>,
+    plan: &LogPlan,
+    time: &[u8],
+    slot: Option<usize>,
+    n: u64,
+    why: &str,
+) {
     let time = String::from_utf8_lossy(time);
-    let message = format!("{n} lines lost: the log file could not be written");
-    let mut buf = Vec::new();
+    let message = format!("{n} {why}");
     if plan.json {
         let v = JsonLine {
             time: &time,
             app: &plan.app,
-            slot: None,
+            slot,
             pid: None,
             stream: "herd",
             message: &message,
             dropped: Some(n),
         };
-        let _ = serde_json::to_writer(&mut buf, &v);
+        let _ = serde_json::to_writer(&mut *buf, &v);
     } else {
-        buf.extend_from_slice(format!("{time} {}:* [herd] {message}", plan.app).as_bytes());
+        let _ = match slot {
+            Some(slot) => write!(buf, "{time} {}:{slot} [herd] {message}", plan.app),
+            None => write!(buf, "{time} {}:* [herd] {message}", plan.app),
+        };
     }
     buf.push(b'\n');
-    buf
 }
 
 impl LogFile {

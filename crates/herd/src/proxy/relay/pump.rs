@@ -30,34 +30,33 @@ thread_local! {
 }
 
 /// A copy buffer from the thread's pool, back in the pool when dropped.
-pub(super) struct Buffer(Option<Box<[u8]>>);
+pub(super) struct Buffer(Box<[u8]>);
 
 impl Buffer {
     /// One of the pool's, or a new one.
     pub(super) fn take() -> Buffer {
         let pooled = BUFFERS.with(|p| p.borrow_mut().pop());
-        Buffer(Some(
-            pooled.unwrap_or_else(|| vec![0u8; BUF].into_boxed_slice()),
-        ))
+        Buffer(pooled.unwrap_or_else(|| vec![0u8; BUF].into_boxed_slice()))
     }
 }
 
 impl std::ops::Deref for Buffer {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for Buffer {
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.0.as_deref_mut().unwrap_or_default()
+        &mut self.0
     }
 }
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        let Some(buf) = self.0.take() else { return };
+        // An empty box takes the buffer's place: no allocation.
+        let buf = std::mem::take(&mut self.0);
         // A thread that is ending has no pool any more: the buffer is just freed.
         let _ = BUFFERS.try_with(|p| {
             let mut pool = p.borrow_mut();
@@ -66,6 +65,14 @@ impl Drop for Buffer {
             }
         });
     }
+}
+
+/// A read that found nothing to read (or was interrupted): wait for readiness again.
+pub(super) fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// One direction: from one socket to the other.
@@ -132,11 +139,7 @@ impl Direction {
                     self.pos = 0;
                     self.len = n;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if would_block(&e) => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }

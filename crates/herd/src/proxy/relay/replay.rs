@@ -15,7 +15,7 @@ use std::io;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::pump::Buffer;
+use super::pump::{would_block, Buffer};
 
 /// Most client bytes kept for a replay; a client that sends more before the worker answers
 /// is not replayed.
@@ -107,13 +107,6 @@ pub(super) async fn start(
             },
         }
     }
-}
-
-fn would_block(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
 }
 
 /// A worker that failed before answering: replayed when it reset the connection and the

@@ -49,6 +49,28 @@ pub fn start_on_free_port(ready: usize, make: impl Fn(u16) -> Command) -> (Herd,
     panic!("five free ports in a row were taken before herd could bind them");
 }
 
+/// `herd run --ready notify -p PORT -i N <flags> -- node <file>` on a free PORT (also in
+/// the workers' `APP_PORT`, and `env` added to theirs), once N workers are ready.
+pub fn node_app_on_free_port(
+    n: usize,
+    flags: &[&str],
+    file: &std::path::Path,
+    env: &[(&str, String)],
+) -> (Herd, u16) {
+    start_on_free_port(n, |port| {
+        let mut cmd = Command::new(herd_bin());
+        cmd.args(["run", "--ready", "notify"])
+            .args(["-p", &port.to_string(), "-i", &n.to_string()])
+            .args(flags)
+            .arg("--")
+            .arg(node())
+            .arg(file)
+            .env("APP_PORT", port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        cmd
+    })
+}
+
 /// A rolling reload under `load`, which must overlap it: 20 answers of the old workers
 /// before the SIGHUP, the event `reload.done` (after the SIGHUP), the old workers gone, then 50
 /// answers of the new workers after the reload is done. Fails the test with the failed

@@ -72,7 +72,9 @@ pub fn start(
                 };
                 match accepted {
                     Ok((fd, peer)) => {
-                        failing.worked();
+                        if let Some(n) = failing.worked(Instant::now()) {
+                            warn!("accepting again; {n} more accepts had failed since the last warning");
+                        }
                         let conn = Conn {
                             index,
                             fd,
@@ -86,7 +88,13 @@ pub fn start(
                         }
                     }
                     Err(e) => {
-                        failing.failed(&e);
+                        if let Some(n) = failing.failed(Instant::now()) {
+                            let more = match n {
+                                0 => String::new(),
+                                n => format!(" ({n} more since the last warning)"),
+                            };
+                            warn!("accept failed: {e}{more}; new connections wait in the backlog, tried again every {} ms", ERROR_PAUSE.as_millis());
+                        }
                         tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 }
@@ -98,7 +106,8 @@ pub fn start(
 
 /// Failed accepts (out of descriptors, of memory) are warned about at most once every
 /// [`WARN_EVERY`], with the count of those in between, not once every [`ERROR_PAUSE`]
-/// (20 lines a second per listener at an fd limit).
+/// (20 lines a second per listener at an fd limit). Pure: the loop passes the time and
+/// writes what it is told to.
 #[derive(Default)]
 struct Failing {
     /// When the last warning was written.
@@ -111,34 +120,29 @@ struct Failing {
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Failing {
-    fn quiet(&self) -> bool {
-        self.warned.is_some_and(|t| t.elapsed() < WARN_EVERY)
+    fn quiet(&self, now: Instant) -> bool {
+        self.warned
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY)
     }
 
-    fn failed(&mut self, e: &std::io::Error) {
-        if self.quiet() {
+    /// An accept failed: `Some(n)` says to warn now, with `n` failures untold before it.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        if self.quiet(now) {
             self.since += 1;
-            return;
+            return None;
         }
-        let more = match self.since {
-            0 => String::new(),
-            n => format!(" ({n} more since the last warning)"),
-        };
-        warn!("accept failed: {e}{more}; new connections wait in the backlog, tried again every {} ms", ERROR_PAUSE.as_millis());
-        self.warned = Some(Instant::now());
-        self.since = 0;
+        self.warned = Some(now);
+        Some(std::mem::take(&mut self.since))
     }
 
-    /// An accept worked: the failures not yet told are, once the warnings may speak again.
-    fn worked(&mut self) {
-        if self.since > 0 && !self.quiet() {
-            warn!(
-                "accepting again; {} more accepts had failed since the last warning",
-                self.since
-            );
-            self.warned = None;
-            self.since = 0;
+    /// An accept worked: `Some(n)` says to tell the `n` failures untold, now that the
+    /// warnings may speak again.
+    fn worked(&mut self, now: Instant) -> Option<u64> {
+        if self.since == 0 || self.quiet(now) {
+            return None;
         }
+        self.warned = None;
+        Some(std::mem::take(&mut self.since))
     }
 }
 
@@ -177,5 +181,28 @@ impl super::dispatch::Incoming for Conn {
     }
     fn tries(&self) -> u8 {
         self.tries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_are_warned_once_in_ten_seconds_with_the_count_between() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut f = Failing::default();
+        assert_eq!(f.failed(at(0)), Some(0));
+        // Every 50 ms for a second: quiet, counted.
+        for ms in (50..1000).step_by(50) {
+            assert_eq!(f.failed(at(ms)), None);
+        }
+        // Accepting again within the 10 s: still quiet.
+        assert_eq!(f.worked(at(1_000)), None);
+        // After them, the failures in between are told once.
+        assert_eq!(f.worked(at(10_001)), Some(19));
+        assert_eq!(f.worked(at(10_002)), None);
+        assert_eq!(f.failed(at(10_003)), Some(0));
     }
 }
